@@ -1,0 +1,214 @@
+"""Shared machinery of the tool-API family: a SQLite backend per episode, gold plans, grading.
+
+>>> from rowgym.envs.toolapi.retail import RetailEnv
+>>> env = RetailEnv()
+>>> obs, info = env.reset(seed=3)
+>>> for call in env.task.gold:                        # the gold plan solves the task
+...     obs, reward, terminated, truncated, info = env.step(call)
+>>> terminated, info["verdict"].reward
+(True, 1.0)
+
+A domain subclass provides ``build_world(rng)`` (the rows of its database),
+``schema`` (its ``CREATE TABLE`` statements), ``make_task(seed)`` (an instruction, a
+gold tool-call plan and, for questions, the required answer) and its ``@tool``
+methods, which read and write ``self.db``.
+
+Grading (tau-bench's idea, our code): replay the gold plan on a fresh database built
+from the same seed, and compare the two final database states row for row; when the
+task asks a question, the answer given to ``finish`` must match too. The state
+comparison never looks at anything the agent wrote in text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import sqlite3
+from abc import abstractmethod
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rowgym.env import RowEnv
+from rowgym.rows import Check, ToolCall, Verdict
+from rowgym.tools import ToolArgs, ToolError, parse_action, tool
+
+
+class ToolAPITask(BaseModel):
+    """One task: what the user asks, the gold plan that does it, and the answer if it is a question."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    domain: str
+    kind: str
+    seed: int
+    instruction: str
+    gold: list[ToolCall]
+    answer: str | None = None
+    facts: dict[str, Any] = Field(default_factory=dict, description="Values the expert's noise uses.")
+
+
+class FinishArgs(ToolArgs):
+    answer: str = Field("", description="The answer to the user's question, or a short summary if none was asked.")
+
+
+class CalculateArgs(ToolArgs):
+    expression: str = Field(description="An arithmetic expression with numbers, + - * / and parentheses.")
+
+
+def call(name: str, **args: Any) -> ToolCall:
+    """A gold-plan tool call with canonical (sorted) JSON arguments."""
+    return ToolCall(name=name, arguments=json.dumps(args, sort_keys=True))
+
+
+def answers_match(given: str, expected: str) -> bool:
+    """Numbers match within a cent; text matches case- and whitespace-insensitively."""
+    g, e = given.strip().lower().replace("$", "").replace(",", ""), expected.strip().lower()
+    try:
+        return abs(float(g) - float(e.replace("$", "").replace(",", ""))) < 0.01
+    except ValueError:
+        return " ".join(g.split()) == " ".join(e.split())
+
+
+class ToolAPIEnv(RowEnv[ToolAPITask]):
+    """Base of the tool-API domains; subclasses set ``family``, ``schema`` and their tools."""
+
+    verifier = "db_state_match"
+    verifier_version = "1"
+    default_max_turns = 20
+    schema: ClassVar[str]
+
+    def __init__(self, **kw: Any):
+        super().__init__(**kw)
+        self.db: sqlite3.Connection | None = None
+        self.answer: str | None = None
+        self._gold_left: list[ToolCall] = []
+
+    # ------------------------------------------------------------- domain hooks
+    @abstractmethod
+    def build_world(self, rng: random.Random) -> dict[str, list[tuple]]:
+        """Rows for each table, from a seeded RNG (pure function of the seed)."""
+
+    def world_rng(self, seed: int) -> random.Random:
+        return random.Random(f"{self.family}:{seed}")
+
+    # -------------------------------------------------------------- env hooks
+    def _new_db(self, seed: int) -> sqlite3.Connection:
+        db = sqlite3.connect(":memory:")
+        db.executescript(self.schema)
+        for table, rows in self.build_world(self.world_rng(seed)).items():
+            if rows:
+                marks = ",".join("?" * len(rows[0]))
+                db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+        db.commit()
+        return db
+
+    async def setup(self, task: ToolAPITask) -> str:
+        self.db = self._new_db(task.seed)
+        self.answer = None
+        self._gold_left = list(task.gold)
+        return f"{task.instruction}\n\nUse the tools to help the user. When done, call finish (with the answer if one was asked)."
+
+    async def teardown(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+    async def grade(self) -> Verdict:
+        assert self.task is not None and self.db is not None
+        expected = await self.gold_state(self.task)
+        got = state_digest(self.db, self.tables())
+        checks = [Check(name="db_state_matches", passed=got == expected,
+                        detail="" if got == expected else "the database differs from the gold plan's result")]
+        if self.task.answer is not None:
+            ok = self.answer is not None and answers_match(self.answer, self.task.answer)
+            checks.append(Check(name="answer_matches", passed=ok, detail=f"given {self.answer!r}"))
+        if self.answer is None:
+            checks.append(Check(name="finished", passed=False, detail="the agent never called finish"))
+        success = all(c.passed for c in checks)
+        return Verdict(reward=1.0 if success else 0.0, success=success, verifier=self.verifier,
+                       verifier_version=self.verifier_version, checks=checks,
+                       breakdown={f"{self.verifier}@{self.verifier_version}": 1.0 if success else 0.0})
+
+    async def gold_state(self, task: ToolAPITask) -> str:
+        """Digest of the database after replaying the gold plan on a fresh copy."""
+        shadow = type(self)()
+        shadow.db, shadow.task, shadow._gold_left = shadow._new_db(task.seed), task, []
+        try:
+            for c in task.gold:
+                parsed = parse_action(c, shadow._tools)
+                if not hasattr(parsed, "tool"):
+                    raise RuntimeError(f"gold call {c} of {self.family} seed {task.seed} is malformed: {parsed}")
+                await parsed.tool.fn(shadow, parsed.args)
+            return state_digest(shadow.db, self.tables())
+        finally:
+            shadow.db.close()
+
+    def tables(self) -> list[str]:
+        assert self.db is not None
+        return [r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+
+    # ------------------------------------------------------ helpers for tools
+    def progress(self, name: str, args: ToolArgs) -> None:
+        """Signal subgoal progress when a call matches the next unmatched step of the gold plan."""
+        done = call(name, **args.model_dump())
+        for i, g in enumerate(self._gold_left):
+            if g.name == done.name and json.loads(g.arguments) == json.loads(done.arguments):
+                del self._gold_left[i]
+                self.signal("subgoal", 1.0 / max(1, len(self.task.gold)))
+                return
+
+    def query(self, sql: str, *params: Any) -> list[sqlite3.Row]:
+        assert self.db is not None
+        self.db.row_factory = sqlite3.Row
+        return self.db.execute(sql, params).fetchall()
+
+    def one(self, sql: str, *params: Any, missing: str) -> sqlite3.Row:
+        rows = self.query(sql, *params)
+        if not rows:
+            raise ToolError(missing)
+        return rows[0]
+
+    def write(self, sql: str, *params: Any) -> None:
+        assert self.db is not None
+        self.db.execute(sql, params)
+        self.db.commit()
+
+    # ----------------------------------------------------------- shared tools
+    @tool
+    async def calculate(self, args: CalculateArgs) -> str:
+        """Evaluate an arithmetic expression and return the result rounded to 2 decimals."""
+        expr = args.expression
+        if not expr or "**" in expr or any(ch not in "0123456789.+-*/() " for ch in expr):
+            raise ToolError("only numbers, + - * / and parentheses are allowed")
+        try:
+            value = eval(compile(expr, "<calc>", "eval", dont_inherit=True), {"__builtins__": {}}, {})  # noqa: S307
+        except Exception as e:  # SyntaxError, ZeroDivisionError, ...
+            raise ToolError(f"cannot evaluate {expr!r}: {type(e).__name__}") from None
+        self.progress("calculate", args)
+        return f"{round(float(value), 2):.2f}"
+
+    @tool(terminal=True)
+    async def finish(self, args: FinishArgs) -> str:
+        """End the conversation. Give the answer to the user's question, if they asked one."""
+        self.answer = args.answer
+        self.progress("finish", args)
+        return "Conversation ended."
+
+
+def state_digest(db: sqlite3.Connection, tables: list[str]) -> str:
+    """A hash of every row of every table, independent of insertion order."""
+    h = hashlib.sha256()
+    db.row_factory = None
+    for t in tables:
+        rows = sorted(json.dumps(list(r), default=str) for r in db.execute(f"SELECT * FROM {t}"))
+        h.update(t.encode())
+        for r in rows:
+            h.update(r.encode())
+    return h.hexdigest()
+
+
+def dumps(obj: Any) -> str:
+    """Tool results are compact, stable JSON."""
+    return json.dumps(obj, sort_keys=True)

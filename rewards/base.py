@@ -1,0 +1,66 @@
+"""Named, versioned reward functions composed with weights.
+
+>>> from rowgym.rewards.base import StepOutcome, Rubric
+>>> from rowgym.rewards.local import BAD_CALL_PENALTY, VALID_CALL
+>>> rubric = Rubric([(VALID_CALL, 1.0), (BAD_CALL_PENALTY, 1.0)])
+>>> rubric.score(StepOutcome(bad_call=True))
+(-0.1, {'valid_call@1': 0.0, 'bad_call_penalty@1': -0.1})
+
+A *local* reward scores one step from a :class:`StepOutcome`; a *final* reward is an
+environment's verifier (it returns a :class:`rowgym.rows.Verdict`). Every row stores
+the breakdown keyed ``name@version`` so a change to a reward function never mixes
+silently with data scored by the old one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What a local reward function may look at: the facts of one step.
+
+    ``signals`` are numbers an environment reports while executing a tool, such as
+    ``{"subgoal": 0.25}`` when a call completes a quarter of the task's plan.
+    """
+
+    bad_call: bool = False
+    error_kind: str | None = None
+    tool: str | None = None
+    repaired: bool = False
+    signals: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class LocalReward:
+    """A per-step reward function with a name and a version."""
+
+    name: str
+    version: str
+    fn: Callable[[StepOutcome], float]
+    doc: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def __call__(self, outcome: StepOutcome) -> float:
+        return float(self.fn(outcome))
+
+
+class Rubric:
+    """A weighted sum of local reward functions."""
+
+    def __init__(self, terms: Sequence[tuple[LocalReward, float]]):
+        self.terms = tuple(terms)
+
+    def score(self, outcome: StepOutcome) -> tuple[float, dict[str, float]]:
+        """Total local reward of a step and its breakdown by ``name@version``."""
+        breakdown = {fn.key: round(w * fn(outcome), 6) for fn, w in self.terms}
+        return round(sum(breakdown.values()), 6), breakdown
+
+    def versions(self) -> dict[str, str]:
+        return {fn.name: fn.version for fn, _ in self.terms}

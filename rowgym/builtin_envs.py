@@ -1,0 +1,14 @@
+"""The environments that ship with rowgym, as lazy specs (nothing heavy is imported here).
+
+To add an environment family: write ``envs/<family>/``, add its ids below (or, for a
+separate package, use the ``rowgym.envs`` entry point; see ``examples/plugin``).
+"""
+
+SPECS: list[dict] = [
+    dict(id="rowgym/ToolAPI-Retail-v0", entry_point="rowgym.envs.toolapi.retail:RetailEnv",
+         expert="rowgym.agents.experts:GoldPlanExpert", tags=("toolapi",),
+         description="Retail customer service over a SQLite backend: orders, returns, exchanges, addresses."),
+    dict(id="rowgym/ToolAPI-Airline-v0", entry_point="rowgym.envs.toolapi.airline:AirlineEnv",
+         expert="rowgym.agents.experts:GoldPlanExpert", tags=("toolapi",),
+         description="Airline reservations over a SQLite backend: search, book, cancel, change, baggage."),
+]

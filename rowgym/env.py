@@ -1,0 +1,227 @@
+"""The environment base: Gymnasium's contract with an async twin and typed tools.
+
+>>> import rowgym
+>>> env = rowgym.make("rowgym/ToolAPI-Retail-v0")
+>>> obs, info = env.reset(seed=0)
+>>> info["split"] in {"train", "dev", "heldout"}
+True
+>>> obs, reward, terminated, truncated, info = env.step({"name": "no_such_tool", "arguments": {}})
+>>> info["bad_call"], info["error_kind"], terminated
+(True, 'unknown_tool', False)
+>>> env.close()
+
+A new environment is one subclass that sets the class attributes below and
+implements four hooks: ``make_task(seed)``, ``setup(task) -> first observation``,
+its ``@tool`` methods, and ``grade() -> Verdict``. Everything else — parsing and
+validating calls, turning malformed calls into observations with a ``bad_call`` flag
+and a penalty, local reward composition, truncation, final grading, the sync face —
+lives here, once.
+
+One implementation, two faces: the async methods (``areset``/``astep``/``aclose``)
+are the implementation, used by rollout workers so hundreds of episodes share one
+event loop; ``reset``/``step``/``close`` run them on a private event loop for
+ordinary Gymnasium code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from abc import abstractmethod
+from typing import Any, ClassVar, Generic, TypeVar
+
+import gymnasium as gym
+from pydantic import BaseModel
+
+from rowgym.errors import RowgymError
+from rowgym.rewards.base import Rubric, StepOutcome
+from rowgym.rewards.local import DEFAULT_LOCAL
+from rowgym.rows import Action, Split, ToolCall, Verdict
+from rowgym.spaces import TextSpace, ToolCallSpace
+from rowgym.splits import HashSplits, SeedSplits, content_hash
+from rowgym.tools import BadCall, Tool, ToolError, collect_tools, parse_action
+
+TaskT = TypeVar("TaskT", bound=BaseModel)
+
+
+class RowEnv(gym.Env[str, Action], Generic[TaskT]):
+    """Base class of every rowgym environment (observations are text, actions tool calls)."""
+
+    # --- set these in all subclasses ---
+    family: ClassVar[str]
+    """Stable family name; it namespaces the seed splits, so never change it."""
+    version: ClassVar[str] = "0"
+    verifier: ClassVar[str] = "verifier"
+    verifier_version: ClassVar[str] = "1"
+    splits: ClassVar[SeedSplits]
+    default_max_turns: ClassVar[int] = 30
+    local_rubric: ClassVar[Rubric] = DEFAULT_LOCAL
+    system_prompt: ClassVar[str] = "You are an agent. Use the tools to complete the task, then call finish."
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+    _tools_cache: ClassVar[dict[type, list[Tool]]] = {}
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if "family" in cls.__dict__ and "splits" not in cls.__dict__:
+            cls.splits = HashSplits(cls.family)
+
+    def __init__(self, *, max_turns: int | None = None, render_mode: str | None = None, env_id: str | None = None):
+        self.max_turns = max_turns or self.default_max_turns
+        self.render_mode = render_mode
+        self.env_id = env_id or f"rowgym/{type(self).__name__}-v{self.version}"
+        self.tool_list = self.tools_of(type(self))
+        self._tools = {t.name: t for t in self.tool_list}
+        self.observation_space = TextSpace()
+        self.action_space = ToolCallSpace(self.tool_list)
+        self.task: TaskT | None = None
+        self.episode_seed: int | None = None
+        self.split: Split | None = None
+        self.turn = 0
+        self._active = False
+        self._done = False
+        self._signals: dict[str, float] = {}
+        self._last_bad: BadCall | None = None
+        self._last_obs = ""
+        self._runner: asyncio.Runner | None = None
+
+    # ------------------------------------------------------------------ hooks
+    @abstractmethod
+    def make_task(self, seed: int) -> TaskT:
+        """The task for ``seed``: a pure function of the seed, the same on every machine."""
+
+    @abstractmethod
+    async def setup(self, task: TaskT) -> str:
+        """Build the episode's backend for ``task`` and return the first observation."""
+
+    @abstractmethod
+    async def grade(self) -> Verdict:
+        """The final verdict of the episode from the backend state (never from text the agent wrote)."""
+
+    async def teardown(self) -> None:
+        """Release per-episode resources (called before the next reset and on close)."""
+
+    def instruction(self, task: TaskT) -> str:
+        """The task as the agent is told it (default: the task's ``instruction`` field)."""
+        return str(getattr(task, "instruction", ""))
+
+    def task_content(self, task: TaskT) -> Any:
+        """What defines the task's content, for contamination hashes (default: the task model)."""
+        return task.model_dump(mode="json")
+
+    # ------------------------------------------------------------ for tools
+    def signal(self, name: str, value: float) -> None:
+        """Report a number for the local rubric from inside a tool (e.g. ``subgoal`` progress)."""
+        self._signals[name] = self._signals.get(name, 0.0) + value
+
+    # ------------------------------------------------------------- public API
+    @classmethod
+    def tools_of(cls, klass: type) -> list[Tool]:
+        if klass not in cls._tools_cache:
+            cls._tools_cache[klass] = collect_tools(klass)
+        return cls._tools_cache[klass]
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        """OpenAI function schemas of this environment's tools."""
+        return [t.schema() for t in self.tool_list]
+
+    def task_hash(self, seed: int) -> str:
+        return content_hash(self.task_content(self.make_task(seed)))
+
+    async def areset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
+        super().reset(seed=seed)
+        if seed is None:  # Gymnasium semantics: an unseeded reset draws from np_random, training seeds only
+            train = self.splits.seeds(Split.TRAIN, 1000)
+            seed = int(train[int(self.np_random.integers(len(train)))])
+        if self._active:
+            await self.teardown()
+        self.episode_seed, self.split = seed, self.splits.split_of(seed)
+        self.task = self.make_task(seed)
+        self.turn, self._done, self._last_bad = 0, False, None
+        self._active = True
+        obs = await self.setup(self.task)
+        self._last_obs = obs
+        info = {"seed": seed, "split": self.split.value, "task_hash": content_hash(self.task_content(self.task)),
+                "instruction": self.instruction(self.task), "max_turns": self.max_turns}
+        return obs, info
+
+    async def astep(self, action: Action | ToolCall | dict | str) -> tuple[str, float, bool, bool, dict]:
+        if not self._active or self._done:
+            raise RowgymError("step() called before reset() or after the episode ended; call reset() first")
+        self._signals = {}
+        parsed = parse_action(action, self._tools)
+        terminated = False
+        error_kind: str | None = None
+        call: ToolCall | None = parsed.call
+        if isinstance(parsed, BadCall):
+            obs, error_kind = f"Error: {parsed.message}", parsed.kind
+        else:
+            try:
+                obs = await parsed.tool.fn(self, parsed.args)
+                terminated = parsed.tool.terminal
+            except ToolError as e:
+                obs, error_kind = f"Error: {e}", "tool_error"
+                self._signals = {}
+        bad = error_kind is not None
+        repaired = not bad and self._last_bad is not None and (
+            self._last_bad.call is None or self._last_bad.call.name not in self._tools
+            or self._last_bad.call.name == call.name)
+        self._last_bad = BadCall(error_kind, obs, call) if bad else None
+        self.turn += 1
+        truncated = not terminated and self.turn >= self.max_turns
+        outcome = StepOutcome(bad_call=bad, error_kind=error_kind, tool=call.name if call else None,
+                              repaired=repaired, signals=dict(self._signals))
+        local, breakdown = self.local_rubric.score(outcome)
+        info: dict[str, Any] = {"bad_call": bad, "error_kind": error_kind, "repaired": repaired,
+                                "local_reward": local, "reward_breakdown": breakdown, "tool_call": call,
+                                "turn": self.turn}
+        reward = local
+        if terminated or truncated:
+            verdict = await self.grade()
+            info["verdict"] = verdict
+            reward += verdict.reward
+            self._done = True
+        self._last_obs = obs
+        return obs, reward, terminated, truncated, info
+
+    async def aclose(self) -> None:
+        if self._active:
+            self._active = False
+            await self.teardown()
+
+    # ------------------------------------------------------- the sync face
+    def _run(self, coro: Any) -> Any:
+        if self._runner is None:
+            self._runner = asyncio.Runner()
+        return self._runner.run(coro)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
+        return self._run(self.areset(seed=seed, options=options))
+
+    def step(self, action: Action | ToolCall | dict | str) -> tuple[str, float, bool, bool, dict]:
+        return self._run(self.astep(action))
+
+    def close(self) -> None:
+        if self._active:
+            self._run(self.aclose())
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
+
+    def render(self) -> str | None:
+        if self.render_mode == "ansi":
+            return self._last_obs
+        return None
+
+    def reward_versions(self) -> dict[str, str]:
+        return {**self.local_rubric.versions(), self.verifier: self.verifier_version}
+
+    def tools_json(self) -> str:
+        return json.dumps(self.tools, sort_keys=True)
+
+    async def __aenter__(self) -> RowEnv[TaskT]:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()

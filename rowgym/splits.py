@@ -1,0 +1,120 @@
+"""Deterministic, disjoint seed sets: train / dev / heldout.
+
+>>> s = HashSplits("toolapi-retail")
+>>> s.split_of(s.seeds("heldout", 3)[0])
+<Split.HELDOUT: 'heldout'>
+>>> set(s.seeds("train", 50)) & set(s.seeds("heldout", 50))
+set()
+
+A seed's split is a pure function of the family namespace and the seed (a BLAKE2
+hash), so it is the same on every machine and does not change when an environment's
+version does. Families with a finite task list (repo-patch) use :class:`ListSplits`,
+where seed *i* is task *i* and the family chooses each task's split (for example by
+repository and source file, so held-out tasks share no code with training tasks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from rowgym.errors import SplitError
+from rowgym.rows import Split
+
+DEFAULT_FRACTIONS = {Split.TRAIN: 0.8, Split.DEV: 0.1, Split.HELDOUT: 0.1}
+
+
+def as_split(split: str | Split) -> Split:
+    try:
+        return Split(split)
+    except ValueError:
+        raise SplitError(f"unknown split {split!r}; use one of: train, dev, heldout") from None
+
+
+class SeedSplits(Protocol):
+    """How an environment family partitions its seeds."""
+
+    def split_of(self, seed: int) -> Split: ...
+
+    def seeds(self, split: str | Split, n: int | None = None, start: int = 0) -> list[int]: ...
+
+
+class HashSplits:
+    """Infinite integer seeds, each assigned to a split by a hash of (namespace, seed)."""
+
+    def __init__(self, namespace: str, fractions: dict[Split, float] | None = None):
+        self.namespace = namespace
+        fr = fractions or DEFAULT_FRACTIONS
+        self._cuts = []
+        acc = 0.0
+        for split in (Split.TRAIN, Split.DEV, Split.HELDOUT):
+            acc += fr[split]
+            self._cuts.append((acc, split))
+
+    def split_of(self, seed: int) -> Split:
+        if seed < 0:
+            raise SplitError(f"seeds are non-negative integers, got {seed}")
+        digest = hashlib.blake2b(f"{self.namespace}:{seed}".encode(), digest_size=8).digest()
+        u = int.from_bytes(digest, "big") / 2**64
+        for cut, split in self._cuts:
+            if u < cut:
+                return split
+        return Split.HELDOUT
+
+    def seeds(self, split: str | Split, n: int | None = None, start: int = 0) -> list[int]:
+        """The first ``n`` seeds (from index ``start`` within the split) of ``split``."""
+        if n is None:
+            raise SplitError("HashSplits has infinitely many seeds: pass n")
+        split = as_split(split)
+        out: list[int] = []
+        seed, skipped = 0, 0
+        while len(out) < n:
+            if self.split_of(seed) == split:
+                if skipped >= start:
+                    out.append(seed)
+                else:
+                    skipped += 1
+            seed += 1
+        return out
+
+
+class ListSplits:
+    """A finite task list: seed *i* is task *i*, whose split the family assigns."""
+
+    def __init__(self, task_splits: Sequence[Split]):
+        self.task_splits = [Split(s) for s in task_splits]
+
+    def split_of(self, seed: int) -> Split:
+        if not 0 <= seed < len(self.task_splits):
+            raise SplitError(f"seed {seed} out of range: this environment has {len(self.task_splits)} tasks")
+        return self.task_splits[seed]
+
+    def seeds(self, split: str | Split, n: int | None = None, start: int = 0) -> list[int]:
+        split = as_split(split)
+        ids = [i for i, s in enumerate(self.task_splits) if s == split][start:]
+        return ids if n is None else ids[:n]
+
+
+def seed_set_hash(env_id: str, split: Split, seeds: Iterable[int]) -> str:
+    """A short content hash of a seed set, recorded in run manifests."""
+    payload = json.dumps({"env": env_id, "split": str(split), "seeds": sorted(seeds)})
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def content_hash(obj: object) -> str:
+    """Hash of a task's content (canonical JSON), used for contamination checks."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def find_contamination(hashes_by_split: dict[Split, dict[int, str]]) -> list[tuple[str, Split, int, Split, int]]:
+    """Task hashes that appear in two different splits, as (hash, split_a, seed_a, split_b, seed_b)."""
+    seen: dict[str, tuple[Split, int]] = {}
+    clashes = []
+    for split, by_seed in hashes_by_split.items():
+        for seed, h in by_seed.items():
+            if h in seen and seen[h][0] != split:
+                clashes.append((h, seen[h][0], seen[h][1], split, seed))
+            seen.setdefault(h, (split, seed))
+    return clashes

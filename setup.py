@@ -1,0 +1,18 @@
+"""Package layout: the top-level folders are subpackages of ``rowgym`` (see DESIGN.md).
+
+Kept in setup.py (not pyproject) only because the package list is computed: every
+subpackage under a mapped folder is found, so adding ``envs/newfamily/`` needs no edit here.
+"""
+
+from setuptools import find_packages, setup
+
+FOLDERS = ["envs", "agents", "rollouts", "rewards", "trainers", "sandboxes"]
+
+package_dir = {"rowgym": "rowgym", **{f"rowgym.{f}": f for f in FOLDERS}}
+packages = ["rowgym", *(f"rowgym.{p}" for p in find_packages(where=".", include=["rowgym.*"]))]
+for folder in FOLDERS:
+    packages.append(f"rowgym.{folder}")
+    packages += [f"rowgym.{folder}.{p}" for p in find_packages(where=folder)]
+
+setup(package_dir=package_dir, packages=sorted(set(packages)), include_package_data=True,
+      package_data={"": ["*.jinja", "*.html", "*.css", "*.json", "*.txt", "templates/*", "static/*"]})
