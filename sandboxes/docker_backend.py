@@ -1,0 +1,361 @@
+"""Docker backend: one locked-down container per sandbox, plus a warm pool.
+
+>>> import asyncio, tempfile
+>>> from rowgym.sandboxes.docker_backend import DockerSandbox
+>>> async def demo():
+...     async with DockerSandbox(tempfile.mkdtemp()) as sb:
+...         return (await sb.exec("id -u", timeout=5)).stdout
+>>> asyncio.run(demo())  # doctest: +SKIP
+'1000\\n'
+
+The container has no network, memory/CPU/pids limits, a read-only root, all
+capabilities dropped, ``no-new-privileges``, uid 1000, a tmpfs ``/tmp`` and exactly one
+host mount: the episode's work dir at ``/workspace``. Its PID 1 is a tiny reaper (so
+orphans do not pile up as zombies against the pids limit); commands run through
+``docker exec`` under ``timeout -s KILL``, and a timeout also freezes the container and
+kills every process but PID 1, so ``setsid`` escapees die too.
+
+The ``docker`` SDK is blocking and imported lazily; its calls run in a dedicated
+thread pool (a long ``exec`` holds a thread, and the default executor has only a
+handful of threads, which would serialise parallel sandboxes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import shutil
+import signal
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rowgym.sandboxes.base import (
+    WORKSPACE,
+    ExecResult,
+    OutputBuffer,
+    Sandbox,
+    SandboxClosed,
+    SandboxConfig,
+    SandboxError,
+    SandboxUnavailable,
+    as_argv,
+)
+
+LABEL = "org.rowgym.sandbox"
+POOL_LABEL = "org.rowgym.pool"
+# Seconds past the command's own timeout before we stop waiting for `docker exec` to
+# return (a background process can hold its stdout open) and kill from outside.
+HOST_GRACE_S = 2.0
+
+# PID 1 of every sandbox: reaps orphans, ignores everything else. PID 1 cannot be
+# killed from inside its namespace, so `kill -9 -1` by the agent does not stop the box.
+_REAPER = """
+import os, time
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        time.sleep(0.5)
+"""
+
+T = TypeVar("T")
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
+_client: Any = None
+
+
+async def _run(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+    global _executor
+    if _executor is None:
+        _executor = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="rowgym-docker")
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_executor, lambda: fn(*args, **kw))
+
+
+def docker_client() -> Any:
+    """Return a shared Docker client, or raise SandboxUnavailable with what to do."""
+    global _client
+    if _client is None:
+        try:
+            import docker
+        except ImportError as e:
+            raise SandboxUnavailable("the docker SDK is missing: pip install 'rowgym[docker]'") from e
+        try:
+            client = docker.from_env(timeout=60, max_pool_size=64)
+            client.ping()
+        except Exception as e:
+            raise SandboxUnavailable(f"the Docker daemon does not answer ({e}); run `make env-up`") from e
+        _client = client
+    return _client
+
+
+def docker_available(image: str = SandboxConfig.image) -> bool:
+    """True when the daemon answers and the sandbox image exists."""
+    try:
+        docker_client().images.get(image)
+        return True
+    except Exception:
+        return False
+
+
+def _prepare_workdir(workdir: Path, uid: int) -> None:
+    # The container writes as `uid`; files we (root) put there must be its own.
+    workdir.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        for dirpath, dirnames, filenames in os.walk(workdir):
+            os.lchown(dirpath, uid, uid)
+            for n in dirnames + filenames:
+                os.lchown(os.path.join(dirpath, n), uid, uid)
+
+
+def _create_container(config: SandboxConfig, workdir: Path, labels: dict[str, str]) -> Any:
+    import docker
+
+    client = docker_client()
+    try:
+        client.images.get(config.image)
+    except docker.errors.ImageNotFound as e:
+        raise SandboxUnavailable(f"image {config.image} is missing; run `make env-up`") from e
+    mem = f"{config.memory_mb}m"
+    fsize = config.file_size_mb << 20
+    return client.containers.run(
+        config.image,
+        command=["python3", "-c", _REAPER],
+        detach=True,
+        user=f"{config.uid}:{config.uid}",
+        network_mode="bridge" if config.network else "none",
+        mem_limit=mem,
+        memswap_limit=mem,  # no swap: a memory hog is OOM-killed, not slowed down
+        nano_cpus=int(config.cpus * 1e9),
+        pids_limit=config.pids_limit,
+        read_only=True,
+        tmpfs={"/tmp": f"rw,nosuid,nodev,size={config.tmpfs_mb}m,mode=1777"},
+        shm_size="16m",
+        volumes={str(workdir): {"bind": WORKSPACE, "mode": "rw"}},
+        working_dir=WORKSPACE,
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        ulimits=[docker.types.Ulimit(name="fsize", soft=fsize, hard=fsize),
+                 docker.types.Ulimit(name="core", soft=0, hard=0)],
+        environment={"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"},
+        hostname="sandbox",
+        labels={LABEL: "1", **labels},
+        stop_signal="SIGKILL",
+    )
+
+
+class DockerSandbox(Sandbox):
+    """A sandbox backed by one container; see the module docstring for its limits.
+
+    Args:
+        workdir: Host dir mounted at ``/workspace`` (created; handed to uid 1000 when root).
+        config: Limits and image.
+    """
+
+    def __init__(self, workdir: str | os.PathLike[str], config: SandboxConfig | None = None) -> None:
+        super().__init__(workdir, config)
+        self.container: Any = None
+        self._on_close: Callable[[DockerSandbox], Any] | None = None
+
+    async def start(self) -> None:
+        """Create and start the container (skipped when a pool handed one over)."""
+        if self.container is None:
+            await _run(_prepare_workdir, self.host_workdir, self.config.uid)
+            self.container = await _run(_create_container, self.config, self.host_workdir, {})
+
+    async def exec(
+        self,
+        cmd: str | Sequence[str],
+        timeout: float | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> ExecResult:
+        """Run a command in the container; see ``Sandbox.exec``."""
+        self._check_open()
+        if self.container is None:
+            raise SandboxError("sandbox not started; use `async with` or await start()")
+        timeout = self.config.default_timeout_s if timeout is None else timeout
+        argv = ["timeout", "-s", "KILL", f"{timeout:.3f}", *as_argv(cmd)]
+        out, err = OutputBuffer(self.config.max_output_bytes), OutputBuffer(self.config.max_output_bytes)
+        t0 = time.monotonic()
+        fut = asyncio.ensure_future(_run(self._exec_blocking, argv, cwd or WORKSPACE, env or {}, out, err))
+        done, _ = await asyncio.wait({fut}, timeout=timeout + HOST_GRACE_S)
+        killed_from_outside = not done
+        if killed_from_outside:
+            await self.kill_all()
+            done, _ = await asyncio.wait({fut}, timeout=10)
+        exit_code = fut.result() if done else -9
+        duration = time.monotonic() - t0
+        # `timeout -s KILL` exits 137 like an OOM kill does; the clock tells them apart.
+        timed_out = killed_from_outside or (exit_code in (124, 137) and duration >= timeout)
+        if timed_out and not killed_from_outside:
+            await self.kill_all()  # the group is dead; processes that left it may not be
+        return ExecResult(
+            stdout=out.text(), stderr=err.text(), exit_code=exit_code, timed_out=timed_out,
+            duration_s=round(duration, 4), truncated=out.truncated or err.truncated,
+        )
+
+    def _exec_blocking(
+        self, argv: list[str], cwd: str, env: dict[str, str], out: OutputBuffer, err: OutputBuffer
+    ) -> int:
+        api = docker_client().api
+        try:
+            eid = api.exec_create(
+                self.container.id, argv, stdout=True, stderr=True, user=f"{self.config.uid}:{self.config.uid}",
+                workdir=cwd, environment=env,
+            )["Id"]
+        except Exception as e:
+            # e.g. the pids limit is exhausted and runc cannot start the process.
+            err.feed(f"rowgym sandbox: could not start the command: {e}\n".encode())
+            return 126
+        for o, e in api.exec_start(eid, stream=True, demux=True):
+            if o:
+                out.feed(o)
+            if e:
+                err.feed(e)
+        code = api.exec_inspect(eid).get("ExitCode")
+        return -1 if code is None else int(code)
+
+    async def kill_all(self) -> None:
+        """Kill every process in the container except PID 1 (restart it if that fails)."""
+        if self.container is not None:
+            await _run(self._kill_all_blocking)
+
+    def _kill_all_blocking(self) -> None:
+        c = self.container
+        try:
+            # Freeze first so a fork bomb cannot outrun the kill loop.
+            c.pause()
+            try:
+                c.reload()
+                init_pid = c.attrs["State"]["Pid"]
+                top = c.top(ps_args="-eo pid")
+                col = top["Titles"].index("PID")
+                for row in top["Processes"] or []:
+                    pid = int(row[col])
+                    if pid != init_pid:
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+            finally:
+                c.unpause()
+        except Exception:
+            # Not allowed to signal (not root, remote daemon) or freezer trouble:
+            # restarting kills everything; /workspace survives, /tmp does not.
+            c.restart(timeout=0)
+
+    async def close(self) -> None:
+        """Remove the container (a pooled sandbox also drops its work dir)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._on_close is not None:
+            await self._on_close(self)
+        elif self.container is not None:
+            await _run(self.container.remove, force=True)
+
+
+class DockerPool:
+    """Keeps ``size`` started containers ready so an episode skips the cold start.
+
+    Each pooled sandbox gets its own fresh work dir (under ``root``) and is used by
+    one episode only: ``close()`` removes its container and work dir, and the pool
+    starts a replacement in the background. Isolation between episodes is therefore the
+    same as with fresh containers; only the start-up cost moves off the critical path.
+
+    Args:
+        size: Containers kept ready.
+        config: Limits and image of every sandbox.
+        root: Where work dirs are made (a temp dir by default).
+
+    Example:
+        >>> async def demo():  # doctest: +SKIP
+        ...     async with DockerPool(size=2) as pool:
+        ...         async with await pool.acquire() as sb:
+        ...             await sb.copy_in("repo/")
+        ...             return await sb.exec("python3 -m pytest -q", timeout=60)
+    """
+
+    def __init__(self, size: int = 4, config: SandboxConfig | None = None, root: str | None = None) -> None:
+        self.size = size
+        self.config = config or SandboxConfig()
+        self.pool_id = uuid.uuid4().hex[:12]
+        self._own_root = root is None
+        self.root = Path(root or tempfile.mkdtemp(prefix="rowgym-pool-"))
+        self._ready: asyncio.Queue[DockerSandbox] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._live: set[DockerSandbox] = set()
+        self.closed = False
+
+    async def __aenter__(self) -> DockerPool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Start ``size`` containers and wait until they are up."""
+        await _run(docker_client)
+        await asyncio.gather(*(self._add() for _ in range(self.size - self._ready.qsize())))
+
+    async def _new(self) -> DockerSandbox:
+        workdir = Path(tempfile.mkdtemp(prefix="ws-", dir=self.root))
+        sb = DockerSandbox(workdir, self.config)
+        await _run(_prepare_workdir, workdir, self.config.uid)
+        sb.container = await _run(_create_container, self.config, workdir, {POOL_LABEL: self.pool_id})
+        sb._on_close = self._release
+        self._live.add(sb)
+        return sb
+
+    async def _add(self) -> None:
+        sb = await self._new()
+        if self.closed:
+            await self._release(sb)
+        else:
+            self._ready.put_nowait(sb)
+
+    def _refill(self) -> None:
+        task = asyncio.ensure_future(self._add())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def acquire(self) -> DockerSandbox:
+        """Return a started sandbox with an empty work dir (cold-starts one if none is ready)."""
+        if self.closed:
+            raise SandboxClosed("this pool is closed")
+        try:
+            sb = self._ready.get_nowait()
+        except asyncio.QueueEmpty:
+            sb = await self._new()
+        self._refill()
+        return sb
+
+    async def _release(self, sb: DockerSandbox) -> None:
+        self._live.discard(sb)
+        sb.closed = True
+        try:
+            await _run(sb.container.remove, force=True)
+        finally:
+            await _run(shutil.rmtree, sb.host_workdir, True)
+
+    async def close(self) -> None:
+        """Remove every container of this pool, ready or in use, and their work dirs."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(self._release(sb) for sb in list(self._live)), return_exceptions=True)
+        if self._own_root:
+            await _run(shutil.rmtree, self.root, True)
+
+    @property
+    def ready(self) -> int:
+        """Containers started and waiting."""
+        return self._ready.qsize()
