@@ -219,6 +219,7 @@ def build_catalog_db(path: Path | None = None) -> Path:
                 ("generator_version", str(GENERATOR_VERSION)), ("n_products", str(len(products))),
                 ("content_hash", catalog_hash(products))])
         conn.close()
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; other users may serve it
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

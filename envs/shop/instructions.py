@@ -118,8 +118,10 @@ def _instruction(rng: random.Random, p: Product, attrs: list[str], options: dict
     article = "" if plural else ("an " if words[0] in "aeiou" else "a ")
     text = f"{rng.choice(_OPENERS)} {article}{words}"
     if post:
-        verb = "that are" if plural else "that is"
-        text += " " + _and([a if a.startswith(("for ", "with ")) else f"{verb} {a}" for a in post])
+        fixed = [a for a in post if a.startswith(("for ", "with "))]
+        loose = [a for a in post if a not in fixed]
+        parts = fixed + ([("that are " if plural else "that is ") + _and(loose)] if loose else [])
+        text += " " + " ".join(parts)
     if options:
         text += " " + " and ".join(_OPTION_PHRASE[n].format(v) for n, v in options.items())
     return text + rng.choice([f", and price lower than {bound:.2f} dollars",

@@ -1,0 +1,182 @@
+"""Run the shop under uvicorn: foreground, background with a pidfile, or on demand.
+
+>>> from rowgym.envs.shop.server import ensure_running  # doctest: +SKIP
+>>> ensure_running(8765)  # doctest: +SKIP
+'http://127.0.0.1:8765'
+
+Command line (what ``make env-up``/``env-down`` and ``rowgym shop serve`` call)::
+
+    python -m rowgym.envs.shop.server serve  [--port 8765]   # foreground
+    python -m rowgym.envs.shop.server start  [--port 8765]   # background, pidfile
+    python -m rowgym.envs.shop.server stop   [--port 8765]
+    python -m rowgym.envs.shop.server status [--port 8765]
+
+The background server is its own session leader (``start_new_session``), so it
+outlives the shell or worker that started it; ``stop`` reads the pidfile and checks
+the process really is a shop server before signalling it. Starts are serialised by a
+file lock, so eight env workers calling :func:`ensure_running` at once start one server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from rowgym.envs.shop.catalog import build_catalog_db, cache_dir
+from rowgym.envs.shop.errors import ShopServerError
+from rowgym.envs.shop.secret import ENV_VAR, load_secret
+
+DEFAULT_PORT = 8765
+HOST = "127.0.0.1"
+_MODULE = "rowgym.envs.shop.server"
+
+
+def base_url(port: int = DEFAULT_PORT, host: str = HOST) -> str:
+    """``http://host:port`` of a shop server."""
+    return f"http://{host}:{port}"
+
+
+def pidfile_path(port: int = DEFAULT_PORT) -> Path:
+    """Where the background server on ``port`` records its pid."""
+    return cache_dir() / f"server-{port}.pid"
+
+
+def is_running(port: int = DEFAULT_PORT, host: str = HOST, timeout: float = 1.0) -> bool:
+    """Whether a *rowgym shop* answers ``/healthz`` on ``host:port``.
+
+    Raises:
+        ShopServerError: Something else answers on that port.
+    """
+    try:
+        with urllib.request.urlopen(base_url(port, host) + "/healthz", timeout=timeout) as resp:
+            body = resp.read()
+    except OSError:  # refused, timed out, HTTP error: nothing usable there
+        return False
+    try:
+        ok = json.loads(body).get("app") == "rowgym-shop"
+    except (ValueError, AttributeError):
+        ok = False
+    if not ok:
+        raise ShopServerError(f"port {port} answers but is not a rowgym shop; pick another --port")
+    return True
+
+
+def serve(port: int = DEFAULT_PORT, *, host: str = HOST, secret: str | None = None,
+          state_path: str | Path | None = None, log_level: str = "warning") -> None:
+    """Run the shop in the foreground until interrupted (Ctrl-C / SIGTERM)."""
+    import uvicorn
+
+    from rowgym.envs.shop.app import create_app
+
+    app = create_app(secret=load_secret(secret),
+                     state_path=state_path if state_path is not None else cache_dir() / f"state-{port}.sqlite")
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+def _is_our_process(pid: int) -> bool:
+    try:
+        return _MODULE.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _wait_healthy(proc: subprocess.Popen, port: int, host: str, timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_running(port, host, timeout=0.5):
+            return
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise ShopServerError(f"shop server exited with code {proc.returncode}; log {log}:\n{tail}")
+        time.sleep(0.1)
+    raise ShopServerError(f"shop server did not answer on port {port} within {timeout:.0f} s; see {log}")
+
+
+def start_background(port: int = DEFAULT_PORT, *, host: str = HOST, secret: str | None = None,
+                     timeout: float = 60.0) -> str:
+    """Start a detached server (if none answers) and wait until it is healthy.
+
+    Args:
+        port: TCP port on ``host``.
+        host: Interface; keep the default loopback.
+        secret: Grader secret for the new server; passed through the environment,
+            not argv, so it does not show in ``ps``. Default: :func:`load_secret`.
+        timeout: Seconds to wait for ``/healthz``.
+
+    Returns:
+        The server's base URL.
+    """
+    with open(cache_dir() / f"server-{port}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one starter at a time; the others find it running
+        if is_running(port, host):
+            return base_url(port, host)
+        build_catalog_db()  # build once here, so the child starts fast and the timeout is fair
+        log = cache_dir() / f"server-{port}.log"
+        env = {**os.environ, ENV_VAR: load_secret(secret)}
+        with open(log, "ab") as out:
+            proc = subprocess.Popen([sys.executable, "-m", _MODULE, "serve", "--port", str(port), "--host", host],
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)
+        pidfile_path(port).write_text(str(proc.pid))
+        _wait_healthy(proc, port, host, timeout, log)
+    return base_url(port, host)
+
+
+def stop_background(port: int = DEFAULT_PORT, timeout: float = 10.0) -> bool:
+    """Stop the background server recorded in the pidfile; False if there was none."""
+    path = pidfile_path(port)
+    if not path.exists():
+        return False
+    pid = int(path.read_text().strip() or 0)
+    stopped = False
+    if pid and _is_our_process(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _is_our_process(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _is_our_process(pid):
+            os.kill(pid, signal.SIGKILL)
+        stopped = True
+    path.unlink(missing_ok=True)
+    return stopped
+
+
+def ensure_running(port: int = DEFAULT_PORT, *, host: str = HOST, secret: str | None = None,
+                   timeout: float = 60.0) -> str:
+    """Base URL of a healthy shop on ``port``, starting one in the background if needed."""
+    if is_running(port, host):
+        return base_url(port, host)
+    return start_background(port, host=host, secret=secret, timeout=timeout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point (see module docstring)."""
+    parser = argparse.ArgumentParser(prog=f"python -m {_MODULE}", description="Run the rowgym web shop.")
+    parser.add_argument("command", choices=["serve", "start", "stop", "status"])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("ROWGYM_SHOP_PORT", DEFAULT_PORT)))
+    parser.add_argument("--host", default=HOST)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        print(f"rowgym shop on {base_url(args.port, args.host)} (Ctrl-C to stop)", flush=True)
+        serve(args.port, host=args.host, log_level="info")
+    elif args.command == "start":
+        print(f"rowgym shop running at {start_background(args.port, host=args.host)}")
+    elif args.command == "stop":
+        print("stopped" if stop_background(args.port) else "no background shop server recorded")
+    else:
+        up = is_running(args.port, args.host)
+        print(f"{base_url(args.port, args.host)}: {'up' if up else 'down'}")
+        return 0 if up else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
