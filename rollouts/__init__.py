@@ -1,0 +1,1 @@
+"""Rollouts: play episodes (``episode.py``) and run many of them into a store (``engine.py``)."""

@@ -1,0 +1,184 @@
+"""The ``rowgym`` command line (typer + rich).
+
+    rowgym envs list
+    rowgym check rowgym/ToolAPI-Retail-v0
+    rowgym collect rowgym/ToolAPI-Retail-v0 --agent expert --split train --episodes 200 --out runs/retail
+    rowgym show runs/retail --episode 0
+    rowgym export runs/retail --format parquet --out runs/retail/steps.parquet
+
+Heavy modules are imported inside the commands, so ``rowgym --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+app = typer.Typer(help="rowgym: a gym for LLM agents in which every step is a training row.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+envs_app = typer.Typer(help="Registered environments.", no_args_is_help=True)
+app.add_typer(envs_app, name="envs")
+console = Console()
+
+
+def _fail(msg: str) -> None:
+    console.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(2)
+
+
+@envs_app.command("list")
+def envs_list() -> None:
+    """List every registered environment, plugins included, and plugins that failed to load."""
+    from rowgym.registry import all_specs, plugin_failures
+
+    t = Table(title="rowgym environments")
+    for col in ("id", "source", "expert", "description"):
+        t.add_column(col)
+    for s in all_specs():
+        t.add_row(s.id, s.source, "yes" if s.expert else "-", s.description)
+    console.print(t)
+    for f in plugin_failures():
+        console.print(f"[bold red]plugin {f.name!r} ({f.value}) failed to load:[/] {f.error}")
+
+
+@app.command()
+def check(env_id: Annotated[str | None, typer.Argument(help="Environment id; omit with --all.")] = None,
+          all_envs: Annotated[bool, typer.Option("--all", help="Check every registered environment.")] = False,
+          seeds: Annotated[int, typer.Option(help="Seeds to check the expert and determinism on.")] = 5,
+          random_episodes: Annotated[int, typer.Option(help="Episodes of the random agent.")] = 20) -> None:
+    """Check that an environment can be trusted (API, determinism, expert, random, splits, bad calls)."""
+    from rowgym.checker import check_env
+    from rowgym.errors import RowgymError
+    from rowgym.registry import all_specs
+
+    if not env_id and not all_envs:
+        _fail("give an environment id, or --all")
+    ids = [s.id for s in all_specs()] if all_envs else [env_id]
+    t = Table(title="rowgym check")
+    for col in ("env", "check", "result", "detail"):
+        t.add_column(col, overflow="fold")
+    ok = True
+    for eid in ids:
+        try:
+            report = check_env(eid, n_seeds=seeds, random_episodes=random_episodes)
+        except RowgymError as e:
+            _fail(str(e))
+        for r in report.results:
+            t.add_row(eid, r.name, "[green]pass" if r.passed else "[red]FAIL", r.detail[:300])
+        ok &= report.ok
+    console.print(t)
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def collect(env_id: Annotated[str, typer.Argument(help="Environment id, e.g. rowgym/ToolAPI-Retail-v0")],
+            agent: Annotated[str, typer.Option(help="expert, random, vllm, hf, or module:Class")] = "expert",
+            split: Annotated[str, typer.Option(help="train, dev or heldout")] = "train",
+            episodes: Annotated[int, typer.Option(help="Number of seeds to play")] = 10,
+            out: Annotated[Path, typer.Option(help="Run directory (resumed if it exists)")] = Path("runs/run"),
+            group_size: Annotated[int, typer.Option(help="Rollouts per seed (GRPO groups)")] = 1,
+            concurrency: Annotated[int, typer.Option(help="Episodes in flight")] = 4,
+            noise: Annotated[float, typer.Option(help="Expert only: chance of a bad call + repair per step")] = 0.0,
+            seed_offset: Annotated[int, typer.Option(help="Skip this many seeds of the split")] = 0,
+            turn_timeout: Annotated[float | None, typer.Option(help="Seconds per policy turn")] = None,
+            episode_timeout: Annotated[float | None, typer.Option(help="Seconds per episode")] = None,
+            no_resume: Annotated[bool, typer.Option("--no-resume", help="Refuse an existing run dir")] = False,
+            progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True) -> None:
+    """Play episodes with an agent and stream every step into a trajectory store."""
+    from rowgym.errors import RowgymError
+    from rowgym.rollouts.engine import CollectConfig, collect as run_collect
+
+    agent_kwargs = {"noise": noise} if noise else {}
+    cfg = CollectConfig(env_id=env_id, agent=agent, split=split, episodes=episodes, out=out, group_size=group_size,
+                        concurrency=concurrency, seed_offset=seed_offset, agent_kwargs=agent_kwargs,
+                        turn_timeout_s=turn_timeout, episode_timeout_s=episode_timeout, resume=not no_resume,
+                        progress=progress)
+    try:
+        s = run_collect(cfg)
+    except RowgymError as e:
+        _fail(str(e))
+    _print_summary(s, env_id, agent, split)
+
+
+def _print_summary(s, env_id: str, agent: str, split: str) -> None:
+    t = Table(title=f"{env_id} · {agent} · {split}", show_header=False)
+    t.add_row("episodes", f"{s.n_done} ({s.n_skipped} already in the store)")
+    t.add_row("success rate", f"{s.success_rate:.3f}")
+    t.add_row("mean final reward", f"{s.mean_reward:.3f}")
+    t.add_row("bad-call rate (per step)", f"{s.bad_call_rate:.3f}")
+    t.add_row("failed episodes", f"{s.n_failed} {s.failures or ''}")
+    t.add_row("wall time", f"{s.wall_s:.1f} s")
+    t.add_row("run", f"{s.out} ({s.run_id})")
+    console.print(t)
+    # one machine-readable line for scripts and tests
+    console.print(f"SUMMARY {json.dumps({'episodes': s.n_done, 'success_rate': round(s.success_rate, 4), 'mean_reward': round(s.mean_reward, 4), 'failed': s.n_failed})}",
+                  highlight=False, soft_wrap=True)
+
+
+@app.command()
+def show(run: Annotated[Path, typer.Argument(help="Run directory")],
+         episode: Annotated[str, typer.Option(help="Episode index in the run, or an episode id")] = "0",
+         width: Annotated[int, typer.Option(help="Characters of each observation to show")] = 600) -> None:
+    """Pretty-print one episode of a run: each step's observation, action and reward."""
+    from rowgym.store import TrajectoryStore
+
+    eps = list(TrajectoryStore(run).episodes())
+    if not eps:
+        _fail(f"{run} has no episodes")
+    ep = next((e for e in eps if e.episode_id == episode), None)
+    if ep is None:
+        if not episode.isdigit() or int(episode) >= len(eps):
+            _fail(f"no episode {episode!r}; the run has {len(eps)} (indices 0..{len(eps) - 1})")
+        ep = eps[int(episode)]
+    v = ep.verdict
+    head = (f"[bold]{ep.env_id}[/] seed {ep.seed} ({ep.split}) · agent {ep.policy.agent} · "
+            f"final reward {ep.final_reward:.2f} · {'[green]success' if ep.success else '[red]no success'}")
+    console.print(Panel(ep.instruction or "(no instruction)", title=head))
+    for s in ep.steps:
+        act = s.action.tool_call.model_dump_json() if s.action.tool_call else repr(s.action.text[:200])
+        flags = " ".join(f for f, on in (("BAD_CALL", s.bad_call), ("repaired", s.repaired),
+                                          ("terminated", s.terminated), ("truncated", s.truncated)) if on)
+        console.print(f"[bold cyan]turn {s.turn}[/] action {act}")
+        console.print(f"   reward {s.reward:+.3f} {s.reward_breakdown} {('[yellow]' + flags) if flags else ''}")
+        console.print(f"   [dim]{s.next_observation[:width]}[/]")
+    if v:
+        for c in v.checks:
+            console.print(f"check {c.name}: {'[green]pass' if c.passed else '[red]fail'}[/] {c.detail}")
+    if ep.failure:
+        console.print(f"[red]failure ({ep.failure.kind}): {ep.failure.reason}")
+
+
+@app.command()
+def export(run: Annotated[Path, typer.Argument(help="Run directory")],
+           format: Annotated[str, typer.Option(help="parquet or jsonl")] = "parquet",
+           level: Annotated[str, typer.Option(help="steps (one row per step) or episodes")] = "steps",
+           out: Annotated[Path | None, typer.Option(help="Output file")] = None) -> None:
+    """Export a run's rows to Parquet (for datasets/TRL) or flat JSONL."""
+    from rowgym.errors import RowgymError
+    from rowgym.store import TrajectoryStore, flatten
+
+    store = TrajectoryStore(run)
+    target = out or run / f"{level}.{format}"
+    try:
+        if format == "parquet":
+            store.export_parquet(target, level)
+        elif format == "jsonl":
+            with open(target, "w") as f:
+                for ep in store.episodes():
+                    for r in flatten(ep, level):
+                        f.write(json.dumps(r) + "\n")
+        else:
+            _fail(f"unknown format {format!r}; use parquet or jsonl")
+    except RowgymError as e:
+        _fail(str(e))
+    console.print(f"wrote {target}")
+
+
+if __name__ == "__main__":
+    app()
