@@ -38,7 +38,8 @@ def envs_list() -> None:
     from rowgym.registry import all_specs, plugin_failures
 
     t = Table(title="rowgym environments")
-    for col in ("id", "source", "expert", "description"):
+    t.add_column("id", no_wrap=True)
+    for col in ("source", "expert", "description"):
         t.add_column(col)
     for s in all_specs():
         t.add_row(s.id, s.source, "yes" if s.expert else "-", s.description)

@@ -75,6 +75,7 @@ class PluginFailure:
 
 _registry: dict[str, EnvSpec] = {}
 _plugin_failures: list[PluginFailure] = []
+_plugins_seen: set[str] = set()
 _plugins_loaded = False
 
 
@@ -127,18 +128,25 @@ class _GymEntry:
         return make(self.env_id, **kwargs)
 
 
-def load_plugins(force: bool = False) -> list[PluginFailure]:
-    """Import every ``rowgym.envs`` entry point once; failures are recorded, not raised."""
+def load_plugins(rescan: bool = False) -> list[PluginFailure]:
+    """Run every ``rowgym.envs`` entry point once; failures are recorded, not raised.
+
+    ``rescan=True`` looks again for entry points installed since the last scan.
+    """
     global _plugins_loaded
-    if _plugins_loaded and not force:
+    if _plugins_loaded and not rescan:
         return list(_plugin_failures)
     _plugins_loaded = True
     for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if f"{ep.name}={ep.value}" in _plugins_seen:
+            continue
+        _plugins_seen.add(f"{ep.name}={ep.value}")
         before = set(_registry)
         try:
             hook = ep.load()
-            if callable(hook):
-                hook()
+            if not callable(hook):
+                raise PluginError(f"entry point {ep.value} must name a function that calls rowgym.register()")
+            hook()
         except Exception as e:  # a broken plugin must not break rowgym or the other plugins
             for env_id in set(_registry) - before:
                 _registry.pop(env_id, None)

@@ -81,15 +81,24 @@ class HashSplits:
 
 
 class ListSplits:
-    """A finite task list: seed *i* is task *i*, whose split the family assigns."""
+    """A finite task list: seed *i* is task *i mod N*, whose split the family assigns.
+
+    Any non-negative seed is valid (Gymnasium code resets with arbitrary seeds); the
+    canonical seeds listed by :meth:`seeds` are ``0..N-1``.
+    """
 
     def __init__(self, task_splits: Sequence[Split]):
         self.task_splits = [Split(s) for s in task_splits]
+        if not self.task_splits:
+            raise SplitError("ListSplits needs at least one task")
+
+    def task_index(self, seed: int) -> int:
+        if seed < 0:
+            raise SplitError(f"seeds are non-negative integers, got {seed}")
+        return seed % len(self.task_splits)
 
     def split_of(self, seed: int) -> Split:
-        if not 0 <= seed < len(self.task_splits):
-            raise SplitError(f"seed {seed} out of range: this environment has {len(self.task_splits)} tasks")
-        return self.task_splits[seed]
+        return self.task_splits[self.task_index(seed)]
 
     def seeds(self, split: str | Split, n: int | None = None, start: int = 0) -> list[int]:
         split = as_split(split)
