@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hmac
 import math
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -48,14 +49,20 @@ def _money(value: float) -> str:
     return f"${value:,.2f}"
 
 
+@lru_cache(maxsize=4)
+def _load_catalog(path: str) -> tuple[list[Product], SearchIndex]:
+    # Cached: products are immutable, and tests build many apps over one catalogue.
+    products = load_catalog_db(Path(path))
+    return products, SearchIndex(products)
+
+
 class Shop:
     """Everything the handlers share: catalogue, search index, state, templates."""
 
     def __init__(self, *, secret: str, state_path: str | Path | None, catalog_path: str | Path | None):
         self.secret = secret
-        self.products = load_catalog_db(build_catalog_db(Path(catalog_path) if catalog_path else None))
+        self.products, self.index = _load_catalog(str(build_catalog_db(Path(catalog_path) if catalog_path else None)))
         self.by_id = {p.id: p for p in self.products}
-        self.index = SearchIndex(self.products)
         self.state = ShopState(state_path if state_path is not None else cache_dir() / "state.sqlite")
         self.categories = [(c, sum(p.category == c.slug for p in self.products)) for c in CATEGORIES]
         self.labels = {c.slug: c.label for c in CATEGORIES}
