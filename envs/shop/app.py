@@ -180,7 +180,7 @@ def create_app(*, secret: str, state_path: str | Path | None = None,
     # --- pages ---
     @app.get("/", response_class=HTMLResponse)
     async def home(request: Request):
-        return shop.render(request, "home.html", title="Home")
+        return shop.render(request, "home.html", title="Home", home=True)
 
     @app.get("/search", response_class=HTMLResponse)
     async def search(request: Request, q: str = Query("", max_length=200), category: str = "",

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from rowgym.envs.shop.catalog_data import BRANDS, CATEGORIES, ORDERED_OPTIONS, CategorySpec
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 PRODUCTS_PER_CATEGORY = 70
 _SEED = "rowgym-shop-catalog"
 
@@ -70,6 +70,11 @@ def category(slug: str) -> CategorySpec:
 
 
 _CATEGORIES_BY_SLUG = {c.slug: c for c in CATEGORIES}
+
+
+def product_noun(spec: CategorySpec, attrs: dict[str, str]) -> str:
+    """The noun to put after the attributes: empty when the style already names it ("rain jacket")."""
+    return "" if spec.noun.split()[-1] in attrs.get("style", "").split() else spec.noun
 
 
 def _title_case(text: str) -> str:
@@ -124,7 +129,7 @@ def _make_product(rng: random.Random, pid: str, spec: CategorySpec, brands: list
     brand = rng.choice(brands)
     head = [attrs[k] for k in ("gender", "material", "style") if k in attrs]
     tail = [v for k, v in attrs.items() if k not in ("gender", "material", "style")] + features[:2]
-    title = _title_case(" ".join([brand, *head, spec.noun])) + " - " + _title_case(", ".join(tail))
+    title = _title_case(" ".join(filter(None, [brand, *head, product_noun(spec, attrs)]))) + " - " + _title_case(", ".join(tail))
     lo, hi = spec.price
     price = max(lo - 0.01, round(rng.uniform(lo, hi)) - rng.choice([0.01, 0.01, 0.05, 0.51]))
     rating = round(min(5.0, max(1.0, rng.gauss(4.1, 0.6))), 1)

@@ -113,7 +113,8 @@ def _instruction(rng: random.Random, p: Product, attrs: list[str], options: dict
     axis_values = set(p.attributes.values())
     pre = [a for a in attrs if a in axis_values and not a.startswith(("for ", "with "))]
     post = [a for a in attrs if a not in pre]
-    words = " ".join([*pre, noun])
+    # "a rain jacket", not "a rain jacket jacket"
+    words = " ".join([*pre, noun] if noun.split()[-1] not in " ".join(pre).split() else pre)
     plural = noun.endswith("s") and not noun.endswith("ss")
     article = "" if plural else ("an " if words[0] in "aeiou" else "a ")
     text = f"{rng.choice(_OPENERS)} {article}{words}"

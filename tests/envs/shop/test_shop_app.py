@@ -20,7 +20,8 @@ def with_options(min_groups: int = 2):
 async def test_home_has_search_and_categories(browser):
     r = await browser.get("/")
     assert r.status_code == 200
-    assert 'label for="home-q"' in r.text and "Search" in r.text
+    assert 'label for="home-q">Search products<' in r.text
+    assert r.text.count(">Search</button>") == 1  # one search form: one unambiguous button
     assert 'href="/search?category=t-shirts"' in r.text
     assert "shop_session" in r.cookies
 
