@@ -2,7 +2,11 @@ import sqlite3
 
 from rowgym.envs.shop import catalog
 from rowgym.envs.shop.catalog import (
-    GENERATOR_VERSION, build_catalog_db, catalog_hash, generate_products, load_catalog_db,
+    GENERATOR_VERSION,
+    build_catalog_db,
+    catalog_hash,
+    generate_products,
+    load_catalog_db,
 )
 from rowgym.envs.shop.catalog_data import CATEGORIES, OPTION_NAMES
 

@@ -2,12 +2,20 @@ import hashlib
 import json
 
 import pytest
-
 from rowgym.envs.shop.catalog import generate_products
 from rowgym.envs.shop.instructions import (
-    N_GOALS, Goal, all_goals, goal_for_seed, goal_splits, product_split, score, score_breakdown, split_seeds,
+    N_GOALS,
+    Goal,
+    all_goals,
+    goal_for_seed,
+    goal_splits,
+    product_split,
+    score,
+    score_breakdown,
+    split_seeds,
 )
 from rowgym.envs.shop.models import OrderLine
+
 from rowgym.rows import Split
 
 BY_ID = {p.id: p for p in generate_products()}

@@ -6,13 +6,11 @@ import socket
 
 import httpx
 import pytest
-
 from rowgym.envs.shop.catalog import generate_products
 from rowgym.envs.shop.client import ShopClient
 from rowgym.envs.shop.errors import GraderAuthError
 from rowgym.envs.shop.instructions import all_goals, score
 from rowgym.envs.shop.server import ensure_running, is_running, stop_background
-
 
 
 def free_port() -> int:
@@ -56,7 +54,7 @@ async def test_eight_concurrent_sessions_never_cross(server):
     goals = [g for g in all_goals() if g.options][:8]
     results = await asyncio.gather(*(shop_once(url, i, g) for i, g in enumerate(goals)))
     assert len({sid for sid, _, _ in results}) == 8
-    for i, ((sid, pid, report), goal) in enumerate(zip(results, goals, strict=True)):
+    for i, ((_sid, pid, report), goal) in enumerate(zip(results, goals, strict=True)):
         [order] = report.orders
         [line] = order.lines
         assert (line.product_id, line.quantity, line.options) == (pid, i + 1, goal.options)

@@ -1,0 +1,79 @@
+import json
+
+import pytest
+
+from rowgym.errors import StoreError
+from rowgym.rows import Episode, PolicyInfo, RunManifest, RunSource
+from rowgym.store import TrajectoryStore
+
+
+def episode(i: int, run: str = "r") -> Episode:
+    return Episode(run_id=run, episode_id=f"{run}:{i}:0", group_id=f"{run}:{i}", env_id="rowgym/X-v0",
+                   env_version="0", seed=i, split="train", task_hash=f"h{i}", policy=PolicyInfo(agent="a"))
+
+
+def manifest(run: str = "r", seeds=(1, 2, 3), agent: str = "a") -> RunManifest:
+    return RunManifest(run_id=run, rowgym_version="0", policy=PolicyInfo(agent=agent),
+                       source=RunSource(env_id="rowgym/X-v0", env_version="0", split="train", seeds=list(seeds),
+                                        seed_set_hash="h"))
+
+
+def test_append_seal_and_manifest_hashes(tmp_path):
+    s = TrajectoryStore(tmp_path, shard_size=2)
+    s.start(manifest())
+    for i in range(5):
+        s.append(episode(i))
+    s.close(complete=True)
+    m = json.loads((tmp_path / "manifest.json").read_text())
+    assert m["status"] == "complete" and m["n_episodes"] == 5
+    assert [sh["n_episodes"] for sh in m["shards"]] == [2, 2, 1]
+    again = TrajectoryStore(tmp_path)
+    assert [e.seed for e in again.episodes()] == [0, 1, 2, 3, 4]
+    assert again.verify() == []
+    (tmp_path / "shards" / m["shards"][0]["name"]).write_text("tampered\n")
+    assert "sha256" in TrajectoryStore(tmp_path).verify()[0]
+
+
+def test_torn_last_line_is_repaired_on_reopen(tmp_path):
+    s = TrajectoryStore(tmp_path)
+    s.start(manifest())
+    s.append(episode(0))
+    s.append(episode(1))
+    # simulate a crash in the middle of writing the third episode
+    s._fh.write(episode(2).model_dump_json().encode()[:40])
+    s._fh.flush()
+    again = TrajectoryStore(tmp_path)
+    assert again.completed_ids() == {"r:0:0", "r:1:0"}
+    assert list(again.shard_dir.glob("*.partial")) == []
+    again.start(manifest())
+    again.append(episode(2))
+    again.close()
+    assert [e.seed for e in TrajectoryStore(tmp_path).episodes()] == [0, 1, 2]
+
+
+def test_a_different_run_in_the_same_dir_is_refused(tmp_path):
+    s = TrajectoryStore(tmp_path)
+    s.start(manifest())
+    s.close()
+    with pytest.raises(StoreError, match="different env, seeds or agent"):
+        TrajectoryStore(tmp_path).start(manifest(seeds=(9,)))
+    with pytest.raises(StoreError, match="resume is off"):
+        TrajectoryStore(tmp_path).start(manifest(), resume=False)
+
+
+def test_export_parquet_and_dataset(tmp_path):
+    from rowgym.rollouts.engine import CollectConfig, collect
+
+    collect(CollectConfig(env_id="rowgym/ToolAPI-Retail-v0", episodes=3, out=tmp_path, progress=False,
+                          agent_kwargs={"noise": 0.5}))
+    store = TrajectoryStore(tmp_path)
+    n_steps = sum(len(e.steps) for e in store.episodes())
+    path = store.export_parquet(tmp_path / "steps.parquet")
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    assert table.num_rows == n_steps
+    assert {"observation", "action", "reward", "bad_call", "split", "final_reward"} <= set(table.column_names)
+    ds = store.to_dataset("episodes")
+    assert len(ds) == 3 and set(ds["split"]) == {"train"}
+    assert all(json.loads(v) for v in ds["reward_versions"])
