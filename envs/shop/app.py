@@ -27,16 +27,22 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
-
 from rowgym.envs.shop.catalog import GENERATOR_VERSION, Product, build_catalog_db, cache_dir, load_catalog_db
 from rowgym.envs.shop.catalog_data import CATEGORIES, OPTION_NAMES
 from rowgym.envs.shop.models import (
-    AddToCartForm, CreateSession, Health, Order, OrderLine, RemoveFromCartForm, SessionCreated,
-    SessionReport, Shipping,
+    AddToCartForm,
+    CreateSession,
+    Health,
+    Order,
+    OrderLine,
+    RemoveFromCartForm,
+    SessionCreated,
+    SessionReport,
+    Shipping,
 )
 from rowgym.envs.shop.search import SearchIndex
-from rowgym.envs.shop.state import ShopState, StoredLine
 from rowgym.envs.shop.secret import HEADER
+from rowgym.envs.shop.state import ShopState, StoredLine
 
 COOKIE = "shop_session"
 PAGE_SIZE = 10

@@ -25,12 +25,12 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from pydantic import BaseModel, ConfigDict
-
 from rowgym.envs.shop.catalog import GENERATOR_VERSION, Product, category, generate_products
 from rowgym.envs.shop.models import OrderLine, SessionReport
+
 from rowgym.rows import Split
 from rowgym.splits import ListSplits, as_split
 
@@ -71,7 +71,7 @@ class Goal(BaseModel):
     instruction: str
 
 
-@lru_cache(maxsize=None)
+@cache
 def product_split(product_id: str) -> Split:
     """The split a product (and every goal drawn from it) belongs to: a hash of its id."""
     bucket = int.from_bytes(hashlib.blake2b(f"rowgym-shop:{product_id}".encode(), digest_size=8).digest(),

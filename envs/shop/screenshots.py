@@ -1,6 +1,6 @@
 """Screenshots of the shop's search, product and checkout pages, taken by real Chromium.
 
->>> # python -m rowgym.envs.shop.screenshots --out docs/img   # doctest: +SKIP
+Run it as ``python -m rowgym.envs.shop.screenshots --out docs/img``.
 
 Starts (or reuses) a shop server, opens a session the way an environment does (the
 grader API creates it, the browser joins through ``/session/start``), shops for one

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
-from shop_helpers import SECRET
+from shop_helpers import SECRET  # noqa: E402 (after the importorskip guards)
 
 
 @pytest.fixture(scope="session", autouse=True)
