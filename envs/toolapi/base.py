@@ -21,6 +21,7 @@ comparison never looks at anything the agent wrote in text.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -95,6 +96,12 @@ class ToolAPIEnv(RowEnv[ToolAPITask]):
 
     # -------------------------------------------------------------- env hooks
     def _new_db(self, seed: int) -> sqlite3.Connection:
+        """A fresh in-memory database for ``seed`` (built once per seed, then copied)."""
+        db = sqlite3.connect(":memory:")
+        db.deserialize(_world_image(type(self), seed))
+        return db
+
+    def _build_db(self, seed: int) -> sqlite3.Connection:
         db = sqlite3.connect(":memory:")
         db.executescript(self.schema)
         for table, rows in self.build_world(self.world_rng(seed)).items():
@@ -132,7 +139,15 @@ class ToolAPIEnv(RowEnv[ToolAPITask]):
                        breakdown={f"{self.verifier}@{self.verifier_version}": 1.0 if success else 0.0})
 
     async def gold_state(self, task: ToolAPITask) -> str:
-        """Digest of the database after replaying the gold plan on a fresh copy."""
+        """Digest of the database after replaying the gold plan on a fresh copy (cached per task)."""
+        key = (type(self), task.model_dump_json())
+        if key not in _GOLD_STATES:
+            if len(_GOLD_STATES) > 4096:
+                _GOLD_STATES.clear()
+            _GOLD_STATES[key] = await self._replay_gold(task)
+        return _GOLD_STATES[key]
+
+    async def _replay_gold(self, task: ToolAPITask) -> str:
         shadow = type(self)()
         shadow.db, shadow.task, shadow._gold_left = shadow._new_db(task.seed), task, []
         try:
@@ -195,6 +210,19 @@ class ToolAPIEnv(RowEnv[ToolAPITask]):
         self.answer = args.answer
         self.progress("finish", args)
         return "Conversation ended."
+
+
+_GOLD_STATES: dict[tuple[type, str], str] = {}
+
+
+@functools.lru_cache(maxsize=1024)
+def _world_image(cls: type[ToolAPIEnv], seed: int) -> bytes:
+    """The serialized database of a seed's world: building it is the slow part of a reset."""
+    db = cls()._build_db(seed)
+    try:
+        return db.serialize()
+    finally:
+        db.close()
 
 
 def state_digest(db: sqlite3.Connection, tables: list[str]) -> str:
