@@ -25,6 +25,7 @@ import random
 from typing import Any
 
 from rowgym.agents.base import Agent, AgentTurn
+
 from rowgym.errors import AgentError
 from rowgym.rows import Action, PolicyInfo, ToolCall
 

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import rowgym
 from rowgym.agents import make_agent
 from rowgym.rollouts.episode import EpisodeKey, Timeouts, play_episode
+
+import rowgym
 from rowgym.rows import Episode, RunManifest, RunSource
 from rowgym.splits import as_split, seed_set_hash
 from rowgym.store import TrajectoryStore

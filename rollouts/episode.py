@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rowgym.agents.base import Agent
+
 from rowgym.errors import AgentError
 from rowgym.rows import Episode, Failure, StepRow, Timings, Verdict
 
@@ -91,7 +92,7 @@ async def _loop(env: Any, agent: Agent, ep: Episode, obs: str, info: dict, timeo
         t0 = time.perf_counter()
         try:
             out = await asyncio.wait_for(agent.act(obs), timeouts.turn_s)
-        except (asyncio.TimeoutError, TimeoutError) as e:
+        except TimeoutError as e:
             raise AgentError(f"the policy did not answer turn {turn} within {timeouts.turn_s}s") from e
         t1 = time.perf_counter()
         next_obs, reward, terminated, truncated, sinfo = await env.astep(out.action)

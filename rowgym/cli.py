@@ -93,7 +93,8 @@ def collect(env_id: Annotated[str, typer.Argument(help="Environment id, e.g. row
             progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True) -> None:
     """Play episodes with an agent and stream every step into a trajectory store."""
     from rowgym.errors import RowgymError
-    from rowgym.rollouts.engine import CollectConfig, collect as run_collect
+    from rowgym.rollouts.engine import CollectConfig
+    from rowgym.rollouts.engine import collect as run_collect
 
     agent_kwargs = {"noise": noise} if noise else {}
     cfg = CollectConfig(env_id=env_id, agent=agent, split=split, episodes=episodes, out=out, group_size=group_size,

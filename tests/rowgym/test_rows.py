@@ -3,7 +3,17 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from rowgym.rows import Action, Episode, PolicyInfo, RunManifest, RunSource, StepRow, TokenRecord, ToolCall, Verdict
+from rowgym.rows import (
+    Action,
+    Episode,
+    PolicyInfo,
+    RunManifest,
+    RunSource,
+    StepRow,
+    TokenRecord,
+    ToolCall,
+    Verdict,
+)
 
 
 def make_step(**kw):

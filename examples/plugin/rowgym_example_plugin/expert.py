@@ -1,6 +1,7 @@
 """The plugin's own scripted expert: binary search driven by the observations only."""
 
 from rowgym.agents.base import Agent, AgentTurn
+
 from rowgym.rows import Action
 
 

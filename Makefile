@@ -1,0 +1,58 @@
+# rowgym — every target installs or starts what it needs; see README.md.
+PY      := .venv/bin/python
+ROWGYM  := .venv/bin/rowgym
+SHOP_PORT ?= 8765
+RUNS    ?= runs
+
+.PHONY: help setup env-up env-down quickstart demo test test-fast lint bench check-all policy-up policy-down shop-screenshots clean
+
+help:
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+setup: ## venv + rowgym with all extras + Debian chromium
+	bash scripts/bootstrap.sh
+
+env-up: setup ## start everything environments need: Docker + sandbox image, the web shop
+	bash scripts/env_up.sh
+	$(PY) -m rowgym.envs.shop.server start --port $(SHOP_PORT)
+
+env-down: ## stop what env-up started
+	-$(PY) -m rowgym.envs.shop.server stop --port $(SHOP_PORT)
+	bash scripts/env_down.sh
+
+quickstart: setup ## the main job: collect expert trajectories on the tool-API envs and show a summary
+	$(ROWGYM) envs list
+	$(ROWGYM) collect rowgym/ToolAPI-Retail-v0 --agent expert --noise 0.2 --episodes 200 --out $(RUNS)/retail-expert
+	$(ROWGYM) collect rowgym/ToolAPI-Retail-v0 --agent random --episodes 200 --out $(RUNS)/retail-random
+	$(ROWGYM) show $(RUNS)/retail-expert --episode 0
+	$(ROWGYM) export $(RUNS)/retail-expert --format parquet
+
+demo: quickstart ## (grows into the learning demo: tiny model -> SFT -> GRPO -> held-out eval)
+
+test: env-up ## the full test suite, with Docker, Chromium and the shop started first
+	@# exit 5 = no tests collected: not a build failure (but a run that tests nothing is worthless)
+	$(PY) -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && exit 0; exit $$rc
+
+test-fast: setup ## unit tests only (no docker/browser/vllm/train markers)
+	$(PY) -m pytest -q -m "not docker and not browser and not vllm and not train and not slow" tests
+
+lint: setup
+	$(PY) -m ruff check rowgym envs agents rollouts rewards trainers sandboxes tests benchmarks examples
+
+bench: setup ## performance benchmarks; each prints ratios measured side by side
+	$(PY) benchmarks/bench_toolapi.py
+
+check-all: setup ## run the env checker on every registered environment
+	$(ROWGYM) check --all
+
+policy-up: setup ## start the vLLM policy server on the tiny model (own venv)
+	bash scripts/policy_up.sh
+
+policy-down:
+	bash scripts/policy_down.sh
+
+shop-screenshots: setup
+	$(PY) -m rowgym.envs.shop.screenshots --out docs/img
+
+clean:
+	rm -rf $(RUNS) .pytest_cache
