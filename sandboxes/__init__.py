@@ -53,7 +53,9 @@ def _docker_ok(image: str) -> bool:
     return docker_available(image)
 
 
-def pick_backend(backend: Backend = "auto", config: SandboxConfig | None = None) -> Literal["docker", "bwrap"]:
+def pick_backend(
+    backend: Backend = "auto", config: SandboxConfig | None = None
+) -> Literal["docker", "bwrap"]:
     """Resolve ``auto`` to Docker when its daemon answers and the image exists, else bubblewrap.
 
     ``ROWGYM_SANDBOX`` (``docker`` or ``bwrap``) overrides ``auto``. The Docker probe is
@@ -74,7 +76,9 @@ def pick_backend(backend: Backend = "auto", config: SandboxConfig | None = None)
         return "docker"
     if bwrap_available():
         return "bwrap"
-    raise SandboxUnavailable("no sandbox backend: the Docker daemon is down and bwrap is missing; run `make env-up`")
+    raise SandboxUnavailable(
+        "no sandbox backend: the Docker daemon is down and bwrap is missing; run `make env-up`"
+    )
 
 
 def open_sandbox(

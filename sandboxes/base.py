@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import base64
 import dataclasses
 import os
 import posixpath
@@ -228,14 +229,22 @@ class Sandbox(abc.ABC):
         return real
 
     async def read_file(self, path: str) -> bytes:
-        """Return a file's bytes. Paths outside ``/workspace`` are read with ``cat`` inside."""
+        """Return a file's bytes. Paths outside ``/workspace`` are read from inside the box.
+
+        Raises:
+            FileNotFoundError: No such file.
+            SandboxPathError: The path leads out of the work dir through a symlink.
+        """
         self._check_open()
         norm = posixpath.normpath(posixpath.join(WORKSPACE, path))
         if norm != WORKSPACE and not norm.startswith(WORKSPACE + "/"):
-            res = await self.exec(["cat", "--", norm], timeout=30)
+            # base64 keeps binary files intact through the text-decoded output stream.
+            res = await self.exec(["base64", "-w0", "--", norm], timeout=30)
             if res.exit_code != 0:
                 raise FileNotFoundError(f"{norm} (in the sandbox): {res.stderr.strip()}")
-            return res.stdout.encode()
+            if res.truncated:
+                raise SandboxError(f"{norm} is larger than the output limit; copy it into {WORKSPACE} first")
+            return base64.b64decode(res.stdout)
         host = self.host_path(path, must_exist=True)
         return await asyncio.to_thread(_read_regular, host)
 

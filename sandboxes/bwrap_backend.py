@@ -122,27 +122,96 @@ class BwrapSandbox(Sandbox):
             # namespace of our own, onto world-traversable mount points.
             assert self._mnt is not None
             rootfs, work, tmp = (str(self._mnt / n) for n in ("root", "work", "tmp"))
-            binds = [str(self.rootfs) if self.rootfs.is_dir() else "/var/empty", str(self.host_workdir),
-                     str(self._tmp), str(self._mnt)]
-            pre += ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", _BIND_SH, "sh",
-                    *binds, "setpriv", f"--reuid={cfg.uid}", f"--regid={cfg.uid}", "--clear-groups", "--"]
+            binds = [
+                str(self.rootfs) if self.rootfs.is_dir() else "/var/empty",
+                str(self.host_workdir),
+                str(self._tmp),
+                str(self._mnt),
+            ]
+            pre += [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "/bin/sh",
+                "-c",
+                _BIND_SH,
+                "sh",
+                *binds,
+                "setpriv",
+                f"--reuid={cfg.uid}",
+                f"--regid={cfg.uid}",
+                "--clear-groups",
+                "--",
+            ]
         if self.rootfs.is_dir():
             root = ["--ro-bind", rootfs, "/"]
         else:
             # No rootfs built: the host's /usr, read-only, and nothing else of the host.
-            root = ["--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
-                    "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/sbin", "/sbin",
-                    "--ro-bind-try", "/etc/alternatives", "/etc/alternatives",
-                    "--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
-        bw = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
-              *root,
-              "--bind", work, WORKSPACE,
-              "--bind", tmp, "/tmp",
-              "--proc", "/proc", "--dev", "/dev",
-              "--uid", str(cfg.uid), "--gid", str(cfg.uid), "--hostname", "sandbox",
-              "--chdir", cwd, "--clearenv",
-              "--setenv", "PATH", _PATH, "--setenv", "HOME", "/tmp", "--setenv", "LANG", "C.UTF-8",
-              "--setenv", "PYTHONDONTWRITEBYTECODE", "1"]
+            root = [
+                "--ro-bind",
+                "/usr",
+                "/usr",
+                "--symlink",
+                "usr/bin",
+                "/bin",
+                "--symlink",
+                "usr/lib",
+                "/lib",
+                "--symlink",
+                "usr/lib64",
+                "/lib64",
+                "--symlink",
+                "usr/sbin",
+                "/sbin",
+                "--ro-bind-try",
+                "/etc/alternatives",
+                "/etc/alternatives",
+                "--ro-bind-try",
+                "/etc/ld.so.cache",
+                "/etc/ld.so.cache",
+            ]
+        bw = [
+            "bwrap",
+            "--unshare-all",
+            "--unshare-user",
+            "--disable-userns",
+            "--die-with-parent",
+            "--new-session",
+            *root,
+            "--bind",
+            work,
+            WORKSPACE,
+            "--bind",
+            tmp,
+            "/tmp",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--uid",
+            str(cfg.uid),
+            "--gid",
+            str(cfg.uid),
+            "--hostname",
+            "sandbox",
+            "--chdir",
+            cwd,
+            "--clearenv",
+            "--setenv",
+            "PATH",
+            _PATH,
+            "--setenv",
+            "HOME",
+            "/tmp",
+            "--setenv",
+            "LANG",
+            "C.UTF-8",
+            "--setenv",
+            "PYTHONDONTWRITEBYTECODE",
+            "1",
+        ]
         if cfg.network:
             bw.append("--share-net")
         if not self.rootfs.is_dir():
@@ -167,7 +236,9 @@ class BwrapSandbox(Sandbox):
         t0 = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             *self._argv(as_argv(cmd), cwd or WORKSPACE, env or {}),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # its own process group, so one killpg takes bwrap and all
         )
         self._procs.add(proc)
@@ -182,8 +253,12 @@ class BwrapSandbox(Sandbox):
         finally:
             self._procs.discard(proc)
         return ExecResult(
-            stdout=out.text(), stderr=err.text(), exit_code=proc.returncode if proc.returncode is not None else -9,
-            timed_out=timed_out, duration_s=round(time.monotonic() - t0, 4), truncated=out.truncated or err.truncated,
+            stdout=out.text(),
+            stderr=err.text(),
+            exit_code=proc.returncode if proc.returncode is not None else -9,
+            timed_out=timed_out,
+            duration_s=round(time.monotonic() - t0, 4),
+            truncated=out.truncated or err.truncated,
         )
 
     async def close(self) -> None:

@@ -13,7 +13,11 @@ capabilities dropped, ``no-new-privileges``, uid 1000, a tmpfs ``/tmp`` and exac
 host mount: the episode's work dir at ``/workspace``. Its PID 1 is a tiny reaper (so
 orphans do not pile up as zombies against the pids limit); commands run through
 ``docker exec`` under ``timeout -s KILL``, and a timeout also freezes the container and
-kills every process but PID 1, so ``setsid`` escapees die too.
+kills every process but PID 1, so ``setsid`` escapees die too. Unlike the bwrap
+backend, a background process started with ``&`` outlives its ``exec`` (as in a shell
+session) until a timeout or ``close()``; if it keeps the command's stdout open, the
+``exec`` waits for it until the timeout, as ``subprocess`` would: redirect it
+(``server >/dev/null 2>&1 &``).
 
 The ``docker`` SDK is blocking and imported lazily; its calls run in a dedicated
 thread pool (a long ``exec`` holds a thread, and the default executor has only a
@@ -139,8 +143,10 @@ def _create_container(config: SandboxConfig, workdir: Path, labels: dict[str, st
         working_dir=WORKSPACE,
         cap_drop=["ALL"],
         security_opt=["no-new-privileges"],
-        ulimits=[docker.types.Ulimit(name="fsize", soft=fsize, hard=fsize),
-                 docker.types.Ulimit(name="core", soft=0, hard=0)],
+        ulimits=[
+            docker.types.Ulimit(name="fsize", soft=fsize, hard=fsize),
+            docker.types.Ulimit(name="core", soft=0, hard=0),
+        ],
         environment={"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"},
         hostname="sandbox",
         labels={LABEL: "1", **labels},
@@ -195,8 +201,12 @@ class DockerSandbox(Sandbox):
         if timed_out and not killed_from_outside:
             await self.kill_all()  # the group is dead; processes that left it may not be
         return ExecResult(
-            stdout=out.text(), stderr=err.text(), exit_code=exit_code, timed_out=timed_out,
-            duration_s=round(duration, 4), truncated=out.truncated or err.truncated,
+            stdout=out.text(),
+            stderr=err.text(),
+            exit_code=exit_code,
+            timed_out=timed_out,
+            duration_s=round(duration, 4),
+            truncated=out.truncated or err.truncated,
         )
 
     def _exec_blocking(
@@ -205,8 +215,13 @@ class DockerSandbox(Sandbox):
         api = docker_client().api
         try:
             eid = api.exec_create(
-                self.container.id, argv, stdout=True, stderr=True, user=f"{self.config.uid}:{self.config.uid}",
-                workdir=cwd, environment=env,
+                self.container.id,
+                argv,
+                stdout=True,
+                stderr=True,
+                user=f"{self.config.uid}:{self.config.uid}",
+                workdir=cwd,
+                environment=env,
             )["Id"]
         except Exception as e:
             # e.g. the pids limit is exhausted and runc cannot start the process.

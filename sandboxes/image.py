@@ -39,8 +39,8 @@ RECIPE_LABEL = "org.rowgym.recipe"
 SANDBOX_UID = 1000
 
 # Run inside the fresh rootfs (chroot) after debootstrap. It adds the unprivileged
-# user the sandboxes run as and trims what no task needs (docs, man pages, apt lists),
-# which keeps the tarball and `docker import` small and fast.
+# user the sandboxes run as, trims what no task needs (docs, man pages, apt lists) to
+# keep the tarball and `docker import` small and fast, and precompiles bytecode.
 _POST_SETUP = r"""
 set -eu
 echo 'sandbox:x:1000:1000:rowgym sandbox:/tmp:/bin/sh' >> /etc/passwd
@@ -49,7 +49,9 @@ echo 'sandbox:!:19000:0:99999:7:::' >> /etc/shadow
 mkdir -p /workspace && chown 1000:1000 /workspace
 rm -rf /usr/share/doc/* /usr/share/man/* /usr/share/info/* /usr/share/locale/* \
        /var/lib/apt/lists/* /var/cache/apt/* /var/cache/debconf/*-old /var/log/*
-find /usr/lib/python3* -name '__pycache__' -prune -exec rm -rf {} + || true
+# The root is read-only at run time, so Python can never cache bytecode there: compile
+# it all now, else every `import pytest` recompiles from source (~2 s instead of ~0.2 s).
+python3 -m compileall -q -j 0 /usr/lib/python3 /usr/lib/python3.11 >/dev/null || true
 printf '[safe]\n\tdirectory = *\n[user]\n\tname = sandbox\n\temail = sandbox@rowgym.invalid\n' > /etc/gitconfig
 """
 
@@ -147,8 +149,17 @@ def build_rootfs(recipe: Recipe = RECIPE, force: bool = False) -> Path:
         # never leaves a half rootfs that looks finished.
         with tempfile.TemporaryDirectory(dir=cache_dir(), prefix=".build-") as tmp:
             build = Path(tmp) / "root"
-            cmd = ["debootstrap", f"--variant={recipe.variant}", f"--include={','.join(recipe.include)}",
-                   recipe.suite, str(build), mirror]
+            debs = cache_dir() / "debs"  # downloaded .debs, reused when only the recipe's script changes
+            debs.mkdir(exist_ok=True)
+            cmd = [
+                "debootstrap",
+                f"--cache-dir={debs}",
+                f"--variant={recipe.variant}",
+                f"--include={','.join(recipe.include)}",
+                recipe.suite,
+                str(build),
+                mirror,
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
@@ -174,7 +185,7 @@ def build_rootfs(recipe: Recipe = RECIPE, force: bool = False) -> Path:
 def _prune_old(recipe: Recipe) -> None:
     """Delete cached rootfs builds of other recipes (each is a few hundred MB)."""
     keep = {rootfs_tarball(recipe).name, rootfs_dir(recipe).name}
-    for p in cache_dir().glob("rootfs-*"):
+    for p in cache_dir().glob("rootfs-*"):  # never the shared debs/ cache
         if p.name not in keep and not p.name.endswith(".part"):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
@@ -183,7 +194,8 @@ def image_recipe_label(image: str = IMAGE) -> str | None:
     """Return the recipe hash label of a local Docker image, or None if it is absent."""
     proc = subprocess.run(
         ["docker", "image", "inspect", image, "--format", f'{{{{index .Config.Labels "{RECIPE_LABEL}"}}}}'],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     return proc.stdout.strip() if proc.returncode == 0 else None
 
@@ -214,6 +226,14 @@ def build_image(recipe: Recipe = RECIPE, force: bool = False) -> str:
     cmd += [str(rootfs_tarball(recipe)), IMAGE]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     subprocess.run(["docker", "tag", IMAGE, f"{IMAGE_REPO}:{h}"], check=True)
+    # Drop images of older recipes (tagged by their hash) so they do not pile up.
+    tags = subprocess.run(
+        ["docker", "image", "ls", IMAGE_REPO, "--format", "{{.Tag}}"], capture_output=True, text=True
+    ).stdout.split()
+    stale = [f"{IMAGE_REPO}:{t}" for t in tags if re.fullmatch(r"[0-9a-f]{16}", t) and t != h]
+    if stale:
+        subprocess.run(["docker", "rmi", *stale], capture_output=True)
+    subprocess.run(["docker", "image", "prune", "-f", "--filter", f"label={RECIPE_LABEL}"], capture_output=True)
     _log(f"docker image {IMAGE} ready")
     return IMAGE
 

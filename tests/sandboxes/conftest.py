@@ -6,9 +6,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sandbox_helpers import BACKENDS, make_sandbox
-
 from rowgym.sandboxes.base import Sandbox
+from sandbox_helpers import BACKENDS, make_sandbox
 
 
 def pytest_configure(config: pytest.Config) -> None:

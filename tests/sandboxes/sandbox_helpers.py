@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from rowgym.sandboxes import SandboxConfig, SandboxUnavailable
 from rowgym.sandboxes.base import Sandbox
 

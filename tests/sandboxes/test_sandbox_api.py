@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from rowgym.sandboxes import SandboxClosed, SandboxPathError
 from rowgym.sandboxes.base import Sandbox
 from sandbox_helpers import TEST_CONFIG
@@ -57,7 +56,9 @@ async def test_copy_in_and_out_roundtrip(sb: Sandbox, tmp_path: Path) -> None:
     (src / "pkg").mkdir(parents=True)
     (src / "pkg" / "__init__.py").write_text("")
     (src / "pkg" / "mod.py").write_text("def add(a, b):\n    return a + b\n")
-    (src / "test_mod.py").write_text("from pkg.mod import add\n\ndef test_add():\n    assert add(2, 3) == 5\n")
+    (src / "test_mod.py").write_text(
+        "from pkg.mod import add\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+    )
     (src / "alias.py").symlink_to("pkg/mod.py")
     await sb.copy_in(src, "/workspace/repo")
     res = await sb.exec("python3 -m pytest -q -p no:cacheprovider", timeout=60, cwd="/workspace/repo")
@@ -79,7 +80,9 @@ async def test_failing_tests_exit_nonzero(sb: Sandbox) -> None:
 
 async def test_git_works_inside(sb: Sandbox) -> None:
     await sb.write_file("f.txt", "one\n")
-    res = await sb.exec("git init -q && git add . && git commit -qm init && echo two >> f.txt && git diff", timeout=20)
+    res = await sb.exec(
+        "git init -q && git add . && git commit -qm init && echo two >> f.txt && git diff", timeout=20
+    )
     assert res.exit_code == 0, res.stderr
     assert "+two" in res.stdout
 

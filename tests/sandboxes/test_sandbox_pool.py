@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from rowgym.sandboxes import SandboxClosed, open_sandbox
 from sandbox_helpers import TEST_CONFIG, require_backend
 
@@ -23,7 +22,9 @@ def _docker() -> None:
 def _pool_containers(pool_id: str) -> list[str]:
     from rowgym.sandboxes.docker_backend import POOL_LABEL, docker_client
 
-    return [c.id for c in docker_client().containers.list(all=True, filters={"label": f"{POOL_LABEL}={pool_id}"})]
+    return [
+        c.id for c in docker_client().containers.list(all=True, filters={"label": f"{POOL_LABEL}={pool_id}"})
+    ]
 
 
 async def test_pool_hands_out_fresh_isolated_sandboxes(tmp_path: Path) -> None:

@@ -9,10 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-from sandbox_helpers import TEST_CONFIG, host_pids_of_uid, make_sandbox
-
 from rowgym.sandboxes import SandboxPathError
 from rowgym.sandboxes.base import Sandbox
+from sandbox_helpers import TEST_CONFIG, host_pids_of_uid, make_sandbox
 
 UID = TEST_CONFIG.uid
 
@@ -68,7 +67,9 @@ print(open("/proc/net/dev").read())
         res = await sb.exec(["python3", "-c", probe], timeout=15)
     assert "REACHED" not in res.stdout, res.stdout
     assert res.stdout.count("blocked") == 4
-    ifaces = [line.split(":")[0].strip() for line in res.stdout.splitlines() if ":" in line and "|" not in line]
+    ifaces = [
+        line.split(":")[0].strip() for line in res.stdout.splitlines() if ":" in line and "|" not in line
+    ]
     assert ifaces == ["lo"], res.stdout  # no interface but loopback
     assert hits == []
 
@@ -133,7 +134,15 @@ async def test_writes_outside_workdir_fail(sb: Sandbox, tmp_path: Path) -> None:
     canary = tmp_path / "host" / "canary.txt"
     canary.parent.mkdir()
     canary.write_text("untouched")
-    targets = ["/etc/evil", "/usr/evil", "/evil", "/root/evil", "/var/evil", str(canary), "/workspace/../evil"]
+    targets = [
+        "/etc/evil",
+        "/usr/evil",
+        "/evil",
+        "/root/evil",
+        "/var/evil",
+        str(canary),
+        "/workspace/../evil",
+    ]
     script = "; ".join(f"(echo x > {t}) 2>/dev/null && echo WROTE {t}" for t in targets)
     res = await sb.exec(script + "; echo scratch > /tmp/sandbox-scratch && echo tmp-ok", timeout=10)
     assert "WROTE" not in res.stdout, res.stdout
