@@ -1,0 +1,303 @@
+"""Training datasets from trajectories: tool-use SFT conversations and GRPO prompts.
+
+>>> import tempfile
+>>> from rowgym.rollouts.engine import CollectConfig, collect
+>>> from rowgym.trainers.datasets import sft_conversations, grpo_prompts
+>>> run = collect(CollectConfig(env_id="rowgym/ToolAPI-Retail-v0", episodes=2, out=tempfile.mkdtemp(),
+...                             progress=False)).out
+>>> rows = sft_conversations(run)
+>>> [m["role"] for m in rows[0]["messages"]][:4]
+['system', 'user', 'assistant', 'tool']
+>>> grpo_prompts("rowgym/ToolAPI-Retail-v0", n=2)[0]["split"]
+'train'
+
+Both builders emit plain ``list[dict]`` rows in the shape TRL expects:
+
+* SFT rows: ``messages`` (system = the env's ``system_prompt``, user = the first
+  observation, then per step an assistant message with ``tool_calls`` and a ``tool``
+  message with the observation), ``tools`` (the env's tool schemas as a JSON string,
+  which TRL's SFTTrainer ``json.loads`` per row) and provenance columns.
+* GRPO rows: ``prompt`` (the chat messages of the first turn), ``seed``, ``env_id``,
+  ``split``, ``task_hash``, ``tools``.
+
+Tool-call ``arguments`` stay JSON *strings* exactly as the policy wrote them (a bad
+call's broken JSON included): Arrow mangles dicts whose keys differ from row to row,
+and Qwen-style chat templates render a string verbatim.
+
+Held-out data never becomes training data: any held-out episode (by its stored split
+or by its env's split of its seed) raises :class:`rowgym.errors.HeldOutLeakError`,
+and there is no override. ``dev`` is used only when asked for explicitly.
+:func:`write_dataset` saves rows with a ``provenance.json`` (task hashes, source run
+manifests, env ids) that the contamination check reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import rowgym
+from rowgym.errors import HeldOutLeakError, RowgymError, SplitError, StoreError, UnknownEnvError
+from rowgym.registry import spec as env_spec
+from rowgym.rows import Episode, RunManifest, Split, StepRow
+from rowgym.splits import as_split
+from rowgym.store import TrajectoryStore, atomic_write, sha256_file
+
+Source = str | Path | Episode | Iterable[Episode]
+
+DATA_FILE = "data.jsonl"
+PROVENANCE_FILE = "provenance.json"
+
+
+# --------------------------------------------------------------------- split guard
+def check_splits(splits: Iterable[str | Split]) -> tuple[Split, ...]:
+    """The requested splits, refusing ``heldout`` (there is no override)."""
+    out = tuple(as_split(s) for s in splits)
+    if Split.HELDOUT in out:
+        raise HeldOutLeakError("held-out seeds are for evaluation only and cannot become training data; "
+                               "build training sets from 'train' (or 'dev', when you ask for it explicitly)")
+    if not out:
+        raise SplitError("no split requested; use splits=('train',)")
+    return out
+
+
+def _env_class(env_id: str) -> type | None:
+    try:
+        return env_spec(env_id).load()
+    except (UnknownEnvError, RowgymError, ImportError):
+        return None
+
+
+def _true_split(ep: Episode) -> Split:
+    """The split of an episode's seed according to its env (falls back to the stored split)."""
+    cls = _env_class(ep.env_id)
+    return cls.splits.split_of(ep.seed) if cls is not None and hasattr(cls, "splits") else ep.split
+
+
+def refuse_heldout(episodes: Iterable[Episode]) -> None:
+    """Raise :class:`HeldOutLeakError` if any episode (or any of its rows) is held out."""
+    for ep in episodes:
+        labels = {ep.split, _true_split(ep), *(s.split for s in ep.steps)}
+        if Split.HELDOUT in labels:
+            raise HeldOutLeakError(
+                f"episode {ep.episode_id} ({ep.env_id}, seed {ep.seed}) is from the held-out split; held-out "
+                f"episodes never become training data. Collect training data with --split train and keep "
+                f"held-out runs for `rowgym bench`.")
+
+
+# --------------------------------------------------------------------------- sources
+def load_episodes(source: Source) -> tuple[list[Episode], list[RunManifest]]:
+    """Episodes (and the manifests of the runs they came from) from a run directory,
+    a list of run directories, an Episode or an iterable of Episodes."""
+    if isinstance(source, Episode):
+        return [source], []
+    if isinstance(source, str | Path):
+        root = Path(source)
+        if not (root / "manifest.json").exists():
+            raise StoreError(f"{root} is not a rowgym run directory (no manifest.json); "
+                             f"collect one with `rowgym collect ... --out {root}`")
+        # Read without TrajectoryStore.__init__, which repairs and seals partial shards: a
+        # dataset build must never write into a run that may still be collecting.
+        store = TrajectoryStore.__new__(TrajectoryStore)
+        store.root, store.shard_dir = root, root / "shards"
+        manifest = RunManifest.model_validate_json((root / "manifest.json").read_text())
+        return list(store.episodes()), [manifest]
+    episodes: list[Episode] = []
+    manifests: list[RunManifest] = []
+    for item in source:
+        eps, mans = load_episodes(item)
+        episodes += eps
+        manifests += mans
+    return episodes, manifests
+
+
+def system_prompt_of(env_id: str) -> str:
+    """The system prompt of the environment registered as ``env_id``."""
+    cls = _env_class(env_id)
+    if cls is None:
+        raise UnknownEnvError(f"cannot find environment {env_id!r} to read its system prompt; install its "
+                              f"plugin or pass system_prompt=... explicitly")
+    return cls.system_prompt
+
+
+# ------------------------------------------------------------------------------ SFT
+def _assistant_message(step: StepRow) -> dict[str, Any]:
+    call = step.action.tool_call
+    if call is None:  # the policy wrote text without a parsable call (a no_tool_call bad call)
+        return {"role": "assistant", "content": step.action.text}
+    return {"role": "assistant", "content": "",
+            "tool_calls": [{"id": call.id or f"call_{step.turn}", "type": "function",
+                            "function": {"name": call.name, "arguments": call.arguments}}]}
+
+
+def episode_messages(ep: Episode, *, system_prompt: str, keep_bad_calls: bool = True) -> list[dict[str, Any]]:
+    """The chat conversation of one episode (see the module docstring for the shape).
+
+    The observation after the last step (e.g. "Conversation ended.") is left out, so a
+    conversation ends with the assistant's final call. With ``keep_bad_calls=False`` a
+    bad call and the error it got are dropped; the repair then follows the previous
+    observation directly.
+    """
+    if not ep.steps:
+        return []
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt},
+                                      {"role": "user", "content": ep.steps[0].observation}]
+    steps = [s for s in ep.steps if keep_bad_calls or not s.bad_call]
+    for i, step in enumerate(steps):
+        msg = _assistant_message(step)
+        messages.append(msg)
+        if i == len(steps) - 1 and (step.terminated or step.truncated or step is ep.steps[-1]):
+            break
+        if "tool_calls" in msg:
+            messages.append({"role": "tool", "tool_call_id": msg["tool_calls"][0]["id"],
+                             "name": msg["tool_calls"][0]["function"]["name"], "content": step.next_observation})
+        else:  # no call to answer: the environment's reply comes back as the user
+            messages.append({"role": "user", "content": step.next_observation})
+    return messages
+
+
+def sft_conversations(source: Source, *, min_reward: float = 1.0, splits: Sequence[str | Split] = ("train",),
+                      keep_bad_calls: bool = True, require_success: bool = False,
+                      system_prompt: str | None = None) -> list[dict[str, Any]]:
+    """Tool-use SFT rows from stored episodes.
+
+    Args:
+        source: a run directory, a list of them, or Episode objects.
+        min_reward: keep episodes whose final reward is at least this.
+        splits: splits to keep; ``heldout`` is refused, ``dev`` only when listed here.
+        keep_bad_calls: keep bad calls and the errors they got (they teach repair).
+        require_success: also require the verifier's ``success`` flag.
+        system_prompt: override the env's ``system_prompt`` (default: read from the registry).
+
+    Returns:
+        One row per kept episode: ``messages``, ``tools`` (JSON string), ``env_id``,
+        ``seed``, ``split``, ``episode_id``, ``group_id``, ``run_id``, ``task_hash``,
+        ``final_reward``, ``n_bad_calls``.
+
+    Raises:
+        HeldOutLeakError: if any episode in ``source`` is held out, whatever ``splits`` says.
+    """
+    wanted = set(check_splits(splits))
+    episodes, _ = load_episodes(source)
+    refuse_heldout(episodes)
+    prompts: dict[str, str] = {}
+    rows = []
+    for ep in episodes:
+        if ep.split not in wanted or ep.failure is not None or ep.verdict is None or not ep.steps:
+            continue
+        if ep.final_reward < min_reward or (require_success and not ep.success):
+            continue
+        if system_prompt is None and ep.env_id not in prompts:
+            prompts[ep.env_id] = system_prompt_of(ep.env_id)
+        sp = system_prompt if system_prompt is not None else prompts[ep.env_id]
+        rows.append({"messages": episode_messages(ep, system_prompt=sp, keep_bad_calls=keep_bad_calls),
+                     "tools": ep.tools, "env_id": ep.env_id, "seed": ep.seed, "split": ep.split.value,
+                     "episode_id": ep.episode_id, "group_id": ep.group_id, "run_id": ep.run_id,
+                     "task_hash": ep.task_hash, "final_reward": ep.final_reward, "n_bad_calls": ep.n_bad_calls})
+    return rows
+
+
+# ----------------------------------------------------------------------------- GRPO
+def grpo_prompts(env_id: str, split: str | Split = "train", n: int = 64, *, start: int = 0,
+                 env_kwargs: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """GRPO prompt rows for the first ``n`` seeds of ``split`` (from index ``start``).
+
+    Each row: ``prompt`` (system + first observation, the chat messages of the first
+    turn), ``seed``, ``env_id``, ``split``, ``task_hash``, ``tools`` (JSON string) and
+    ``prompt_key`` (see :func:`prompt_key`; TRL's ``rollout_func`` receives only the
+    prompts, so it maps them back to seeds with it).
+
+    Raises:
+        HeldOutLeakError: for ``split="heldout"``.
+    """
+    (sp,) = check_splits([split])
+    env = rowgym.make(env_id, **(env_kwargs or {}))
+    rows = []
+    try:
+        for seed in env.splits.seeds(sp, n, start=start):
+            obs, info = env.reset(seed=seed)
+            if info["split"] != sp.value:  # the env disagrees with its own split list: never guess
+                raise HeldOutLeakError(f"{env_id} seed {seed} is listed as {sp.value} but reset says {info['split']}")
+            prompt = [{"role": "system", "content": env.system_prompt}, {"role": "user", "content": obs}]
+            rows.append({"prompt": prompt, "seed": seed, "env_id": env.env_id, "split": sp.value,
+                         "task_hash": info["task_hash"], "tools": env.tools_json(), "prompt_key": prompt_key(prompt)})
+    finally:
+        env.close()
+    return rows
+
+
+def prompt_key(messages: Sequence[dict[str, Any]]) -> str:
+    """A stable hash of chat messages (role and content only), to map a prompt back to its seed."""
+    canon = [{"role": m["role"], "content": m.get("content") or ""} for m in messages]
+    return hashlib.sha256(json.dumps(canon, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------- persistence
+def to_hf_dataset(rows: Sequence[dict[str, Any]]) -> Any:
+    """The rows as a ``datasets.Dataset`` (needs the ``datasets`` extra)."""
+    try:
+        import datasets
+    except ImportError as e:
+        raise RowgymError("building a Dataset needs `pip install rowgym[datasets]`") from e
+    return datasets.Dataset.from_list(list(rows))
+
+
+def write_dataset(rows: Sequence[dict[str, Any]], out_dir: str | Path, *,
+                  sources: Iterable[str | Path | RunManifest] = (), kind: str = "sft",
+                  params: dict[str, Any] | None = None) -> Path:
+    """Write ``data.jsonl`` and ``provenance.json`` into ``out_dir`` and return ``out_dir``.
+
+    ``provenance.json`` records the sorted set of ``task_hash`` values (overall and per
+    env), the env ids, splits and run ids of the rows, the source run manifests
+    (``sources``: run directories or manifests), the builder's ``params`` and the
+    sha256 of ``data.jsonl``. Refuses rows whose ``split`` is ``heldout``.
+    """
+    if any(r.get("split") == Split.HELDOUT.value for r in rows):
+        raise HeldOutLeakError("refusing to write held-out rows into a training dataset")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / DATA_FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    manifests = []
+    for s in sources:
+        if isinstance(s, RunManifest):
+            manifests.append(s)
+        else:
+            manifests += load_manifest(Path(s))
+    by_env: dict[str, set[str]] = {}
+    for r in rows:
+        if "task_hash" in r:
+            by_env.setdefault(r.get("env_id", ""), set()).add(r["task_hash"])
+    provenance = {
+        "kind": kind, "created_at": datetime.now(UTC).isoformat(), "rowgym_version": rowgym.__version__,
+        "n_rows": len(rows), "data_file": DATA_FILE, "data_sha256": sha256_file(out / DATA_FILE),
+        "env_ids": sorted({r["env_id"] for r in rows if "env_id" in r}),
+        "splits": sorted({r["split"] for r in rows if "split" in r}),
+        "run_ids": sorted({r["run_id"] for r in rows if "run_id" in r}),
+        "task_hashes": sorted(set().union(*by_env.values())) if by_env else [],
+        "task_hashes_by_env": {k: sorted(v) for k, v in sorted(by_env.items())},
+        "params": params or {},
+        "sources": [m.model_dump(mode="json") for m in manifests],
+    }
+    atomic_write(out / PROVENANCE_FILE, json.dumps(provenance, indent=2, sort_keys=True))
+    return out
+
+
+def load_manifest(run_dir: Path) -> list[RunManifest]:
+    path = run_dir / "manifest.json"
+    if not path.exists():
+        raise StoreError(f"{run_dir} has no manifest.json; pass run directories as sources")
+    return [RunManifest.model_validate_json(path.read_text())]
+
+
+def read_dataset(out_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rows and provenance written by :func:`write_dataset` (checks the data hash)."""
+    out = Path(out_dir)
+    prov = json.loads((out / PROVENANCE_FILE).read_text())
+    if sha256_file(out / DATA_FILE) != prov["data_sha256"]:
+        raise StoreError(f"{out / DATA_FILE} does not match the sha256 in {PROVENANCE_FILE}; rebuild the dataset")
+    rows = [json.loads(line) for line in (out / DATA_FILE).read_text().splitlines() if line]
+    return rows, prov
