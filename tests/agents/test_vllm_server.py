@@ -12,7 +12,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 from rowgym.agents.serving import PolicyServerError, ServerConfig, VLLMServer, free_port, start_vllm_server
 
 TOOLS = [{
