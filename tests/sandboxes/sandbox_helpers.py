@@ -31,7 +31,7 @@ def require_backend(name: str) -> None:
         try:
             docker_client()
         except SandboxUnavailable as e:
-            pytest.skip(f"Docker daemon not answering ({e}); run `make env-up`")
+            pytest.skip(str(e))
     elif shutil.which("bwrap") is None:
         pytest.skip("bubblewrap is not installed; run `make env-up`")
 
