@@ -14,6 +14,8 @@ from rowgym.errors import RowgymError
 
 AGENTS: dict[str, str] = {
     "random": "rowgym.agents.random_agent:RandomAgent",
+    "vllm": "rowgym.agents.llm:VLLMAgent",
+    "hf": "rowgym.agents.hf_policy:HFPolicy",
 }
 
 

@@ -86,6 +86,11 @@ def collect(env_id: Annotated[str, typer.Argument(help="Environment id, e.g. row
             group_size: Annotated[int, typer.Option(help="Rollouts per seed (GRPO groups)")] = 1,
             concurrency: Annotated[int, typer.Option(help="Episodes in flight")] = 4,
             noise: Annotated[float, typer.Option(help="Expert only: chance of a bad call + repair per step")] = 0.0,
+            base_url: Annotated[str, typer.Option(help="vllm agent: OpenAI-compatible server")] = "http://127.0.0.1:8000",
+            model_dir: Annotated[Path | None, typer.Option(help="vllm/hf agents: model (tokenizer) directory")] = None,
+            model: Annotated[str | None, typer.Option(help="vllm agent: served model name")] = None,
+            temperature: Annotated[float, typer.Option(help="vllm/hf agents: sampling temperature")] = 1.0,
+            max_tokens: Annotated[int, typer.Option(help="vllm/hf agents: tokens per turn")] = 256,
             seed_offset: Annotated[int, typer.Option(help="Skip this many seeds of the split")] = 0,
             turn_timeout: Annotated[float | None, typer.Option(help="Seconds per policy turn")] = None,
             episode_timeout: Annotated[float | None, typer.Option(help="Seconds per episode")] = None,
@@ -96,7 +101,9 @@ def collect(env_id: Annotated[str, typer.Argument(help="Environment id, e.g. row
     from rowgym.rollouts.engine import CollectConfig
     from rowgym.rollouts.engine import collect as run_collect
 
-    agent_kwargs = {"noise": noise} if noise else {}
+    agent_kwargs = llm_agent_kwargs(agent, base_url, model_dir, model, temperature, max_tokens)
+    if noise:
+        agent_kwargs["noise"] = noise
     cfg = CollectConfig(env_id=env_id, agent=agent, split=split, episodes=episodes, out=out, group_size=group_size,
                         concurrency=concurrency, seed_offset=seed_offset, agent_kwargs=agent_kwargs,
                         turn_timeout_s=turn_timeout, episode_timeout_s=episode_timeout, resume=not no_resume,
@@ -106,6 +113,21 @@ def collect(env_id: Annotated[str, typer.Argument(help="Environment id, e.g. row
     except RowgymError as e:
         _fail(str(e))
     _print_summary(s, env_id, agent, split)
+
+
+def llm_agent_kwargs(agent: str, base_url: str, model_dir: Path | None, model: str | None, temperature: float,
+                     max_tokens: int) -> dict:
+    """Keyword arguments for the LLM agents from CLI options (none for scripted agents)."""
+    kw: dict = {}
+    if agent in ("vllm", "hf"):
+        kw = {"temperature": temperature, "max_tokens": max_tokens}
+        if model_dir:
+            kw["model_dir"] = model_dir
+    if agent == "vllm":
+        kw["base_url"] = base_url
+        if model:
+            kw["model"] = model
+    return kw
 
 
 def _print_summary(s, env_id: str, agent: str, split: str) -> None:

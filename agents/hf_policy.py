@@ -1,0 +1,92 @@
+"""An in-process Hugging Face transformers policy with the same token recording as the vLLM agent.
+
+    rowgym collect rowgym/ToolAPI-Retail-v0 --agent hf --model-dir ~/.cache/rowgym/models/tiny-qwen3
+
+Used on CPU by the trainers (GRPO plays episodes with the model being trained) and for
+evaluation without a server. Sampling is seeded per episode, and the logprob of each
+sampled token is computed from the same forward pass that sampled it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from rowgym.agents.base import Agent, AgentTurn
+from rowgym.agents.chat_tokens import TokenConversation
+from rowgym.agents.llm import default_model_dir, load_tokenizer
+from rowgym.errors import AgentError
+from rowgym.rows import Action, PolicyInfo
+
+
+class HFPolicy(Agent):
+    """Samples with ``model.generate`` from the token-id prompt; records ids, logprobs and mask."""
+
+    name = "hf"
+
+    def __init__(self, model_dir: str | Path | None = None, model: Any = None, tokenizer: Any = None,
+                 temperature: float = 1.0, top_p: float = 1.0, max_tokens: int = 128, seed: int = 0,
+                 lock: asyncio.Lock | None = None):
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM
+        except ImportError as e:
+            raise AgentError("the hf agent needs torch + transformers: pip install 'rowgym[train]'") from e
+        self.model_dir = Path(model_dir).expanduser() if model_dir else default_model_dir()
+        self.tokenizer = tokenizer or load_tokenizer(self.model_dir)
+        self.model = model or AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch.float32)
+        self.temperature, self.top_p, self.max_tokens, self.seed = temperature, top_p, max_tokens, seed
+        # generate() is CPU-bound: one at a time, off the event loop so env steps keep running
+        self._lock = lock
+        self.conv: TokenConversation | None = None
+        self._episode_seed = 0
+
+    def policy_info(self) -> PolicyInfo:
+        name = getattr(self.model.config, "_name_or_path", None) or str(self.model_dir)
+        return PolicyInfo(agent=self.name, model=str(name),
+                          sampling={"temperature": self.temperature, "top_p": self.top_p,
+                                    "max_tokens": self.max_tokens, "seed": self.seed})
+
+    async def reset(self, env: Any, obs: str, info: dict[str, Any]) -> None:
+        self.conv = TokenConversation(self.tokenizer, env.system_prompt, env.tools, obs)
+        self._first = True
+        self._episode_seed = hash((self.seed, info.get("seed"))) & 0x7FFFFFFF
+        self._turn = 0
+
+    async def act(self, obs: str) -> AgentTurn:
+        assert self.conv is not None, "reset() first"
+        if not self._first:
+            self.conv.add_observation(obs)
+        self._first = False
+        self._turn += 1
+        async with self._lock or _loop_lock():
+            ids, lps = await asyncio.to_thread(self._sample, list(self.conv.prompt_ids), self._episode_seed + self._turn)
+        finish = "stop" if ids and ids[-1] == self.conv.eos_id else "length"
+        record = self.conv.record(ids, lps, finish)
+        self.conv.add_completion(ids)
+        text = self.tokenizer.decode([i for i in ids if i != self.conv.eos_id], skip_special_tokens=False)
+        return AgentTurn(Action(text=text), record)
+
+    def _sample(self, prompt: list[int], seed: int) -> tuple[list[int], list[float]]:
+        import torch
+
+        torch.manual_seed(seed)
+        inp = torch.tensor([prompt])
+        with torch.no_grad():
+            out = self.model.generate(inp, attention_mask=torch.ones_like(inp), max_new_tokens=self.max_tokens,
+                                      do_sample=self.temperature > 0, temperature=max(self.temperature, 1e-5),
+                                      top_p=self.top_p, top_k=0, output_scores=True, return_dict_in_generate=True,
+                                      eos_token_id=self.conv.eos_id, pad_token_id=self.tokenizer.pad_token_id)
+        ids = out.sequences[0, len(prompt):].tolist()
+        # scores are the processed logits the sample was drawn from (temperature/top-p applied)
+        lps = [torch.log_softmax(s[0].float(), -1)[t].item() for s, t in zip(out.scores, ids, strict=False)]
+        return ids, lps
+
+
+_LOCKS: dict[int, asyncio.Lock] = {}
+
+
+def _loop_lock() -> asyncio.Lock:
+    """One generate() at a time per event loop (an asyncio.Lock cannot be shared across loops)."""
+    return _LOCKS.setdefault(id(asyncio.get_running_loop()), asyncio.Lock())
