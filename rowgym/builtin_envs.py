@@ -11,4 +11,7 @@ SPECS: list[dict] = [
     dict(id="rowgym/ToolAPI-Airline-v0", entry_point="rowgym.envs.toolapi.airline:AirlineEnv",
          expert="rowgym.agents.experts:GoldPlanExpert", tags=("toolapi",),
          description="Airline reservations over a SQLite backend: search, book, cancel, change, baggage."),
+    dict(id="rowgym/Shop-v0", entry_point="rowgym.envs.shop.env:ShopEnv",
+         expert="rowgym.agents.shop_expert:ShopExpert", tags=("browser",),
+         description="WebShop-style store in real Chromium (Playwright): search, options, cart, checkout."),
 ]

@@ -1,0 +1,411 @@
+"""The browser shop environment: a real Chromium, driven by Playwright, shopping in the web shop.
+
+>>> import rowgym                                                        # doctest: +SKIP
+>>> env = rowgym.make("rowgym/Shop-v0")                                  # doctest: +SKIP
+>>> obs, info = env.reset(seed=0)                                        # doctest: +SKIP
+>>> print(obs.splitlines()[0])                                           # doctest: +SKIP
+URL: /
+>>> obs, r, terminated, truncated, info = env.step(                      # doctest: +SKIP
+...     {"name": "type", "arguments": {"ref": "e14", "text": "slim fit t-shirt", "submit": True}})
+>>> env.close()                                                          # doctest: +SKIP
+
+(Skipped in doctests: it needs Chromium and starts the shop server; see
+``tests/envs/shop/test_shop_env.py``.)
+
+One Chromium per environment instance (so per rollout worker), launched lazily by
+the first ``reset`` on the event loop that will use it; a fresh browser context per
+episode, opened at the session's start URL so that its cookie joins the shop session
+the environment created through the grader API. The observation is the URL path,
+title and Playwright's accessibility snapshot (``aria_snapshot(mode="ai")``) with
+``[ref=eN]`` element references; tools act on those references. The final reward is
+WebShop's match score of what the session actually bought, read from the backend with
+the grader secret (which the browser never has), never from page text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+from playwright.async_api import Error as PlaywrightError
+from pydantic import Field
+from rowgym.envs.shop.aria import compact, refs
+from rowgym.envs.shop.client import ShopClient
+from rowgym.envs.shop.instructions import N_GOALS, SCORE_VERSION, Goal, goal_for_seed, goal_splits, score_breakdown
+from rowgym.envs.shop.screenshots import CHROMIUM, CHROMIUM_ARGS
+from rowgym.envs.shop.search import terms
+from rowgym.envs.shop.server import DEFAULT_PORT, ensure_running
+
+from rowgym.env import RowEnv
+from rowgym.rows import Action, Check, Split, ToolCall, Verdict
+from rowgym.tools import NoArgs, ToolArgs, ToolError, tool
+
+#: Paths the agent may not open: the grader API and session plumbing (they would leave the episode's session).
+BLOCKED_PREFIXES = ("/_grader", "/session/", "/new-session")
+#: Local progress signals (``subgoal``), each paid at most once per episode; they sum to 1.
+SUBGOALS = {"search": 0.2, "product": 0.3, "options": 0.2, "cart": 0.3}
+_PRODUCT_PATH = re.compile(r"^/product/([A-Za-z0-9]+)$")
+
+
+class _GoalSplits:
+    """The shop's :class:`~rowgym.splits.ListSplits`, built on first use (building all goals takes seconds)."""
+
+    _splits = None
+
+    def _get(self):
+        if _GoalSplits._splits is None:
+            _GoalSplits._splits = goal_splits()
+        return _GoalSplits._splits
+
+    def split_of(self, seed: int) -> Split:
+        return self._get().split_of(seed)
+
+    def seeds(self, split: str | Split, n: int | None = None, start: int = 0) -> list[int]:
+        return self._get().seeds(split, n, start)
+
+
+class RefArgs(ToolArgs):
+    ref: str = Field(max_length=32, description="An element reference from the latest page snapshot, e.g. 'e14'.")
+
+
+class TypeArgs(RefArgs):
+    text: str = Field(max_length=500, description="The text to put in the field (replaces what is there).")
+    submit: bool = Field(False, description="Press Enter afterwards (submits the field's form).")
+
+
+class SelectArgs(RefArgs):
+    option: str = Field(max_length=200, description="The option's visible label (or value), e.g. 'T-shirts' or 'M'.")
+
+
+class ScrollArgs(ToolArgs):
+    direction: Literal["up", "down"] = Field(description="Which way to scroll.")
+
+
+class GotoArgs(ToolArgs):
+    path: str = Field(max_length=500, description="A path inside the shop, e.g. '/cart' or '/search?q=red+mug'.")
+
+
+class ShopEnv(RowEnv[Goal]):
+    """Shop in a WebShop-style store through a real browser; reward is the match score of the purchase."""
+
+    family = "shop"
+    version = "0"
+    verifier = "shop_match"
+    verifier_version = SCORE_VERSION
+    splits = _GoalSplits()
+    default_max_turns = 30
+    system_prompt: ClassVar[str] = (
+        "You are shopping in a web shop through a browser. Each observation shows the page's URL, title and "
+        "accessibility tree; elements carry references like [ref=e14]. Use the tools with those references to "
+        "search, open products, choose options, add to the cart and check out (fill in the shipping form and place "
+        "the order). Buy exactly what the instruction asks for, then call finish.")
+
+    def __init__(self, *, port: int | None = None, secret: str | None = None, executable_path: str = CHROMIUM,
+                 headless: bool = True, screenshot_dir: str | Path | None = None, max_obs_chars: int = 12_000,
+                 action_timeout_ms: int = 5_000, navigation_timeout_ms: int = 15_000, **kw: Any):
+        """
+        Args:
+            port: The shop server's port (default ``$ROWGYM_SHOP_PORT`` or 8765); started if not running.
+            secret: The grader secret (default: the shared one, see :mod:`.secret`).
+            executable_path: The Chromium binary (Debian's; Playwright's download cannot work here).
+            headless: Run Chromium headless.
+            screenshot_dir: If set, a PNG of the viewport after every step is saved there; its path is
+                ``info["screenshot"]`` (never part of the observation text).
+            max_obs_chars: Cut the accessibility tree to this many characters.
+            action_timeout_ms: How long an action may wait for its element.
+            navigation_timeout_ms: How long a page may take to load.
+        """
+        super().__init__(**kw)
+        self.port = port or int(os.environ.get("ROWGYM_SHOP_PORT", DEFAULT_PORT))
+        self.secret = secret
+        self.executable_path = executable_path
+        self.headless = headless
+        self.screenshot_dir = Path(screenshot_dir) if screenshot_dir else None
+        self.max_obs_chars = max_obs_chars
+        self.action_timeout_ms = action_timeout_ms
+        self.navigation_timeout_ms = navigation_timeout_ms
+        self.base_url: str | None = None
+        self.page: Any = None
+        self._pw: Any = None
+        self._browser: Any = None
+        self._context: Any = None
+        self._client: ShopClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sid: str | None = None
+        self._refs: set[str] = set()
+        self._paid: set[str] = set()
+        self._goal_terms: set[str] = set()
+        self._episodes = 0
+        self.finished = False
+        self.last_screenshot: str | None = None
+
+    # ------------------------------------------------------------------ tasks
+    def make_task(self, seed: int) -> Goal:
+        if seed < 0:
+            raise ValueError(f"seeds are non-negative integers, got {seed}")
+        return goal_for_seed(seed % N_GOALS)  # seed i is goal i mod N, as the ListSplits says
+
+    def task_content(self, task: Goal) -> Any:
+        return task.model_dump(mode="json", exclude={"goal_id", "seed", "split"})
+
+    # -------------------------------------------------------- browser lifecycle
+    async def _ensure_browser(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._browser is not None and (self._loop is not loop or not self._browser.is_connected()):
+            # Playwright objects live on the loop that made them; one from a finished loop cannot be closed here.
+            self._pw = self._browser = self._client = None
+        self.base_url = await asyncio.to_thread(ensure_running, self.port, secret=self.secret)
+        if self._browser is None:
+            from playwright.async_api import async_playwright
+
+            self._pw = await async_playwright().start()
+            self._browser = await self._pw.chromium.launch(executable_path=self.executable_path,
+                                                           args=CHROMIUM_ARGS, headless=self.headless)
+            self._client = ShopClient(self.base_url, secret=self.secret)
+            self._loop = loop
+
+    async def _close_browser(self) -> None:
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            self._pw = self._browser = self._client = self._loop = None  # see _ensure_browser
+            return
+        client, browser, pw = self._client, self._browser, self._pw
+        self._client = self._browser = self._pw = self._loop = None
+        if client is not None:
+            await client.aclose()
+        if browser is not None:
+            await browser.close()
+        if pw is not None:
+            await pw.stop()
+
+    async def setup(self, task: Goal) -> str:
+        await self._ensure_browser()
+        assert self._client is not None
+        created = await self._client.create_session(task.instruction)
+        self._sid = created.sid
+        self._context = await self._browser.new_context(viewport={"width": 1100, "height": 760})
+        self._context.set_default_timeout(self.action_timeout_ms)
+        self._context.set_default_navigation_timeout(self.navigation_timeout_ms)
+        self.page = await self._context.new_page()
+        await self.page.goto(self._client.start_url(created))
+        self._paid, self.finished = set(), False
+        self._goal_terms = set(terms(" ".join([*task.attributes, task.product_type])))
+        self._episodes += 1
+        return await self._observe()
+
+    async def teardown(self) -> None:
+        context, self._context, self.page = self._context, None, None
+        if context is not None:
+            await context.close()
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self._close_browser()
+
+    def close(self) -> None:
+        if self._browser is not None and not self._active:
+            self._run(self._close_browser())
+        super().close()
+
+    # --------------------------------------------------------------- observing
+    def _path(self, url: str) -> str:
+        parts = urlsplit(url)
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+
+    def _in_shop(self, url: str) -> bool:
+        return urlsplit(url).netloc == urlsplit(self.base_url or "").netloc
+
+    async def _observe(self, note: str = "") -> str:
+        snapshot = compact(await self.page.aria_snapshot(mode="ai"), self.max_obs_chars)
+        self._refs = set(refs(snapshot))
+        if self.screenshot_dir is not None:
+            self.screenshot_dir.mkdir(parents=True, exist_ok=True)
+            path = self.screenshot_dir / f"{self.episode_seed}-{self._episodes}-{self.turn:02d}.png"
+            await self.page.screenshot(path=str(path))
+            self.last_screenshot = str(path)
+        assert self.task is not None
+        head = f"{note}\n" if note else ""
+        return (f"{head}URL: {self._path(self.page.url)}\nTitle: {await self.page.title()}\n"
+                f"Instruction: {self.task.instruction}\n\nPage (accessibility tree; act on elements by ref):\n"
+                f"{snapshot}")
+
+    async def _settle(self) -> None:
+        await self.page.wait_for_load_state("load")
+
+    def _locate(self, ref: str) -> Any:
+        if ref not in self._refs:
+            raise ToolError(f"Unknown element reference {ref!r}: use a [ref=...] shown in the latest page snapshot.")
+        return self.page.locator(f"aria-ref={ref}")
+
+    async def _act(self, fn: Any, note: str) -> str:
+        """Run a browser action; Playwright's failures become the agent's error, progress is rewarded."""
+        try:
+            await fn()
+            await self._settle()
+        except PlaywrightError as e:
+            raise ToolError(str(e).strip().splitlines()[0][:300]) from None
+        await self._progress()
+        return await self._observe(note)
+
+    # ------------------------------------------------------------------- tools
+    @tool
+    async def click(self, args: RefArgs) -> str:
+        """Click an element (a link, a button, a radio option) by its reference."""
+        loc = self._locate(args.ref)
+        return await self._act(loc.click, f"Clicked {args.ref}.")
+
+    @tool(name="type")
+    async def type_text(self, args: TypeArgs) -> str:
+        """Type text into a text box (replacing its content); submit=true then presses Enter."""
+        loc = self._locate(args.ref)
+
+        async def do() -> None:
+            await loc.fill(args.text)
+            if args.submit:
+                await loc.press("Enter")
+
+        return await self._act(do, f"Typed into {args.ref}" + (" and pressed Enter." if args.submit else "."))
+
+    @tool
+    async def select(self, args: SelectArgs) -> str:
+        """Choose an option: in a drop-down (combobox) by its label, or in a group of radio buttons by its name."""
+        loc = self._locate(args.ref)
+        want = args.option.strip().lower()
+
+        async def do() -> None:
+            if await loc.evaluate("e => e.tagName.toLowerCase()") == "select":
+                options = await loc.evaluate("e => Array.from(e.options).map(o => [o.value, o.label.trim()])")
+                match = next((v for v, label in options if want in (v.lower(), label.lower())), None)
+                if match is None:
+                    raise ToolError(f"{args.ref} has no option {args.option!r}; options: "
+                                    + ", ".join(label for _, label in options[:40]))
+                await loc.select_option(value=match)
+                return
+            radios = loc.get_by_role("radio")
+            names = [n.strip() for n in await radios.evaluate_all(
+                "els => els.map(e => (e.labels && e.labels[0] ? e.labels[0].innerText : e.value))")]
+            if not names:
+                raise ToolError(f"{args.ref} is neither a drop-down nor a group of options; use click instead.")
+            idx = next((i for i, n in enumerate(names) if n.lower() == want), None)
+            if idx is None:
+                raise ToolError(f"{args.ref} has no option {args.option!r}; options: {', '.join(names[:40])}")
+            await radios.nth(idx).check()
+
+        return await self._act(do, f"Selected {args.option!r} in {args.ref}.")
+
+    @tool
+    async def scroll(self, args: ScrollArgs) -> str:
+        """Scroll the page up or down (the snapshot always shows the whole page; this also re-reads it)."""
+        sign = -1 if args.direction == "up" else 1
+        return await self._act(lambda: self.page.evaluate(f"window.scrollBy(0, {sign} * window.innerHeight * 0.8)"),
+                               f"Scrolled {args.direction}.")
+
+    @tool
+    async def back(self, args: NoArgs) -> str:
+        """Go back to the previous page."""
+
+        async def do() -> None:
+            await self.page.go_back()
+            if not self._in_shop(self.page.url):  # back past the session's first page: stay in the shop
+                await self.page.go_forward()
+                raise ToolError("There is no earlier page to go back to.")
+
+        return await self._act(do, "Went back.")
+
+    @tool
+    async def goto(self, args: GotoArgs) -> str:
+        """Open a page of the shop by its path, e.g. '/', '/cart', '/orders' or '/search?q=wool+socks'."""
+        raw = args.path.strip()
+        if not raw.startswith("/") and not raw.startswith(("http://", "https://")):
+            raise ToolError(f"{raw!r} is not a path; give a path starting with '/', e.g. '/cart'.")
+        url = urljoin((self.base_url or "") + "/", raw)
+        if not self._in_shop(url) or not urlsplit(url).scheme.startswith("http"):
+            raise ToolError(f"{raw!r} is outside the shop; goto only opens the shop's own pages, e.g. '/cart'.")
+        path = urlsplit(url).path
+        if path.startswith(BLOCKED_PREFIXES):
+            raise ToolError(f"{path!r} is not a shop page an agent may open.")
+        return await self._act(lambda: self.page.goto(url), f"Opened {self._path(url)}.")
+
+    @tool(terminal=True)
+    async def finish(self, args: NoArgs) -> str:
+        """End the episode (call it after placing the order)."""
+        self.finished = True
+        return "Finished."
+
+    # ----------------------------------------------------------------- rewards
+    def _pay(self, subgoal: str) -> None:
+        if subgoal not in self._paid:
+            self._paid.add(subgoal)
+            self.signal("subgoal", SUBGOALS[subgoal])
+
+    async def _progress(self) -> None:
+        """Pay local progress: a relevant search, a matching product, a right option, the right item in the cart."""
+        assert self.task is not None
+        goal, parts = self.task, urlsplit(self.page.url)
+        if parts.path == "/search":
+            query = " ".join(parse_qs(parts.query).get("q", []))
+            if self._goal_terms & set(terms(query)):
+                self._pay("search")
+        m = _PRODUCT_PATH.match(parts.path)
+        if m and m.group(1) in goal.target_product_ids:
+            self._pay("product")
+            if goal.options and "cart" not in self._paid:
+                checked = await self.page.evaluate(
+                    "() => Array.from(document.querySelectorAll('input[type=radio]:checked'))"
+                    ".map(e => [e.name, e.value])")
+                for name, value in checked:
+                    if goal.options.get(name, "").lower() == value.lower():
+                        self._paid_option(name, len(goal.options))
+        if parts.path == "/cart" and "cart" not in self._paid:
+            assert self._client is not None and self._sid is not None
+            report = await self._client.report(self._sid)
+            if any(score_breakdown(goal, [line]).score >= 1.0 for line in report.cart):
+                self._pay("cart")
+
+    def _paid_option(self, name: str, n: int) -> None:
+        key = f"option:{name}"
+        if key not in self._paid:
+            self._paid.add(key)
+            self.signal("subgoal", round(SUBGOALS["options"] / n, 6))
+
+    async def grade(self) -> Verdict:
+        assert self.task is not None and self._client is not None and self._sid is not None
+        report = await self._client.report(self._sid)
+        b = score_breakdown(self.task, report)
+        success = b.score >= 1.0 - 1e-9
+        checks = [
+            Check(name="purchased", passed=b.n_purchased > 0, detail=f"{b.n_purchased} distinct purchase(s)"),
+            Check(name="category", passed=b.r_type == 1.0, detail=f"r_type={b.r_type} ({b.product_id})"),
+            Check(name="attributes", passed=b.attributes_matched == b.attributes_total,
+                  detail=f"{b.attributes_matched}/{b.attributes_total}"),
+            Check(name="options", passed=b.options_matched == b.options_total,
+                  detail=f"{b.options_matched}/{b.options_total}"),
+            Check(name="price", passed=b.price_ok, detail=f"bound ${self.task.price_upper:.2f}"),
+            Check(name="single_purchase", passed=b.n_purchased <= 1, detail="several purchases divide the score"),
+            Check(name="finished", passed=self.finished, detail="called finish" if self.finished else "step cap"),
+        ]
+        n_att, n_opt = max(1, b.attributes_total), max(1, b.options_total)
+        breakdown = {f"{self.verifier}@{self.verifier_version}": round(b.score, 6), "r_type": b.r_type,
+                     "attributes": round(b.attributes_matched / n_att, 6) if b.attributes_total else 1.0,
+                     "options": round(b.options_matched / n_opt, 6) if b.options_total else 1.0,
+                     "price": float(b.price_ok)}
+        return Verdict(reward=round(b.score, 6), success=success, verifier=self.verifier,
+                       verifier_version=self.verifier_version, breakdown=breakdown, checks=checks)
+
+    # ------------------------------------------------- screenshots in info
+    async def areset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
+        self.last_screenshot = None
+        obs, info = await super().areset(seed=seed, options=options)
+        if self.last_screenshot:
+            info["screenshot"] = self.last_screenshot
+        return obs, info
+
+    async def astep(self, action: Action | ToolCall | dict | str) -> tuple[str, float, bool, bool, dict]:
+        self.last_screenshot = None
+        obs, reward, terminated, truncated, info = await super().astep(action)
+        if self.last_screenshot:
+            info["screenshot"] = self.last_screenshot
+        return obs, reward, terminated, truncated, info
