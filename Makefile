@@ -31,7 +31,7 @@ demo: quickstart ## (grows into the learning demo: tiny model -> SFT -> GRPO -> 
 
 test: env-up ## the full test suite, with Docker, Chromium and the shop started first
 	@# exit 5 = no tests collected: not a build failure (but a run that tests nothing is worthless)
-	$(PY) -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && exit 0; exit $$rc
+	ROWGYM_REQUIRE_ALL=1 $(PY) -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && exit 0; exit $$rc
 
 test-fast: setup ## unit tests only (no docker/browser/vllm/train markers)
 	$(PY) -m pytest -q -m "not docker and not browser and not vllm and not train and not slow" tests

@@ -20,3 +20,27 @@ def rowgym_cli() -> list[str]:
 def _no_color(monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", os.environ.get("COLUMNS", "200"))
+
+
+# `make test` (and so CI) sets ROWGYM_REQUIRE_ALL=1 after starting every component: there a
+# skipped test means a component failed to come up, so it is reported as a failure, never
+# silently counted as passing.
+REQUIRE_ALL = os.environ.get("ROWGYM_REQUIRE_ALL") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if REQUIRE_ALL and rep.skipped and not hasattr(rep, "wasxfail"):
+        rep.outcome = "failed"
+        rep.longrepr = f"skipped under ROWGYM_REQUIRE_ALL=1 (a component is missing): {rep.longrepr}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    rep = outcome.get_result()
+    if REQUIRE_ALL and rep.skipped:
+        rep.outcome = "failed"
+        rep.longrepr = f"module skipped under ROWGYM_REQUIRE_ALL=1 (a component is missing): {rep.longrepr}"
