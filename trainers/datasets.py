@@ -33,6 +33,7 @@ manifests, env ids) that the contamination check reads.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
@@ -65,6 +66,7 @@ def check_splits(splits: Iterable[str | Split]) -> tuple[Split, ...]:
     return out
 
 
+@functools.lru_cache(maxsize=64)
 def _env_class(env_id: str) -> type | None:
     try:
         return env_spec(env_id).load()
