@@ -6,7 +6,7 @@ subpackage under a mapped folder is found, so adding ``envs/newfamily/`` needs n
 
 from setuptools import find_packages, setup
 
-FOLDERS = ["envs", "agents", "rollouts", "rewards", "trainers", "sandboxes"]
+FOLDERS = ["envs", "agents", "rollouts", "rewards", "trainers", "sandboxes", "evals"]
 
 package_dir = {"rowgym": "rowgym", **{f"rowgym.{f}": f for f in FOLDERS}}
 packages = ["rowgym", *(f"rowgym.{p}" for p in find_packages(where=".", include=["rowgym.*"]))]

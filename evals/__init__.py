@@ -1,0 +1,1 @@
+"""Benchmarks on held-out seeds: runner, metrics, reports, contamination check."""
