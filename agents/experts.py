@@ -66,7 +66,7 @@ class GoldPlanExpert(Agent):
             raise AgentError(f"{type(env).__name__} has no gold plan (task.gold); use its own expert agent")
         self._plan = list(gold)
         self._pending_repair = None
-        self._rng = random.Random(f"{self.seed}:{info.get('seed')}")
+        self._rng = random.Random(f"{self.seed}:{info.get('seed')}:{info.get('sample_index', 0)}")
 
     async def act(self, obs: str) -> AgentTurn:
         if self._pending_repair is not None:

@@ -51,7 +51,7 @@ class HFPolicy(Agent):
     async def reset(self, env: Any, obs: str, info: dict[str, Any]) -> None:
         self.conv = TokenConversation(self.tokenizer, env.system_prompt, env.tools, obs)
         self._first = True
-        self._episode_seed = hash((self.seed, info.get("seed"))) & 0x7FFFFFFF
+        self._episode_seed = hash((self.seed, info.get("seed"), info.get("sample_index", 0))) & 0x7FFFFFFF
         self._turn = 0
 
     async def act(self, obs: str) -> AgentTurn:

@@ -86,7 +86,8 @@ async def play_episode(env: Any, agent: Agent, key: EpisodeKey, timeouts: Timeou
 
 
 async def _loop(env: Any, agent: Agent, ep: Episode, obs: str, info: dict, timeouts: Timeouts, record: bool) -> None:
-    await agent.reset(env, obs, info)
+    # the sample index lets stochastic agents differ within a GRPO group (same seed, k samples)
+    await agent.reset(env, obs, {**info, "sample_index": ep.sample_index, "episode_id": ep.episode_id})
     turn = 0
     while True:
         t0 = time.perf_counter()
