@@ -150,9 +150,13 @@ def show(run: Annotated[Path, typer.Argument(help="Run directory")],
          episode: Annotated[str, typer.Option(help="Episode index in the run, or an episode id")] = "0",
          width: Annotated[int, typer.Option(help="Characters of each observation to show")] = 600) -> None:
     """Pretty-print one episode of a run: each step's observation, action and reward."""
+    from rowgym.errors import RowgymError
     from rowgym.store import TrajectoryStore
 
-    eps = list(TrajectoryStore(run).episodes())
+    try:
+        eps = list(TrajectoryStore(run, readonly=True).episodes())
+    except RowgymError as e:
+        _fail(str(e))
     if not eps:
         _fail(f"{run} has no episodes")
     ep = next((e for e in eps if e.episode_id == episode), None)
@@ -187,9 +191,9 @@ def export(run: Annotated[Path, typer.Argument(help="Run directory")],
     from rowgym.errors import RowgymError
     from rowgym.store import TrajectoryStore, flatten
 
-    store = TrajectoryStore(run)
     target = out or run / f"{level}.{format}"
     try:
+        store = TrajectoryStore(run, readonly=True)
         if format == "parquet":
             store.export_parquet(target, level)
         elif format == "jsonl":

@@ -68,16 +68,27 @@ def sha256_file(path: Path) -> str:
 class TrajectoryStore:
     """One run's episodes on disk."""
 
-    def __init__(self, root: str | Path, shard_size: int = 200):
+    def __init__(self, root: str | Path, shard_size: int = 200, *, readonly: bool = False):
+        """Open (or create) a run directory.
+
+        ``readonly=True`` never writes: no directory is created and a partial shard is read
+        as it is (its torn last line skipped) instead of being repaired and sealed, so a
+        run that another process is still collecting can be read safely.
+        """
         self.root = Path(root)
         self.shard_dir = self.root / "shards"
         self.shard_size = shard_size
-        self.shard_dir.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
+        if readonly and not self.shard_dir.is_dir():
+            raise StoreError(f"{self.root} is not a rowgym run directory (no shards/ folder)")
+        if not readonly:
+            self.shard_dir.mkdir(parents=True, exist_ok=True)
         self.manifest: RunManifest | None = self._read_manifest()
         self._active: Path | None = None
         self._active_count = 0
         self._fh: Any = None
-        self._repair_partials()
+        if not readonly:
+            self._repair_partials()
 
     # ---------------------------------------------------------------- manifest
     @property
@@ -94,6 +105,8 @@ class TrajectoryStore:
 
     def start(self, manifest: RunManifest, *, resume: bool = True) -> RunManifest:
         """Begin (or resume) a run; refuses a directory that holds a different run."""
+        if self.readonly:
+            raise StoreError(f"{self.root} was opened read-only")
         if self.manifest is not None:
             old, new = self.manifest, manifest
             same = (old.source == new.source and old.policy.agent == new.policy.agent
@@ -160,6 +173,8 @@ class TrajectoryStore:
 
     def append(self, episode: Episode) -> None:
         """Durably add one finished episode (one line, one write, fsync)."""
+        if self.readonly:
+            raise StoreError(f"{self.root} was opened read-only")
         if self._fh is None:
             self._active = self._next_shard()
             self._fh = open(self._active, "ab")

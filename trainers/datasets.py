@@ -102,10 +102,8 @@ def load_episodes(source: Source) -> tuple[list[Episode], list[RunManifest]]:
         if not (root / "manifest.json").exists():
             raise StoreError(f"{root} is not a rowgym run directory (no manifest.json); "
                              f"collect one with `rowgym collect ... --out {root}`")
-        # Read without TrajectoryStore.__init__, which repairs and seals partial shards: a
-        # dataset build must never write into a run that may still be collecting.
-        store = TrajectoryStore.__new__(TrajectoryStore)
-        store.root, store.shard_dir = root, root / "shards"
+        # read-only: a dataset build must never write into a run that may still be collecting
+        store = TrajectoryStore(root, readonly=True)
         manifest = RunManifest.model_validate_json((root / "manifest.json").read_text())
         return list(store.episodes()), [manifest]
     episodes: list[Episode] = []

@@ -77,3 +77,19 @@ def test_export_parquet_and_dataset(tmp_path):
     ds = store.to_dataset("episodes")
     assert len(ds) == 3 and set(ds["split"]) == {"train"}
     assert all(json.loads(v) for v in ds["reward_versions"])
+
+
+def test_readonly_open_never_writes(tmp_path):
+    s = TrajectoryStore(tmp_path)
+    s.start(manifest())
+    s.append(episode(0))
+    s._fh.write(b'{"torn')
+    s._fh.flush()
+    before = sorted((p.name, p.stat().st_size) for p in (tmp_path / "shards").iterdir())
+    ro = TrajectoryStore(tmp_path, readonly=True)
+    assert [e.seed for e in ro.episodes()] == [0]
+    assert sorted((p.name, p.stat().st_size) for p in (tmp_path / "shards").iterdir()) == before
+    with pytest.raises(StoreError, match="read-only"):
+        ro.append(episode(1))
+    with pytest.raises(StoreError, match="not a rowgym run"):
+        TrajectoryStore(tmp_path / "nothing", readonly=True)
