@@ -39,14 +39,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rowgym.errors import RowgymError
+from rowgym.errors import PolicyServerError
+
+__all__ = ["PolicyServerError", "VLLMServer", "policy_down", "policy_status", "policy_up", "start_vllm_server"]
 
 DEFAULT_PORT = 8000
 DEFAULT_SERVED_NAME = "rowgym-policy"
-
-
-class PolicyServerError(RowgymError):
-    """The policy server could not be found, started, or stopped."""
 
 
 def cache_dir() -> Path:

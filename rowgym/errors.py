@@ -41,3 +41,9 @@ class ToolDefinitionError(RowgymError):
 
 class AgentError(RowgymError):
     """An agent could not produce an action (for example, its policy server is down)."""
+
+
+class PolicyServerError(AgentError):
+    """The policy server could not be started, reached or used (an episode fails with kind 'policy')."""
+
+    failure_kind = "policy"
