@@ -24,6 +24,8 @@ app = typer.Typer(help="rowgym: a gym for LLM agents in which every step is a tr
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 envs_app = typer.Typer(help="Registered environments.", no_args_is_help=True)
 app.add_typer(envs_app, name="envs")
+dataset_app = typer.Typer(help="Build training datasets from runs (held-out rows are refused).", no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
 console = Console()
 
 
@@ -206,6 +208,45 @@ def export(run: Annotated[Path, typer.Argument(help="Run directory")],
     except RowgymError as e:
         _fail(str(e))
     console.print(f"wrote {target}")
+
+
+@dataset_app.command("sft")
+def dataset_sft(runs: Annotated[list[Path], typer.Argument(help="Run directories")],
+                out: Annotated[Path, typer.Option(help="Output dataset directory")],
+                min_reward: Annotated[float, typer.Option(help="Keep episodes with final reward >= this")] = 1.0,
+                dev: Annotated[bool, typer.Option("--dev", help="Also use dev-split episodes")] = False,
+                drop_bad_calls: Annotated[bool, typer.Option("--drop-bad-calls", help="Drop bad calls and repairs")] = False) -> None:
+    """Tool-use SFT conversations (messages + tools) from successful train-split episodes."""
+    from rowgym.errors import RowgymError
+    from rowgym.trainers.datasets import sft_conversations, write_dataset
+
+    splits = ("train", "dev") if dev else ("train",)
+    try:
+        rows = sft_conversations([str(r) for r in runs], min_reward=min_reward, splits=splits,
+                                 keep_bad_calls=not drop_bad_calls)
+        path = write_dataset(rows, out, sources=[str(r) for r in runs], kind="sft",
+                             params={"min_reward": min_reward, "splits": list(splits), "drop_bad_calls": drop_bad_calls})
+    except RowgymError as e:
+        _fail(str(e))
+    console.print(f"wrote {len(rows)} conversations from {len({r['task_hash'] for r in rows})} tasks to {path}")
+
+
+@dataset_app.command("grpo")
+def dataset_grpo(env_id: Annotated[str, typer.Argument(help="Environment id")],
+                 out: Annotated[Path, typer.Option(help="Output dataset directory")],
+                 n: Annotated[int, typer.Option(help="Number of seeds")] = 64,
+                 split: Annotated[str, typer.Option(help="train or dev")] = "train",
+                 start: Annotated[int, typer.Option(help="Skip this many seeds of the split")] = 0) -> None:
+    """GRPO prompts (seed, env id, split, first-turn messages) for the rollout function."""
+    from rowgym.errors import RowgymError
+    from rowgym.trainers.datasets import grpo_prompts, write_dataset
+
+    try:
+        rows = grpo_prompts(env_id, split=split, n=n, start=start)
+        path = write_dataset(rows, out, kind="grpo", params={"env_id": env_id, "split": split, "n": n, "start": start})
+    except RowgymError as e:
+        _fail(str(e))
+    console.print(f"wrote {len(rows)} prompts to {path}")
 
 
 if __name__ == "__main__":
