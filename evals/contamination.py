@@ -32,6 +32,7 @@ from typing import Any
 import rowgym
 from rowgym.errors import HeldOutLeakError, RowgymError
 from rowgym.rows import RunManifest
+from rowgym.store import TrajectoryStore
 
 PROVENANCE = "provenance.json"
 
@@ -102,19 +103,13 @@ class ContaminationReport:
 
 
 def _from_run_dir(path: Path, out: TrainingHashes) -> None:
-    """Read shards directly (sealed and partial): never repair or write inside someone's training run."""
-    hashes = []
-    shards = path / "shards"
-    for shard in sorted(shards.iterdir()) if shards.is_dir() else []:
-        if shard.suffix == ".jsonl" or shard.name.endswith(".jsonl.partial"):
-            with open(shard, "rb") as f:
-                hashes += [json.loads(line)["task_hash"] for line in f if line.endswith(b"\n")]
-    out.add(path, hashes)
+    """Read-only: never repair or write inside someone's training run."""
+    out.add(path, (ep.task_hash for ep in TrajectoryStore(path, readonly=True).episodes()))
 
 
 def _from_manifest(path: Path, out: TrainingHashes) -> None:
     m = RunManifest.model_validate_json(path.read_text())
-    if (path.parent / "shards").is_dir():
+    if (path.parent / "shards").is_dir() and any((path.parent / "shards").iterdir()):
         _from_run_dir(path.parent, out)
     if not out.sources.get(str(path.parent)):  # no episodes stored: recompute from the source seeds
         out.add(path, heldout_hashes(m.source.env_id, m.source.seeds).values())

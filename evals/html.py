@@ -13,7 +13,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from rowgym.evals.metrics import GroupMetrics, outcome
-from rowgym.evals.plots import agent_colors, reward_svg, short_env, success_svg, turns_svg
+from rowgym.evals.plots import agent_colors, outcomes_svg, reward_svg, short_agent, short_env, success_svg, turns_svg
 from rowgym.rows import Episode, Split, StepRow
 from rowgym.store import TrajectoryStore
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from rowgym.evals.runner import BenchResult, GroupRun
 
 MAX_TEXT = 2500
-MAX_EPISODES = 30
+MAX_TASKS = 25
 
 CSS = """
 *{box-sizing:border-box}body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
@@ -37,10 +37,13 @@ header .sub{color:#94a3b8;font-size:13px;margin-top:4px}code,pre{font:12px/1.4 u
 .card h2{margin:0 0 10px;font-size:16px}table{border-collapse:collapse;width:100%;font-size:13px}
 th{text-align:left;color:#475569;font-weight:600;border-bottom:2px solid #e2e8f0;padding:6px 8px;white-space:nowrap}
 td{border-bottom:1px solid #f1f5f9;padding:6px 8px;vertical-align:top}tr.best td{font-weight:600}
-.num{text-align:right;font-variant-numeric:tabular-nums}.dot{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:6px}
+td.agent{white-space:nowrap}.num{text-align:right;font-variant-numeric:tabular-nums}.dot{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:6px}
 .bar{position:relative;height:8px;background:#e2e8f0;border-radius:4px;min-width:110px;margin-top:3px}
 .bar i{position:absolute;top:0;bottom:0;left:0;border-radius:4px}.bar b{position:absolute;top:-2px;height:12px;border-left:2px solid #0f172a;border-right:2px solid #0f172a}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(340px,1fr));gap:18px}.grid .card{margin:0}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:14px 24px;align-items:center}
+.legend{display:flex;gap:18px;flex-wrap:wrap;margin:0 0 8px;font-size:13px}.scroll{overflow-x:auto}
+tr.env td{background:#f8fafc;font-weight:700;color:#334155;border-top:2px solid #e2e8f0;padding-top:8px}
+.ep-some>summary{border-left:4px solid #f59e0b}
 .chip{display:inline-block;border-radius:6px;padding:0 6px;margin:1px 2px;font-size:11px;background:#e2e8f0}
 .chip.success{background:#dcfce7}.chip.wrong{background:#fef3c7}.chip.truncated{background:#e0e7ff}.chip.fail{background:#fee2e2}
 details{border:1px solid #e2e8f0;border-radius:8px;margin:6px 0;background:#fff}details>summary{cursor:pointer;padding:7px 10px}
@@ -86,28 +89,39 @@ def _banners(res: BenchResult) -> str:
 
 def _summary(groups: list[GroupMetrics], colors: dict[str, str]) -> str:
     k = max((g.k for g in groups), default=1)
-    cols = ["env", "agent", "tasks×k", "success [95% CI]", "reward", "pass@1", f"pass@{k}", f"pass^{k}", "turns",
+    cols = ["agent", "tasks×k", "success [95% CI]", "reward", "pass@1", f"pass@{k}", f"pass^{k}", "turns",
             "tokens/ep", "bad calls/step", "s/ep", "outcomes"]
-    best = {e: max(g.success_rate for g in groups if g.env_id == e) for e in {g.env_id for g in groups}}
+    num = {1, 3, 4, 5, 6, 7, 8, 9, 10}
     rows = []
-    for g in groups:
-        lo, hi = g.success_ci
-        bar = (f'<div class="bar"><i style="width:{g.success_rate:.0%};background:{colors[g.agent]}"></i>'
-               f'<b style="left:{lo:.1%};width:{max(hi - lo, 0.004):.1%}"></b></div>')
-        cells = [escape(short_env(g.env_id)), f'<span class="dot" style="background:{colors[g.agent]}"></span>'
-                 f'{escape(g.agent)}', f"{g.n_tasks}×{g.attempts}",
-                 f"<b>{g.success_rate:.2f}</b> <span class=small>[{lo:.2f}, {hi:.2f}]</span>{bar}",
-                 f"{g.mean_reward:.2f}", f"{g.pass_at.get(1, 0):.2f}", f"{g.pass_at.get(k, float('nan')):.2f}",
-                 f"{g.pass_hat.get(k, float('nan')):.2f}", f"{g.mean_turns:.1f}", f"{g.mean_completion_tokens:.0f}",
-                 f"{g.bad_call_rate:.3f}", f"{g.mean_time_s:.3f}", _chips(g.outcomes)]
-        num = {2, 4, 5, 6, 7, 8, 9, 10, 11}
-        tr = ' class="best"' if g.success_rate == best[g.env_id] and g.success_rate > 0 else ""
-        rows.append(f"<tr{tr}>" + "".join(f'<td{" class=num" if i in num else ""}>{c}</td>'
-                                          for i, c in enumerate(cells)) + "</tr>")
-    return ("<table><tr>" + "".join(f"<th>{escape(c)}</th>" for c in cols) + "</tr>" + "".join(rows) + "</table>"
+    for env in dict.fromkeys(g.env_id for g in groups):
+        rows.append(f'<tr class="env"><td colspan="{len(cols)}">{escape(env)}</td></tr>')
+        best = max(g.success_rate for g in groups if g.env_id == env)
+        for g in (g for g in groups if g.env_id == env):
+            lo, hi = g.success_ci
+            bar = (f'<div class="bar"><i style="width:{g.success_rate:.0%};background:{colors[g.agent]}"></i>'
+                   f'<b style="left:{lo:.1%};width:{max(hi - lo, 0.004):.1%}"></b></div>')
+            cells = [f'<span class="dot" style="background:{colors[g.agent]}"></span>'
+                     f'<span title="{escape(g.agent)}">{escape(short_agent(g.agent))}</span>',
+                     f"{g.n_tasks}×{g.attempts}",
+                     f"<b>{g.success_rate:.2f}</b> <span class=small>[{lo:.2f}, {hi:.2f}]</span>{bar}",
+                     f"{g.mean_reward:.2f}", f"{g.pass_at.get(1, 0):.2f}", f"{g.pass_at.get(k, float('nan')):.2f}",
+                     f"{g.pass_hat.get(k, float('nan')):.2f}", f"{g.mean_turns:.1f}",
+                     f"{g.mean_completion_tokens:.0f}", f"{g.bad_call_rate:.3f}", f"{g.mean_time_s:.3f}",
+                     _chips(g.outcomes)]
+            tr = ' class="best"' if g.success_rate == best and best > 0 else ""
+            rows.append(f"<tr{tr}>" + "".join(f'<td{" class=num" if i in num else " class=agent" if i == 0 else ""}>{c}</td>'
+                                              for i, c in enumerate(cells)) + "</tr>")
+    return ('<div class="scroll"><table><tr>' + "".join(f"<th>{escape(c)}</th>" for c in cols) + "</tr>"
+            + "".join(rows) + "</table></div>"
             '<p class="small">Success CI: percentile bootstrap over tasks (2000 resamples, seeded). pass@k: unbiased '
-            "estimator of Chen et al. 2021; pass^k: all k attempts succeed (tau-bench). Episode ids behind every "
-            "number: <code>metrics.json</code>.</p>")
+            "estimator of Chen et al. 2021; pass^k: all k attempts succeed (tau-bench). Bold: best success per "
+            "environment. Episode ids behind every number: <code>metrics.json</code>.</p>")
+
+
+def _legend(colors: dict[str, str]) -> str:
+    return '<div class="legend">' + "".join(
+        f'<span><span class="dot" style="background:{c}"></span>{escape(short_agent(a))}</span>'
+        for a, c in colors.items()) + "</div>"
 
 
 def _step(s: StepRow) -> str:
@@ -129,34 +143,45 @@ def _episode(ep: Episode) -> str:
     checks = "".join(f'<div class="small">{"✓" if c.passed else "✗"} {escape(c.name)} {escape(c.detail[:300])}</div>'
                      for c in (v.checks if v else []))
     fail = f'<div class="banner bad">failure ({ep.failure.kind}): {_t(ep.failure.reason, 600)}</div>' if ep.failure else ""
-    first = _t(ep.steps[0].observation) if ep.steps else ""
+    first = ep.steps[0].observation if ep.steps else ""
+    intro = (f"<b>instruction</b><pre>{_t(ep.instruction)}</pre>" if ep.instruction and ep.instruction not in first
+             else "") + f"<b>first observation</b><pre>{_t(first)}</pre>"
     return (f'<details id="{escape(ep.episode_id)}" class="{"ep-ok" if ok else "ep-no"}"><summary>'
-            f'{"✓" if ok else "✗"} seed {ep.seed} · attempt {ep.sample_index} · reward {ep.final_reward:.2f} · '
+            f'{"✓" if ok else "✗"} attempt {ep.sample_index} · reward {ep.final_reward:.2f} · '
             f'{len(ep.steps)} turns · {escape(outcome(ep))} <span class="small">{escape(ep.episode_id)}</span></summary>'
             f'<div class="meta">task_hash {escape(ep.task_hash)} · split {ep.split.value} · verifier '
             f'{escape(v.verifier + "@" + v.verifier_version) if v else "-"} · {ep.duration_s:.3f} s</div>{fail}'
-            f'<div class="step"><b>instruction</b><pre>{_t(ep.instruction)}</pre><b>first observation</b>'
-            f"<pre>{first}</pre></div>" + "".join(_step(s) for s in ep.steps) +
+            f'<div class="step">{intro}</div>' + "".join(_step(s) for s in ep.steps) +
             f'<div class="step">{checks}</div></details>')
 
 
 def _viewer(run: GroupRun, color: str) -> str:
-    eps = sorted(TrajectoryStore(run.run_dir).episodes(), key=lambda e: (e.seed, e.sample_index))
-    shown = eps[:MAX_EPISODES]
-    more = (f'<p class="small">{len(eps) - len(shown)} more episodes in <code>{escape(str(run.run_dir))}</code> '
-            f"(<code>rowgym show RUN --episode ID</code>).</p>") if len(eps) > len(shown) else ""
+    by_seed: dict[int, list[Episode]] = {}
+    for e in sorted(TrajectoryStore(run.run_dir, readonly=True).episodes(), key=lambda e: (e.seed, e.sample_index)):
+        by_seed.setdefault(e.seed, []).append(e)
+    seeds = list(by_seed)[:MAX_TASKS]
+    more = (f'<p class="small">{len(by_seed) - len(seeds)} more tasks in <code>{escape(str(run.run_dir))}</code> '
+            f"(<code>rowgym show RUN --episode ID</code>).</p>") if len(by_seed) > len(seeds) else ""
+    tasks = []
+    for seed in seeds:
+        eps = by_seed[seed]
+        c = sum(e.success for e in eps)
+        cls = "ep-ok" if c == len(eps) else "ep-no" if c == 0 else "ep-some"
+        tasks.append(f'<details class="{cls}"><summary>seed {seed} · {c}/{len(eps)} attempts succeeded '
+                     f'<span class="small">task_hash {escape(eps[0].task_hash)}</span></summary>'
+                     f'{"".join(_episode(e) for e in eps)}</details>')
     m = run.metrics
     return (f'<details><summary><span class="dot" style="background:{color}"></span><b>{escape(short_env(run.env_id))}'
-            f' · {escape(run.agent)}</b> — {m.n_episodes} episodes, success {m.success_rate:.2f} '
+            f' · {escape(run.agent)}</b> — {m.n_tasks} tasks × {m.attempts}, success {m.success_rate:.2f} '
             f'<span class="small">run {escape(run.manifest.run_id)} · <code>{escape(str(run.run_dir))}</code></span>'
-            f"</summary>{''.join(_episode(e) for e in shown)}{more}</details>")
+            f"</summary>{''.join(tasks)}{more}</details>")
 
 
 def html_report(res: BenchResult) -> str:
     groups = res.groups
     colors = agent_colors(groups)
-    plots = (f'<div class="grid"><div class="card">{success_svg(groups)}</div><div class="card">{reward_svg(groups)}'
-             f'</div><div class="card">{turns_svg(groups)}</div></div>') if groups else ""
+    plots = (f'<div class="card"><h2>Plots</h2>{_legend(colors)}<div class="grid"><div>{success_svg(groups)}</div>'
+             f'<div>{reward_svg(groups)}</div><div>{turns_svg(groups)}</div><div>{outcomes_svg(groups)}</div></div></div>') if groups else ""
     envs = ", ".join(short_env(e) for e in res.config.env_ids)
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1"><title>rowgym bench {escape(res.bench_id)}</title>
@@ -164,5 +189,6 @@ def html_report(res: BenchResult) -> str:
 <div class="sub">bench {escape(res.bench_id)} · {escape(res.created_at)} · {len(res.config.agents)} agent(s) ·
 {res.config.episodes} tasks × {res.config.attempts} attempt(s) per env</div></header><main>
 {_banners(res)}<div class="card"><h2>Results</h2>{_summary(groups, colors)}</div>{plots}
-<div class="card" style="margin-top:18px"><h2>Episode viewer</h2>
+<div class="card viewer"><h2>Episode viewer</h2><p class="small">Per environment and agent, per task (seed),
+per attempt: the first observation, then each step's action, local reward and flags, and the observation returned.</p>
 {''.join(_viewer(r, colors[r.agent]) for r in res.runs)}</div></main></body></html>"""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rowgym.evals.metrics import GroupMetrics
-from rowgym.evals.plots import short_env
+from rowgym.evals.plots import short_agent, short_env
 from rowgym.rows import Split
 from rowgym.store import atomic_write
 
@@ -39,7 +39,7 @@ def table_rows(groups: list[GroupMetrics]) -> tuple[list[str], list[list[str]]]:
             "turns", "tokens/ep", "bad-call rate", "s/ep", "outcomes"]
     rows = []
     for g in groups:
-        rows.append([short_env(g.env_id), g.agent, f"{g.n_tasks}×{g.attempts}", fmt_ci(g.success_rate, g.success_ci),
+        rows.append([short_env(g.env_id), short_agent(g.agent), f"{g.n_tasks}×{g.attempts}", fmt_ci(g.success_rate, g.success_ci),
                      f"{g.mean_reward:.2f}", f"{g.pass_at.get(1, 0):.2f}", f"{g.pass_at.get(k, float('nan')):.2f}",
                      f"{g.pass_hat.get(k, float('nan')):.2f}", f"{g.mean_turns:.1f}",
                      f"{g.mean_completion_tokens:.0f}", f"{g.bad_call_rate:.3f}", f"{g.mean_time_s:.3f}",

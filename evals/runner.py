@@ -55,6 +55,8 @@ class BenchConfig:
     agents: list[str]
     """Agent specs: ``expert``, ``random``, ``module:Class``, optionally with ``,key=value`` kwargs
     (``expert,noise=0.3``); the spec is the agent's label in reports."""
+    agent_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Extra keyword arguments per agent spec (e.g. an LLM agent's server URL), merged over the spec's own."""
     episodes: int = 20
     """Distinct tasks (seeds) per environment."""
     out_dir: str | Path = "results/bench"
@@ -147,9 +149,7 @@ def _bench_id(out: Path, cfg: BenchConfig) -> tuple[str, str]:
         return old["bench_id"], old["created_at"]
     bench_id, created = uuid.uuid4().hex[:12], datetime.now(UTC).isoformat(timespec="seconds")
     atomic_write(path, json.dumps({"bench_id": bench_id, "created_at": created, "rowgym_version": rowgym.__version__,
-                                   "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()
-                                              if k != "training_data"} | {"training_data": [str(p) for p in cfg.training_data]}},
-                                  indent=2))
+                                   "config": vars(cfg)}, indent=2, default=str))
     return bench_id, created
 
 
@@ -181,11 +181,12 @@ async def arun_bench(cfg: BenchConfig) -> BenchResult:
     for env_id in cfg.env_ids:
         for label, (name, kwargs) in zip(cfg.agents, specs, strict=True):
             run_dir = out / "runs" / slug(env_id, label)
+            kwargs = {**kwargs, **cfg.agent_kwargs.get(label, {})}
             await acollect(CollectConfig(env_id=env_id, agent=name, agent_kwargs=kwargs, split=split.value,
                                          episodes=cfg.episodes, out=run_dir, group_size=cfg.attempts,
                                          concurrency=cfg.concurrency, turn_timeout_s=cfg.turn_timeout_s,
                                          episode_timeout_s=cfg.episode_timeout_s, progress=cfg.progress))
-            store = TrajectoryStore(run_dir)
+            store = TrajectoryStore(run_dir, readonly=True)
             assert store.manifest is not None
             episodes = list(store.episodes())
             res.runs.append(GroupRun(env_id, label, run_dir, store.manifest,

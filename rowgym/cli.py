@@ -249,5 +249,48 @@ def dataset_grpo(env_id: Annotated[str, typer.Argument(help="Environment id")],
     console.print(f"wrote {len(rows)} prompts to {path}")
 
 
+@app.command()
+def bench(env: Annotated[list[str], typer.Option("--env", help="Environment id (repeat for several)")],
+          agent: Annotated[list[str], typer.Option("--agent", help="expert, random, vllm, hf, module:Class; "
+                                                   "add kwargs as NAME,key=value (repeat for several)")],
+          episodes: Annotated[int, typer.Option(help="Tasks (seeds) per environment")] = 20,
+          attempts: Annotated[int, typer.Option(help="Attempts per task (k of pass@k, pass^k)")] = 1,
+          split: Annotated[str, typer.Option(help="Split to evaluate; other than heldout needs --allow-split")] = "heldout",
+          allow_split: Annotated[bool, typer.Option("--allow-split", help="Allow a split other than heldout")] = False,
+          training_data: Annotated[list[Path] | None, typer.Option("--training-data", help="Run dir, dataset dir "
+                                   "(provenance.json) or manifest the agent was trained on (repeatable)")] = None,
+          contamination: Annotated[str, typer.Option(help="refuse, or flag (run and mark the report)")] = "refuse",
+          out: Annotated[Path, typer.Option(help="Bench directory (resumed if it exists)")] = Path("results/bench"),
+          leaderboard: Annotated[Path | None, typer.Option(help="Default: <out>/../leaderboard.jsonl")] = None,
+          concurrency: Annotated[int, typer.Option(help="Episodes in flight per run")] = 4,
+          base_url: Annotated[str, typer.Option(help="vllm agent: OpenAI-compatible server")] = "http://127.0.0.1:8000",
+          model_dir: Annotated[Path | None, typer.Option(help="vllm/hf agents: model (tokenizer) directory")] = None,
+          model: Annotated[str | None, typer.Option(help="vllm agent: served model name")] = None,
+          temperature: Annotated[float, typer.Option(help="vllm/hf agents: sampling temperature")] = 1.0,
+          max_tokens: Annotated[int, typer.Option(help="vllm/hf agents: tokens per turn")] = 256,
+          turn_timeout: Annotated[float | None, typer.Option(help="Seconds per policy turn")] = None,
+          episode_timeout: Annotated[float | None, typer.Option(help="Seconds per episode")] = None,
+          progress: Annotated[bool, typer.Option(help="Show progress bars")] = True) -> None:
+    """Benchmark agents on held-out seeds: metrics with CIs, pass@k/pass^k, HTML + markdown report, leaderboard."""
+    from rowgym.errors import RowgymError
+    from rowgym.evals.report import rich_table
+    from rowgym.evals.runner import parse_agent, run_bench
+
+    try:
+        llm = {a: llm_agent_kwargs(parse_agent(a)[0], base_url, model_dir, model, temperature, max_tokens)
+               for a in agent}
+        res = run_bench(env, agent, agent_kwargs=llm, episodes=episodes, attempts=attempts, split=split,
+                        allow_split=allow_split, training_data=list(training_data or []), contamination=contamination,
+                        out_dir=out, leaderboard=leaderboard, concurrency=concurrency, turn_timeout_s=turn_timeout,
+                        episode_timeout_s=episode_timeout, progress=progress)
+    except RowgymError as e:
+        _fail(str(e))
+    console.print(rich_table(res))
+    if res.contaminated:
+        console.print(f"[bold red]CONTAMINATED:[/] {res.contamination.message()}")
+    for name, path in res.reports.items():
+        console.print(f"{name}: {path}", highlight=False, soft_wrap=True)
+
+
 if __name__ == "__main__":
     app()
