@@ -1,0 +1,194 @@
+"""Speed of the browser shop environment: ms per step, episodes/s at 1 vs 8 contexts, overhead vs bare Playwright.
+
+    python benchmarks/bench_shop.py [--episodes 16] [--split dev]
+
+Measured in one run over the same seeds and the same actions:
+  record      the scripted expert plays every seed once; its actions are kept for the replays;
+  env         those actions replayed through ``env.astep`` (no agent, no rows): ms per step;
+  bare        the same actions replayed by a bare Playwright loop on the same pages
+              (``locator("aria-ref=...")`` action, wait for load, ``aria_snapshot(mode="ai")``;
+              no validation, observation text, progress rewards or grading): ms per step;
+  episodes/s  ``play_episode`` with the expert (rows recorded) with 1 worker, then 8 workers on one
+              event loop (each worker: its own Chromium and one context per episode, as in
+              ``rowgym collect --concurrency 8``), and the same for the bare loop.
+Browser launch is outside the timings (each worker warms up with one episode first).
+Prints the numbers and the ratios; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from typing import Any
+
+from rowgym.agents.shop_expert import ShopExpert
+from rowgym.envs.shop.client import ShopClient
+from rowgym.envs.shop.screenshots import CHROMIUM, CHROMIUM_ARGS
+from rowgym.rollouts.episode import EpisodeKey, play_episode
+
+import rowgym
+from rowgym.rows import Action
+
+ENV_ID = "rowgym/Shop-v0"
+
+
+async def record(seeds: list[int]) -> dict[int, list[Action]]:
+    env = rowgym.make(ENV_ID)
+    try:
+        out = {}
+        for s in seeds:
+            ep = await play_episode(env, ShopExpert(), EpisodeKey("bench", s))
+            assert ep.success, f"expert failed seed {s}"
+            out[s] = [st.action for st in ep.steps]
+        return out
+    finally:
+        await env.aclose()
+
+
+async def env_replay(plans: dict[int, list[Action]], workers: int) -> tuple[list[float], float]:
+    """Replay through env.astep; per-step seconds and the wall time of all episodes."""
+    envs = [rowgym.make(ENV_ID) for _ in range(workers)]
+    seeds = list(plans)
+    await asyncio.gather(*(e.areset(seed=seeds[0]) for e in envs))  # launch the browsers (not timed)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for s in seeds:
+        queue.put_nowait(s)
+    steps: list[float] = []
+
+    async def work(env: Any) -> None:
+        while not queue.empty():
+            s = queue.get_nowait()
+            await env.areset(seed=s)
+            for action in plans[s]:
+                t = time.perf_counter()
+                await env.astep(action)
+                steps.append(time.perf_counter() - t)
+
+    t0 = time.perf_counter()
+    try:
+        await asyncio.gather(*(work(e) for e in envs))
+        return steps, time.perf_counter() - t0
+    finally:
+        await asyncio.gather(*(e.aclose() for e in envs))
+
+
+async def bare_replay(plans: dict[int, list[Action]], workers: int, base_url: str) -> tuple[list[float], float]:
+    """The same actions with Playwright alone: one browser per worker, a context per episode."""
+    from playwright.async_api import async_playwright
+
+    seeds = list(plans)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for s in seeds:
+        queue.put_nowait(s)
+    steps: list[float] = []
+    env = rowgym.make(ENV_ID)
+    goals = {s: env.make_task(s) for s in seeds}
+
+    async def episode(browser: Any, shop: ShopClient, s: int, timed: bool) -> None:
+        created = await shop.create_session(goals[s].instruction)
+        ctx = await browser.new_context(viewport={"width": 1100, "height": 760})
+        page = await ctx.new_page()
+        await page.goto(shop.start_url(created))
+        await page.aria_snapshot(mode="ai")
+        for action in plans[s]:
+            t = time.perf_counter()
+            call = action.tool_call
+            args = call.args()
+            if call.name == "finish":
+                pass
+            elif call.name == "click":
+                await page.locator(f"aria-ref={args['ref']}").click()
+            elif call.name == "type":
+                loc = page.locator(f"aria-ref={args['ref']}")
+                await loc.fill(args["text"])
+                if args.get("submit"):
+                    await loc.press("Enter")
+            elif call.name == "select":
+                await page.locator(f"aria-ref={args['ref']}").select_option(label=args["option"])
+            else:
+                raise ValueError(f"the bare loop does not replay {call.name}")
+            if call.name != "finish":
+                await page.wait_for_load_state("load")
+                await page.aria_snapshot(mode="ai")
+            if timed:
+                steps.append(time.perf_counter() - t)
+        await ctx.close()
+
+    async with async_playwright() as pw:
+        browsers = await asyncio.gather(*(pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                                          for _ in range(workers)))
+        async with ShopClient(base_url) as shop:
+            await asyncio.gather(*(episode(b, shop, seeds[0], timed=False) for b in browsers))  # warm-up
+
+            async def work(browser: Any) -> None:
+                while not queue.empty():
+                    await episode(browser, shop, queue.get_nowait(), timed=True)
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(work(b) for b in browsers))
+            wall = time.perf_counter() - t0
+        await asyncio.gather(*(b.close() for b in browsers))
+    return steps, wall
+
+
+async def engine(seeds: list[int], workers: int) -> tuple[int, float]:
+    """Expert episodes through play_episode (rows recorded), ``workers`` envs on one loop."""
+    envs = [rowgym.make(ENV_ID) for _ in range(workers)]
+    await asyncio.gather(*(e.areset(seed=seeds[0]) for e in envs))
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for s in seeds:
+        queue.put_nowait(s)
+    ok = 0
+
+    async def work(env: Any) -> None:
+        nonlocal ok
+        while not queue.empty():
+            ep = await play_episode(env, ShopExpert(), EpisodeKey("bench", queue.get_nowait()))
+            ok += ep.success
+
+    t0 = time.perf_counter()
+    try:
+        await asyncio.gather(*(work(e) for e in envs))
+        return ok, time.perf_counter() - t0
+    finally:
+        await asyncio.gather(*(e.aclose() for e in envs))
+
+
+def ms(xs: list[float]) -> str:
+    return f"mean {1000 * statistics.mean(xs):6.1f} ms  median {1000 * statistics.median(xs):6.1f} ms"
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--episodes", type=int, default=16)
+    ap.add_argument("--split", default="dev")
+    args = ap.parse_args()
+    env = rowgym.make(ENV_ID)
+    seeds = env.splits.seeds(args.split, args.episodes)
+    plans = await record(seeds)
+    base_url = env.base_url or __import__("rowgym.envs.shop.server", fromlist=["x"]).base_url(env.port)
+    n_steps = sum(len(p) for p in plans.values())
+    print(f"{len(seeds)} {args.split} episodes, {n_steps} expert steps ({n_steps / len(seeds):.1f} per episode)")
+    rows = {}
+    for workers in (1, 8):
+        e_steps, e_wall = await env_replay(plans, workers)
+        b_steps, b_wall = await bare_replay(plans, workers, base_url)
+        ok, g_wall = await engine(seeds, workers)
+        rows[workers] = (e_steps, e_wall, b_steps, b_wall, ok, g_wall)
+        print(f"\nconcurrency {workers} ({workers} browser{'s' if workers > 1 else ''}, one context per episode)")
+        print(f"  env step   {ms(e_steps)}   replay {len(seeds) / e_wall:5.2f} episodes/s")
+        print(f"  bare step  {ms(b_steps)}   replay {len(seeds) / b_wall:5.2f} episodes/s")
+        print(f"  env / bare step time: {statistics.mean(e_steps) / statistics.mean(b_steps):.2f}x")
+        print(f"  expert via play_episode (rows recorded): {len(seeds) / g_wall:5.2f} episodes/s, "
+              f"success {ok}/{len(seeds)}")
+    one, eight = rows[1], rows[8]
+    print(f"\nconcurrency 8 vs 1: episodes/s x{one[5] / eight[5]:.2f} (play_episode), "
+          f"x{one[1] / eight[1]:.2f} (env replay), x{one[3] / eight[3]:.2f} (bare); "
+          f"mean step time x{statistics.mean(eight[0]) / statistics.mean(one[0]):.2f} (env)")
+    print(f"machine: {__import__('os').cpu_count()} CPUs")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
