@@ -19,12 +19,15 @@ it is what GRPO's ``env_mask`` needs to keep observations out of the loss.
 
 from __future__ import annotations
 
+import json
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 from rowgym.rows import TokenRecord
 
 _MARK = "\u2063ROWGYM_TURN_END\u2063"
+_SLOT = "\u2063ROWGYM_SLOT\u2063"
 
 
 def observation_segment(tokenizer: Any, observation: str, role: str = "tool") -> tuple[str, str]:
@@ -32,8 +35,19 @@ def observation_segment(tokenizer: Any, observation: str, role: str = "tool") ->
 
     Rendered with a marker as the assistant's content; returns the text between the marker
     and the end, split at the end-of-turn token so a completion that already ended with it
-    does not get a second one.
+    does not get a second one. The template is rendered once per (tokenizer, role) around a
+    slot for the observation, and the observation is substituted into the cached pieces
+    (checked once against a full render; templates that transform the content fall back to
+    rendering every time).
     """
+    pieces = _template_pieces(tokenizer).observation(role)
+    if pieces is None:
+        return _render_observation_segment(tokenizer, observation, role)
+    close, before, after = pieces
+    return close, before + observation + after
+
+
+def _render_observation_segment(tokenizer: Any, observation: str, role: str) -> tuple[str, str]:
     msgs = [{"role": "user", "content": "u"}, {"role": "assistant", "content": _MARK},
             {"role": role, "content": observation}]
     text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
@@ -42,6 +56,86 @@ def observation_segment(tokenizer: Any, observation: str, role: str = "tool") ->
     if eot and tail.startswith(eot):
         return eot, tail[len(eot):]
     return "", tail
+
+
+def _as_ids(ids: Any) -> list[int]:
+    if hasattr(ids, "keys"):  # some tokenizers return a BatchEncoding
+        ids = ids["input_ids"]
+    return list(ids)
+
+
+def _render_first_prompt(tokenizer: Any, system: str, tools: list[dict] | None, first_user: str) -> list[int]:
+    msgs = [{"role": "system", "content": system}, {"role": "user", "content": first_user}]
+    return _as_ids(tokenizer.apply_chat_template(msgs, tools=tools or None, tokenize=True,
+                                                 add_generation_prompt=True))
+
+
+class _TemplatePieces:
+    """Per-tokenizer cache of rendered template pieces (rendering and tokenising the system
+    prompt + tool schemas costs ~0.1 s on a small CPU; episodes share them)."""
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+        self._obs: dict[str, tuple[str, str, str] | None] = {}
+        self._first: dict[tuple[str, str], tuple[list[int], str, str] | None] = {}
+
+    def observation(self, role: str) -> tuple[str, str, str] | None:
+        if role not in self._obs:
+            close, rest = _render_observation_segment(self.tokenizer, _SLOT, role)
+            pieces = None
+            if rest.count(_SLOT) == 1:
+                before, after = rest.split(_SLOT)
+                probe = "  probe {\"a\": 1}\n\n"
+                if _render_observation_segment(self.tokenizer, probe, role) == (close, before + probe + after):
+                    pieces = (close, before, after)
+            self._obs[role] = pieces
+        return self._obs[role]
+
+    def first_prompt(self, system: str, tools: list[dict] | None, first_user: str) -> list[int]:
+        """Ids of the first prompt: the cached system+tools prefix ids, then the user turn's ids.
+
+        The split is at the special token that opens the user turn; a tokenizer never merges
+        across a special token, so the two encodings concatenate to the full one.
+        """
+        key = (system, json.dumps(tools, sort_keys=True) if tools else "")
+        if key not in self._first:
+            self._first[key] = self._split_first(system, tools)
+        cached = self._first[key]
+        if cached is None:
+            return _render_first_prompt(self.tokenizer, system, tools, first_user)
+        prefix_ids, before, after = cached
+        return prefix_ids + self.encode(before + first_user + after)
+
+    def _split_first(self, system: str, tools: list[dict] | None) -> tuple[list[int], str, str] | None:
+        tok = self.tokenizer
+        msgs = [{"role": "system", "content": system}, {"role": "user", "content": _SLOT}]
+        text = tok.apply_chat_template(msgs, tools=tools or None, tokenize=False, add_generation_prompt=True)
+        if text.count(_SLOT) != 1:
+            return None
+        head, after = text.split(_SLOT)
+        # cut before the last special/added token (e.g. "<|im_start|>" of the user turn)
+        cut = max((head.rfind(t) for t in tok.get_added_vocab() if len(t) > 1), default=-1)
+        if cut <= 0:
+            return None
+        prefix, before = head[:cut], head[cut:]
+        prefix_ids = self.encode(prefix)
+        probe = "probe user  \n {\"x\": 1}"
+        if prefix_ids + self.encode(before + probe + after) != _render_first_prompt(tok, system, tools, probe):
+            return None
+        return prefix_ids, before, after
+
+    def encode(self, text: str) -> list[int]:
+        return _as_ids(self.tokenizer.encode(text, add_special_tokens=False))
+
+
+_PIECES: dict[int, _TemplatePieces] = {}
+
+
+def _template_pieces(tokenizer: Any) -> _TemplatePieces:
+    p = _PIECES.get(id(tokenizer))
+    if p is None or p.tokenizer is not tokenizer:
+        p = _PIECES[id(tokenizer)] = _TemplatePieces(tokenizer)
+    return p
 
 
 @dataclass
@@ -58,12 +152,8 @@ class TokenConversation:
     """One entry per id in ``prompt_ids``: 1 where the policy produced the id."""
 
     def __post_init__(self) -> None:
-        msgs = [{"role": "system", "content": self.system}, {"role": "user", "content": self.first_user}]
-        ids = self.tokenizer.apply_chat_template(msgs, tools=self.tools or None, tokenize=True,
-                                                 add_generation_prompt=True)
-        if hasattr(ids, "keys"):  # some tokenizers return a BatchEncoding
-            ids = ids["input_ids"]
-        self.prompt_ids = list(ids)
+        self._pieces = _template_pieces(self.tokenizer)
+        self.prompt_ids = self._pieces.first_prompt(self.system, self.tools, self.first_user)
         self.mask = [0] * len(self.prompt_ids)
         self.eos_id = self.tokenizer.convert_tokens_to_ids(self.tokenizer.eos_token)
 
@@ -81,9 +171,31 @@ class TokenConversation:
         """Append the closing of the assistant turn (if the policy did not sample it) and the observation."""
         close, rest = observation_segment(self.tokenizer, observation, self.obs_role)
         if close and (not self.prompt_ids or self.prompt_ids[-1] != self.eos_id):
-            close_ids = self.tokenizer.encode(close, add_special_tokens=False)
+            close_ids = self._pieces.encode(close)
             self.prompt_ids += close_ids
             self.mask += [0] * len(close_ids)
-        new = self.tokenizer.encode(rest, add_special_tokens=False)
+        new = self._pieces.encode(rest)
         self.prompt_ids += new
         self.mask += [0] * len(new)
+
+
+_ENV_TOOLS: weakref.WeakKeyDictionary[Any, tuple[list[dict], str]] = weakref.WeakKeyDictionary()
+
+
+def env_tools(env: Any) -> tuple[list[dict], str]:
+    """``(env.tools, env.tools_json())`` computed once per env instance.
+
+    A RowEnv's tool list is fixed at construction, but generating the pydantic JSON
+    schemas costs ~20 ms per call; rollout workers reuse one env for many episodes.
+    """
+    try:
+        return _ENV_TOOLS[env]
+    except (KeyError, TypeError):
+        pass
+    tools = env.tools
+    out = (tools, json.dumps(tools, sort_keys=True))
+    try:
+        _ENV_TOOLS[env] = out
+    except TypeError:  # not weak-referenceable: no cache
+        pass
+    return out

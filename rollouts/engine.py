@@ -7,10 +7,16 @@
 >>> summary.n_done, summary.success_rate
 (4, 1.0)
 
-``concurrency`` workers each own one environment and one agent and pull episode
-keys from a queue; each finished episode is appended to the store at once (so a
-kill loses only what was in flight), and a resumed run skips episode ids the store
-already has. ``group_size`` k plays every seed k times (one GRPO group per seed).
+``concurrency`` workers pull episode keys from a queue; each builds its environment and
+agent when it takes its first key and reuses them for the next ones. Each finished
+episode goes to one writer that appends it to the store (so a kill loses only what was
+in flight) off the event loop, and a resumed run skips episode ids the store already
+has. ``group_size`` k plays every seed k times (one GRPO group per seed, ``group_id`` =
+``run_id:seed``).
+
+``backend="ray"`` runs the same workers inside Ray actors (see
+:mod:`rowgym.rollouts.ray_backend`); episodes stream back to this process, which writes
+them to the same store, so the format and resume are identical.
 """
 
 from __future__ import annotations
@@ -18,14 +24,16 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rowgym.agents import make_agent
 from rowgym.rollouts.episode import EpisodeKey, Timeouts, play_episode
 
 import rowgym
+from rowgym.errors import RowgymError
 from rowgym.rows import Episode, RunManifest, RunSource
 from rowgym.splits import as_split, seed_set_hash
 from rowgym.store import TrajectoryStore
@@ -43,15 +51,33 @@ class CollectConfig:
     out: str | Path = "runs/run"
     group_size: int = 1
     concurrency: int = 4
+    """Episodes in flight (in total, across Ray actors too)."""
     seed_offset: int = 0
     """Skip this many seeds of the split first (to draw disjoint batches)."""
     agent_kwargs: dict[str, Any] = field(default_factory=dict)
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     turn_timeout_s: float | None = None
     episode_timeout_s: float | None = None
+    step_timeout_s: float | None = None
+    """One env step: tool call, sandbox commands and, on the last step, grading."""
     resume: bool = True
     progress: bool = True
     record: bool = True
+    backend: Literal["asyncio", "ray"] = "asyncio"
+    ray_address: str | None = None
+    """Ray cluster to join (``ray://host:10001`` or ``auto``); None starts a local instance."""
+    ray_actors: int | None = None
+    """Rollout actors; None means one per CPU Ray reports."""
+    ray_actor_cpus: float = 1.0
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return Timeouts(self.turn_timeout_s, self.episode_timeout_s, self.step_timeout_s)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["out"] = str(d["out"])
+        return d
 
 
 @dataclass
@@ -68,6 +94,12 @@ class Summary:
     bad_call_rate: float = 0.0
     wall_s: float = 0.0
     failures: dict[str, int] = field(default_factory=dict)
+    rollout_s: float = 0.0
+    """Seconds from the first episode started to the last one stored (this invocation)."""
+    n_played: int = 0
+    """Episodes played by this invocation."""
+    completion_tokens: int = 0
+    """Completion ids sampled by this invocation."""
 
     @property
     def success_rate(self) -> float:
@@ -86,6 +118,11 @@ class Summary:
                    sum(e.n_bad_calls for e in episodes) / steps if steps else 0.0, wall_s, fails)
 
 
+def completion_tokens(ep: Episode) -> int:
+    """Completion ids the policy sampled in this episode (0 for scripted agents)."""
+    return sum(len(s.tokens.completion_ids) for s in ep.steps if s.tokens is not None)
+
+
 def plan(cfg: CollectConfig, run_id: str) -> tuple[list[int], list[EpisodeKey]]:
     """The seeds of the run and every episode key, in order."""
     env = rowgym.make(cfg.env_id, **cfg.env_kwargs)
@@ -101,7 +138,96 @@ def collect(cfg: CollectConfig) -> Summary:
     return asyncio.run(acollect(cfg))
 
 
+async def run_keys(cfg: CollectConfig, keys: list[EpisodeKey], on_episode: Callable[[Episode], Any],
+                   concurrency: int | None = None) -> None:
+    """Play ``keys`` with at most ``concurrency`` episodes in flight; call ``on_episode`` on each.
+
+    The worker pool of both backends (a Ray actor runs this over its slice of keys). Each
+    worker makes its env and agent lazily, so a pool wider than the work builds nothing
+    extra, and closes them when the queue is empty.
+    """
+    queue: asyncio.Queue[EpisodeKey] = asyncio.Queue()
+    for k in keys:
+        queue.put_nowait(k)
+    timeouts = cfg.timeouts
+
+    async def worker() -> None:
+        env = agent = None
+        try:
+            while True:
+                try:
+                    key = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                if env is None:
+                    env = rowgym.make(cfg.env_id, **cfg.env_kwargs)
+                    agent = make_agent(cfg.agent, env, **cfg.agent_kwargs)
+                ep = await play_episode(env, agent, key, timeouts, record=cfg.record)
+                on_episode(ep)
+                await asyncio.sleep(0)  # let other workers run between back-to-back episodes
+        finally:
+            if env is not None:
+                await env.aclose()
+            if agent is not None:
+                await agent.aclose()
+
+    n = max(1, min(concurrency or cfg.concurrency, len(keys)))
+    tasks = [asyncio.create_task(worker()) for _ in range(n)]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Writer:
+    """Appends finished episodes to the store from one background task, off the event loop.
+
+    ``store.append`` fsyncs every episode; on the loop that would stall every worker for a
+    few ms per episode. Order of arrival is kept; ``close`` drains what is queued.
+    """
+
+    def __init__(self, store: TrajectoryStore, on_stored: Callable[[Episode], None]):
+        self.store, self.on_stored = store, on_stored
+        self.queue: asyncio.Queue[Episode | None] = asyncio.Queue()
+        self.task = asyncio.create_task(self._run())
+        self.last_stored = time.perf_counter()
+
+    def put(self, ep: Episode) -> None:
+        if self.task.done():  # the writer died (disk full, ...): stop the run with its error
+            self.task.result()
+            raise RowgymError("the store writer stopped early")
+        self.queue.put_nowait(ep)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self.queue.get()]
+            while not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            eps = [e for e in batch if e is not None]
+            if eps:
+                await asyncio.to_thread(self._append, eps)
+                self.last_stored = time.perf_counter()
+                for e in eps:
+                    self.on_stored(e)
+            if len(eps) < len(batch):
+                return
+
+    def _append(self, eps: list[Episode]) -> None:
+        for e in eps:
+            self.store.append(e)
+
+    async def close(self) -> None:
+        self.queue.put_nowait(None)
+        await self.task
+
+
 async def acollect(cfg: CollectConfig) -> Summary:
+    """Run a collection on the running event loop (see :func:`collect`)."""
+    if cfg.backend not in ("asyncio", "ray"):
+        raise RowgymError(f"unknown backend {cfg.backend!r}; use 'asyncio' or 'ray'")
+    t_wall = time.perf_counter()
     store = TrajectoryStore(cfg.out)
     run_id = store.manifest.run_id if store.manifest and cfg.resume else uuid.uuid4().hex[:12]
     seeds, keys = plan(cfg, run_id)
@@ -113,51 +239,44 @@ async def acollect(cfg: CollectConfig) -> Summary:
                                             seeds=seeds, seed_set_hash=seed_set_hash(cfg.env_id, split, seeds),
                                             group_size=cfg.group_size),
                            reward_versions=probe_env.reward_versions(),
-                           processing=[f"collect agent={cfg.agent} concurrency={cfg.concurrency}"])
+                           processing=[f"collect agent={cfg.agent} concurrency={cfg.concurrency} "
+                                       f"backend={cfg.backend}"])
     probe_env.close()
     await probe_agent.aclose()
     store.start(manifest, resume=cfg.resume)
     done_ids = store.completed_ids()
     todo = [k for k in keys if k.episode_id not in done_ids]
-    queue: asyncio.Queue[EpisodeKey] = asyncio.Queue()
-    for k in todo:
-        queue.put_nowait(k)
-    t0 = time.perf_counter()
-    timeouts = Timeouts(cfg.turn_timeout_s, cfg.episode_timeout_s)
     bar = _Progress(cfg, total=len(keys), already=len(keys) - len(todo))
-
-    async def worker() -> None:
-        env = rowgym.make(cfg.env_id, **cfg.env_kwargs)
-        agent = make_agent(cfg.agent, env, **cfg.agent_kwargs)
-        try:
-            while True:
-                try:
-                    key = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                ep = await play_episode(env, agent, key, timeouts, record=cfg.record)
-                store.append(ep)
-                bar.advance(ep)
-        finally:
-            await env.aclose()
-            await agent.aclose()
-
+    writer = _Writer(store, bar.advance)
+    t0 = time.perf_counter()
     try:
         with bar:
-            await asyncio.gather(*(worker() for _ in range(max(1, min(cfg.concurrency, len(todo))))))
+            if cfg.backend == "ray":
+                from rowgym.rollouts.ray_backend import run_keys_on_ray
+
+                t0 = await run_keys_on_ray(cfg, todo, writer.put)
+            else:
+                await run_keys(cfg, todo, writer.put)
+            await writer.close()
     finally:
+        if not writer.task.done():
+            await writer.close()
         store.close(complete=len(store.completed_ids()) >= len(keys))
     # The summary covers the whole run, including episodes stored by an earlier, interrupted invocation.
-    return Summary.of(Path(cfg.out), run_id, list(store.episodes()), len(keys) - len(todo), time.perf_counter() - t0)
+    s = Summary.of(Path(cfg.out), run_id, list(store.episodes()), len(keys) - len(todo), time.perf_counter() - t_wall)
+    s.rollout_s = (writer.last_stored - t0) if todo else 0.0
+    s.n_played, s.completion_tokens = bar.n, bar.tokens
+    return s
 
 
 class _Progress:
-    """A rich progress bar with episodes/s and the running success rate (or nothing)."""
+    """A rich progress bar with episodes/s, tokens/s and the running success rate (or nothing)."""
 
     def __init__(self, cfg: CollectConfig, total: int, already: int):
         self.enabled = cfg.progress
         self.total, self.already = total, already
-        self.n = self.ok = 0
+        self.n = self.ok = self.tokens = 0
+        self.failed: dict[str, int] = {}
         self.t0 = time.perf_counter()
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -169,9 +288,17 @@ class _Progress:
     def advance(self, ep: Episode) -> None:
         self.n += 1
         self.ok += ep.success
+        self.tokens += completion_tokens(ep)
+        if ep.failure:
+            self.failed[ep.failure.kind] = self.failed.get(ep.failure.kind, 0) + 1
         if self.enabled:
-            rate = self.n / max(1e-9, time.perf_counter() - self.t0)
-            self.p.update(self.task, advance=1, stats=f"{rate:.1f} ep/s · success {self.ok / self.n:.0%}")
+            self.p.update(self.task, advance=1, stats=self.stats())
+
+    def stats(self) -> str:
+        dt = max(1e-9, time.perf_counter() - self.t0)
+        fails = " ".join(f"{k}:{v}" for k, v in sorted(self.failed.items()))
+        return (f"{self.n / dt:.1f} ep/s · {self.tokens / dt:.0f} tok/s · success {self.ok / max(1, self.n):.0%}"
+                + (f" · failed {fails}" if fails else ""))
 
     def __enter__(self) -> _Progress:
         if self.enabled:

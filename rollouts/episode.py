@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
 from rowgym.agents.base import Agent
-
+from rowgym.agents.chat_tokens import env_tools
 from rowgym.errors import AgentError
 from rowgym.rows import Episode, Failure, StepRow, Timings, Verdict
 
@@ -46,21 +47,46 @@ class EpisodeKey:
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds; ``None`` means no limit."""
+    """Seconds; ``None`` means no limit.
+
+    Attributes:
+        turn_s: One policy turn (the agent's ``act``, retries included).
+        episode_s: The whole episode, reset and grading included.
+        step_s: One environment step: a tool call, the sandbox commands it runs, and on the
+            last step the final grading (so it bounds sandbox and grader time too).
+    """
 
     turn_s: float | None = None
     episode_s: float | None = None
+    step_s: float | None = None
+
+
+class EpisodeFailure(Exception):
+    """An episode failed for a known reason (kind + reason become the episode's Failure)."""
+
+    def __init__(self, kind: str, reason: str):
+        super().__init__(reason)
+        self.failure_kind = kind
 
 
 def _failure_kind(exc: BaseException) -> str:
-    """Attribute an exception to the part that failed."""
+    """Attribute an exception to the part that failed.
+
+    An exception's ``failure_kind`` attribute wins; then agent errors are the policy's,
+    sandbox errors the sandbox's, timeouts are timeouts, an exception raised from inside an
+    env's ``grade`` is the grader's, and anything else raised by the env is the env's.
+    """
     kind = getattr(exc, "failure_kind", None)
     if kind:
         return kind
     if isinstance(exc, AgentError):
         return "policy"
+    if any(c.__name__ == "SandboxError" for c in type(exc).__mro__):
+        return "sandbox"
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
         return "timeout"
+    if any(f.f_code.co_name == "grade" for f, _ in traceback.walk_tb(exc.__traceback__)):
+        return "grader"
     return "env"
 
 
@@ -68,35 +94,49 @@ async def play_episode(env: Any, agent: Agent, key: EpisodeKey, timeouts: Timeou
                        record: bool = True) -> Episode:
     """Run ``agent`` on ``env`` for the episode ``key`` and return it with all its rows.
 
-    With ``record=False`` rows are not built (used to measure recording overhead).
+    Never raises for a failure of the env, the policy or a timeout: the episode comes back
+    with ``failure`` set (and the rows recorded so far). With ``record=False`` rows are not
+    built (used to measure recording overhead).
     """
     t_start = time.perf_counter()
-    obs, info = await env.areset(seed=key.seed)
     ep = Episode(run_id=key.run_id, episode_id=key.episode_id, group_id=key.group_id, sample_index=key.sample_index,
-                 env_id=env.env_id, env_version=env.version, seed=key.seed, split=info["split"],
-                 task_hash=info["task_hash"], instruction=info.get("instruction", ""), policy=agent.policy_info(),
-                 reward_versions=env.reward_versions(), tools=env.tools_json())
+                 env_id=env.env_id or "", env_version=env.version, seed=key.seed, split=env.splits.split_of(key.seed),
+                 task_hash="", policy=agent.policy_info())
+    deadline = asyncio.timeout(timeouts.episode_s)
     try:
-        await asyncio.wait_for(_loop(env, agent, ep, obs, info, timeouts, record), timeouts.episode_s)
+        async with deadline:
+            await _play(env, agent, ep, timeouts, record)
     except Exception as e:  # attributed and kept on the episode, never raised into the engine
-        what = "episode timed out" if isinstance(e, asyncio.TimeoutError | TimeoutError) else f"{type(e).__name__}: {e}"
-        ep.failure = Failure(kind=_failure_kind(e), reason=what[:2000])
+        if isinstance(e, TimeoutError) and deadline.expired():
+            kind, what = "timeout", f"episode exceeded {timeouts.episode_s}s (after {len(ep.steps)} steps)"
+        else:
+            kind, what = _failure_kind(e), str(e) if isinstance(e, EpisodeFailure) else f"{type(e).__name__}: {e}"
+        ep.failure = Failure(kind=kind, reason=what[:2000])
     ep.duration_s = round(time.perf_counter() - t_start, 4)
     return ep
 
 
-async def _loop(env: Any, agent: Agent, ep: Episode, obs: str, info: dict, timeouts: Timeouts, record: bool) -> None:
+async def _play(env: Any, agent: Agent, ep: Episode, timeouts: Timeouts, record: bool) -> None:
+    obs, info = await _env_call(env.areset(seed=ep.seed), timeouts.step_s, "reset")
+    _, tools_json = env_tools(env)
+    ep.task_hash, ep.instruction = info["task_hash"], info.get("instruction", "")
+    ep.reward_versions, ep.tools = env.reward_versions(), tools_json
     # the sample index lets stochastic agents differ within a GRPO group (same seed, k samples)
     await agent.reset(env, obs, {**info, "sample_index": ep.sample_index, "episode_id": ep.episode_id})
     turn = 0
     while True:
         t0 = time.perf_counter()
+        turn_deadline = asyncio.timeout(timeouts.turn_s)
         try:
-            out = await asyncio.wait_for(agent.act(obs), timeouts.turn_s)
+            async with turn_deadline:
+                out = await agent.act(obs)
         except TimeoutError as e:
-            raise AgentError(f"the policy did not answer turn {turn} within {timeouts.turn_s}s") from e
+            if not turn_deadline.expired():
+                raise  # raised inside the agent, not our deadline
+            raise EpisodeFailure("timeout", f"the policy did not answer turn {turn} within {timeouts.turn_s}s") from e
         t1 = time.perf_counter()
-        next_obs, reward, terminated, truncated, sinfo = await env.astep(out.action)
+        next_obs, reward, terminated, truncated, sinfo = await _env_call(env.astep(out.action), timeouts.step_s,
+                                                                         f"step {turn}")
         t2 = time.perf_counter()
         if record:
             ep.steps.append(StepRow(
@@ -112,3 +152,14 @@ async def _loop(env: Any, agent: Agent, ep: Episode, obs: str, info: dict, timeo
             ep.verdict = verdict
             return
         obs, turn = next_obs, turn + 1
+
+
+async def _env_call(coro: Any, limit: float | None, what: str) -> Any:
+    step_deadline = asyncio.timeout(limit)
+    try:
+        async with step_deadline:
+            return await coro
+    except TimeoutError as e:
+        if not step_deadline.expired():
+            raise
+        raise EpisodeFailure("timeout", f"env {what} (tool call, sandbox or grading) exceeded {limit}s") from e
