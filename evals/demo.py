@@ -17,7 +17,6 @@ import random
 from typing import Any
 
 from rowgym.agents.experts import GoldPlanExpert
-
 from rowgym.rows import PolicyInfo
 
 

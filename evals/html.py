@@ -13,7 +13,15 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from rowgym.evals.metrics import GroupMetrics, outcome
-from rowgym.evals.plots import agent_colors, outcomes_svg, reward_svg, short_agent, short_env, success_svg, turns_svg
+from rowgym.evals.plots import (
+    agent_colors,
+    outcomes_svg,
+    reward_svg,
+    short_agent,
+    short_env,
+    success_svg,
+    turns_svg,
+)
 from rowgym.rows import Episode, Split, StepRow
 from rowgym.store import TrajectoryStore
 

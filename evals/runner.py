@@ -153,6 +153,22 @@ def _bench_id(out: Path, cfg: BenchConfig) -> tuple[str, str]:
     return bench_id, created
 
 
+async def _probe_agents(cfg: BenchConfig, specs: list[tuple[str, dict[str, Any]]]) -> None:
+    """Build every agent once per env, so a typo fails before anything is played."""
+    from rowgym.agents import make_agent
+
+    for env_id in cfg.env_ids:
+        env = rowgym.make(env_id)
+        try:
+            for label, (name, kwargs) in zip(cfg.agents, specs, strict=True):
+                agent = make_agent(name, env.unwrapped, **{**kwargs, **cfg.agent_kwargs.get(label, {})})
+                await agent.aclose()
+        except TypeError as e:
+            raise RowgymError(f"bad agent arguments for {env_id}: {e}") from e
+        finally:
+            await env.aclose()
+
+
 async def arun_bench(cfg: BenchConfig) -> BenchResult:
     """Check contamination, play every (env, agent) pair, compute metrics, write reports."""
     from rowgym.evals.report import upsert_leaderboard, write_reports
@@ -167,6 +183,7 @@ async def arun_bench(cfg: BenchConfig) -> BenchResult:
         raise RowgymError("episodes and attempts must be at least 1")
     specs = [parse_agent(a) for a in cfg.agents]  # fail on a bad spec before playing anything
     seeds = planned_seeds(cfg)
+    await _probe_agents(cfg, specs)
     contamination = None
     if cfg.training_data:
         contamination = check_contamination(list(cfg.training_data), seeds)
