@@ -23,12 +23,11 @@ import statistics
 import time
 from typing import Any
 
+import rowgym
 from rowgym.agents.shop_expert import ShopExpert
 from rowgym.envs.shop.client import ShopClient
 from rowgym.envs.shop.screenshots import CHROMIUM, CHROMIUM_ARGS
 from rowgym.rollouts.episode import EpisodeKey, play_episode
-
-import rowgym
 from rowgym.rows import Action
 
 ENV_ID = "rowgym/Shop-v0"

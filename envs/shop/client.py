@@ -46,6 +46,15 @@ class ShopClient:
         """Close the HTTP connection pool."""
         await self._http.aclose()
 
+    async def _send(self, method: str, url: str, **kw: object) -> httpx.Response:
+        # uvicorn closes idle keep-alive connections after 5 s; a request that races that close
+        # fails with "Server disconnected without sending a response". The server never saw it,
+        # so sending it once more on a fresh connection is safe.
+        try:
+            return await self._http.request(method, url, **kw)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            return await self._http.request(method, url, **kw)
+
     def _check(self, resp: httpx.Response) -> None:
         if resp.status_code == 403:
             raise GraderAuthError(f"{self.base_url} refused the grader secret: the server was started with "
@@ -55,7 +64,7 @@ class ShopClient:
 
     async def create_session(self, instruction: str | None = None) -> SessionCreated:
         """A fresh, empty shop session (optionally showing ``instruction`` on every page)."""
-        resp = await self._http.post("/_grader/sessions", json=CreateSession(instruction=instruction).model_dump())
+        resp = await self._send("POST", "/_grader/sessions", json=CreateSession(instruction=instruction).model_dump())
         self._check(resp)
         return SessionCreated.model_validate_json(resp.content)
 
@@ -65,6 +74,6 @@ class ShopClient:
 
     async def report(self, sid: str) -> SessionReport:
         """The session's cart and placed orders, as the backend recorded them."""
-        resp = await self._http.get(f"/_grader/session/{sid}")
+        resp = await self._send("GET", f"/_grader/session/{sid}")
         self._check(resp)
         return SessionReport.model_validate_json(resp.content)

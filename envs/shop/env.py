@@ -33,14 +33,21 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 from playwright.async_api import Error as PlaywrightError
 from pydantic import Field
+
+from rowgym.env import RowEnv
 from rowgym.envs.shop.aria import compact, refs
 from rowgym.envs.shop.client import ShopClient
-from rowgym.envs.shop.instructions import N_GOALS, SCORE_VERSION, Goal, goal_for_seed, goal_splits, score_breakdown
+from rowgym.envs.shop.instructions import (
+    N_GOALS,
+    SCORE_VERSION,
+    Goal,
+    goal_for_seed,
+    goal_splits,
+    score_breakdown,
+)
 from rowgym.envs.shop.screenshots import CHROMIUM, CHROMIUM_ARGS
 from rowgym.envs.shop.search import terms
 from rowgym.envs.shop.server import DEFAULT_PORT, ensure_running
-
-from rowgym.env import RowEnv
 from rowgym.rows import Action, Check, Split, ToolCall, Verdict
 from rowgym.tools import NoArgs, ToolArgs, ToolError, tool
 
@@ -106,7 +113,7 @@ class ShopEnv(RowEnv[Goal]):
 
     def __init__(self, *, port: int | None = None, secret: str | None = None, executable_path: str = CHROMIUM,
                  headless: bool = True, screenshot_dir: str | Path | None = None, max_obs_chars: int = 12_000,
-                 action_timeout_ms: int = 5_000, navigation_timeout_ms: int = 15_000, **kw: Any):
+                 action_timeout_ms: int = 10_000, navigation_timeout_ms: int = 30_000, **kw: Any):
         """
         Args:
             port: The shop server's port (default ``$ROWGYM_SHOP_PORT`` or 8765); started if not running.
@@ -140,6 +147,7 @@ class ShopEnv(RowEnv[Goal]):
         self._paid: set[str] = set()
         self._goal_terms: set[str] = set()
         self._episodes = 0
+        self._frame = 0
         self.finished = False
         self.last_screenshot: str | None = None
 
@@ -194,6 +202,7 @@ class ShopEnv(RowEnv[Goal]):
         self._paid, self.finished = set(), False
         self._goal_terms = set(terms(" ".join([*task.attributes, task.product_type])))
         self._episodes += 1
+        self._frame = 0
         return await self._observe()
 
     async def teardown(self) -> None:
@@ -223,7 +232,9 @@ class ShopEnv(RowEnv[Goal]):
         self._refs = set(refs(snapshot))
         if self.screenshot_dir is not None:
             self.screenshot_dir.mkdir(parents=True, exist_ok=True)
-            path = self.screenshot_dir / f"{self.episode_seed}-{self._episodes}-{self.turn:02d}.png"
+            # <seed>-<episode # of this env>-<observation #>: 00 after reset, 01 after the first step, ...
+            path = self.screenshot_dir / f"{self.episode_seed}-{self._episodes}-{self._frame:02d}.png"
+            self._frame += 1
             await self.page.screenshot(path=str(path))
             self.last_screenshot = str(path)
         assert self.task is not None
@@ -284,15 +295,15 @@ class ShopEnv(RowEnv[Goal]):
                                     + ", ".join(label for _, label in options[:40]))
                 await loc.select_option(value=match)
                 return
-            radios = loc.get_by_role("radio")
-            names = [n.strip() for n in await radios.evaluate_all(
-                "els => els.map(e => (e.labels && e.labels[0] ? e.labels[0].innerText : e.value))")]
+            names = [n.strip() for n in await loc.evaluate(
+                "e => Array.from(e.querySelectorAll('input[type=radio]'))"
+                ".map(r => (r.labels && r.labels[0] ? r.labels[0].innerText : r.value))")]
             if not names:
                 raise ToolError(f"{args.ref} is neither a drop-down nor a group of options; use click instead.")
             idx = next((i for i, n in enumerate(names) if n.lower() == want), None)
             if idx is None:
                 raise ToolError(f"{args.ref} has no option {args.option!r}; options: {', '.join(names[:40])}")
-            await radios.nth(idx).check()
+            await loc.locator("input[type=radio]").nth(idx).check()
 
         return await self._act(do, f"Selected {args.option!r} in {args.ref}.")
 
