@@ -1,0 +1,198 @@
+"""Tool-use SFT with TRL's SFTTrainer, loss on assistant tokens only, on CPU or any device.
+
+>>> from rowgym.trainers.sft import SFTOptions, train_sft
+>>> res = train_sft("runs/home-expert", "~/.cache/rowgym/models/tiny-qwen3", "runs/sft",
+...                 SFTOptions(max_steps=50))                       # doctest: +SKIP
+>>> res.losses[0] > res.losses[-1]                                  # doctest: +SKIP
+True
+
+    rowgym train sft runs/home-expert --model-dir ~/.cache/rowgym/models/tiny-qwen3 --out runs/sft
+
+The data are rowgym trajectories turned into chat conversations by
+:func:`rowgym.trainers.datasets.sft_conversations`: ``messages`` with ``tool_calls``
+(arguments as JSON strings) and a per-row ``tools`` column (a JSON string, which
+SFTTrainer ``json.loads`` per row). ``assistant_only_loss=True``: TRL swaps in the
+training variant of the Qwen3 template, whose ``{% generation %}`` markers cover each
+assistant turn (``<think>`` block, tool call and ``<|im_end|>``), so system, user and
+tool-response tokens carry label -100. The saved tokenizer keeps the model's own chat
+template, the one serving and GRPO use.
+
+Held-out data are refused (:class:`rowgym.errors.HeldOutLeakError`) whatever the
+source: run directories and episodes go through ``sft_conversations``; ready rows and
+dataset directories are checked row by row, by their ``split`` and by their env's
+split of their seed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rowgym.errors import HeldOutLeakError, RowgymError
+from rowgym.rows import Episode, Split
+from rowgym.trainers import datasets as ds
+from rowgym.trainers.tiny_model import _fix_tokenizer_config
+
+Source = str | Path | Episode | Iterable[Any]
+
+
+@dataclass
+class SFTOptions:
+    """Training knobs (the CLI's options map onto these fields)."""
+
+    max_steps: int = 100
+    """Optimizer steps."""
+    batch_size: int = 8
+    """Conversations per step (per device)."""
+    learning_rate: float = 1e-3
+    """Peak learning rate (a tiny random-init model wants a large one; use ~1e-5 for real models)."""
+    warmup_steps: int = 0
+    lr_scheduler_type: str = "constant_with_warmup"
+    max_length: int | None = 2048
+    """Longer conversations are truncated (keep_start)."""
+    min_reward: float = 1.0
+    """Only episodes with at least this final reward become SFT data."""
+    keep_bad_calls: bool = True
+    """Keep bad calls and the errors they got, so the model learns to repair."""
+    seed: int = 0
+    logging_steps: int = 1
+    use_cpu: bool = True
+    """CPU training (``use_cpu=True, bf16=False``); set False on a GPU machine."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Any other SFTConfig fields, passed through."""
+
+
+@dataclass
+class SFTResult:
+    """What a run did: where the model is, the loss curve, the data size and the wall time."""
+
+    out_dir: Path
+    losses: list[float]
+    n_rows: int
+    wall_s: float
+    steps: int
+    assistant_token_fraction: float
+    """Share of training tokens with a label (the assistant-only mask); 0 < x < 1."""
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["out_dir"] = str(self.out_dir)
+        return d
+
+
+# ------------------------------------------------------------------------------ data
+def _is_row_list(source: Any) -> bool:
+    return isinstance(source, list | tuple) and bool(source) and isinstance(source[0], dict)
+
+
+def refuse_heldout_rows(rows: Sequence[dict[str, Any]]) -> None:
+    """Raise :class:`HeldOutLeakError` if a row is held out by its label or by its env's split of its seed."""
+    for r in rows:
+        if r.get("split") == Split.HELDOUT.value:
+            raise HeldOutLeakError(f"row {r.get('episode_id', '?')} is from the held-out split; held-out rows never "
+                                   f"become training data")
+        env_id, seed = r.get("env_id"), r.get("seed")
+        cls = ds._env_class(env_id) if env_id else None
+        if cls is not None and seed is not None and cls.splits.split_of(int(seed)) == Split.HELDOUT:
+            raise HeldOutLeakError(f"row {r.get('episode_id', '?')}: {env_id} seed {seed} is held out (whatever its "
+                                   f"split label says); held-out seeds never become training data")
+
+
+def sft_rows(source: Source, *, min_reward: float = 1.0, keep_bad_calls: bool = True) -> list[dict[str, Any]]:
+    """SFT rows from run directories, Episodes, a dataset directory or ready rows; held-out refused."""
+    if _is_row_list(source):
+        rows = list(source)
+        refuse_heldout_rows(rows)
+        return rows
+    paths = [source] if isinstance(source, str | Path) else None
+    if paths is not None and (Path(paths[0]) / ds.PROVENANCE_FILE).exists():
+        rows, _ = ds.read_dataset(paths[0])
+        refuse_heldout_rows(rows)
+        return rows
+    return ds.sft_conversations(source, min_reward=min_reward, keep_bad_calls=keep_bad_calls)
+
+
+def trl_dataset(rows: Sequence[dict[str, Any]]) -> Any:
+    """The two columns SFTTrainer needs (``messages``, ``tools`` as a JSON string) as a ``datasets.Dataset``.
+
+    Tool-call arguments stay JSON strings and ``tools`` a string: Arrow mangles dicts
+    whose keys differ from row to row.
+    """
+    keep = []
+    for r in rows:
+        tools = r.get("tools")
+        keep.append({"messages": r["messages"], "tools": tools if isinstance(tools, str) or tools is None
+                     else json.dumps(tools)})
+    return ds.to_hf_dataset(keep)
+
+
+# ---------------------------------------------------------------------------- train
+def sft_config(out_dir: str | Path, opts: SFTOptions) -> Any:
+    """The TRL ``SFTConfig`` for these options."""
+    from trl import SFTConfig
+
+    kw: dict[str, Any] = dict(
+        output_dir=str(out_dir), max_steps=opts.max_steps, per_device_train_batch_size=opts.batch_size,
+        learning_rate=opts.learning_rate, warmup_steps=opts.warmup_steps, lr_scheduler_type=opts.lr_scheduler_type,
+        logging_steps=opts.logging_steps, save_strategy="no", report_to=[], seed=opts.seed,
+        assistant_only_loss=True, max_length=opts.max_length, gradient_checkpointing=False,
+        disable_tqdm=True, dataloader_num_workers=0,
+    )
+    if opts.use_cpu:
+        kw.update(use_cpu=True, bf16=False, fp16=False)
+    kw.update(opts.extra)
+    return SFTConfig(**kw)
+
+
+def train_sft(dataset_or_run_dirs: Source, model_dir: str | Path, out_dir: str | Path,
+              opts: SFTOptions | None = None, *, model: Any = None, tokenizer: Any = None) -> SFTResult:
+    """Fine-tune ``model_dir`` on tool-use conversations and save the result in ``out_dir``.
+
+    Args:
+        dataset_or_run_dirs: run directory (or a list of them), Episodes, a dataset
+            directory from :func:`rowgym.trainers.datasets.write_dataset`, or SFT rows.
+        model_dir: a local Hugging Face model directory (the tiny model or any other).
+        out_dir: where the fine-tuned model and tokenizer are saved (plus ``sft_result.json``).
+        opts: training options.
+        model, tokenizer: already-loaded objects to train instead of loading ``model_dir``.
+
+    Returns:
+        An :class:`SFTResult` with the per-step training losses.
+
+    Raises:
+        HeldOutLeakError: if any source row or episode is held out.
+    """
+    opts = opts or SFTOptions()
+    rows = sft_rows(dataset_or_run_dirs, min_reward=opts.min_reward, keep_bad_calls=opts.keep_bad_calls)
+    if not rows:
+        raise RowgymError("no SFT rows: the sources have no training-split episodes with final reward >= "
+                          f"{opts.min_reward}; collect expert episodes with `rowgym collect ... --split train`")
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from trl import SFTTrainer
+    except ImportError as e:
+        raise RowgymError("SFT needs the train extra: pip install 'rowgym[train]'") from e
+
+    model_dir = Path(model_dir).expanduser()
+    tokenizer = tokenizer or AutoTokenizer.from_pretrained(model_dir)
+    model = model or AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    out = Path(out_dir)
+    t0 = time.perf_counter()
+    trainer = SFTTrainer(model=model, args=sft_config(out / "trainer", opts), train_dataset=trl_dataset(rows),
+                         processing_class=tokenizer)
+    labels = trainer.train_dataset["labels"]
+    n_lab = sum(sum(1 for x in lab if x != -100) for lab in labels)
+    frac = n_lab / max(1, sum(len(lab) for lab in labels))
+    trainer.train()
+    losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    trainer.model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    _fix_tokenizer_config(out)  # loadable by the older transformers in a vLLM venv too
+    res = SFTResult(out, losses, len(rows), round(time.perf_counter() - t0, 2), trainer.state.global_step, frac)
+    (out / "sft_result.json").write_text(json.dumps(res.to_json(), indent=2) + "\n")
+    return res
