@@ -17,4 +17,14 @@ SPECS: list[dict] = [
     dict(id="rowgym/Shop-v0", entry_point="rowgym.envs.shop.env:ShopEnv",
          expert="rowgym.agents.shop_expert:ShopExpert", tags=("browser",),
          description="WebShop-style store in real Chromium (Playwright): search, options, cart, checkout."),
+    dict(id="rowgym/RepoPatch-Corpus-v0", entry_point="rowgym.envs.repopatch.families:CorpusEnv",
+         expert="rowgym.agents.experts:GoldPlanExpert", tags=("repopatch", "docker"),
+         description="Fix an injected bug in small built-in Python repos; hidden FAIL_TO_PASS/PASS_TO_PASS tests."),
+    dict(id="rowgym/RepoPatch-Synth-v0", entry_point="rowgym.envs.repopatch.families:SynthEnv",
+         expert="rowgym.agents.experts:GoldPlanExpert", tags=("repopatch", "docker"),
+         description="SWE-smith-style validated AST mutations of real PyPI libraries (built and cached on first use)."),
+    dict(id="rowgym/RepoPatch-SWEBench-v0", entry_point="rowgym.envs.repopatch.families:SWEBenchEnv",
+         expert="rowgym.agents.experts:GoldPlanExpert", tags=("repopatch", "docker"),
+         description="SWE-bench-format instances (instances_path=...) against local git repos; a tiny example by default."),
 ]
+

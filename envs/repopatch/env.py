@@ -1,0 +1,322 @@
+"""RepoPatchEnv: fix a bug in a repository snapshot; graded by hidden tests in a fresh sandbox.
+
+>>> import rowgym
+>>> env = rowgym.make("rowgym/RepoPatch-Corpus-v0")          # doctest: +SKIP
+>>> obs, info = env.reset(seed=env.splits.seeds("dev", 1)[0])  # doctest: +SKIP
+>>> for call in env.task.gold:                                 # doctest: +SKIP
+...     obs, reward, terminated, truncated, info = env.step(call)
+>>> info["verdict"].reward                                     # doctest: +SKIP
+1.0
+
+Per episode the task's snapshot (never its hidden tests) is copied into a fresh
+sandbox work dir (a warm Docker container, or bubblewrap) and committed to a new git
+repository, so ``git diff`` works for the agent. Tools: ``list_files``, ``read_file``,
+``search``, ``replace_in_file``, ``write_file``, ``run``, ``run_visible_tests`` and
+``submit`` (terminal). Grading is in :mod:`rowgym.envs.repopatch.grading`.
+
+Local rewards (besides the shared valid/bad-call terms): ``edit_applied`` for an edit
+that changed a file, and ``visible_progress`` for the rise of the best fraction of
+visible tests passing. Sandbox trouble raises :class:`SandboxFailure`
+(``failure_kind = "sandbox"``), grader trouble :class:`GraderFailure` (``"grader"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import posixpath
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from rowgym.env import RowEnv
+from rowgym.envs.repopatch.grading import (
+    VERIFIER,
+    VERIFIER_VERSION,
+    Boxes,
+    GraderFailure,
+    SandboxFailure,
+    agent_changes,
+    grade_changes,
+    pythonpath_env,
+)
+from rowgym.envs.repopatch.splits import assign_splits
+from rowgym.envs.repopatch.task import SKIP_DIRS, RepoPatchTask, SnapshotCache, parse_pytest_summary, pytest_argv
+from rowgym.rewards.base import LocalReward, Rubric
+from rowgym.rewards.local import BAD_CALL_PENALTY, VALID_CALL
+from rowgym.rows import Verdict
+from rowgym.sandboxes import Sandbox, SandboxError
+from rowgym.splits import ListSplits
+from rowgym.tools import NoArgs, ToolArgs, ToolError, tool
+
+OBS_LIMIT = 8000
+EDIT_APPLIED = LocalReward("edit_applied", "1", lambda o: 0.0 if o.bad_call else 0.05 * o.signals.get("edit", 0.0),
+                           "+0.05 for an edit that changed a file (signal 'edit').")
+VISIBLE_PROGRESS = LocalReward("visible_progress", "1",
+                               lambda o: 0.0 if o.bad_call else o.signals.get("visible_progress", 0.0),
+                               "Rise of the best fraction of visible tests passing (signal 'visible_progress').")
+REPOPATCH_LOCAL = Rubric([(VALID_CALL, 1.0), (BAD_CALL_PENALTY, 1.0), (EDIT_APPLIED, 1.0), (VISIBLE_PROGRESS, 0.5)])
+
+
+class PathArgs(ToolArgs):
+    path: str = Field(".", description="A path relative to the repository root.")
+
+
+class ReadArgs(ToolArgs):
+    path: str = Field(description="File path relative to the repository root.")
+    start_line: int = Field(1, ge=1, description="First line to show (1-based).")
+    end_line: int | None = Field(None, ge=1, description="Last line to show (inclusive); default: 300 lines on.")
+
+
+class SearchArgs(ToolArgs):
+    pattern: str = Field(description="Extended regular expression (grep -E).")
+    path: str = Field(".", description="File or directory to search in.")
+
+
+class ReplaceArgs(ToolArgs):
+    path: str
+    old: str = Field(description="Exact text to replace; it must occur exactly once in the file.")
+    new: str = Field(description="Replacement text.")
+
+
+class WriteArgs(ToolArgs):
+    path: str
+    content: str = Field(description="The whole new content of the file.")
+
+
+class RunArgs(ToolArgs):
+    command: str = Field(description="A shell command, run in the repository root inside the sandbox.")
+    timeout: float = Field(30.0, gt=0, le=120, description="Seconds before the command is killed (at most 120).")
+
+
+def _clip(text: str, limit: int = OBS_LIMIT) -> str:
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return text[:half] + f"\n... [{len(text) - limit} characters truncated] ...\n" + text[-half:]
+
+
+class RepoPatchEnv(RowEnv[RepoPatchTask]):
+    """Base of the repo-patch envs; a subclass provides ``load_tasks()`` (and a ``family``).
+
+    Args:
+        backend: Sandbox backend (``auto``, ``docker``, ``bwrap``).
+        pool_size: Warm Docker containers kept ready.
+        tasks: Use this task list instead of ``load_tasks()`` (tests, tools).
+    """
+
+    family: ClassVar[str] = "repopatch"
+    verifier = VERIFIER
+    verifier_version = VERIFIER_VERSION
+    default_max_turns = 40
+    local_rubric = REPOPATCH_LOCAL
+    system_prompt = ("You are a software engineer fixing a bug in a Python repository. Explore with the tools, "
+                     "edit the source (not the tests), run the visible tests, then call submit.")
+
+    def __init__(self, *, backend: str = "auto", pool_size: int = 2, tasks: list[RepoPatchTask] | None = None,
+                 **kw: Any) -> None:
+        super().__init__(**kw)
+        self.task_list = list(tasks) if tasks is not None else self.load_tasks()
+        if not self.task_list:
+            raise GraderFailure(f"{type(self).__name__}: no tasks")
+        self.splits = ListSplits(assign_splits(self.task_list))
+        self.backend = backend
+        self.pool_size = pool_size
+        self._boxes: Boxes | None = None
+        self.snapshots = SnapshotCache()
+        self.sb: Sandbox | None = None
+        self.last_grade = None
+        self._best_visible = 0.0
+
+    def load_tasks(self) -> list[RepoPatchTask]:
+        raise NotImplementedError
+
+    def make_task(self, seed: int) -> RepoPatchTask:
+        return self.task_list[self.splits.task_index(seed)]
+
+    def task_content(self, task: RepoPatchTask) -> Any:
+        return {"id": task.instance_id, "edits": task.edits, "statement": task.problem_statement,
+                "f2p": task.fail_to_pass}
+
+    @property
+    def boxes(self) -> Boxes:
+        if self._boxes is None:
+            self._boxes = Boxes(self.backend, self.pool_size)
+        return self._boxes
+
+    # ------------------------------------------------------------------ lifecycle
+    async def setup(self, task: RepoPatchTask) -> str:
+        snap = await asyncio.to_thread(self.snapshots.get, task)
+        self.sb = await self.boxes.acquire()
+        try:
+            await self.sb.copy_in(snap)
+            res = await self.sb.exec(
+                "git init -q && git add -A && git -c user.name=rowgym -c user.email=rowgym@localhost "
+                "commit -qm 'task snapshot' && git status --short | head -5", timeout=60)
+        except SandboxError as e:
+            raise SandboxFailure(f"could not prepare the work dir: {e}") from e
+        if not res.ok:
+            raise SandboxFailure(f"git init in the sandbox failed: {res.stderr.strip()[:300]}")
+        self.last_grade = None
+        self._best_visible = 0.0
+        visible = ", ".join(task.visible_tests) if task.visible_tests else "(none)"
+        return (f"Repository: {task.repo}\n\nIssue:\n{task.problem_statement}\n\n"
+                f"The repository is checked out in the working directory (a git repository at the task's commit). "
+                f"Visible tests: {visible}. Fix the bug in the source code, then call submit. "
+                f"Hidden tests will check the fix; edits to tests or test configuration are ignored.")
+
+    async def teardown(self) -> None:
+        if self.sb is not None:
+            sb, self.sb = self.sb, None
+            try:
+                await sb.close()
+            except SandboxError:
+                pass
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        if self._boxes is not None:
+            await self._boxes.close()
+
+    def close(self) -> None:
+        super().close()
+        if self._boxes is not None:
+            self._boxes.close_sync()
+        self.snapshots.close()
+
+    async def grade(self) -> Verdict:
+        assert self.task is not None and self.sb is not None
+        snap = self.snapshots.get(self.task)
+        changes = await agent_changes(self.sb, snap)
+        self.last_grade = await grade_changes(self.task, snap, changes, self.boxes)
+        return self.last_grade.verdict()
+
+    # ------------------------------------------------------------------ helpers
+    async def _exec(self, cmd: str | list[str], timeout: float, env: dict[str, str] | None = None):  # noqa: ANN202
+        assert self.sb is not None
+        try:
+            return await self.sb.exec(cmd, timeout=timeout, env=env)
+        except SandboxError as e:
+            raise SandboxFailure(f"sandbox command failed: {e}") from e
+
+    async def _read_text(self, path: str) -> str:
+        assert self.sb is not None
+        try:
+            data = await self.sb.read_file(path)
+        except FileNotFoundError:
+            raise ToolError(f"no such file: {path}") from None
+        except IsADirectoryError:
+            raise ToolError(f"{path} is a directory; use list_files") from None
+        except SandboxError as e:
+            raise ToolError(str(e)) from None
+        try:
+            return data.decode()
+        except UnicodeDecodeError:
+            raise ToolError(f"{path} is not a UTF-8 text file") from None
+
+    async def _write_text(self, path: str, text: str) -> None:
+        assert self.sb is not None
+        try:
+            await self.sb.write_file(path, text)
+        except (SandboxError, IsADirectoryError, NotADirectoryError) as e:
+            raise ToolError(f"cannot write {path}: {e}") from None
+
+    # ------------------------------------------------------------------ tools
+    @tool
+    async def list_files(self, args: PathArgs) -> str:
+        """List the files under a directory of the repository (recursively, at most 300 entries)."""
+        assert self.sb is not None
+        try:
+            root = self.sb.host_path(args.path, must_exist=True)
+        except (SandboxError, FileNotFoundError) as e:
+            raise ToolError(str(e)) from None
+        if root.is_file():
+            return args.path
+        out: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+            for n in sorted(filenames):
+                out.append(posixpath.normpath(posixpath.join(args.path, os.path.relpath(os.path.join(dirpath, n),
+                                                                                         root))))
+                if len(out) >= 300:
+                    return "\n".join(out) + "\n... (more files; list a subdirectory)"
+        return "\n".join(out) or "(empty)"
+
+    @tool
+    async def read_file(self, args: ReadArgs) -> str:
+        """Show a file's lines (numbered), from start_line to end_line."""
+        lines = (await self._read_text(args.path)).splitlines()
+        end = min(len(lines), args.end_line or args.start_line + 299)
+        if args.start_line > max(len(lines), 1):
+            raise ToolError(f"{args.path} has only {len(lines)} lines")
+        body = "\n".join(f"{i:5d}  {lines[i - 1]}" for i in range(args.start_line, end + 1))
+        more = f"\n... ({len(lines) - end} more lines)" if end < len(lines) else ""
+        return _clip(f"{args.path} (lines {args.start_line}-{end} of {len(lines)})\n{body}{more}")
+
+    @tool
+    async def search(self, args: SearchArgs) -> str:
+        """Search the repository for a regular expression (grep -rnE); shows at most 100 matches."""
+        res = await self._exec(["grep", "-rnIE", "--exclude-dir=.git", "-m", "50", "--", args.pattern, args.path],
+                               timeout=30)
+        if res.exit_code == 1:
+            return "no matches"
+        if res.exit_code != 0:
+            raise ToolError(f"search failed: {res.stderr.strip()[:300]}")
+        lines = res.stdout.splitlines()
+        extra = f"\n... ({len(lines) - 100} more matches)" if len(lines) > 100 else ""
+        return _clip("\n".join(lines[:100]) + extra)
+
+    @tool
+    async def replace_in_file(self, args: ReplaceArgs) -> str:
+        """Replace an exact string in a file; the old text must occur exactly once."""
+        text = await self._read_text(args.path)
+        n = text.count(args.old) if args.old else 0
+        if n != 1:
+            raise ToolError(f"the old text occurs {n} times in {args.path}; it must occur exactly once "
+                            "(include more surrounding lines)")
+        await self._write_text(args.path, text.replace(args.old, args.new))
+        if args.old != args.new:
+            self.signal("edit", 1.0)
+        return f"Replaced 1 occurrence in {args.path}."
+
+    @tool
+    async def write_file(self, args: WriteArgs) -> str:
+        """Create or overwrite a file with the given content."""
+        try:
+            before = await self._read_text(args.path)
+        except ToolError:
+            before = None
+        await self._write_text(args.path, args.content)
+        if before != args.content:
+            self.signal("edit", 1.0)
+        return f"Wrote {len(args.content)} characters to {args.path}."
+
+    @tool
+    async def run(self, args: RunArgs) -> str:
+        """Run a shell command in the repository root (no network; output truncated)."""
+        assert self.task is not None
+        res = await self._exec(args.command, timeout=args.timeout, env=pythonpath_env(self.task))
+        status = "timed out" if res.timed_out else f"exit code {res.exit_code}"
+        return _clip(f"[{status}]\n{res.stdout}" + (f"\n[stderr]\n{res.stderr}" if res.stderr else ""))
+
+    @tool
+    async def run_visible_tests(self, args: NoArgs) -> str:
+        """Run the repository's visible tests with pytest and show the results."""
+        assert self.task is not None
+        if not self.task.visible_tests:
+            return "This task has no visible tests."
+        res = await self._exec(pytest_argv(self.task.visible_tests), timeout=120, env=pythonpath_env(self.task))
+        results = parse_pytest_summary(res.stdout)
+        if results:
+            frac = sum(s == "passed" for s in results.values()) / len(results)
+            if frac > self._best_visible:
+                self.signal("visible_progress", frac - self._best_visible)
+                self._best_visible = frac
+        tail = "\n".join(line for line in res.stdout.splitlines() if not line.startswith("PASSED "))
+        status = "timed out" if res.timed_out else f"exit code {res.exit_code}"
+        return _clip(f"[{status}]\n{tail}\n{res.stderr[-2000:]}")
+
+    @tool(terminal=True)
+    async def submit(self, args: NoArgs) -> str:
+        """Submit the current state of the repository as your fix (ends the episode)."""
+        return "Submitted; the fix will be graded by hidden tests."

@@ -1,0 +1,285 @@
+"""Repo-patch tasks: the data model, snapshot materialisation, test-file guard, pytest parsing.
+
+>>> is_test_config("pkg/tests/test_core.py"), is_test_config("pkg/core.py"), is_test_config("conftest.py")
+(True, False, True)
+>>> parse_pytest_summary("PASSED t.py::test_a\\nFAILED t.py::test_b - assert 1 == 2\\n")
+{'t.py::test_a': 'passed', 't.py::test_b': 'failed'}
+
+A task is a repository *snapshot* (a base plus edits: the bug), a problem
+statement, visible test paths, and hidden test files (added only at grading) with
+the FAIL_TO_PASS / PASS_TO_PASS node ids they define. Every source (corpus,
+synthesizer, SWE-bench loader) produces this one model, so the environment,
+grader, verifier and benchmark never care where a task came from.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import hashlib
+import json
+import os
+import posixpath
+import re
+import shutil
+import subprocess
+import tempfile
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rowgym.rows import ToolCall
+
+SKIP_DIRS = {".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".tox", ".eggs"}
+TEST_CONFIG_FILES = {"conftest.py", "pytest.ini", "setup.cfg", "tox.ini", "sitecustomize.py",
+                     "usercustomize.py", ".coveragerc", "noxfile.py"}
+
+
+class Base(BaseModel):
+    """Where a snapshot starts: inline files, a host directory, or a commit of a local git repo."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    files: dict[str, str] | None = None
+    dir: str | None = None
+    git_repo: str | None = None
+    commit: str | None = None
+
+
+class RepoPatchTask(BaseModel):
+    """One repo-patch task (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instance_id: str
+    source: str = Field(description="corpus, synth or swebench")
+    repo: str
+    base: Base
+    edits: dict[str, str] = Field(default_factory=dict, description="path -> content written over the base (the bug)")
+    remove: list[str] = Field(default_factory=list, description="paths dropped from the agent's snapshot (hidden tests)")
+    problem_statement: str
+    visible_tests: list[str] = Field(default_factory=list, description="pytest paths the agent may run")
+    hidden_files: dict[str, str] = Field(default_factory=dict, description="added only in the grading copy")
+    test_paths: list[str] = Field(default_factory=list, description="pytest paths run by the grader")
+    fail_to_pass: list[str]
+    pass_to_pass: list[str] = Field(default_factory=list)
+    pythonpath: list[str] = Field(default_factory=list, description="dirs (relative) put on PYTHONPATH")
+    gold: list[ToolCall] = Field(default_factory=list, description="the gold patch as edit tool calls + submit")
+    gold_patch: str = ""
+    location: str = Field("", description="'file::function' the bug is in (splits never share one)")
+
+    @property
+    def instruction(self) -> str:
+        return self.problem_statement
+
+
+def call(name: str, **args: object) -> ToolCall:
+    """A tool call with canonical JSON arguments."""
+    return ToolCall(name=name, arguments=json.dumps(args, sort_keys=True))
+
+
+# ------------------------------------------------------------------ test-file guard
+
+
+def is_test_config(path: str, test_globs: tuple[str, ...] = ()) -> bool:
+    """True for test files, conftest.py and test configuration (edits to them are not graded)."""
+    p = posixpath.normpath(path)
+    parts = p.split("/")
+    name = parts[-1]
+    if name in TEST_CONFIG_FILES or name.endswith(".pth"):
+        return True
+    if any(d in ("tests", "test", "testing") for d in parts[:-1]):
+        return True
+    if fnmatch.fnmatch(name, "test_*.py") or fnmatch.fnmatch(name, "*_test.py"):
+        return True
+    return any(fnmatch.fnmatch(p, g) for g in test_globs)
+
+
+def pyproject_touches_tests(old: str | None, new: str | None) -> bool:
+    """True when a pyproject.toml change alters the pytest configuration (or is unparsable)."""
+    def pytest_table(text: str | None) -> object:
+        if text is None:
+            return None
+        return tomllib.loads(text).get("tool", {}).get("pytest")
+    try:
+        return pytest_table(old) != pytest_table(new)
+    except tomllib.TOMLDecodeError:
+        return True
+
+
+# ------------------------------------------------------------------ snapshots
+
+
+def read_tree(root: Path) -> dict[str, bytes]:
+    """Regular files under ``root`` (no caches, no .git, no symlinks) as ``{relpath: bytes}``."""
+    out: dict[str, bytes] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.endswith(".egg-info"))
+        for n in sorted(filenames):
+            full = Path(dirpath) / n
+            if n.endswith((".pyc", ".pyo")) or full.is_symlink() or not full.is_file():
+                continue
+            out[full.relative_to(root).as_posix()] = full.read_bytes()
+    return out
+
+
+def write_tree(root: Path, files: dict[str, bytes | str | None]) -> None:
+    """Write (or delete, for ``None``) files under ``root``, refusing paths that escape it."""
+    for rel, data in files.items():
+        dest = safe_join(root, rel)
+        if data is None:
+            if dest.is_file() or dest.is_symlink():
+                dest.unlink()
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.is_symlink():
+            dest.unlink()
+        dest.write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+def safe_join(root: Path, rel: str) -> Path:
+    norm = posixpath.normpath(rel)
+    if norm.startswith(("/", "..")) or norm == ".":
+        raise ValueError(f"path {rel!r} leaves the repository")
+    return root / norm
+
+
+def materialize(task: RepoPatchTask, dest: Path) -> None:
+    """Write the agent's snapshot of ``task`` (base + bug, hidden tests removed) into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    b = task.base
+    if b.files is not None:
+        write_tree(dest, dict(b.files))
+    elif b.dir is not None:
+        shutil.copytree(b.dir, dest, dirs_exist_ok=True, symlinks=True,
+                        ignore=shutil.ignore_patterns(*SKIP_DIRS, "*.pyc"))
+    elif b.git_repo is not None:
+        archive = subprocess.run(["git", "-C", b.git_repo, "archive", "--format=tar", b.commit or "HEAD"],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    write_tree(dest, dict(task.edits))
+    for rel in task.remove:
+        target = safe_join(dest, rel)
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+
+
+class SnapshotCache:
+    """Materialised snapshots on the host, one dir per task (the pristine base of each episode)."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="rowgym-repopatch-snap-"))
+        self._dirs: dict[str, Path] = {}
+
+    def get(self, task: RepoPatchTask) -> Path:
+        key = hashlib.sha256(task.model_dump_json().encode()).hexdigest()[:16]
+        if key not in self._dirs:
+            d = self.root / key
+            tmp = self.root / f"{key}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            materialize(task, tmp)
+            tmp.rename(d)
+            self._dirs[key] = d
+        return self._dirs[key]
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ diffs
+
+
+def changed_files(base: dict[str, bytes], after: dict[str, bytes]) -> dict[str, bytes | None]:
+    """Files that differ between two trees: ``{path: new bytes, or None when deleted}``."""
+    out: dict[str, bytes | None] = {}
+    for rel in sorted(set(base) | set(after)):
+        if base.get(rel) != after.get(rel):
+            out[rel] = after.get(rel)
+    return out
+
+
+def split_test_edits(base: dict[str, bytes], changes: dict[str, bytes | None],
+                     test_globs: tuple[str, ...] = ()) -> tuple[dict[str, bytes | None], list[str]]:
+    """Drop changes to tests and test configuration; return (kept changes, dropped paths)."""
+    kept, dropped = {}, []
+    for rel, data in changes.items():
+        guard = is_test_config(rel, test_globs)
+        if not guard and posixpath.basename(rel) == "pyproject.toml":
+            old, new = base.get(rel), data
+            guard = pyproject_touches_tests(old.decode("utf-8", "replace") if old is not None else None,
+                                            new.decode("utf-8", "replace") if new is not None else None)
+        if guard:
+            dropped.append(rel)
+        else:
+            kept[rel] = data
+    return kept, dropped
+
+
+def unified_diff(base: dict[str, bytes], changes: dict[str, bytes | None]) -> str:
+    """A ``git diff``-style text of ``changes`` against ``base`` (binary files summarised)."""
+    chunks = []
+    for rel, new in changes.items():
+        old = base.get(rel)
+        try:
+            a = old.decode().splitlines(keepends=True) if old is not None else []
+            b = new.decode().splitlines(keepends=True) if new is not None else []
+        except UnicodeDecodeError:
+            chunks.append(f"Binary files a/{rel} and b/{rel} differ\n")
+            continue
+        chunks.append(f"diff --git a/{rel} b/{rel}\n")
+        chunks.extend(difflib.unified_diff(a, b, f"a/{rel}" if old is not None else "/dev/null",
+                                           f"b/{rel}" if new is not None else "/dev/null"))
+    return "".join(c if c.endswith("\n") else c + "\n" for c in chunks)
+
+
+# ------------------------------------------------------------------ pytest output
+
+_SUMMARY_RE = re.compile(r"^(PASSED|FAILED|ERROR|XFAIL|XPASS) (\S.*?)(?: - .*)?$")
+STATUS = {"PASSED": "passed", "FAILED": "failed", "ERROR": "error", "XFAIL": "xfail", "XPASS": "xpass"}
+
+
+def parse_pytest_summary(text: str) -> dict[str, str]:
+    """Per-test outcomes from pytest's ``-rA`` short summary (``{node_id: passed|failed|error|...}``).
+
+    A test that both passed and errored (teardown) counts as an error.
+    """
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        m = _SUMMARY_RE.match(line.rstrip())
+        if m:
+            node = m.group(2).strip()
+            status = STATUS[m.group(1)]
+            if out.get(node) not in ("error", "failed"):
+                out[node] = status
+    return out
+
+
+def pytest_argv(paths: list[str], extra: tuple[str, ...] = ()) -> list[str]:
+    """The pytest command line the env and the grader use (quiet, per-test summary, no cache)."""
+    return ["python3", "-m", "pytest", "-q", "-rA", "--tb=short", "-p", "no:cacheprovider",
+            "-o", "addopts=", *extra, *paths]
+
+
+def edit_calls(path: str, before: str, after: str) -> list[ToolCall]:
+    """One ``replace_in_file`` call that turns ``before`` into ``after`` (``write_file`` as a fallback).
+
+    The replaced span covers every changed line plus as much context as makes it unique.
+
+    >>> [c.name for c in edit_calls("f.py", "a\\nb\\nc\\n", "a\\nB\\nc\\n")]
+    ['replace_in_file']
+    """
+    a, b = before.splitlines(keepends=True), after.splitlines(keepends=True)
+    ops = [op for op in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes() if op[0] != "equal"]
+    if not ops:
+        return []
+    i1, i2, j1, j2 = ops[0][1], ops[-1][2], ops[0][3], ops[-1][4]
+    for ctx in range(0, max(len(a), 1) + 1):
+        lo, hi = max(0, i1 - ctx), min(len(a), i2 + ctx)
+        old = "".join(a[lo:hi])
+        if old and before.count(old) == 1:
+            new = "".join(a[lo:i1]) + "".join(b[j1:j2]) + "".join(a[i2:hi])
+            return [call("replace_in_file", path=path, old=old, new=new)]
+    return [call("write_file", path=path, content=after)]
