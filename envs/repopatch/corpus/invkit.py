@@ -135,9 +135,9 @@ def test_total_free_shipping_boundary():
 
 
 def test_total_discount():
-    c = Cart({"a": 100.0})
+    c = Cart({"a": 200.0})
     c.add("a")
-    assert c.total(discount_pct=10) == 90.0
+    assert c.total(discount_pct=10) == 180.0
 
 
 def test_bulk_tiers():
