@@ -20,7 +20,6 @@ it is what GRPO's ``env_mask`` needs to keep observations out of the loss.
 from __future__ import annotations
 
 import json
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +77,8 @@ class _TemplatePieces:
         self.tokenizer = tokenizer
         self._obs: dict[str, tuple[str, str, str] | None] = {}
         self._first: dict[tuple[str, str], tuple[list[int], str, str] | None] = {}
+        self._encoded: dict[str, tuple[int, ...]] = {}
+        self._rust = getattr(tokenizer, "backend_tokenizer", None)
 
     def observation(self, role: str) -> tuple[str, str, str] | None:
         if role not in self._obs:
@@ -125,7 +126,19 @@ class _TemplatePieces:
         return prefix_ids, before, after
 
     def encode(self, text: str) -> list[int]:
-        return _as_ids(self.tokenizer.encode(text, add_special_tokens=False))
+        """Ids of ``text`` without added BOS/EOS (the Rust tokenizer directly when there is one)."""
+        hit = self._encoded.get(text)
+        if hit is not None:
+            return list(hit)
+        if self._rust is not None:
+            ids = self._rust.encode(text, add_special_tokens=False).ids
+        else:
+            ids = _as_ids(self.tokenizer.encode(text, add_special_tokens=False))
+        if len(text) <= 512:  # short, often repeated segments ("Error: ...", template closings)
+            if len(self._encoded) >= 4096:
+                self._encoded.clear()
+            self._encoded[text] = tuple(ids)
+        return list(ids)
 
 
 _PIECES: dict[int, _TemplatePieces] = {}
@@ -159,9 +172,10 @@ class TokenConversation:
 
     def record(self, completion_ids: list[int], logprobs: list[float], finish_reason: str | None) -> TokenRecord:
         """The token record of the turn that just produced ``completion_ids`` from ``prompt_ids``."""
-        return TokenRecord(prompt_ids=list(self.prompt_ids), completion_ids=list(completion_ids),
-                           logprobs=[float(x) for x in logprobs], mask=self.mask + [1] * len(completion_ids),
-                           finish_reason=finish_reason)
+        # built without re-validating: every field is a fresh list of ints/floats made here
+        return TokenRecord.model_construct(prompt_ids=list(self.prompt_ids), completion_ids=list(completion_ids),
+                                           logprobs=[float(x) for x in logprobs],
+                                           mask=self.mask + [1] * len(completion_ids), finish_reason=finish_reason)
 
     def add_completion(self, completion_ids: list[int]) -> None:
         self.prompt_ids += completion_ids
@@ -179,23 +193,22 @@ class TokenConversation:
         self.mask += [0] * len(new)
 
 
-_ENV_TOOLS: weakref.WeakKeyDictionary[Any, tuple[list[dict], str]] = weakref.WeakKeyDictionary()
+_TOOLS_BY_LIST: dict[int, tuple[Any, list[dict], str]] = {}
 
 
 def env_tools(env: Any) -> tuple[list[dict], str]:
-    """``(env.tools, env.tools_json())`` computed once per env instance.
+    """``(env.tools, env.tools_json())`` computed once per tool list.
 
-    A RowEnv's tool list is fixed at construction, but generating the pydantic JSON
-    schemas costs ~20 ms per call; rollout workers reuse one env for many episodes.
+    A RowEnv's tools are fixed per class (``env.tool_list`` is shared by its instances),
+    but generating the pydantic JSON schemas costs ~20 ms per call, and a rollout engine
+    makes hundreds of env instances. Envs without a ``tool_list`` are not cached.
     """
-    try:
-        return _ENV_TOOLS[env]
-    except (KeyError, TypeError):
-        pass
-    tools = env.tools
-    out = (tools, json.dumps(tools, sort_keys=True))
-    try:
-        _ENV_TOOLS[env] = out
-    except TypeError:  # not weak-referenceable: no cache
-        pass
-    return out
+    lst = getattr(env, "tool_list", None)
+    if lst is None:
+        tools = env.tools
+        return tools, json.dumps(tools, sort_keys=True)
+    hit = _TOOLS_BY_LIST.get(id(lst))
+    if hit is None or hit[0] is not lst:
+        tools = env.tools
+        hit = _TOOLS_BY_LIST[id(lst)] = (lst, tools, json.dumps(tools, sort_keys=True))
+    return hit[1], hit[2]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rowgym.agents.base import Agent, AgentTurn
-from rowgym.agents.chat_tokens import TokenConversation
+from rowgym.agents.chat_tokens import TokenConversation, env_tools
 from rowgym.agents.llm import default_model_dir, load_tokenizer
 from rowgym.errors import AgentError
 from rowgym.rows import Action, PolicyInfo
@@ -49,7 +49,7 @@ class HFPolicy(Agent):
                                     "max_tokens": self.max_tokens, "seed": self.seed})
 
     async def reset(self, env: Any, obs: str, info: dict[str, Any]) -> None:
-        self.conv = TokenConversation(self.tokenizer, env.system_prompt, env.tools, obs)
+        self.conv = TokenConversation(self.tokenizer, env.system_prompt, env_tools(env)[0], obs)
         self._first = True
         self._episode_seed = hash((self.seed, info.get("seed"), info.get("sample_index", 0))) & 0x7FFFFFFF
         self._turn = 0

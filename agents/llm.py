@@ -26,15 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from rowgym.agents.base import Agent, AgentTurn
-from rowgym.agents.chat_tokens import TokenConversation
-from rowgym.errors import AgentError
+from rowgym.agents.chat_tokens import TokenConversation, env_tools
+from rowgym.errors import AgentError, PolicyServerError
 from rowgym.rows import Action, PolicyInfo
 
-
-class PolicyServerError(AgentError):
-    """The policy server failed or could not be reached (the episode fails with kind 'policy')."""
-
-    failure_kind = "policy"
+__all__ = ["PolicyServerError", "VLLMAgent", "load_tokenizer"]
 
 
 def load_tokenizer(model_dir: str | Path) -> Any:
@@ -96,9 +92,12 @@ class VLLMAgent(Agent):
                  model_dir: str | Path | None = None, temperature: float = 1.0, top_p: float = 1.0,
                  max_tokens: int = 256, request_timeout_s: float = 120.0, retry_budget_s: float = 180.0,
                  seed: int | None = None):
-        self.base_url = base_url.rstrip("/")
+        from rowgym.agents.serving import DEFAULT_SERVED_NAME
+
+        # accept both http://host:port and the OpenAI-style http://host:port/v1
+        self.base_url = base_url.rstrip("/").removesuffix("/v1")
         self.model_dir = Path(model_dir).expanduser() if model_dir else default_model_dir()
-        self.model = model or "tiny-qwen3"
+        self.model = model or DEFAULT_SERVED_NAME
         self.temperature, self.top_p, self.max_tokens = temperature, top_p, max_tokens
         self.request_timeout_s, self.retry_budget_s = request_timeout_s, retry_budget_s
         self.seed = seed
@@ -120,19 +119,23 @@ class VLLMAgent(Agent):
                                     "max_tokens": self.max_tokens, "base_url": self.base_url})
 
     async def reset(self, env: Any, obs: str, info: dict[str, Any]) -> None:
-        self.conv = TokenConversation(self.tokenizer, env.system_prompt, env.tools, obs)
+        self.conv = TokenConversation(self.tokenizer, env.system_prompt, env_tools(env)[0], obs)
         self._first = True
+        self._turn = 0
+        # a seeded policy still samples differently for each of a group's k samples and each turn
+        self._episode_seed = hash((self.seed, info.get("seed"), info.get("sample_index", 0))) & 0x3FFFFFFF
 
     async def act(self, obs: str) -> AgentTurn:
         assert self.conv is not None, "reset() first"
         if not self._first:
             self.conv.add_observation(obs)
         self._first = False
+        self._turn += 1
         body = {"model": self.model, "prompt": self.conv.prompt_ids, "max_tokens": self.max_tokens,
                 "temperature": self.temperature, "top_p": self.top_p, "logprobs": 0,
                 "return_token_ids": True, "skip_special_tokens": False}
         if self.seed is not None:
-            body["seed"] = self.seed
+            body["seed"] = (self._episode_seed + self._turn) & 0x3FFFFFFF
         data = await self._post("/v1/completions", body)
         choice = data["choices"][0]
         sent = data.get("prompt_token_ids") or choice.get("prompt_token_ids")
@@ -145,8 +148,14 @@ class VLLMAgent(Agent):
                                     "is this vLLM with return_token_ids support?")
         record = self.conv.record(ids, lps, choice.get("finish_reason"))
         self.conv.add_completion(ids)
-        text = self.tokenizer.decode([i for i in ids if i != self.conv.eos_id], skip_special_tokens=False)
-        return AgentTurn(Action(text=text), record)
+        return AgentTurn(Action(text=self._decode(ids)), record)
+
+    def _decode(self, ids: list[int]) -> str:
+        ids = [i for i in ids if i != self.conv.eos_id]
+        rust = getattr(self.tokenizer, "backend_tokenizer", None)
+        if rust is not None:
+            return rust.decode(ids, skip_special_tokens=False)
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         import aiohttp

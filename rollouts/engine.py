@@ -22,6 +22,7 @@ them to the same store, so the format and resume are identical.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 import uuid
 from collections.abc import Callable
@@ -69,6 +70,8 @@ class CollectConfig:
     ray_actors: int | None = None
     """Rollout actors; None means one per CPU Ray reports."""
     ray_actor_cpus: float = 1.0
+    setup_modules: list[str] = field(default_factory=list)
+    """Modules to import first in every process (e.g. ones that register extra envs for Ray workers)."""
 
     @property
     def timeouts(self) -> Timeouts:
@@ -131,6 +134,11 @@ def plan(cfg: CollectConfig, run_id: str) -> tuple[list[int], list[EpisodeKey]]:
     finally:
         env.close()
     return seeds, [EpisodeKey(run_id, s, i) for s in seeds for i in range(cfg.group_size)]
+
+
+def import_setup_modules(cfg: CollectConfig) -> None:
+    for name in cfg.setup_modules:
+        importlib.import_module(name)
 
 
 def collect(cfg: CollectConfig) -> Summary:
@@ -228,6 +236,7 @@ async def acollect(cfg: CollectConfig) -> Summary:
     if cfg.backend not in ("asyncio", "ray"):
         raise RowgymError(f"unknown backend {cfg.backend!r}; use 'asyncio' or 'ray'")
     t_wall = time.perf_counter()
+    import_setup_modules(cfg)
     store = TrajectoryStore(cfg.out)
     run_id = store.manifest.run_id if store.manifest and cfg.resume else uuid.uuid4().hex[:12]
     seeds, keys = plan(cfg, run_id)

@@ -126,14 +126,18 @@ async def _play(env: Any, agent: Agent, ep: Episode, timeouts: Timeouts, record:
     turn = 0
     while True:
         t0 = time.perf_counter()
-        turn_deadline = asyncio.timeout(timeouts.turn_s)
-        try:
-            async with turn_deadline:
-                out = await agent.act(obs)
-        except TimeoutError as e:
-            if not turn_deadline.expired():
-                raise  # raised inside the agent, not our deadline
-            raise EpisodeFailure("timeout", f"the policy did not answer turn {turn} within {timeouts.turn_s}s") from e
+        if timeouts.turn_s is None:
+            out = await agent.act(obs)
+        else:
+            turn_deadline = asyncio.timeout(timeouts.turn_s)
+            try:
+                async with turn_deadline:
+                    out = await agent.act(obs)
+            except TimeoutError as e:
+                if not turn_deadline.expired():
+                    raise  # raised inside the agent, not our deadline
+                raise EpisodeFailure("timeout", f"the policy did not answer turn {turn} "
+                                                f"within {timeouts.turn_s}s") from e
         t1 = time.perf_counter()
         next_obs, reward, terminated, truncated, sinfo = await _env_call(env.astep(out.action), timeouts.step_s,
                                                                          f"step {turn}")
@@ -155,6 +159,8 @@ async def _play(env: Any, agent: Agent, ep: Episode, timeouts: Timeouts, record:
 
 
 async def _env_call(coro: Any, limit: float | None, what: str) -> Any:
+    if limit is None:
+        return await coro
     step_deadline = asyncio.timeout(limit)
     try:
         async with step_deadline:

@@ -31,11 +31,10 @@ class RolloutActor:
     """A Ray actor (wrapped with ``ray.remote`` at use) that plays a slice of episode keys."""
 
     def __init__(self, cfg: dict[str, Any]):
-        from rowgym.rollouts.engine import CollectConfig
-
-        import rowgym  # noqa: F401  (registers the built-in envs in this worker process)
+        from rowgym.rollouts.engine import CollectConfig, import_setup_modules
 
         self.cfg = CollectConfig(**cfg)
+        import_setup_modules(self.cfg)
 
     def ready(self) -> bool:
         return True

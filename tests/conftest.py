@@ -44,3 +44,7 @@ def pytest_make_collect_report(collector):
     if REQUIRE_ALL and rep.skipped:
         rep.outcome = "failed"
         rep.longrepr = f"module skipped under ROWGYM_REQUIRE_ALL=1 (a component is missing): {rep.longrepr}"
+
+
+# One session-scoped vLLM server for every vllm test (imported here so pytest registers it once).
+from vllm_fixtures import tiny_model_dir, vllm_server  # noqa: E402,F401

@@ -1,17 +1,17 @@
 """The vLLM policy server on the tiny model: token-id prompts, token ids and logprobs come back intact.
 
 Needs the vLLM venv (scripts/setup_vllm.sh) and the train extra (to build the tiny
-model). Startup takes about a minute on 2 CPU cores, so one server serves the module.
+model). Startup takes about a minute on 2 CPU cores, so one server (tests/vllm_fixtures.py) serves the session.
 """
 
 import json
 import math
-import os
 import sys
 import urllib.error
 import urllib.request
 
 import pytest
+
 from rowgym.agents.serving import PolicyServerError, ServerConfig, VLLMServer, free_port, start_vllm_server
 
 TOOLS = [{
@@ -48,25 +48,11 @@ def test_missing_model_dir_is_a_clear_error(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    pytest.importorskip("trl", reason="building the tiny model needs the train extra")
-    try:
-        from rowgym.agents.serving import vllm_python
-
-        vllm_python()
-    except PolicyServerError as e:
-        pytest.skip(str(e))
-    from rowgym.trainers.tiny_model import build_tiny_model, default_model_dir
-
-    model_dir = build_tiny_model(default_model_dir(), seed=0)
-    log = tmp_path_factory.mktemp("vllm") / "server.log"
-    srv = start_vllm_server(model_dir, port=free_port(), log_path=log, startup_timeout=600)
-    yield srv
-    pid = srv.pid
-    srv.stop()
-    assert not srv.alive()
-    with pytest.raises(ProcessLookupError):
-        os.killpg(pid, 0)  # the whole group is gone, engine workers included
+def server(vllm_server):
+    """The session's shared vLLM server (tests/vllm_fixtures.py)."""
+    if not vllm_server.alive():  # a restart test elsewhere left it down: bring it back
+        vllm_server.start()
+    return vllm_server
 
 
 @pytest.fixture(scope="module")

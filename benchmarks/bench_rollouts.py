@@ -1,0 +1,129 @@
+"""Orchestration efficiency of the rollout engine against a fixed-latency mock policy server.
+
+    .venv/bin/python benchmarks/bench_rollouts.py [--episodes 256] [--turns 8] [--latency 0.2] [--no-ray]
+
+Workload: ``episodes`` episodes all in flight at once, each exactly 8 turns of the
+mock env ``rowgym-mock/Countdown-v0``; every turn is one ``/v1/completions`` call that
+the mock answers after ``latency`` seconds (vLLM's response shape, nothing tokenised).
+Ideal time = turns × latency. Efficiency = ideal / measured. Three loops in one run:
+
+* plain   — 256 coroutines posting the same token-id JSON over one aiohttp session and
+            appending the returned ids (the baseline of RECIPES.md);
+* engine  — ``rowgym`` collect with the ``vllm`` agent (token-in/token-out prompts,
+            rows with ids/logprobs/masks, the env, the store with fsync);
+* ray     — the same collection with ``backend="ray"`` (actor start-up excluded from
+            the rollout time, printed separately).
+
+Prints numbers; asserts nothing. Needs the tiny model's tokenizer (``rowgym model build-tiny``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+
+import aiohttp
+
+from rowgym.rollouts import mock
+from rowgym.rollouts.engine import CollectConfig, acollect
+
+COMPLETION = '<tool_call>\n{"name": "tick", "arguments": {}}\n</tool_call>'
+
+
+def completion_ids(tokenizer) -> list[int]:
+    return tokenizer.encode(COMPLETION, add_special_tokens=False) + [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+
+
+async def plain_loop(base_url: str, episodes: int, turns: int, prompt: list[int]) -> float:
+    """The baseline: one shared session, JSON posts, parse only what is needed."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as sess:
+        async def episode() -> None:
+            ids = list(prompt)
+            for _ in range(turns):
+                body = {"model": "m", "prompt": ids, "max_tokens": 64, "logprobs": 0, "return_token_ids": True}
+                async with sess.post(base_url + "/v1/completions", json=body) as r:
+                    data = await r.json()
+                ids += data["choices"][0]["token_ids"] + prompt[:8]
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(episode() for _ in range(episodes)))
+        return time.perf_counter() - t0
+
+
+def engine_config(out: str, episodes: int, base_url: str, backend: str = "asyncio") -> CollectConfig:
+    return CollectConfig(env_id=mock.COUNTDOWN_ID, agent="vllm", episodes=episodes, out=out, concurrency=episodes,
+                         progress=False, backend=backend, setup_modules=["rowgym.rollouts.mock"],
+                         agent_kwargs={"base_url": base_url, "max_tokens": 64})
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    from rowgym.agents.llm import load_tokenizer
+    from rowgym.agents.serving import default_model_dir
+
+    tok = load_tokenizer(args.model_dir or default_model_dir())
+    ids = completion_ids(tok)
+    ideal = args.turns * args.latency
+    env = mock.CountdownEnv()
+    obs, _ = await env.areset(seed=0)
+    prompt = tok.apply_chat_template([{"role": "system", "content": env.system_prompt},
+                                      {"role": "user", "content": obs}], tools=env.tools, tokenize=True,
+                                     add_generation_prompt=True, return_dict=True)["input_ids"]
+    assert mock.TURNS == args.turns, "the mock env has exactly 8 turns"
+    print(f"workload (mock server in its own process): {args.episodes} episodes in flight x {args.turns} turns, {args.latency}s per call; "
+          f"ideal {ideal:.2f}s; prompt {len(prompt)} ids, completion {len(ids)} ids")
+    rows = []
+    with mock.MockServerProcess(ids, COMPLETION, args.latency) as srv:
+        for rep in range(args.repeats):
+            c0 = time.process_time()
+            plain = await plain_loop(srv.base_url, args.episodes, args.turns, prompt)
+            c1 = time.process_time()
+            with tempfile.TemporaryDirectory() as d:
+                s = await acollect(engine_config(d, args.episodes, srv.base_url))
+            c2 = time.process_time()
+            print(f"[{rep}] CPU seconds in this process: plain {c1 - c0:.2f}, engine {c2 - c1:.2f} "
+                  f"({(c2 - c1) / (args.episodes * args.turns) * 1e3:.2f} ms per turn)")
+            assert s.n_done == args.episodes and s.n_success == args.episodes, s
+            rows.append((plain, s.rollout_s, s.wall_s))
+            print(f"[{rep}] plain loop   {plain:6.2f}s  efficiency {ideal / plain:.3f}")
+            print(f"[{rep}] engine       {s.rollout_s:6.2f}s  efficiency {ideal / s.rollout_s:.3f}  "
+                  f"(whole collect() incl. setup {s.wall_s:.2f}s -> {ideal / s.wall_s:.3f}); "
+                  f"engine/plain {plain / s.rollout_s:.3f}")
+        best_plain = min(r[0] for r in rows)
+        best_engine = min(r[1] for r in rows)
+        print(f"best of {args.repeats}: plain {ideal / best_plain:.3f}, engine {ideal / best_engine:.3f}, "
+              f"engine/plain {best_plain / best_engine:.3f}")
+        if args.ray:
+            import ray
+
+            t = time.perf_counter()
+            ray.init(include_dashboard=False, configure_logging=False)
+            print(f"ray.init {time.perf_counter() - t:.1f}s")
+            try:
+                for rep in range(args.repeats):
+                    with tempfile.TemporaryDirectory() as d:
+                        t = time.perf_counter()
+                        s = await acollect(engine_config(d, args.episodes, srv.base_url, backend="ray"))
+                        total = time.perf_counter() - t
+                    assert s.n_done == args.episodes, s
+                    print(f"[{rep}] ray backend  {s.rollout_s:6.2f}s  efficiency {ideal / s.rollout_s:.3f}  "
+                          f"(with actor start-up {total:.2f}s -> {ideal / total:.3f}); "
+                          f"ray/plain {best_plain / s.rollout_s:.3f}")
+            finally:
+                ray.shutdown()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--episodes", type=int, default=256)
+    ap.add_argument("--turns", type=int, default=mock.TURNS)
+    ap.add_argument("--latency", type=float, default=0.2)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--model-dir", default=None)
+    ap.add_argument("--no-ray", dest="ray", action="store_false")
+    asyncio.run(main_async(ap.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

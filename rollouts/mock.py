@@ -1,0 +1,180 @@
+"""A fixed-latency mock of vLLM's completions endpoint and an 8-turn env, to measure orchestration.
+
+>>> from rowgym.rollouts.mock import CountdownEnv
+>>> env = CountdownEnv()
+>>> obs, info = env.reset(seed=0)
+>>> for _ in range(8):
+...     obs, r, terminated, truncated, info = env.step({"name": "tick", "arguments": {}})
+>>> truncated, info["verdict"].success
+(True, True)
+
+:class:`MockCompletionsServer` answers ``POST /v1/completions`` after ``latency_s`` with a
+fixed completion in vLLM's shape (``prompt_token_ids``/``token_ids`` per choice,
+``logprobs.token_logprobs``); it echoes the prompt ids and tokenises nothing, so what is
+measured is the rollout engine, not the server. Importing this module registers
+``rowgym-mock/Countdown-v0`` (a Ray worker imports it through
+``CollectConfig.setup_modules``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+from pydantic import BaseModel
+
+from rowgym.env import RowEnv
+from rowgym.registry import register
+from rowgym.rows import Check, Verdict
+from rowgym.tools import NoArgs, tool
+
+COUNTDOWN_ID = "rowgym-mock/Countdown-v0"
+TURNS = 8
+
+
+class CountdownTask(BaseModel):
+    seed: int
+    instruction: str
+
+
+class CountdownEnv(RowEnv[CountdownTask]):
+    """Call ``tick`` until the episode is truncated after exactly 8 turns; every episode succeeds."""
+
+    family = "mock-countdown"
+    default_max_turns = TURNS
+    verifier = "ticks"
+    system_prompt = "Call tick."
+
+    def make_task(self, seed: int) -> CountdownTask:
+        return CountdownTask(seed=seed, instruction=f"Tick {TURNS} times (task {seed}).")
+
+    async def setup(self, task: CountdownTask) -> str:
+        self.ticks = 0
+        return task.instruction
+
+    @tool
+    async def tick(self, args: NoArgs) -> str:
+        """Advance the countdown by one."""
+        self.ticks += 1
+        return f"{TURNS - self.ticks} left"
+
+    async def grade(self) -> Verdict:
+        ok = self.ticks == TURNS
+        return Verdict(reward=float(ok), success=ok, verifier=self.verifier, verifier_version=self.verifier_version,
+                       checks=[Check(name="ticks", passed=ok, detail=f"{self.ticks} ticks")])
+
+
+register(COUNTDOWN_ID, "rowgym.rollouts.mock:CountdownEnv", description="8-turn no-op env for benchmarks and tests")
+
+
+class MockCompletionsServer:
+    """aiohttp server on 127.0.0.1: every completion takes ``latency_s`` and returns ``completion_ids``.
+
+    Use as ``async with MockCompletionsServer(ids, text) as srv: srv.base_url``. ``calls``
+    counts the requests answered.
+    """
+
+    def __init__(self, completion_ids: list[int], text: str = "", latency_s: float = 0.2, port: int = 0):
+        self.completion_ids, self.text, self.latency_s, self.port = list(completion_ids), text, latency_s, port
+        self.logprobs = [-0.5] * len(self.completion_ids)
+        self.calls = 0
+        self.fail_status: int | None = None
+        """While set, every request is answered at once with this HTTP status (simulates an outage)."""
+        self._runner: Any = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _completions(self, request: Any) -> Any:
+        from aiohttp import web
+
+        body = await request.json()
+        if self.fail_status is not None:
+            return web.json_response({"error": "mock outage"}, status=self.fail_status)
+        await asyncio.sleep(self.latency_s)
+        self.calls += 1
+        n = len(self.completion_ids)
+        choice = {"index": 0, "text": self.text, "finish_reason": "stop", "stop_reason": None,
+                  "prompt_token_ids": body["prompt"], "token_ids": self.completion_ids,
+                  "logprobs": {"tokens": [""] * n, "token_logprobs": self.logprobs,
+                               "top_logprobs": None, "text_offset": [0] * n}}
+        return web.json_response({"id": f"cmpl-{self.calls}", "object": "text_completion",
+                                  "created": int(time.time()), "model": body.get("model"), "choices": [choice],
+                                  "usage": {"prompt_tokens": len(body["prompt"]), "completion_tokens": n,
+                                            "total_tokens": len(body["prompt"]) + n}})
+
+    async def start(self) -> MockCompletionsServer:
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_post("/v1/completions", self._completions)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=1024)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        return self
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> MockCompletionsServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+
+class MockServerProcess:
+    """:class:`MockCompletionsServer` in its own process (like a real policy server), as a context manager."""
+
+    def __init__(self, completion_ids: list[int], text: str = "", latency_s: float = 0.2):
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.args = [json.dumps({"ids": list(completion_ids), "text": text, "latency_s": latency_s,
+                                 "port": self.port})]
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> MockServerProcess:
+        import socket
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "rowgym.rollouts.mock", *self.args],
+                                     stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.__exit__()
+        raise RuntimeError("the mock completions server did not start")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+async def _serve_forever(spec: dict[str, Any]) -> None:
+    async with MockCompletionsServer(spec["ids"], spec["text"], spec["latency_s"], spec["port"]):
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":  # python -m rowgym.rollouts.mock '{"ids": [...], "text": "", "latency_s": 0.2, "port": N}'
+    asyncio.run(_serve_forever(json.loads(sys.argv[1])))

@@ -1,0 +1,208 @@
+"""The rollout engine against the mock completions server (no vLLM): groups, token records,
+failure attribution, timeouts, outages with a short retry budget, resume, progress stats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from rowgym.rollouts import mock
+from rowgym.rollouts.engine import CollectConfig, _Progress, acollect
+from rowgym.rollouts.episode import EpisodeKey, Timeouts, _failure_kind, play_episode
+from rowgym.rows import Action, Verdict
+from rowgym.store import TrajectoryStore
+
+pytest.importorskip("transformers", reason="the vllm agent needs the tiny model's tokenizer")
+
+COMPLETION = '<tool_call>\n{"name": "tick", "arguments": {}}\n</tool_call>'
+
+
+@pytest.fixture(scope="module")
+def model_dir():
+    from rowgym.agents.serving import default_model_dir
+
+    d = default_model_dir()
+    if not (d / "tokenizer.json").exists():
+        pytest.importorskip("trl", reason="building the tiny model needs the train extra")
+        from rowgym.trainers.tiny_model import build_tiny_model
+
+        build_tiny_model(d, seed=0)
+    return d
+
+
+@pytest.fixture(scope="module")
+def completion(model_dir):
+    from rowgym.agents.llm import load_tokenizer
+
+    tok = load_tokenizer(model_dir)
+    return tok.encode(COMPLETION, add_special_tokens=False) + [tok.convert_tokens_to_ids("<|im_end|>")]
+
+
+def _cfg(out, srv, model_dir, **kw) -> CollectConfig:
+    agent_kwargs = {"base_url": srv.base_url, "model_dir": model_dir, **kw.pop("agent_kwargs", {})}
+    return CollectConfig(env_id=mock.COUNTDOWN_ID, agent="vllm", out=out, progress=False, agent_kwargs=agent_kwargs,
+                         setup_modules=["rowgym.rollouts.mock"], **kw)
+
+
+async def test_groups_tokens_and_masks(tmp_path, model_dir, completion):
+    async with mock.MockCompletionsServer(completion, COMPLETION, latency_s=0.01) as srv:
+        s = await acollect(_cfg(tmp_path, srv, model_dir, episodes=3, group_size=4, concurrency=6))
+    assert (s.n_done, s.n_success, s.n_played) == (12, 12, 12)
+    assert s.completion_tokens == 12 * 8 * len(completion) and srv.calls == 12 * 8
+    eps = list(TrajectoryStore(tmp_path).episodes())
+    by_group: dict[str, list[int]] = {}
+    for ep in eps:
+        assert ep.group_id == f"{ep.run_id}:{ep.seed}" and ep.episode_id == f"{ep.group_id}:{ep.sample_index}"
+        by_group.setdefault(ep.group_id, []).append(ep.sample_index)
+        assert len(ep.steps) == 8 and ep.steps[-1].truncated and ep.success
+        for a, b in zip(ep.steps, ep.steps[1:], strict=False):
+            carried = a.tokens.prompt_ids + a.tokens.completion_ids
+            assert b.tokens.prompt_ids[:len(carried)] == carried
+            assert b.tokens.mask == a.tokens.mask + [0] * (len(b.tokens.prompt_ids) - len(carried)) + [1] * len(completion)
+        assert ep.steps[0].tokens.logprobs == [-0.5] * len(completion)
+    assert sorted(map(sorted, by_group.values())) == [[0, 1, 2, 3]] * 3
+
+
+async def test_outage_beyond_the_retry_budget_fails_with_reason_then_resume(tmp_path, model_dir, completion):
+    """A server outage longer than the retry budget: those episodes fail (kind policy, with the
+    reason), the others complete, nothing is lost; a rerun plays nothing twice."""
+    async with mock.MockCompletionsServer(completion, COMPLETION, latency_s=0.02) as srv:
+        cfg = _cfg(tmp_path, srv, model_dir, episodes=8, group_size=2, concurrency=4,
+                   agent_kwargs={"retry_budget_s": 0.5})
+
+        async def outage():
+            while srv.calls < 40:
+                await asyncio.sleep(0.005)
+            srv.fail_status = 503
+            await asyncio.sleep(1.5)
+            srv.fail_status = None
+
+        out, s = await asyncio.gather(outage(), acollect(cfg))
+        assert s.n_done == 16
+        assert s.failures.get("policy", 0) >= 1 and set(s.failures) == {"policy"}
+        eps = list(TrajectoryStore(tmp_path).episodes())
+        failed = [e for e in eps if e.failure]
+        assert all("unavailable" in e.failure.reason and "HTTP 503" in e.failure.reason for e in failed)
+        assert sum(e.success for e in eps) == 16 - len(failed) >= 4
+        again = await acollect(cfg)
+    assert again.n_skipped == 16 and again.n_played == 0 and again.n_done == 16
+
+
+class _Boom(mock.CountdownEnv):
+    where = "tool"
+
+    async def grade(self) -> Verdict:
+        if self.where == "grade":
+            raise ValueError("grader crashed")
+        return await super().grade()
+
+    async def setup(self, task):
+        if self.where == "setup":
+            raise OSError("backend down")
+        return await super().setup(task)
+
+
+class _Slow(mock.CountdownEnv):
+    async def grade(self) -> Verdict:
+        await asyncio.sleep(5)
+        return await super().grade()
+
+
+class _Ticker:
+    name = "ticker"
+
+    def __init__(self, delay: float = 0.0):
+        self.delay = delay
+
+    def policy_info(self):
+        from rowgym.rows import PolicyInfo
+
+        return PolicyInfo(agent="ticker")
+
+    async def reset(self, env, obs, info):
+        pass
+
+    async def act(self, obs):
+        from rowgym.agents.base import AgentTurn
+
+        await asyncio.sleep(self.delay)
+        return AgentTurn(Action.call("tick"))
+
+    async def aclose(self):
+        pass
+
+
+@pytest.mark.parametrize("env, agent, timeouts, kind, text", [
+    (_Boom, _Ticker(), Timeouts(), "grader", "grader crashed"),
+    (_Boom, _Ticker(), Timeouts(), "env", "backend down"),
+    (_Slow, _Ticker(), Timeouts(step_s=0.2), "timeout", "exceeded 0.2s"),
+    (mock.CountdownEnv, _Ticker(1.0), Timeouts(turn_s=0.1), "timeout", "did not answer turn 0"),
+    (mock.CountdownEnv, _Ticker(0.05), Timeouts(episode_s=0.2), "timeout", "episode exceeded"),
+])
+async def test_failure_attribution(env, agent, timeouts, kind, text):
+    e = env()
+    if env is _Boom:
+        e.where = "grade" if kind == "grader" else "setup"
+    ep = await play_episode(e, agent, EpisodeKey("r", 3), timeouts)
+    assert ep.failure is not None and ep.failure.kind == kind and text in ep.failure.reason
+    assert not ep.success
+
+
+def test_failure_kinds_of_exceptions():
+    from rowgym.errors import PolicyServerError
+
+    class SandboxError(Exception):
+        pass
+
+    class DockerDown(SandboxError):
+        pass
+
+    assert _failure_kind(PolicyServerError("x")) == "policy"
+    assert _failure_kind(DockerDown("x")) == "sandbox"
+    assert _failure_kind(TimeoutError()) == "timeout"
+    assert _failure_kind(KeyError("x")) == "env"
+
+
+def test_progress_shows_tokens_and_success():
+    from rowgym.rows import Episode, Failure, PolicyInfo, StepRow, TokenRecord
+
+    cfg = CollectConfig(env_id=mock.COUNTDOWN_ID, progress=False)
+    p = _Progress(cfg, total=2, already=0)
+    tok = TokenRecord(prompt_ids=[1], completion_ids=[2, 3, 4], logprobs=[0, 0, 0], mask=[0, 1, 1, 1])
+    row = StepRow(run_id="r", episode_id="r:1:0", group_id="r:1", env_id="e", env_version="0", seed=1,
+                  split="train", turn=0, observation="", action=Action(), next_observation="", reward=0, tokens=tok)
+    ep = Episode(run_id="r", episode_id="r:1:0", group_id="r:1", env_id="e", env_version="0", seed=1, split="train",
+                 task_hash="h", policy=PolicyInfo(agent="a"), steps=[row],
+                 verdict=Verdict(reward=1, success=True, verifier="v", verifier_version="1"))
+    p.advance(ep)
+    p.advance(ep.model_copy(update={"failure": Failure(kind="policy", reason="down")}))
+    stats = p.stats()
+    assert p.tokens == 6 and "tok/s" in stats and "success 50%" in stats and "policy:1" in stats
+
+
+def test_ray_backend_writes_the_same_store(tmp_path, model_dir, completion):
+    ray = pytest.importorskip("ray")
+    with mock.MockServerProcess(completion, COMPLETION, latency_s=0.01) as srv:
+        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+        try:
+            s = asyncio.run(acollect(_cfg(tmp_path / "ray", srv, model_dir, episodes=4, group_size=2,
+                                          concurrency=4, backend="ray")))
+            again = asyncio.run(acollect(_cfg(tmp_path / "ray", srv, model_dir, episodes=4, group_size=2,
+                                              concurrency=4, backend="ray")))
+        finally:
+            ray.shutdown()
+        local = asyncio.run(acollect(_cfg(tmp_path / "local", srv, model_dir, episodes=4, group_size=2,
+                                          concurrency=4)))
+    assert (s.n_done, s.n_success, s.n_played) == (8, 8, 8)
+    assert again.n_skipped == 8 and again.n_played == 0
+    ray_store, local_store = TrajectoryStore(tmp_path / "ray"), TrajectoryStore(tmp_path / "local")
+    assert ray_store.verify() == [] and ray_store.manifest.status == "complete"
+    assert "backend=ray" in ray_store.manifest.processing[0]
+
+    def shape(store):
+        return sorted((e.seed, e.sample_index, e.success, json.dumps([st.tokens.model_dump() for st in e.steps]))
+                      for e in store.episodes())
+
+    assert shape(ray_store) == shape(local_store)
