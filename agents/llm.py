@@ -176,7 +176,7 @@ class VLLMAgent(Agent):
                     if r.status < 500 and r.status != 429:
                         raise PolicyServerError(f"policy server rejected the request ({r.status}): {text}")
                     last = f"HTTP {r.status}: {text}"
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as e:
+            except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
                 last = f"{type(e).__name__}: {e}"
             if loop.time() + delay > deadline:
                 raise PolicyServerError(f"policy server at {self.base_url} unavailable after {attempt} attempts "

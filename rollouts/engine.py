@@ -30,11 +30,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from rowgym.agents import make_agent
-from rowgym.rollouts.episode import EpisodeKey, Timeouts, play_episode
-
 import rowgym
+from rowgym.agents import make_agent
 from rowgym.errors import RowgymError
+from rowgym.rollouts.episode import EpisodeKey, Timeouts, play_episode
 from rowgym.rows import Episode, RunManifest, RunSource
 from rowgym.splits import as_split, seed_set_hash
 from rowgym.store import TrajectoryStore

@@ -26,6 +26,10 @@ envs_app = typer.Typer(help="Registered environments.", no_args_is_help=True)
 app.add_typer(envs_app, name="envs")
 dataset_app = typer.Typer(help="Build training datasets from runs (held-out rows are refused).", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
+serve_app = typer.Typer(help="The vLLM policy server (OpenAI-compatible, tool calling on).", no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
+model_app = typer.Typer(help="Local models for tests, CI and demos.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
 console = Console()
 
 
@@ -97,6 +101,11 @@ def collect(env_id: Annotated[str, typer.Argument(help="Environment id, e.g. row
             turn_timeout: Annotated[float | None, typer.Option(help="Seconds per policy turn")] = None,
             episode_timeout: Annotated[float | None, typer.Option(help="Seconds per episode")] = None,
             no_resume: Annotated[bool, typer.Option("--no-resume", help="Refuse an existing run dir")] = False,
+            step_timeout: Annotated[float | None, typer.Option(help="Seconds per env step (tool, sandbox, grading)")] = None,
+            retry_budget: Annotated[float | None, typer.Option(help="vllm agent: seconds to keep retrying a down server")] = None,
+            backend: Annotated[str, typer.Option(help="asyncio (one process) or ray (rollout workers as Ray actors)")] = "asyncio",
+            ray_address: Annotated[str | None, typer.Option(help="ray backend: cluster address (default: start a local Ray)")] = None,
+            ray_actors: Annotated[int | None, typer.Option(help="ray backend: number of actors (default: one per CPU)")] = None,
             progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True) -> None:
     """Play episodes with an agent and stream every step into a trajectory store."""
     from rowgym.errors import RowgymError
@@ -106,10 +115,15 @@ def collect(env_id: Annotated[str, typer.Argument(help="Environment id, e.g. row
     agent_kwargs = llm_agent_kwargs(agent, base_url, model_dir, model, temperature, max_tokens)
     if noise:
         agent_kwargs["noise"] = noise
+    if retry_budget is not None and agent == "vllm":
+        agent_kwargs["retry_budget_s"] = retry_budget
+    if backend not in ("asyncio", "ray"):
+        _fail(f"unknown backend {backend!r}; use asyncio or ray")
     cfg = CollectConfig(env_id=env_id, agent=agent, split=split, episodes=episodes, out=out, group_size=group_size,
                         concurrency=concurrency, seed_offset=seed_offset, agent_kwargs=agent_kwargs,
                         turn_timeout_s=turn_timeout, episode_timeout_s=episode_timeout, resume=not no_resume,
-                        progress=progress)
+                        progress=progress, step_timeout_s=step_timeout, backend=backend,
+                        ray_address=ray_address, ray_actors=ray_actors)
     try:
         s = run_collect(cfg)
     except RowgymError as e:
@@ -290,6 +304,54 @@ def bench(env: Annotated[list[str], typer.Option("--env", help="Environment id (
         console.print(f"[bold red]CONTAMINATED:[/] {res.contamination.message()}")
     for name, path in res.reports.items():
         console.print(f"{name}: {path}", highlight=False, soft_wrap=True)
+
+
+@serve_app.command("up")
+def serve_up(model: Annotated[Path | None, typer.Option(help="Local model dir (default: the tiny model)")] = None,
+             port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+             served_model_name: Annotated[str | None, typer.Option(help="Model name clients send")] = None,
+             timeout: Annotated[float, typer.Option(help="Startup timeout, seconds")] = 300.0) -> None:
+    """Start a detached vLLM server (reused if one already answers on the port); prints its pidfile JSON."""
+    from rowgym.agents.serving import policy_up
+    from rowgym.errors import RowgymError
+
+    kw: dict = {"startup_timeout": timeout}
+    if served_model_name:
+        kw["served_model_name"] = served_model_name
+    try:
+        info = policy_up(model, port, **kw)
+    except RowgymError as e:
+        _fail(str(e))
+    console.print_json(json.dumps(info))
+
+
+@serve_app.command("down")
+def serve_down(port: Annotated[int | None, typer.Option(help="Port to stop (default: every server)")] = None) -> None:
+    """Stop the detached server(s) that `rowgym serve up` started."""
+    from rowgym.agents.serving import policy_down
+
+    stopped = policy_down(port)
+    console.print(f"stopped: {stopped or 'nothing running'}")
+
+
+@serve_app.command("status")
+def serve_status() -> None:
+    """The detached servers this machine knows of (pid, port, base_url, model, alive)."""
+    from rowgym.agents.serving import policy_status
+
+    console.print_json(json.dumps(policy_status()))
+
+
+@model_app.command("build-tiny")
+def model_build_tiny(out: Annotated[Path | None, typer.Option(help="Output dir (default ~/.cache/rowgym/models/tiny-qwen3)")] = None,
+                     seed: Annotated[int, typer.Option(help="Weight-initialisation seed")] = 0,
+                     force: Annotated[bool, typer.Option("--force", help="Rebuild even if cached")] = False) -> None:
+    """Build the tiny random Qwen3 model + offline tokenizer + TRL's Qwen3 chat template (no downloads)."""
+    try:
+        from rowgym.trainers.tiny_model import build_tiny_model_cli
+    except ImportError as e:
+        _fail(f"building the tiny model needs the train extra (pip install 'rowgym[train]'): {e}")
+    build_tiny_model_cli(str(out) if out else None, seed, force)
 
 
 if __name__ == "__main__":

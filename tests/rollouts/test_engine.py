@@ -193,7 +193,7 @@ def test_ray_backend_writes_the_same_store(tmp_path, model_dir, completion):
                                               concurrency=4, backend="ray")))
         finally:
             ray.shutdown()
-        local = asyncio.run(acollect(_cfg(tmp_path / "local", srv, model_dir, episodes=4, group_size=2,
+        asyncio.run(acollect(_cfg(tmp_path / "local", srv, model_dir, episodes=4, group_size=2,
                                           concurrency=4)))
     assert (s.n_done, s.n_success, s.n_played) == (8, 8, 8)
     assert again.n_skipped == 8 and again.n_played == 0

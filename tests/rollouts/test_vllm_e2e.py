@@ -40,7 +40,7 @@ class RecordingProxy:
             async with self.session.post(self.upstream + "/v1/completions", json=body) as r:
                 data = await r.json(content_type=None)
                 status = r.status
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        except (TimeoutError, aiohttp.ClientError) as e:
             self.errors += 1
             return web.json_response({"error": f"upstream down: {e}"}, status=502)
         if status == 200:
