@@ -354,5 +354,61 @@ def model_build_tiny(out: Annotated[Path | None, typer.Option(help="Output dir (
     build_tiny_model_cli(str(out) if out else None, seed, force)
 
 
+# ----------------------------------------------------------------------------- train
+train_app = typer.Typer(help="Train on collected trajectories with TRL (needs the train extra).", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("sft")
+def train_sft_cmd(sources: Annotated[list[Path], typer.Argument(help="Run directories (train split) or one dataset dir")],
+                  model_dir: Annotated[Path, typer.Option(help="Local model directory")],
+                  out: Annotated[Path, typer.Option(help="Where the fine-tuned model is saved")] = Path("runs/sft"),
+                  steps: Annotated[int, typer.Option(help="Optimizer steps")] = 100,
+                  batch_size: Annotated[int, typer.Option(help="Conversations per step")] = 8,
+                  lr: Annotated[float, typer.Option(help="Learning rate")] = 1e-3,
+                  min_reward: Annotated[float, typer.Option(help="Keep episodes with final reward >= this")] = 1.0,
+                  cpu: Annotated[bool, typer.Option(help="Train on CPU (use_cpu=True, bf16=False)")] = True) -> None:
+    """Tool-use SFT (TRL SFTTrainer, loss on assistant tokens only). Held-out data are refused."""
+    from rowgym.errors import RowgymError
+    from rowgym.trainers.sft import SFTOptions, train_sft
+
+    src = sources[0] if len(sources) == 1 else list(sources)
+    try:
+        res = train_sft(src, model_dir, out, SFTOptions(max_steps=steps, batch_size=batch_size, learning_rate=lr,
+                                                        min_reward=min_reward, use_cpu=cpu))
+    except RowgymError as e:
+        _fail(str(e))
+    console.print(f"SFT {res.steps} steps on {res.n_rows} conversations in {res.wall_s:.0f}s: loss "
+                  f"{res.losses[0]:.3f} -> {res.losses[-1]:.3f}; model saved to {res.out_dir}")
+
+
+@train_app.command("grpo")
+def train_grpo_cmd(env_id: Annotated[str, typer.Argument(help="Environment id (train seeds are used)")],
+                   model_dir: Annotated[Path, typer.Option(help="Local model directory (e.g. the SFT output)")],
+                   out: Annotated[Path, typer.Option(help="Where the trained model is saved")] = Path("runs/grpo"),
+                   steps: Annotated[int, typer.Option(help="Optimizer steps")] = 10,
+                   generations: Annotated[int, typer.Option(help="Episodes per seed (GRPO group size)")] = 4,
+                   prompts_per_step: Annotated[int, typer.Option(help="Seeds per step")] = 2,
+                   lr: Annotated[float, typer.Option(help="Learning rate")] = 1e-5,
+                   temperature: Annotated[float, typer.Option(help="Sampling temperature")] = 1.0,
+                   turn_tokens: Annotated[int, typer.Option(help="Tokens per policy turn")] = 96,
+                   max_turns: Annotated[int | None, typer.Option(help="Turn limit per episode")] = None,
+                   local_weight: Annotated[float, typer.Option(help="Weight of summed local rewards")] = 0.0,
+                   cpu: Annotated[bool, typer.Option(help="Train on CPU (use_cpu=True, bf16=False)")] = True) -> None:
+    """Multi-turn GRPO: whole rowgym episodes as completions, observation tokens masked (env_mask)."""
+    from rowgym.errors import RowgymError
+    from rowgym.trainers.grpo import GRPOOptions, train_grpo
+
+    opts = GRPOOptions(max_steps=steps, num_generations=generations, prompts_per_step=prompts_per_step,
+                       learning_rate=lr, temperature=temperature, max_turn_tokens=turn_tokens, max_turns=max_turns,
+                       local_reward_weight=local_weight, use_cpu=cpu)
+    try:
+        res = train_grpo(env_id, model_dir, out, opts)
+    except RowgymError as e:
+        _fail(str(e))
+    console.print(f"GRPO {len(res.step_rewards)} steps in {res.wall_s:.0f}s; step rewards "
+                  f"{[round(r, 3) for r in res.step_rewards]}; model saved to {res.out_dir}")
+
+
 if __name__ == "__main__":
     app()
