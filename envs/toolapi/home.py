@@ -35,9 +35,9 @@ import random
 from typing import Any
 
 from pydantic import Field
-from rowgym.envs.toolapi.base import FinishArgs, ToolAPITask, call
 
 from rowgym.env import RowEnv
+from rowgym.envs.toolapi.base import FinishArgs, ToolAPITask, call
 from rowgym.errors import SplitError
 from rowgym.rows import Check, Split, ToolCall, Verdict
 from rowgym.splits import DEFAULT_FRACTIONS, as_split

@@ -7,10 +7,10 @@ import pytest
 pytest.importorskip("trl")
 
 import torch  # noqa: E402
-from rowgym.trainers.grpo import GRPOOptions, episode_to_completion, make_grpo_trainer  # noqa: E402
-from rowgym.trainers.tiny_model import build_tiny_model  # noqa: E402
 
 from rowgym.errors import HeldOutLeakError  # noqa: E402
+from rowgym.trainers.grpo import GRPOOptions, episode_to_completion, make_grpo_trainer  # noqa: E402
+from rowgym.trainers.tiny_model import build_tiny_model  # noqa: E402
 
 pytestmark = pytest.mark.train
 ENV = "rowgym/ToolAPI-Home-v0"

@@ -4,11 +4,10 @@ import pytest
 
 pytest.importorskip("trl")
 
+from rowgym.errors import HeldOutLeakError  # noqa: E402
 from rowgym.rollouts.engine import CollectConfig, collect  # noqa: E402
 from rowgym.trainers.sft import SFTOptions, sft_rows, train_sft, trl_dataset  # noqa: E402
 from rowgym.trainers.tiny_model import build_tiny_model  # noqa: E402
-
-from rowgym.errors import HeldOutLeakError  # noqa: E402
 
 pytestmark = pytest.mark.train
 ENV = "rowgym/ToolAPI-Home-v0"
@@ -37,9 +36,8 @@ def test_sft_loss_decreases_on_assistant_tokens_only(runs, tmp_path):
 
 
 def test_assistant_mask_covers_tool_calls_not_observations(runs):
-    from transformers import AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
-    from transformers import AutoModelForCausalLM
 
     md = build_tiny_model()
     tok = AutoTokenizer.from_pretrained(md)
