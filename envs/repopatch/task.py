@@ -237,7 +237,8 @@ def unified_diff(base: dict[str, bytes], changes: dict[str, bytes | None]) -> st
 
 # ------------------------------------------------------------------ pytest output
 
-_SUMMARY_RE = re.compile(r"^(PASSED|FAILED|ERROR|XFAIL|XPASS) (\S.*?)(?: - .*)?$")
+_SUMMARY_RE = re.compile(r"^(PASSED|FAILED|ERROR|XFAIL|XPASS) (\S.*)$")
+_PARAM_RE = re.compile(r"^(\S*?\[.*?\])(?: - |$)")
 STATUS = {"PASSED": "passed", "FAILED": "failed", "ERROR": "error", "XFAIL": "xfail", "XPASS": "xpass"}
 
 
@@ -249,11 +250,17 @@ def parse_pytest_summary(text: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for line in text.splitlines():
         m = _SUMMARY_RE.match(line.rstrip())
-        if m:
-            node = m.group(2).strip()
-            status = STATUS[m.group(1)]
-            if out.get(node) not in ("error", "failed"):
-                out[node] = status
+        if not m:
+            continue
+        rest = m.group(2)
+        if m.group(1) == "PASSED":
+            node = rest.strip()
+        else:
+            pm = _PARAM_RE.match(rest) if "[" in rest.split(" - ", 1)[0] else None
+            node = pm.group(1) if pm else rest.split(" - ", 1)[0].strip()
+        status = STATUS[m.group(1)]
+        if out.get(node) not in ("error", "failed"):
+            out[node] = status
     return out
 
 

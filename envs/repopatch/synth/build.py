@@ -18,6 +18,7 @@ candidates were tried, so a later build with a larger count resumes where this o
 from __future__ import annotations
 
 import argparse
+import hashlib
 import asyncio
 import json
 import random
@@ -40,9 +41,13 @@ from rowgym.envs.repopatch.task import (
     unified_diff,
 )
 
-PER_FUNCTION = 4
+PER_FUNCTION = 8
 P2P_SAMPLE = 30
-MAX_CANDIDATES = 220
+MAX_CANDIDATES = 300
+
+
+def hash_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def manifest_path(lib: Library) -> Path:
@@ -106,9 +111,12 @@ async def build_library(lib: Library, want: int | None, workers: int, backend: s
                         progress: bool = True) -> list[RepoPatchTask]:
     """Validate candidates of ``lib`` until ``want`` tasks exist (all candidates if None); cache them."""
     path = manifest_path(lib)
-    data = json.loads(path.read_text()) if path.exists() else {"tried": 0, "tasks": [], "seconds": 0.0}
     root = source_dir(lib)
     cands = library_candidates(lib)
+    digest = hashlib.sha256("\n".join(f"{m.file}:{m.id}:{hash_text(m.source)}" for m in cands).encode()).hexdigest()[:16]
+    data = json.loads(path.read_text()) if path.exists() else {}
+    if data.get("candidates_hash") != digest:  # another candidate list: start over
+        data = {"tried": 0, "tasks": [], "seconds": 0.0, "candidates_hash": digest}
     todo_from = data["tried"]
     if (want is not None and len(data["tasks"]) >= want) or todo_from >= len(cands):
         return [_load(t, root) for t in data["tasks"]]
