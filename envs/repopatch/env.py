@@ -41,7 +41,13 @@ from rowgym.envs.repopatch.grading import (
     pythonpath_env,
 )
 from rowgym.envs.repopatch.splits import assign_splits
-from rowgym.envs.repopatch.task import SKIP_DIRS, RepoPatchTask, SnapshotCache, parse_pytest_summary, pytest_argv
+from rowgym.envs.repopatch.task import (
+    SKIP_DIRS,
+    RepoPatchTask,
+    SnapshotCache,
+    parse_pytest_summary,
+    pytest_argv,
+)
 from rowgym.rewards.base import LocalReward, Rubric
 from rowgym.rewards.local import BAD_CALL_PENALTY, VALID_CALL
 from rowgym.rows import Verdict
@@ -194,6 +200,8 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
     # ------------------------------------------------------------------ helpers
     async def _exec(self, cmd: str | list[str], timeout: float, env: dict[str, str] | None = None):  # noqa: ANN202
         assert self.sb is not None
+        if "\x00" in (cmd if isinstance(cmd, str) else "".join(cmd)):
+            raise ToolError("arguments must not contain NUL characters")
         try:
             return await self.sb.exec(cmd, timeout=timeout, env=env)
         except SandboxError as e:
@@ -207,8 +215,8 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
             raise ToolError(f"no such file: {path}") from None
         except IsADirectoryError:
             raise ToolError(f"{path} is a directory; use list_files") from None
-        except SandboxError as e:
-            raise ToolError(str(e)) from None
+        except (SandboxError, OSError, ValueError) as e:
+            raise ToolError(f"cannot read {path}: {e}") from None
         try:
             return data.decode()
         except UnicodeDecodeError:
@@ -218,7 +226,7 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
         assert self.sb is not None
         try:
             await self.sb.write_file(path, text)
-        except (SandboxError, IsADirectoryError, NotADirectoryError) as e:
+        except (SandboxError, OSError, ValueError) as e:
             raise ToolError(f"cannot write {path}: {e}") from None
 
     # ------------------------------------------------------------------ tools
@@ -228,8 +236,8 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
         assert self.sb is not None
         try:
             root = self.sb.host_path(args.path, must_exist=True)
-        except (SandboxError, FileNotFoundError) as e:
-            raise ToolError(str(e)) from None
+        except (SandboxError, OSError, ValueError) as e:
+            raise ToolError(f"cannot list {args.path}: {e}") from None
         if root.is_file():
             return args.path
         out: list[str] = []

@@ -18,8 +18,8 @@ candidates were tried, so a later build with a larger count resumes where this o
 from __future__ import annotations
 
 import argparse
-import hashlib
 import asyncio
+import hashlib
 import json
 import random
 import re
@@ -66,7 +66,7 @@ def library_candidates(lib: Library) -> list[Mutation]:
             random.Random(f"{lib.key}:{rel}:{fn}").shuffle(ms)
             picked.extend(ms[:PER_FUNCTION])
     random.Random(lib.key).shuffle(picked)
-    return picked[:MAX_CANDIDATES]
+    return picked[: min(MAX_CANDIDATES, lib.max_candidates)]
 
 
 def test_files(root: Path) -> list[str]:

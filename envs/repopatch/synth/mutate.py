@@ -74,7 +74,7 @@ def candidates(src: str, path: str) -> list[Mutation]:
     for fname, fn in _functions(tree):
         counter: dict[str, int] = {}
 
-        def add(kind: str, new_src: str, line: int) -> None:
+        def add(kind: str, new_src: str, line: int, counter: dict[str, int] = counter, fname: str = fname) -> None:
             if new_src == src:
                 return
             try:

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import pytest
+
 import rowgym
 from rowgym.envs.repopatch.families import CorpusEnv
 from rowgym.envs.repopatch.grading import SandboxFailure
