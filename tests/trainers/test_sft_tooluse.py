@@ -35,7 +35,7 @@ def test_sft_loss_decreases_on_assistant_tokens_only(runs, tmp_path):
     assert (tmp_path / "sft" / "model.safetensors").exists() and (tmp_path / "sft" / "sft_result.json").exists()
 
 
-def test_assistant_mask_covers_tool_calls_not_observations(runs):
+def test_assistant_mask_covers_tool_calls_not_observations(runs, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
@@ -43,7 +43,7 @@ def test_assistant_mask_covers_tool_calls_not_observations(runs):
     tok = AutoTokenizer.from_pretrained(md)
     rows = sft_rows(runs["train"])[:2]
     tr = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(md), processing_class=tok, train_dataset=trl_dataset(rows),
-                    args=SFTConfig(output_dir="/tmp/rowgym-sft-mask", assistant_only_loss=True, use_cpu=True, bf16=False,
+                    args=SFTConfig(output_dir=str(tmp_path), assistant_only_loss=True, use_cpu=True, bf16=False,
                                    report_to=[], max_steps=1))
     ex = tr.train_dataset[0]
     trained = tok.decode([t for t, lab in zip(ex["input_ids"], ex["labels"], strict=True) if lab != -100])
