@@ -27,6 +27,7 @@ import os
 import posixpath
 from typing import Any, ClassVar
 
+import gymnasium as gym
 from pydantic import Field
 
 from rowgym.env import RowEnv
@@ -50,7 +51,7 @@ from rowgym.envs.repopatch.task import (
 )
 from rowgym.rewards.base import LocalReward, Rubric
 from rowgym.rewards.local import BAD_CALL_PENALTY, VALID_CALL
-from rowgym.rows import Verdict
+from rowgym.rows import Split, Verdict
 from rowgym.sandboxes import Sandbox, SandboxError
 from rowgym.splits import ListSplits
 from rowgym.tools import NoArgs, ToolArgs, ToolError, tool
@@ -136,6 +137,14 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
 
     def load_tasks(self) -> list[RepoPatchTask]:
         raise NotImplementedError
+
+    async def areset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
+        if seed is None and not self.splits.seeds(Split.TRAIN, 1):
+            # A small task list (e.g. a user's SWE-bench file) may have no training task:
+            # an unseeded reset then draws from every task.
+            gym.Env.reset(self, seed=None)
+            seed = int(self.np_random.integers(len(self.task_list)))
+        return await super().areset(seed=seed, options=options)
 
     def make_task(self, seed: int) -> RepoPatchTask:
         return self.task_list[self.splits.task_index(seed)]
