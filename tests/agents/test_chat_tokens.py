@@ -1,0 +1,60 @@
+"""The cached template pieces of TokenConversation give exactly the ids of a full chat-template render."""
+
+import pytest
+
+import rowgym
+from rowgym.agents.chat_tokens import (
+    TokenConversation,
+    _render_first_prompt,
+    _render_observation_segment,
+    _template_pieces,
+    env_tools,
+    observation_segment,
+)
+
+pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from rowgym.agents.llm import load_tokenizer
+    from rowgym.agents.serving import default_model_dir
+
+    d = default_model_dir()
+    if not (d / "tokenizer.json").exists():
+        pytest.importorskip("trl", reason="building the tiny model needs the train extra")
+        from rowgym.trainers.tiny_model import build_tiny_model
+
+        build_tiny_model(d, seed=0)
+    return load_tokenizer(d)
+
+
+@pytest.mark.parametrize("env_id", ["rowgym/ToolAPI-Retail-v0", "rowgym/ToolAPI-Airline-v0", "rowgym/ToolAPI-Home-v0"])
+def test_cached_pieces_equal_full_render(tokenizer, env_id):
+    env = rowgym.make(env_id)
+    tools, tools_json = env_tools(env)
+    assert tools == env.tools and tools_json == env.tools_json()
+    for seed in range(4):
+        obs, _ = env.reset(seed=seed)
+        conv = TokenConversation(tokenizer, env.system_prompt, tools, obs)
+        assert conv.prompt_ids == _render_first_prompt(tokenizer, env.system_prompt, tools, obs)
+        for o in (obs, "Error: bad {json}  ", "\n\n x \n", ""):
+            assert observation_segment(tokenizer, o) == _render_observation_segment(tokenizer, o, "tool")
+            assert _template_pieces(tokenizer).encode(o) == tokenizer.encode(o, add_special_tokens=False)
+    env.close()
+    assert _template_pieces(tokenizer).observation("tool") is not None, "the fast path is in use"
+
+
+def test_add_observation_appends_only_new_ids(tokenizer):
+    env = rowgym.make("rowgym/ToolAPI-Home-v0")
+    obs, _ = env.reset(seed=1)
+    conv = TokenConversation(tokenizer, env.system_prompt, env.tools, obs)
+    sampled = tokenizer.encode('<tool_call>\n{"name": "finish", "arguments": {}}\n</tool_call>',
+                               add_special_tokens=False)
+    rec = conv.record(sampled, [-1.0] * len(sampled), "stop")
+    before = conv.prompt_ids + sampled
+    conv.add_completion(sampled)
+    conv.add_observation("done")
+    assert conv.prompt_ids[:len(before)] == before
+    assert conv.mask == rec.mask + [0] * (len(conv.prompt_ids) - len(before))
+    env.close()
