@@ -154,6 +154,8 @@ def _print_summary(s, env_id: str, agent: str, split: str) -> None:
     t.add_row("bad-call rate (per step)", f"{s.bad_call_rate:.3f}")
     t.add_row("failed episodes", f"{s.n_failed} {s.failures or ''}")
     t.add_row("wall time", f"{s.wall_s:.1f} s")
+    if getattr(s, "completion_tokens", 0):
+        t.add_row("completion tokens (this run)", f"{s.completion_tokens} ({s.completion_tokens / max(s.rollout_s, 1e-9):.0f}/s)")
     t.add_row("run", f"{s.out} ({s.run_id})")
     console.print(t)
     # one machine-readable line for scripts and tests
