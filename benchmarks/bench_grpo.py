@@ -6,7 +6,7 @@ Both trainers use the tiny model on CPU, the same batch (prompts x generations),
 and one optimizer step per generation. The rowgym side plays whole ToolAPI-Home episodes
 (HFPolicy, one sequence at a time, env steps in between). The TRL side uses its default
 ``model.generate`` path on the same first-turn prompts (tool schemas rendered by the chat
-template, as in the episodes) with a plain reward function, and ``max_completion_length``
+template in the episodes, put into the system text here) with a plain reward function, and ``max_completion_length``
 set to the rowgym side's mean completion length (policy + observation tokens) so both
 forward/backward passes see similar token counts. Prints per-step wall and CPU seconds
 and their ratio. Asserts nothing; timings on a shared machine are noisy.
@@ -15,6 +15,7 @@ and their ratio. Asserts nothing; timings on a shared machine are noisy.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -90,8 +91,11 @@ def main() -> None:
 
     # --- TRL single-turn, default generation, plain reward
     rows = grpo_prompts(env_id, "train", 64)
-    tools = [__import__("json").loads(rows[0]["tools"])]
-    ds = to_hf_dataset([{"prompt": r["prompt"]} for r in rows])
+    # the tool schemas go into the system text (TRL's `tools=` would switch on its own tool loop), so the
+    # single-turn prompt has about the same length as the episodes' first prompt
+    ds = to_hf_dataset([{"prompt": [{"role": "system", "content": r["prompt"][0]["content"] + "\n\n# Tools\n<tools>\n"
+                                     + "\n".join(json.dumps(t) for t in json.loads(r["tools"])) + "\n</tools>"},
+                                    r["prompt"][1]]} for r in rows])
 
     def plain_reward(prompts, completions, **_):
         return [float(len(str(c)) % 7) / 7 for c in completions]
@@ -100,7 +104,7 @@ def main() -> None:
                      per_device_train_batch_size=args.generations * args.prompts_per_step,
                      num_generations=args.generations, max_completion_length=mean_len, beta=0.0, loss_type="dapo",
                      use_cpu=True, bf16=False, report_to=[], logging_steps=1, save_strategy="no", disable_tqdm=True,
-                     gradient_checkpointing=False, chat_template_kwargs={"tools": tools[0]})
+                     gradient_checkpointing=False)
     st = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(md, dtype=torch.float32), reward_funcs=plain_reward,
                      args=cfg, train_dataset=ds, processing_class=tok)
     t_st = _Timer()
