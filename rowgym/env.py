@@ -105,6 +105,10 @@ class RowEnv(gym.Env[str, Action], Generic[TaskT]):
         """The task as the agent is told it (default: the task's ``instruction`` field)."""
         return str(getattr(task, "instruction", ""))
 
+    async def error_observation(self, message: str) -> str:
+        """What the agent reads after a bad call (default ``Error: ...``; a browser env adds the page)."""
+        return f"Error: {message}"
+
     def task_content(self, task: TaskT) -> Any:
         """What defines the task's content, for contamination hashes (default: the task model)."""
         return task.model_dump(mode="json")
@@ -155,13 +159,13 @@ class RowEnv(gym.Env[str, Action], Generic[TaskT]):
         error_kind: str | None = None
         call: ToolCall | None = parsed.call
         if isinstance(parsed, BadCall):
-            obs, error_kind = f"Error: {parsed.message}", parsed.kind
+            obs, error_kind = await self.error_observation(parsed.message), parsed.kind
         else:
             try:
                 obs = await parsed.tool.fn(self, parsed.args)
                 terminated = parsed.tool.terminal
             except ToolError as e:
-                obs, error_kind = f"Error: {e}", "tool_error"
+                obs, error_kind = await self.error_observation(str(e)), "tool_error"
                 self._signals = {}
         bad = error_kind is not None
         repaired = not bad and self._last_bad is not None and (

@@ -243,6 +243,14 @@ class ShopEnv(RowEnv[Goal]):
                 f"Instruction: {self.task.instruction}\n\nPage (accessibility tree; act on elements by ref):\n"
                 f"{snapshot}")
 
+    async def error_observation(self, message: str) -> str:
+        """Like BrowserGym's ``last_action_error``: the error first, then the page as it is now."""
+        try:
+            page = await self._observe()
+        except Exception:  # the page itself is gone: the error alone still tells the agent what happened
+            return f"Error: {message}"
+        return f"Error: {message}\n\n{page}"
+
     async def _settle(self) -> None:
         await self.page.wait_for_load_state("load")
 
