@@ -162,14 +162,14 @@ class VLLMAgent(Agent):
 
         if self._session is None:
             self._session = _SharedSession.acquire()
+            self._timeout = aiohttp.ClientTimeout(total=self.request_timeout_s)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.retry_budget_s
         delay, attempt, last = 0.5, 0, ""
         while True:
             attempt += 1
             try:
-                async with self._session.post(self.base_url + path, json=body,
-                                              timeout=aiohttp.ClientTimeout(total=self.request_timeout_s)) as r:
+                async with self._session.post(self.base_url + path, json=body, timeout=self._timeout) as r:
                     if r.status == 200:
                         return await r.json()
                     text = (await r.text())[:500]

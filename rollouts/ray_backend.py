@@ -36,7 +36,15 @@ class RolloutActor:
         self.cfg = CollectConfig(**cfg)
         import_setup_modules(self.cfg)
 
-    def ready(self) -> bool:
+    async def ready(self) -> bool:
+        """Import and build what episodes need (env class, agent, tokenizer) before play starts."""
+        import rowgym
+        from rowgym.agents import make_agent
+
+        env = rowgym.make(self.cfg.env_id, **self.cfg.env_kwargs)
+        agent = make_agent(self.cfg.agent, env, **self.cfg.agent_kwargs)
+        await agent.aclose()
+        await env.aclose()
         return True
 
     async def run(self, keys: list[tuple[str, int, int]], concurrency: int):
