@@ -1,9 +1,10 @@
 """Token-in, token-out multi-turn prompts: past turns are never re-tokenised from text.
 
 >>> conv = TokenConversation(tokenizer, system="You are...", tools=env.tools, first_user=obs)  # doctest: +SKIP
->>> ids = conv.prompt_ids                     # turn 0 prompt, rendered by the chat template once
->>> conv.add_completion(completion_ids, logprobs, finished=True)        # doctest: +SKIP
->>> conv.add_observation("tool result text")  # appends only the new tokens   # doctest: +SKIP
+>>> ids = conv.prompt_ids          # turn 0 prompt, rendered by the chat template once  # doctest: +SKIP
+>>> record = conv.record(completion_ids, logprobs, "stop")   # the turn's TokenRecord  # doctest: +SKIP
+>>> conv.add_completion(completion_ids)                                               # doctest: +SKIP
+>>> conv.add_observation("tool result text")  # appends only the new tokens           # doctest: +SKIP
 
 The first prompt is the chat template applied to (system + tools, first user message).
 After that, each turn's prompt is the previous prompt + the ids the policy sampled + the

@@ -28,7 +28,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from rowgym.env import RowEnv
-from rowgym.registry import register
+from rowgym.errors import UnknownEnvError
+from rowgym.registry import register, spec
 from rowgym.rows import Check, Verdict
 from rowgym.tools import NoArgs, tool
 
@@ -68,7 +69,10 @@ class CountdownEnv(RowEnv[CountdownTask]):
                        checks=[Check(name="ticks", passed=ok, detail=f"{self.ticks} ticks")])
 
 
-register(COUNTDOWN_ID, "rowgym.rollouts.mock:CountdownEnv", description="8-turn no-op env for benchmarks and tests")
+try:
+    spec(COUNTDOWN_ID)
+except UnknownEnvError:  # registered once, even if this module is imported under two names
+    register(COUNTDOWN_ID, "rowgym.rollouts.mock:CountdownEnv", description="8-turn no-op env for benchmarks and tests")
 
 
 class MockCompletionsServer:
