@@ -123,12 +123,12 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
     def __init__(self, *, backend: str = "auto", pool_size: int = 2, tasks: list[RepoPatchTask] | None = None,
                  **kw: Any) -> None:
         super().__init__(**kw)
+        self.backend = backend
+        self.pool_size = pool_size
         self.task_list = list(tasks) if tasks is not None else self.load_tasks()
         if not self.task_list:
             raise GraderFailure(f"{type(self).__name__}: no tasks")
         self.splits = ListSplits(assign_splits(self.task_list))
-        self.backend = backend
-        self.pool_size = pool_size
         self._boxes: Boxes | None = None
         self.snapshots = SnapshotCache()
         self.sb: Sandbox | None = None

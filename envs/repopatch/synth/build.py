@@ -194,12 +194,24 @@ def _load(task: dict, root: Path) -> RepoPatchTask:
     return RepoPatchTask.model_validate({**task, "base": {"dir": str(root)}})
 
 
+def _run_sync(coro):  # noqa: ANN001, ANN202
+    """Run a coroutine to completion, also when called from inside a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        return ex.submit(asyncio.run, coro).result()
+
+
 def load_or_build(n_tasks: int | None = None, workers: int | None = None, backend: str = "auto",
                   progress: bool = True) -> list[RepoPatchTask]:
     """The synthesized tasks (``n_tasks`` of them, spread over the libraries), building what is missing."""
     workers = workers or 2
     per_lib = None if n_tasks is None else -(-n_tasks // len(LIBRARIES))
-    by_lib = [asyncio.run(build_library(lib, per_lib, workers, backend, progress)) for lib in LIBRARIES]
+    by_lib = [_run_sync(build_library(lib, per_lib, workers, backend, progress)) for lib in LIBRARIES]
     if per_lib is not None:
         by_lib = [ts[:per_lib] for ts in by_lib]
     out = [t for ts in by_lib for t in ts]
