@@ -182,6 +182,7 @@ def test_progress_shows_tokens_and_success():
     assert p.tokens == 6 and "tok/s" in stats and "success 50%" in stats and "policy:1" in stats
 
 
+@pytest.mark.slow
 def test_ray_backend_writes_the_same_store(tmp_path, model_dir, completion):
     ray = pytest.importorskip("ray")
     with mock.MockServerProcess(completion, COMPLETION, latency_s=0.01) as srv:
