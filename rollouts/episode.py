@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,21 +71,17 @@ class EpisodeFailure(Exception):
 def _failure_kind(exc: BaseException) -> str:
     """Attribute an exception to the part that failed.
 
-    An exception's ``failure_kind`` attribute wins; then agent errors are the policy's,
-    sandbox errors the sandbox's, timeouts are timeouts, an exception raised from inside an
-    env's ``grade`` is the grader's, and anything else raised by the env is the env's.
+    An exception's ``failure_kind`` attribute wins (``SandboxError`` carries "sandbox",
+    ``GraderError``, raised by the env base around ``grade()``, carries "grader"); then agent
+    errors are the policy's, timeouts are timeouts, and anything else raised by the env is the env's.
     """
     kind = getattr(exc, "failure_kind", None)
     if kind:
         return kind
     if isinstance(exc, AgentError):
         return "policy"
-    if any(c.__name__ == "SandboxError" for c in type(exc).__mro__):
-        return "sandbox"
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
         return "timeout"
-    if any(f.f_code.co_name == "grade" for f, _ in traceback.walk_tb(exc.__traceback__)):
-        return "grader"
     return "env"
 
 

@@ -33,7 +33,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import gymnasium as gym
 from pydantic import BaseModel
 
-from rowgym.errors import RowgymError
+from rowgym.errors import GraderError, RowgymError
 from rowgym.rewards.base import Rubric, StepOutcome
 from rowgym.rewards.local import DEFAULT_LOCAL
 from rowgym.rows import Action, Split, ToolCall, Verdict
@@ -182,7 +182,12 @@ class RowEnv(gym.Env[str, Action], Generic[TaskT]):
                                 "turn": self.turn}
         reward = local
         if terminated or truncated:
-            verdict = await self.grade()
+            try:
+                verdict = await self.grade()
+            except Exception as e:
+                if getattr(e, "failure_kind", None):  # e.g. a SandboxError keeps its own attribution
+                    raise
+                raise GraderError(f"{type(self).__name__}.grade() failed: {type(e).__name__}: {e}") from e
             info["verdict"] = verdict
             reward += verdict.reward
             self._done = True

@@ -47,3 +47,9 @@ class PolicyServerError(AgentError):
     """The policy server could not be started, reached or used (an episode fails with kind 'policy')."""
 
     failure_kind = "policy"
+
+
+class GraderError(RowgymError):
+    """An environment's verifier crashed while grading an episode (the episode fails with kind 'grader')."""
+
+    failure_kind = "grader"

@@ -39,6 +39,8 @@ WORKSPACE = "/workspace"
 class SandboxError(RowgymError):
     """Base class of sandbox errors (setup and programming errors, not command failures)."""
 
+    failure_kind = "sandbox"  # how the rollout engine attributes an episode this error ends
+
 
 class SandboxUnavailable(SandboxError):
     """No sandbox backend can run here (daemon down, image or rootfs missing)."""

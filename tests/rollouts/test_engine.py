@@ -151,16 +151,12 @@ async def test_failure_attribution(env, agent, timeouts, kind, text):
 
 
 def test_failure_kinds_of_exceptions():
-    from rowgym.errors import PolicyServerError
-
-    class SandboxError(Exception):
-        pass
-
-    class DockerDown(SandboxError):
-        pass
+    from rowgym.errors import GraderError, PolicyServerError
+    from rowgym.sandboxes.base import SandboxUnavailable
 
     assert _failure_kind(PolicyServerError("x")) == "policy"
-    assert _failure_kind(DockerDown("x")) == "sandbox"
+    assert _failure_kind(SandboxUnavailable("x")) == "sandbox"
+    assert _failure_kind(GraderError("x")) == "grader"
     assert _failure_kind(TimeoutError()) == "timeout"
     assert _failure_kind(KeyError("x")) == "env"
 
