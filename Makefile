@@ -4,7 +4,7 @@ ROWGYM  := .venv/bin/rowgym
 SHOP_PORT ?= 8765
 RUNS    ?= runs
 
-.PHONY: help setup env-up env-down quickstart demo test test-fast lint bench check-all policy-up policy-down shop-screenshots clean
+.PHONY: help setup env-up env-down quickstart demo test test-fast lint bench check-all policy-up policy-down model-tiny shop-screenshots clean
 
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -12,9 +12,10 @@ help:
 setup: ## venv + rowgym with all extras + Debian chromium
 	bash scripts/bootstrap.sh
 
-env-up: setup ## start everything environments need: Docker + sandbox image, the web shop
+env-up: setup ## start everything environments need: Docker + sandbox image, the web shop, the vLLM venv
 	bash scripts/env_up.sh
 	$(PY) -m rowgym.envs.shop.server start --port $(SHOP_PORT)
+	bash scripts/setup_vllm.sh >/dev/null
 
 env-down: ## stop what env-up started
 	-$(PY) -m rowgym.envs.shop.server stop --port $(SHOP_PORT)
@@ -39,8 +40,13 @@ test-fast: setup ## unit tests only (no docker/browser/vllm/train markers)
 lint: setup
 	$(PY) -m ruff check rowgym envs agents rollouts rewards trainers sandboxes tests benchmarks examples
 
-bench: setup ## performance benchmarks; each prints ratios measured side by side
+bench: env-up ## performance benchmarks; each prints ratios measured side by side (no pass/fail)
 	$(PY) benchmarks/bench_toolapi.py
+	$(PY) benchmarks/bench_rollouts.py
+	$(PY) benchmarks/bench_sandbox.py
+	$(PY) benchmarks/bench_repopatch.py
+	$(PY) benchmarks/bench_shop.py
+	$(PY) benchmarks/bench_grpo.py
 
 check-all: setup ## run the env checker on every registered environment
 	$(ROWGYM) check --all
@@ -48,8 +54,11 @@ check-all: setup ## run the env checker on every registered environment
 policy-up: setup ## start the vLLM policy server on the tiny model (own venv)
 	bash scripts/policy_up.sh
 
-policy-down:
+policy-down: ## stop the policy server
 	bash scripts/policy_down.sh
+
+model-tiny: setup ## build the tiny Qwen3 model (offline, deterministic)
+	$(ROWGYM) model build-tiny
 
 shop-screenshots: setup
 	$(PY) -m rowgym.envs.shop.screenshots --out docs/img
