@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from rowgym.errors import SplitError
@@ -42,10 +42,16 @@ class SeedSplits(Protocol):
 
 
 class HashSplits:
-    """Infinite integer seeds, each assigned to a split by a hash of (namespace, seed)."""
+    """Infinite integer seeds, each assigned to a split by a hash of (namespace, key(seed)).
 
-    def __init__(self, namespace: str, fractions: dict[Split, float] | None = None):
+    ``key`` defaults to the seed itself. A family whose seeds can repeat a task passes a
+    key of the task's *content* instead, so that equal tasks always share a split.
+    """
+
+    def __init__(self, namespace: str, fractions: dict[Split, float] | None = None,
+                 key: Callable[[int], str] = str):
         self.namespace = namespace
+        self.key = key
         fr = fractions or DEFAULT_FRACTIONS
         self._cuts = []
         acc = 0.0
@@ -56,7 +62,7 @@ class HashSplits:
     def split_of(self, seed: int) -> Split:
         if seed < 0:
             raise SplitError(f"seeds are non-negative integers, got {seed}")
-        digest = hashlib.blake2b(f"{self.namespace}:{seed}".encode(), digest_size=8).digest()
+        digest = hashlib.blake2b(f"{self.namespace}:{self.key(seed)}".encode(), digest_size=8).digest()
         u = int.from_bytes(digest, "big") / 2**64
         for cut, split in self._cuts:
             if u < cut:

@@ -29,7 +29,6 @@ the same split, and held-out tasks are combinations of actions that training nev
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from typing import Any
@@ -38,9 +37,8 @@ from pydantic import Field
 
 from rowgym.env import RowEnv
 from rowgym.envs.toolapi.base import FinishArgs, ToolAPITask, call
-from rowgym.errors import SplitError
-from rowgym.rows import Check, Split, ToolCall, Verdict
-from rowgym.splits import DEFAULT_FRACTIONS, as_split
+from rowgym.rows import Check, ToolCall, Verdict
+from rowgym.splits import HashSplits
 from rowgym.tools import ToolArgs, ToolError, tool
 
 ROOMS = ("kitchen", "bedroom", "bathroom", "office", "hallway", "garage", "study", "nursery")
@@ -82,36 +80,8 @@ def goal_key(goal: list[tuple[str, dict[str, Any]]]) -> str:
     return json.dumps(sorted(json.dumps([n, a], sort_keys=True) for n, a in goal))
 
 
-class GoalSplits:
-    """Seeds split by a hash of their goal's content, so equal goals share a split."""
-
-    def __init__(self, namespace: str = FAMILY, fractions: dict[Split, float] | None = None):
-        self.namespace = namespace
-        fr = fractions or DEFAULT_FRACTIONS
-        acc, self._cuts = 0.0, []
-        for split in (Split.TRAIN, Split.DEV, Split.HELDOUT):
-            acc += fr[split]
-            self._cuts.append((acc, split))
-
-    def split_of(self, seed: int) -> Split:
-        if seed < 0:
-            raise SplitError(f"seeds are non-negative integers, got {seed}")
-        digest = hashlib.blake2b(f"{self.namespace}:{goal_key(goal_of(seed))}".encode(), digest_size=8).digest()
-        u = int.from_bytes(digest, "big") / 2**64
-        return next((s for cut, s in self._cuts if u < cut), Split.HELDOUT)
-
-    def seeds(self, split: str | Split, n: int | None = None, start: int = 0) -> list[int]:
-        if n is None:
-            raise SplitError("GoalSplits has infinitely many seeds: pass n")
-        split, out, seed, skipped = as_split(split), [], 0, 0
-        while len(out) < n:
-            if self.split_of(seed) == split:
-                if skipped >= start:
-                    out.append(seed)
-                else:
-                    skipped += 1
-            seed += 1
-        return out
+def _goal_content(seed: int) -> str:
+    return goal_key(goal_of(seed))
 
 
 _PHRASES = {
@@ -153,7 +123,8 @@ class HomeEnv(RowEnv[ToolAPITask]):
     version = "0"
     verifier = "home_state_match"
     verifier_version = "1"
-    splits = GoalSplits()
+    # split by a hash of the goal's content, so equal goals always share a split
+    splits = HashSplits(FAMILY, key=_goal_content)
     default_max_turns = 8
     system_prompt = "You control a smart home. Make the changes the user asks for, then call finish."
 
