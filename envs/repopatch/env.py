@@ -120,7 +120,7 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
     system_prompt = ("You are a software engineer fixing a bug in a Python repository. Explore with the tools, "
                      "edit the source (not the tests), run the visible tests, then call submit.")
 
-    def __init__(self, *, backend: str = "auto", pool_size: int = 2, tasks: list[RepoPatchTask] | None = None,
+    def __init__(self, *, backend: str = "auto", pool_size: int = 1, tasks: list[RepoPatchTask] | None = None,
                  **kw: Any) -> None:
         super().__init__(**kw)
         self.backend = backend
