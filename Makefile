@@ -4,7 +4,7 @@ ROWGYM  := .venv/bin/rowgym
 SHOP_PORT ?= 8765
 RUNS    ?= runs
 
-.PHONY: help setup env-up env-down quickstart demo test test-fast lint bench check-all policy-up policy-down model-tiny shop-screenshots clean
+.PHONY: help setup env-up env-down quickstart demo test test-fast lint bench check-all policy-up policy-down model-tiny repopatch-verify synth-build shop-screenshots clean
 
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -56,6 +56,12 @@ policy-up: setup ## start the vLLM policy server on the tiny model (own venv)
 
 policy-down: ## stop the policy server
 	bash scripts/policy_down.sh
+
+repopatch-verify: env-up ## gold patch -> 1 and empty patch -> 0 on every corpus + synthesized task; prints the count
+	$(PY) -m rowgym.envs.repopatch.verify --all
+
+synth-build: env-up ## synthesize and validate every repo-patch task from the real libraries (cached)
+	$(PY) -m rowgym.envs.repopatch.synth.build
 
 model-tiny: setup ## build the tiny Qwen3 model (offline, deterministic)
 	$(ROWGYM) model build-tiny
