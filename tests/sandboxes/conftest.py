@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from rowgym.sandboxes.base import Sandbox
 from sandbox_helpers import BACKENDS, make_sandbox
+
+from rowgym.sandboxes.base import Sandbox
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from rowgym.sandboxes import SandboxConfig, SandboxUnavailable
 from rowgym.sandboxes.base import Sandbox
 
@@ -48,15 +49,29 @@ def make_sandbox(name: str, workdir: Path, config: SandboxConfig = TEST_CONFIG) 
     return BwrapSandbox(workdir, config)
 
 
-def host_pids_of_uid(uid: int) -> dict[int, str]:
-    """Return {pid: cmdline} of every host process running as ``uid``."""
+def in_docker_container(pid: int | str) -> bool:
+    """Whether a host process runs inside a Docker container (by its cgroup)."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return "docker" in f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def host_pids_of_uid(uid: int, *, skip_containers: bool = False) -> dict[int, str]:
+    """Return {pid: cmdline} of every host process running as ``uid``.
+
+    ``skip_containers`` leaves out processes inside Docker containers: a bwrap test must
+    not blame bwrap for a container that another test's warm pool starts meanwhile
+    (containers run as the same uid).
+    """
     found = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             st = os.stat(f"/proc/{entry}")
-            if st.st_uid != uid:
+            if st.st_uid != uid or (skip_containers and in_docker_container(entry)):
                 continue
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 found[int(entry)] = f.read().replace(b"\0", b" ").decode(errors="replace")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sandbox_helpers import TEST_CONFIG
+
 from rowgym.sandboxes import SandboxClosed, SandboxPathError
 from rowgym.sandboxes.base import Sandbox
-from sandbox_helpers import TEST_CONFIG
 
 
 async def test_exec_string_list_exit_codes_and_streams(sb: Sandbox) -> None:

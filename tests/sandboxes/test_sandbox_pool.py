@@ -7,8 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from rowgym.sandboxes import SandboxClosed, open_sandbox
 from sandbox_helpers import TEST_CONFIG, require_backend
+
+from rowgym.sandboxes import SandboxClosed, open_sandbox
 
 pytestmark = [pytest.mark.docker, pytest.mark.sandbox]
 REPO = Path(__file__).resolve().parents[2]

@@ -9,21 +9,26 @@ import time
 from pathlib import Path
 
 import pytest
+from sandbox_helpers import TEST_CONFIG, host_pids_of_uid, make_sandbox
+
 from rowgym.sandboxes import SandboxPathError
 from rowgym.sandboxes.base import Sandbox
-from sandbox_helpers import TEST_CONFIG, host_pids_of_uid, make_sandbox
 
 UID = TEST_CONFIG.uid
 
 
-async def _settled_pids(baseline: dict[int, str], wait_s: float = 5.0) -> dict[int, str]:
+async def _settled_pids(baseline: dict[int, str], wait_s: float = 5.0, *, bwrap: bool = False) -> dict[int, str]:
     """Host processes of the sandbox uid that were not there at ``baseline`` (after they die)."""
     deadline = time.monotonic() + wait_s
     while True:
-        extra = {p: c for p, c in host_pids_of_uid(UID).items() if p not in baseline}
+        extra = {p: c for p, c in host_pids_of_uid(UID, skip_containers=bwrap).items() if p not in baseline}
         if not extra or time.monotonic() > deadline:
             return extra
         await asyncio.sleep(0.1)
+
+
+def _is_bwrap(sb: Sandbox) -> bool:
+    return type(sb).__name__ == "BwrapSandbox"
 
 
 def _host_ip() -> str:
@@ -99,7 +104,7 @@ async def test_fork_bomb_is_contained(sb: Sandbox) -> None:
     res = await sb.exec(["python3", "-c", bomb], timeout=2)
     assert res.timed_out
     assert time.monotonic() - t0 < 15
-    assert await _settled_pids(baseline) == {}
+    assert await _settled_pids(baseline, bwrap=_is_bwrap(sb)) == {}
     after = await sb.exec("echo alive", timeout=10)  # the box is usable again
     assert after.stdout == "alive\n"
 
@@ -125,7 +130,7 @@ async def test_infinite_loop_times_out_and_tree_dies(sb: Sandbox) -> None:
     elapsed = time.monotonic() - t0
     assert res.timed_out and res.exit_code != 0
     assert 1 <= elapsed < 5
-    assert await _settled_pids(baseline) == {}
+    assert await _settled_pids(baseline, bwrap=_is_bwrap(sb)) == {}
     quick = await sb.exec("true", timeout=5)
     assert quick.ok and not quick.timed_out
 
@@ -181,7 +186,7 @@ async def test_host_unchanged_after_close(backend: str, tmp_path: Path) -> None:
     async with box:
         await box.exec("setsid sleep 300 >/dev/null 2>&1 & echo x > /tmp/leftover; echo done", timeout=10)
         container = getattr(box, "container", None)
-    assert await _settled_pids(baseline) == {}
+    assert await _settled_pids(baseline, bwrap=backend == "bwrap") == {}
     assert hashlib.sha256(canary.read_bytes()).hexdigest() == digest
     assert not Path("/tmp/leftover").exists()
     if container is not None:

@@ -6,12 +6,12 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+
+from rowgym.errors import RowgymError
 from rowgym.sandboxes import SandboxError, SandboxPathError, SandboxUnavailable, pick_backend
 from rowgym.sandboxes.base import ExecResult, OutputBuffer, as_argv
 from rowgym.sandboxes.bwrap_backend import BwrapSandbox
 from rowgym.sandboxes.image import RECIPE, debian_mirror, recipe_hash
-
-from rowgym.errors import RowgymError
 
 
 def test_output_buffer_keeps_head_and_tail() -> None:
