@@ -34,7 +34,7 @@ from pathlib import Path
 
 # Bump when the build changes in a way the params below do not capture; cached
 # models with another version are rebuilt.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 BUILD_INFO_FILE = "rowgym_build.json"
 
 # Special tokens in vocabulary order (ids 0..8), as in Qwen3's tokenizer. The first
@@ -67,10 +67,12 @@ class TinyModelConfig:
         head_dim: Per-head width; vLLM's CPU attention backend needs 64.
         max_position_embeddings: Longest context the model accepts.
         corpus_lines: Size of the generated tokenizer corpus.
+        env_corpus_seeds: Seeds per built-in tool-API env whose text joins the tokenizer
+            corpus (in-domain words become single tokens, which a tiny model can copy).
     """
 
     seed: int = 0
-    vocab_size: int = 1024
+    vocab_size: int = 1536
     hidden_size: int = 128
     intermediate_size: int = 256
     num_hidden_layers: int = 2
@@ -79,6 +81,7 @@ class TinyModelConfig:
     head_dim: int = 64
     max_position_embeddings: int = 4096
     corpus_lines: int = 4000
+    env_corpus_seeds: int = 300
 
     def params_hash(self, chat_template: str) -> str:
         """Hash of everything that determines the built files."""
@@ -203,10 +206,39 @@ def _corpus_line(rng: random.Random) -> str:
     return f"def {name}({arg}):\n    return {arg} + {rng.randint(0, 99)}\n\nassert {name}({rng.randint(0, 9)}) == {rng.randint(0, 99)}\n"
 
 
-def generate_corpus(n_lines: int, seed: int = 1234) -> list[str]:
-    """Return ``n_lines`` deterministic corpus texts (independent of the model seed)."""
+def generate_corpus(n_lines: int, seed: int = 1234, env_seeds: int = 0) -> list[str]:
+    """Return deterministic corpus texts (independent of the model seed).
+
+    ``n_lines`` generic texts, plus, with ``env_seeds`` > 0, in-domain text from rowgym's
+    own tool-API environments (first observations, tool schemas and gold tool calls of
+    that many seeds each) — what a tokenizer for this domain should compress well, so
+    that words an agent must copy (room names, ids) are few tokens.
+    """
     rng = random.Random(seed)
-    return [_corpus_line(rng) for _ in range(n_lines)]
+    return [_corpus_line(rng) for _ in range(n_lines)] + _env_corpus(env_seeds)
+
+
+def _env_corpus(n_seeds: int) -> list[str]:
+    if n_seeds <= 0:
+        return []
+    import rowgym
+    from rowgym.builtin_envs import SPECS
+
+    lines: list[str] = []
+    for spec in SPECS:
+        if "toolapi" not in spec.get("tags", ()):
+            continue
+        env = rowgym.make(spec["id"])
+        try:
+            lines.append(json.dumps(env.tools))
+            for seed in range(n_seeds):
+                obs, _ = env.reset(seed=seed)
+                lines.append(obs)
+                lines += [f'<tool_call>\n{{"name": "{c.name}", "arguments": {c.arguments}}}\n</tool_call><|im_end|>'
+                          for c in env.task.gold]
+        finally:
+            env.close()
+    return lines
 
 
 # ------------------------------------------------------------------------ tokenizer
@@ -234,7 +266,7 @@ def train_tokenizer(cfg: TinyModelConfig, chat_template: str):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte encodable
         show_progress=False,
     )
-    tok.train_from_iterator(generate_corpus(cfg.corpus_lines), trainer=trainer)
+    tok.train_from_iterator(generate_corpus(cfg.corpus_lines, env_seeds=cfg.env_corpus_seeds), trainer=trainer)
     # Re-register with the right flags; the ids reserved above are kept.
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in ADDED_TOKENS])
