@@ -16,17 +16,10 @@ pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
+def tokenizer(tiny_model_dir):
     from rowgym.agents.llm import load_tokenizer
-    from rowgym.agents.serving import default_model_dir
 
-    d = default_model_dir()
-    if not (d / "tokenizer.json").exists():
-        pytest.importorskip("trl", reason="building the tiny model needs the train extra")
-        from rowgym.trainers.tiny_model import build_tiny_model
-
-        build_tiny_model(d, seed=0)
-    return load_tokenizer(d)
+    return load_tokenizer(tiny_model_dir)
 
 
 @pytest.mark.parametrize("env_id", ["rowgym/ToolAPI-Retail-v0", "rowgym/ToolAPI-Airline-v0", "rowgym/ToolAPI-Home-v0"])

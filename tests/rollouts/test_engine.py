@@ -20,16 +20,10 @@ COMPLETION = '<tool_call>\n{"name": "tick", "arguments": {}}\n</tool_call>'
 
 
 @pytest.fixture(scope="module")
-def model_dir():
-    from rowgym.agents.serving import default_model_dir
-
-    d = default_model_dir()
-    if not (d / "tokenizer.json").exists():
-        pytest.importorskip("trl", reason="building the tiny model needs the train extra")
-        from rowgym.trainers.tiny_model import build_tiny_model
-
-        build_tiny_model(d, seed=0)
-    return d
+def model_dir(tiny_model_dir):
+    # always through the builder (a no-op when current): a stale model in the cache dir
+    # would give this process and Ray's worker processes different tokenizers
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="module")
