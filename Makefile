@@ -28,7 +28,8 @@ quickstart: setup ## the main job: collect expert trajectories on the tool-API e
 	$(ROWGYM) show $(RUNS)/retail-expert --episode 0
 	$(ROWGYM) export $(RUNS)/retail-expert --format parquet
 
-demo: quickstart ## (grows into the learning demo: tiny model -> SFT -> GRPO -> held-out eval)
+demo: setup ## the learning demo: tiny model -> expert data -> SFT -> GRPO -> held-out success before/after, plot
+	$(PY) -m rowgym.trainers.demo --out $(RUNS)/demo
 
 test: env-up ## the full test suite, with Docker, Chromium and the shop started first
 	@# exit 5 = no tests collected: not a build failure (but a run that tests nothing is worthless)
