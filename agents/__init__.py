@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from rowgym.agents.base import Agent, AgentTurn
-
 from rowgym.errors import RowgymError
 
 AGENTS: dict[str, str] = {

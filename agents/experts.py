@@ -25,7 +25,6 @@ import random
 from typing import Any
 
 from rowgym.agents.base import Agent, AgentTurn
-
 from rowgym.errors import AgentError
 from rowgym.rows import Action, PolicyInfo, ToolCall
 

@@ -13,14 +13,14 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from rowgym.agents.base import Agent, AgentTurn
-from rowgym.agents.chat_tokens import TokenConversation, env_tools
+from rowgym.agents.chat_tokens import TokenConversation
 from rowgym.agents.llm import default_model_dir, load_tokenizer
+from rowgym.agents.token_policy import TokenPolicy
 from rowgym.errors import AgentError
-from rowgym.rows import Action, PolicyInfo
+from rowgym.rows import PolicyInfo
 
 
-class HFPolicy(Agent):
+class HFPolicy(TokenPolicy):
     """Samples with ``model.generate`` from the token-id prompt; records ids, logprobs and mask."""
 
     name = "hf"
@@ -40,7 +40,6 @@ class HFPolicy(Agent):
         # generate() is CPU-bound: one at a time, off the event loop so env steps keep running
         self._lock = lock
         self.conv: TokenConversation | None = None
-        self._episode_seed = 0
 
     def policy_info(self) -> PolicyInfo:
         name = getattr(self.model.config, "_name_or_path", None) or str(self.model_dir)
@@ -48,25 +47,10 @@ class HFPolicy(Agent):
                           sampling={"temperature": self.temperature, "top_p": self.top_p,
                                     "max_tokens": self.max_tokens, "seed": self.seed})
 
-    async def reset(self, env: Any, obs: str, info: dict[str, Any]) -> None:
-        self.conv = TokenConversation(self.tokenizer, env.system_prompt, env_tools(env)[0], obs)
-        self._first = True
-        self._episode_seed = hash((self.seed, info.get("seed"), info.get("sample_index", 0))) & 0x7FFFFFFF
-        self._turn = 0
-
-    async def act(self, obs: str) -> AgentTurn:
-        assert self.conv is not None, "reset() first"
-        if not self._first:
-            self.conv.add_observation(obs)
-        self._first = False
-        self._turn += 1
+    async def generate(self, prompt_ids: list[int], seed: int) -> tuple[list[int], list[float], str | None]:
         async with self._lock or _loop_lock():
-            ids, lps = await asyncio.to_thread(self._sample, list(self.conv.prompt_ids), self._episode_seed + self._turn)
-        finish = "stop" if ids and ids[-1] == self.conv.eos_id else "length"
-        record = self.conv.record(ids, lps, finish)
-        self.conv.add_completion(ids)
-        text = self.tokenizer.decode([i for i in ids if i != self.conv.eos_id], skip_special_tokens=False)
-        return AgentTurn(Action(text=text), record)
+            ids, lps = await asyncio.to_thread(self._sample, prompt_ids, seed)
+        return ids, lps, "stop" if ids and ids[-1] == self.conv.eos_id else "length"
 
     def _sample(self, prompt: list[int], seed: int) -> tuple[list[int], list[float]]:
         import torch

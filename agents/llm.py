@@ -25,10 +25,10 @@ import random
 from pathlib import Path
 from typing import Any
 
-from rowgym.agents.base import Agent, AgentTurn
-from rowgym.agents.chat_tokens import TokenConversation, env_tools
+from rowgym.agents.chat_tokens import TokenConversation
+from rowgym.agents.token_policy import TokenPolicy
 from rowgym.errors import AgentError, PolicyServerError
-from rowgym.rows import Action, PolicyInfo
+from rowgym.rows import PolicyInfo
 
 __all__ = ["PolicyServerError", "VLLMAgent", "load_tokenizer"]
 
@@ -83,7 +83,7 @@ def default_model_dir() -> Path:
     return Path(d())
 
 
-class VLLMAgent(Agent):
+class VLLMAgent(TokenPolicy):
     """A policy served over HTTP; samples one completion per turn from the token-id prompt."""
 
     name = "vllm"
@@ -118,44 +118,23 @@ class VLLMAgent(Agent):
                           sampling={"temperature": self.temperature, "top_p": self.top_p,
                                     "max_tokens": self.max_tokens, "base_url": self.base_url})
 
-    async def reset(self, env: Any, obs: str, info: dict[str, Any]) -> None:
-        self.conv = TokenConversation(self.tokenizer, env.system_prompt, env_tools(env)[0], obs)
-        self._first = True
-        self._turn = 0
-        # a seeded policy still samples differently for each of a group's k samples and each turn
-        self._episode_seed = hash((self.seed, info.get("seed"), info.get("sample_index", 0))) & 0x3FFFFFFF
-
-    async def act(self, obs: str) -> AgentTurn:
-        assert self.conv is not None, "reset() first"
-        if not self._first:
-            self.conv.add_observation(obs)
-        self._first = False
-        self._turn += 1
-        body = {"model": self.model, "prompt": self.conv.prompt_ids, "max_tokens": self.max_tokens,
+    async def generate(self, prompt_ids: list[int], seed: int) -> tuple[list[int], list[float], str | None]:
+        body = {"model": self.model, "prompt": prompt_ids, "max_tokens": self.max_tokens,
                 "temperature": self.temperature, "top_p": self.top_p, "logprobs": 0,
                 "return_token_ids": True, "skip_special_tokens": False}
         if self.seed is not None:
-            body["seed"] = (self._episode_seed + self._turn) & 0x3FFFFFFF
+            body["seed"] = seed
         data = await self._post("/v1/completions", body)
         choice = data["choices"][0]
         sent = data.get("prompt_token_ids") or choice.get("prompt_token_ids")
-        if sent is not None and list(sent) != self.conv.prompt_ids:
+        if sent is not None and list(sent) != prompt_ids:
             raise PolicyServerError("the server reports different prompt ids than were sent")
         ids = list(choice.get("token_ids") or [])
         lps = (choice.get("logprobs") or {}).get("token_logprobs") or []
         if len(lps) != len(ids):
             raise PolicyServerError(f"server returned {len(ids)} token ids but {len(lps)} logprobs; "
                                     "is this vLLM with return_token_ids support?")
-        record = self.conv.record(ids, lps, choice.get("finish_reason"))
-        self.conv.add_completion(ids)
-        return AgentTurn(Action(text=self._decode(ids)), record)
-
-    def _decode(self, ids: list[int]) -> str:
-        ids = [i for i in ids if i != self.conv.eos_id]
-        rust = getattr(self.tokenizer, "backend_tokenizer", None)
-        if rust is not None:
-            return rust.decode(ids, skip_special_tokens=False)
-        return self.tokenizer.decode(ids, skip_special_tokens=False)
+        return ids, lps, choice.get("finish_reason")
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         import aiohttp
