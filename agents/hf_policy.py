@@ -37,6 +37,7 @@ class HFPolicy(TokenPolicy):
         self.tokenizer = tokenizer or load_tokenizer(self.model_dir)
         self.model = model or AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch.float32)
         self.temperature, self.top_p, self.max_tokens, self.seed = temperature, top_p, max_tokens, seed
+        self.max_context = getattr(self.model.config, "max_position_embeddings", None)
         # generate() is CPU-bound: one at a time, off the event loop so env steps keep running
         self._lock = lock
         self.conv: TokenConversation | None = None

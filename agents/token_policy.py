@@ -13,15 +13,29 @@ from typing import Any
 
 from rowgym.agents.base import Agent, AgentTurn
 from rowgym.agents.chat_tokens import TokenConversation, env_tools
+from rowgym.errors import AgentError
 from rowgym.rows import Action
 
 
+class ContextLengthError(AgentError):
+    """The conversation no longer fits the model's context (the episode fails with kind 'policy')."""
+
+    failure_kind = "policy"
+
+
 class TokenPolicy(Agent):
-    """Base of token-in, token-out policies; set ``tokenizer`` and ``seed`` in ``__init__``."""
+    """Base of token-in, token-out policies; set ``tokenizer`` and ``seed`` in ``__init__``.
+
+    ``max_context`` (when known) is the model's context length: a turn whose prompt plus
+    ``max_tokens`` would not fit ends the episode with a clear policy failure instead of
+    sampling past the model's positions.
+    """
 
     tokenizer: Any
     seed: int | None = None
     conv: TokenConversation | None = None
+    max_context: int | None = None
+    max_tokens: int = 256
 
     async def reset(self, env: Any, obs: str, info: dict[str, Any]) -> None:
         self.conv = TokenConversation(self.tokenizer, env.system_prompt, env_tools(env)[0], obs)
@@ -40,6 +54,10 @@ class TokenPolicy(Agent):
             self.conv.add_observation(obs)
         self._first = False
         self._turn += 1
+        n = len(self.conv.prompt_ids)
+        if self.max_context is not None and n + self.max_tokens > self.max_context:
+            raise ContextLengthError(f"turn {self._turn}: the prompt has {n} tokens and {self.max_tokens} more may be "
+                                     f"sampled, beyond the model's context of {self.max_context} tokens")
         ids, lps, finish = await self.generate(list(self.conv.prompt_ids), (self._episode_seed + self._turn) & 0x3FFFFFFF)
         record = self.conv.record(ids, lps, finish)
         self.conv.add_completion(ids)

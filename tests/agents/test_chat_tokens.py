@@ -51,3 +51,17 @@ def test_add_observation_appends_only_new_ids(tokenizer):
     assert conv.prompt_ids[:len(before)] == before
     assert conv.mask == rec.mask + [0] * (len(conv.prompt_ids) - len(before))
     env.close()
+
+
+async def test_a_conversation_past_the_context_is_a_policy_failure(tiny_model_dir):
+    import rowgym
+    from rowgym.agents.hf_policy import HFPolicy
+    from rowgym.rollouts.episode import EpisodeKey, play_episode
+
+    env = rowgym.make("rowgym/ToolAPI-Home-v0", max_turns=50)
+    agent = HFPolicy(model_dir=tiny_model_dir, max_tokens=8)
+    agent.max_context = 700  # the first prompt fits, a few turns of observations do not
+    ep = await play_episode(env, agent, EpisodeKey("ctx", 1))
+    assert ep.failure is not None and ep.failure.kind == "policy"
+    assert "beyond the model's context of 700 tokens" in ep.failure.reason
+    assert ep.steps and all(len(s.tokens.prompt_ids) + 8 <= 700 for s in ep.steps)
