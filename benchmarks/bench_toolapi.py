@@ -16,10 +16,9 @@ import asyncio
 import tempfile
 import time
 
+import rowgym
 from rowgym.agents import make_agent
 from rowgym.rollouts.episode import EpisodeKey, play_episode
-
-import rowgym
 from rowgym.store import TrajectoryStore
 
 

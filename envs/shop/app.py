@@ -27,6 +27,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
+
 from rowgym.envs.shop.catalog import GENERATOR_VERSION, Product, build_catalog_db, cache_dir, load_catalog_db
 from rowgym.envs.shop.catalog_data import CATEGORIES, OPTION_NAMES
 from rowgym.envs.shop.models import (

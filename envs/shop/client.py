@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import httpx
+
 from rowgym.envs.shop.errors import GraderAuthError, ShopServerError
 from rowgym.envs.shop.models import CreateSession, SessionCreated, SessionReport
 from rowgym.envs.shop.secret import HEADER, load_secret

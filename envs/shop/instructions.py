@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 
 from pydantic import BaseModel, ConfigDict
+
 from rowgym.envs.shop.catalog import GENERATOR_VERSION, Product, category, generate_products
 from rowgym.envs.shop.models import OrderLine, SessionReport
-
 from rowgym.rows import Split
 from rowgym.splits import ListSplits, as_split
 

@@ -73,6 +73,7 @@ def serve(port: int = DEFAULT_PORT, *, host: str = HOST, secret: str | None = No
           state_path: str | Path | None = None, log_level: str = "warning") -> None:
     """Run the shop in the foreground until interrupted (Ctrl-C / SIGTERM)."""
     import uvicorn
+
     from rowgym.envs.shop.app import create_app
 
     app = create_app(secret=load_secret(secret),

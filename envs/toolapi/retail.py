@@ -20,9 +20,9 @@ import random
 from typing import Literal
 
 from pydantic import Field
+
 from rowgym.envs.toolapi import names
 from rowgym.envs.toolapi.base import ToolAPIEnv, ToolAPITask, call, dumps
-
 from rowgym.tools import NoArgs, ToolArgs, ToolError, tool
 
 SCHEMA = """

@@ -4,6 +4,7 @@ in the comments, never by the code under test)."""
 import math
 
 import pytest
+
 from rowgym.rewards.credit import (
     CreditConfig,
     assign_credit,
@@ -13,7 +14,6 @@ from rowgym.rewards.credit import (
     group_advantages,
     step_group_advantages,
 )
-
 from rowgym.rows import Action, Episode, PolicyInfo, StepRow, Verdict
 
 approx = pytest.approx

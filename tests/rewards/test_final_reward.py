@@ -1,8 +1,8 @@
 """Named, versioned final rewards on a hand-built episode."""
 
 import pytest
-from rowgym.rewards.final import BAD_CALL_RATE, LOCAL_RETURN, SUCCESS, VERIFIER, FinalRubric
 
+from rowgym.rewards.final import BAD_CALL_RATE, LOCAL_RETURN, SUCCESS, VERIFIER, FinalRubric
 from rowgym.rows import Action, Episode, PolicyInfo, StepRow, Verdict
 
 

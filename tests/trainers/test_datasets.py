@@ -3,8 +3,12 @@
 import json
 
 import pytest
+
+import rowgym
 from rowgym.envs.toolapi.retail import RetailEnv
+from rowgym.errors import HeldOutLeakError, StoreError
 from rowgym.rollouts.engine import CollectConfig, collect
+from rowgym.store import TrajectoryStore
 from rowgym.trainers.datasets import (
     grpo_prompts,
     load_episodes,
@@ -13,10 +17,6 @@ from rowgym.trainers.datasets import (
     to_hf_dataset,
     write_dataset,
 )
-
-import rowgym
-from rowgym.errors import HeldOutLeakError, StoreError
-from rowgym.store import TrajectoryStore
 
 ENV = "rowgym/ToolAPI-Retail-v0"
 

@@ -1,7 +1,6 @@
 """The plugin's own scripted expert: binary search driven by the observations only."""
 
 from rowgym.agents.base import Agent, AgentTurn
-
 from rowgym.rows import Action
 
 

@@ -1,9 +1,10 @@
 import re
 
 import pytest
+from shop_helpers import SECRET, new_browser
+
 from rowgym.envs.shop.catalog import generate_products
 from rowgym.envs.shop.models import SessionReport
-from shop_helpers import SECRET, new_browser
 
 ALERT = re.compile(r'role="alert">([^<]+)')
 

@@ -2,6 +2,7 @@ import hashlib
 import json
 
 import pytest
+
 from rowgym.envs.shop.catalog import generate_products
 from rowgym.envs.shop.instructions import (
     N_GOALS,
@@ -15,7 +16,6 @@ from rowgym.envs.shop.instructions import (
     split_seeds,
 )
 from rowgym.envs.shop.models import OrderLine
-
 from rowgym.rows import Split
 
 BY_ID = {p.id: p for p in generate_products()}

@@ -6,6 +6,7 @@ import socket
 
 import httpx
 import pytest
+
 from rowgym.envs.shop.catalog import generate_products
 from rowgym.envs.shop.client import ShopClient
 from rowgym.envs.shop.errors import GraderAuthError
