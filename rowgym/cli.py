@@ -33,6 +33,14 @@ app.add_typer(model_app, name="model")
 console = Console()
 
 
+# Options of the LLM agents, shared by `collect` and `bench` (turned into kwargs by llm_agent_kwargs).
+BaseUrlOpt = Annotated[str, typer.Option(help="vllm agent: OpenAI-compatible server")]
+ModelDirOpt = Annotated[Path | None, typer.Option(help="vllm/hf agents: model (tokenizer) directory")]
+ModelOpt = Annotated[str | None, typer.Option(help="vllm agent: served model name")]
+TemperatureOpt = Annotated[float, typer.Option(help="vllm/hf agents: sampling temperature")]
+MaxTokensOpt = Annotated[int, typer.Option(help="vllm/hf agents: tokens per turn")]
+
+
 def _fail(msg: str) -> None:
     console.print(f"[bold red]error:[/] {msg}")
     raise typer.Exit(2)
@@ -92,11 +100,11 @@ def collect(env_id: Annotated[str, typer.Argument(help="Environment id, e.g. row
             group_size: Annotated[int, typer.Option(help="Rollouts per seed (GRPO groups)")] = 1,
             concurrency: Annotated[int, typer.Option(help="Episodes in flight")] = 4,
             noise: Annotated[float, typer.Option(help="Expert only: chance of a bad call + repair per step")] = 0.0,
-            base_url: Annotated[str, typer.Option(help="vllm agent: OpenAI-compatible server")] = "http://127.0.0.1:8000",
-            model_dir: Annotated[Path | None, typer.Option(help="vllm/hf agents: model (tokenizer) directory")] = None,
-            model: Annotated[str | None, typer.Option(help="vllm agent: served model name")] = None,
-            temperature: Annotated[float, typer.Option(help="vllm/hf agents: sampling temperature")] = 1.0,
-            max_tokens: Annotated[int, typer.Option(help="vllm/hf agents: tokens per turn")] = 256,
+            base_url: BaseUrlOpt = "http://127.0.0.1:8000",
+            model_dir: ModelDirOpt = None,
+            model: ModelOpt = None,
+            temperature: TemperatureOpt = 1.0,
+            max_tokens: MaxTokensOpt = 256,
             seed_offset: Annotated[int, typer.Option(help="Skip this many seeds of the split")] = 0,
             turn_timeout: Annotated[float | None, typer.Option(help="Seconds per policy turn")] = None,
             episode_timeout: Annotated[float | None, typer.Option(help="Seconds per episode")] = None,
@@ -279,11 +287,11 @@ def bench(env: Annotated[list[str], typer.Option("--env", help="Environment id (
           out: Annotated[Path, typer.Option(help="Bench directory (resumed if it exists)")] = Path("results/bench"),
           leaderboard: Annotated[Path | None, typer.Option(help="Default: <out>/../leaderboard.jsonl")] = None,
           concurrency: Annotated[int, typer.Option(help="Episodes in flight per run")] = 4,
-          base_url: Annotated[str, typer.Option(help="vllm agent: OpenAI-compatible server")] = "http://127.0.0.1:8000",
-          model_dir: Annotated[Path | None, typer.Option(help="vllm/hf agents: model (tokenizer) directory")] = None,
-          model: Annotated[str | None, typer.Option(help="vllm agent: served model name")] = None,
-          temperature: Annotated[float, typer.Option(help="vllm/hf agents: sampling temperature")] = 1.0,
-          max_tokens: Annotated[int, typer.Option(help="vllm/hf agents: tokens per turn")] = 256,
+          base_url: BaseUrlOpt = "http://127.0.0.1:8000",
+          model_dir: ModelDirOpt = None,
+          model: ModelOpt = None,
+          temperature: TemperatureOpt = 1.0,
+          max_tokens: MaxTokensOpt = 256,
           turn_timeout: Annotated[float | None, typer.Option(help="Seconds per policy turn")] = None,
           episode_timeout: Annotated[float | None, typer.Option(help="Seconds per episode")] = None,
           progress: Annotated[bool, typer.Option(help="Show progress bars")] = True) -> None:
