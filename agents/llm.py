@@ -25,6 +25,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from rowgym import aio
 from rowgym.agents.chat_tokens import TokenConversation
 from rowgym.agents.token_policy import TokenPolicy
 from rowgym.errors import AgentError, PolicyServerError
@@ -46,6 +47,7 @@ def load_tokenizer(model_dir: str | Path) -> Any:
 
 
 _TOKENIZERS: dict[str, Any] = {}
+_JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class _SharedSession:
@@ -145,12 +147,14 @@ class VLLMAgent(TokenPolicy):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.retry_budget_s
         delay, attempt, last = 0.5, 0, ""
+        payload = aio.dumps(body)
         while True:
             attempt += 1
             try:
-                async with self._session.post(self.base_url + path, json=body, timeout=self._timeout) as r:
+                async with self._session.post(self.base_url + path, data=payload, headers=_JSON_HEADERS,
+                                              timeout=self._timeout) as r:
                     if r.status == 200:
-                        return await r.json()
+                        return aio.loads(await r.read())
                     text = (await r.text())[:500]
                     if r.status < 500 and r.status != 429:
                         raise PolicyServerError(f"policy server rejected the request ({r.status}): {text}")

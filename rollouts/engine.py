@@ -11,7 +11,7 @@
 agent when it takes its first key and reuses them for the next ones. Each finished
 episode goes to one writer that appends it to the store (so a kill loses only what was
 in flight) off the event loop, and a resumed run skips episode ids the store already
-has. ``group_size`` k plays every seed k times (one GRPO group per seed, ``group_id`` =
+has (``retry_failed`` plays failed ones again; readers then see the retry's record). ``group_size`` k plays every seed k times (one GRPO group per seed, ``group_id`` =
 ``run_id:seed``).
 
 ``backend="ray"`` runs the same workers inside Ray actors (see
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import rowgym
+from rowgym import aio
 from rowgym.agents import make_agent
 from rowgym.errors import RowgymError
 from rowgym.rollouts.episode import EpisodeKey, Timeouts, play_episode
@@ -61,6 +62,8 @@ class CollectConfig:
     step_timeout_s: float | None = None
     """One env step: tool call, sandbox commands and, on the last step, grading."""
     resume: bool = True
+    retry_failed: bool = False
+    """On resume, play again the episodes whose stored record failed (the new record replaces it)."""
     progress: bool = True
     record: bool = True
     backend: Literal["asyncio", "ray"] = "asyncio"
@@ -142,7 +145,7 @@ def import_setup_modules(cfg: CollectConfig) -> None:
 
 def collect(cfg: CollectConfig) -> Summary:
     """Run a collection synchronously (the CLI entry point)."""
-    return asyncio.run(acollect(cfg))
+    return aio.run(acollect(cfg))
 
 
 async def run_keys(cfg: CollectConfig, keys: list[EpisodeKey], on_episode: Callable[[Episode], Any],
@@ -252,7 +255,7 @@ async def acollect(cfg: CollectConfig) -> Summary:
     probe_env.close()
     await probe_agent.aclose()
     store.start(manifest, resume=cfg.resume)
-    done_ids = store.completed_ids()
+    done_ids = store.completed_ids(failed=not cfg.retry_failed)
     todo = [k for k in keys if k.episode_id not in done_ids]
     bar = _Progress(cfg, total=len(keys), already=len(keys) - len(todo))
     writer = _Writer(store, bar.advance)

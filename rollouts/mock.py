@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from rowgym import aio
 from rowgym.env import RowEnv
 from rowgym.errors import UnknownEnvError
 from rowgym.registry import register, spec
@@ -97,7 +98,7 @@ class MockCompletionsServer:
     async def _completions(self, request: Any) -> Any:
         from aiohttp import web
 
-        body = await request.json()
+        body = aio.loads(await request.read())
         if self.fail_status is not None:
             return web.json_response({"error": "mock outage"}, status=self.fail_status)
         await asyncio.sleep(self.latency_s)
@@ -107,10 +108,10 @@ class MockCompletionsServer:
                   "prompt_token_ids": body["prompt"], "token_ids": self.completion_ids,
                   "logprobs": {"tokens": [""] * n, "token_logprobs": self.logprobs,
                                "top_logprobs": None, "text_offset": [0] * n}}
-        return web.json_response({"id": f"cmpl-{self.calls}", "object": "text_completion",
+        return web.Response(content_type="application/json", body=aio.dumps({"id": f"cmpl-{self.calls}", "object": "text_completion",
                                   "created": int(time.time()), "model": body.get("model"), "choices": [choice],
                                   "usage": {"prompt_tokens": len(body["prompt"]), "completion_tokens": n,
-                                            "total_tokens": len(body["prompt"]) + n}})
+                                            "total_tokens": len(body["prompt"]) + n}}))
 
     async def start(self) -> MockCompletionsServer:
         from aiohttp import web
@@ -181,4 +182,4 @@ async def _serve_forever(spec: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":  # python -m rowgym.rollouts.mock '{"ids": [...], "text": "", "latency_s": 0.2, "port": N}'
-    asyncio.run(_serve_forever(json.loads(sys.argv[1])))
+    aio.run(_serve_forever(json.loads(sys.argv[1])))

@@ -109,6 +109,7 @@ def collect(env_id: Annotated[str, typer.Argument(help="Environment id, e.g. row
             turn_timeout: Annotated[float | None, typer.Option(help="Seconds per policy turn")] = None,
             episode_timeout: Annotated[float | None, typer.Option(help="Seconds per episode")] = None,
             no_resume: Annotated[bool, typer.Option("--no-resume", help="Refuse an existing run dir")] = False,
+            retry_failed: Annotated[bool, typer.Option("--retry-failed", help="On resume, play failed episodes again")] = False,
             step_timeout: Annotated[float | None, typer.Option(help="Seconds per env step (tool, sandbox, grading)")] = None,
             retry_budget: Annotated[float | None, typer.Option(help="vllm agent: seconds to keep retrying a down server")] = None,
             backend: Annotated[str, typer.Option(help="asyncio (one process) or ray (rollout workers as Ray actors)")] = "asyncio",
@@ -130,7 +131,7 @@ def collect(env_id: Annotated[str, typer.Argument(help="Environment id, e.g. row
     cfg = CollectConfig(env_id=env_id, agent=agent, split=split, episodes=episodes, out=out, group_size=group_size,
                         concurrency=concurrency, seed_offset=seed_offset, agent_kwargs=agent_kwargs,
                         turn_timeout_s=turn_timeout, episode_timeout_s=episode_timeout, resume=not no_resume,
-                        progress=progress, step_timeout_s=step_timeout, backend=backend,
+                        retry_failed=retry_failed, progress=progress, step_timeout_s=step_timeout, backend=backend,
                         ray_address=ray_address, ray_actors=ray_actors)
     try:
         s = run_collect(cfg)

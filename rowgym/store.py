@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from rowgym import aio
 from rowgym.errors import StoreError
 from rowgym.rows import Episode, RunManifest, ShardInfo, StepRow
 
@@ -55,6 +57,17 @@ def atomic_write(path: Path, data: str) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+_ID = re.compile(rb'"episode_id":"((?:[^"\\]|\\.)*)"')
+
+
+def _episode_id(line: bytes) -> str:
+    """The episode id of one stored line, without parsing the whole episode."""
+    m = _ID.search(line, 0, 4096)
+    if m is None or b"\\" in m.group(1):  # not near the start, or escaped: parse it properly
+        return aio.loads(line)["episode_id"]
+    return m.group(1).decode()
 
 
 def sha256_file(path: Path) -> str:
@@ -204,30 +217,38 @@ class TrajectoryStore:
 
     # ----------------------------------------------------------------- reading
     def episodes(self) -> Iterator[Episode]:
-        """Every stored episode, in write order, each once."""
-        seen: set[str] = set()
+        """Every stored episode, in write order, each id once: its latest record.
+
+        An id has more than one record only when a failed episode was played again
+        (``collect --retry-failed``); the retry's record replaces the failed one.
+        """
+        last = self._last_records()
         for p in self._shard_paths():
             with open(p, "rb") as f:
-                for line in f:
-                    if not line.endswith(b"\n"):
-                        continue
-                    ep = Episode.model_validate_json(line)
-                    if ep.episode_id not in seen:
-                        seen.add(ep.episode_id)
-                        yield ep
+                for i, line in enumerate(f):
+                    if line.endswith(b"\n") and last.get(_episode_id(line)) == (p.name, i):
+                        yield Episode.model_validate_json(line)
 
     def rows(self) -> Iterator[StepRow]:
         for ep in self.episodes():
             yield from ep.steps
 
-    def completed_ids(self) -> set[str]:
-        ids = set()
+    def _records(self) -> Iterator[tuple[str, int, bytes]]:
         for p in self._shard_paths():
             with open(p, "rb") as f:
-                for line in f:
+                for i, line in enumerate(f):
                     if line.endswith(b"\n"):
-                        ids.add(json.loads(line)["episode_id"])
-        return ids
+                        yield p.name, i, line
+
+    def _last_records(self) -> dict[str, tuple[str, int]]:
+        return {_episode_id(line): (shard, i) for shard, i, line in self._records()}
+
+    def completed_ids(self, *, failed: bool = True) -> set[str]:
+        """Ids of stored episodes; with ``failed=False`` only those whose latest record did not fail."""
+        latest: dict[str, bool] = {}
+        for _, _, line in self._records():
+            latest[_episode_id(line)] = failed or aio.loads(line).get("failure") is None
+        return {k for k, ok in latest.items() if ok}
 
     def verify(self) -> list[str]:
         """Problems found: sealed shards whose bytes no longer match the manifest hash."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -81,7 +82,19 @@ async def test_outage_beyond_the_retry_budget_fails_with_reason_then_resume(tmp_
         assert all("unavailable" in e.failure.reason and "HTTP 503" in e.failure.reason for e in failed)
         assert sum(e.success for e in eps) == 16 - len(failed) >= 4
         again = await acollect(cfg)
-    assert again.n_skipped == 16 and again.n_played == 0 and again.n_done == 16
+        assert again.n_skipped == 16 and again.n_played == 0 and again.n_done == 16
+
+        # --retry-failed plays exactly the failed episodes again; their new records replace the failed ones
+        calls = srv.calls
+        retried = await acollect(replace(cfg, retry_failed=True))
+        assert retried.n_played == len(failed) and srv.calls - calls == 8 * len(failed)
+        assert (retried.n_done, retried.n_success, retried.n_failed) == (16, 16, 0)
+    store = TrajectoryStore(tmp_path, readonly=True)
+    eps = list(store.episodes())
+    assert len(eps) == 16 and len({e.episode_id for e in eps}) == 16 and all(e.success for e in eps)
+    lines = sum(1 for p in sorted((tmp_path / "shards").iterdir()) for _ in open(p, "rb"))
+    assert lines == 16 + len(failed)  # the failed records stay on disk (append-only), superseded
+    assert store.completed_ids(failed=False) == {e.episode_id for e in eps}
 
 
 class _Boom(mock.CountdownEnv):
