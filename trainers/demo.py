@@ -4,9 +4,11 @@
 
 Steps, all on CPU:
 
-1. build the tiny Qwen3 model (random init, offline tokenizer, TRL's Qwen3 template);
+1. build the tiny Qwen3 model (random init, offline tokenizer, TRL's Qwen3 template) and
+   give it a short generic copy pretraining (:mod:`rowgym.trainers.pretrain`: synthetic
+   requests -> JSON arguments, no tools and no env tasks), the stand-in for a base model;
 2. collect scripted-expert episodes on **train** seeds of ``rowgym/ToolAPI-Home-v0``;
-3. evaluate the untrained model on **held-out** seeds (success rate, greedy decoding);
+3. evaluate that base model on **held-out** seeds (success rate, greedy decoding);
 4. tool-use SFT on the expert conversations (assistant-only loss); evaluate again;
 5. a few steps of multi-turn GRPO on train seeds (episodes played by the model being
    trained, observations masked); evaluate again;
@@ -34,14 +36,15 @@ ENV_ID = "rowgym/ToolAPI-Home-v0"
 class DemoConfig:
     out: str = "runs/demo"
     env_id: str = ENV_ID
-    expert_episodes: int = 800
-    # measured: the whole demo took 413 s (SFT 272 s) on a 2-core VM; 637 s with 400 steps while CI ran
-    sft_steps: int = 600
-    sft_batch: int = 4
-    sft_lr: float = 3e-3
-    grpo_steps: int = 2
+    expert_episodes: int = 1000
+    pretrain_steps: int = 1000
+    """Generic copy pretraining of the tiny model (0: start SFT from random init)."""
+    sft_steps: int = 800
+    sft_batch: int = 8
+    sft_lr: float = 2e-3
+    grpo_steps: int = 8
     grpo_generations: int = 4
-    grpo_prompts_per_step: int = 2
+    grpo_prompts_per_step: int = 4
     grpo_lr: float = 2e-5
     grpo_temperature: float = 1.0
     eval_episodes: int = 60
@@ -114,6 +117,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     import rowgym
     from rowgym.rollouts.engine import CollectConfig, collect
     from rowgym.trainers.grpo import GRPOOptions, make_grpo_trainer
+    from rowgym.trainers.pretrain import PretrainConfig, build_pretrained_tiny_model
     from rowgym.trainers.sft import SFTOptions, train_sft
     from rowgym.trainers.tiny_model import TinyModelConfig, _fix_tokenizer_config, build_tiny_model
 
@@ -137,6 +141,12 @@ def run_demo(cfg: DemoConfig) -> dict:
     else:
         model_dir = Path(cfg.model).expanduser()
     lap("build model")
+    pretrain_losses: list[float] = []
+    if cfg.pretrain_steps > 0:
+        model_dir = build_pretrained_tiny_model(out / f"model-{cfg.model}-pretrained",
+                                                PretrainConfig(steps=cfg.pretrain_steps, seed=cfg.seed), base=model_dir)
+        pretrain_losses = json.loads((model_dir / "rowgym_pretrain_losses.json").read_text())
+        lap("generic copy pretraining (no tools, no env tasks)")
 
     run = collect(CollectConfig(env_id=cfg.env_id, agent="expert", split="train", episodes=cfg.expert_episodes,
                                 out=out / "expert", progress=False, concurrency=4, resume=False)).out
@@ -148,8 +158,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     ev = dict(max_turns=cfg.max_turns, max_tokens=cfg.max_turn_tokens)
-    evals = {"untrained": evaluate(model, tok, cfg.env_id, heldout, **ev)}
-    lap("eval untrained (held-out)")
+    evals = {"before SFT": evaluate(model, tok, cfg.env_id, heldout, **ev)}
+    lap("eval before SFT (held-out)")
 
     sft = train_sft(run, model_dir, out / "sft", SFTOptions(max_steps=cfg.sft_steps, batch_size=cfg.sft_batch,
                                                           learning_rate=cfg.sft_lr, warmup_steps=10,
@@ -176,6 +186,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     plot(sft.losses, grpo_rewards, evals, out / "curves.png")
     wall = round(time.perf_counter() - t_all, 1)
     results = {"config": asdict(cfg), "env_id": cfg.env_id, "heldout_seeds": heldout, "eval": evals,
+               "pretrain": {"steps": cfg.pretrain_steps, "losses": pretrain_losses},
                "sft": {"losses": sft.losses, "n_rows": sft.n_rows, "assistant_token_fraction": sft.assistant_token_fraction},
                "grpo": {"step_rewards": grpo_rewards}, "times_s": times, "cpu_times_s": cpu_times,
                "wall_s": wall, "cpu_s": round(time.process_time() - c_all, 1),
@@ -194,7 +205,7 @@ def _print_table(r: dict) -> None:
         print(f"{k:<12} {v['success_rate']:>8.3f} {v['mean_final_reward']:>8.3f} {v['bad_call_rate']:>9.3f} "
               f"{v['mean_turns']:>6.2f}")
     losses = r["sft"]["losses"]
-    print(f"SFT loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps; "
+    print(f"SFT loss {losses[0]:.4g} -> {losses[-1]:.4g} over {len(losses)} steps; "
           f"GRPO step rewards {[round(x, 3) for x in r['grpo']['step_rewards']]}")
     print(f"plot: {r['plot']}")
     print("RESULTS " + json.dumps({k: round(v["success_rate"], 4) for k, v in r["eval"].items()}))

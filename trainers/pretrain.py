@@ -1,0 +1,195 @@
+"""A short generic "copy" pretraining for the tiny model, so that SFT teaches tool use, not copying.
+
+    python -m rowgym.trainers.pretrain --out runs/tiny-pretrained --steps 1000
+
+Why: a real base model already copies words from a request into its answer; SFT on tool
+calls then only has to teach the format and which tool. A random-init tiny model cannot
+copy, and learning to while learning tool use is beyond a few minutes of CPU: measured on
+rowgym/ToolAPI-Home-v0, 1,200 SFT steps from random init leave every argument value
+collapsed to one constant word (teacher-forced held-out episode accuracy 0.00), while the
+same model after 1,000 steps of this pretraining reaches 0.17 after 400 SFT steps.
+
+What it trains on: synthetic single-turn requests, generated in-process, answered with
+one ``<tool_call>`` whose JSON arguments copy the request's values::
+
+    <|im_start|>system\n<random words><|im_end|>
+    <|im_start|>user\nPlease the lounge and also color red.<|im_end|>
+    <|im_start|>assistant\n<tool_call>\n{"name": "<random word>", "arguments": {"color": "red", "room": "lounge"}}
+    </tool_call><|im_end|>
+
+Slot values are words of a few everyday categories (rooms, doors, colours, cities, ...),
+numbers (copied digit by digit) and booleans (on/off, yes/no); the loss is on the answer
+only. Nothing here is an environment's task: there are no tool schemas, no tool names of
+any env, no multi-turn episodes, and no instruction phrasings of the Home env, so no
+train or held-out seed of any env is in it. The categories include house words because a
+real base model knows what a kitchen is; the demo's README section says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "room": ("kitchen", "bedroom", "bathroom", "office", "hallway", "garage", "study", "nursery", "attic",
+             "cellar", "lounge", "porch"),
+    "door": ("front", "back", "side", "garage", "main", "rear"),
+    "color": ("red", "green", "blue", "white", "black", "yellow"),
+    "city": ("paris", "london", "berlin", "rome", "madrid", "oslo"),
+    "animal": ("cat", "dog", "horse", "bird", "fish", "cow"),
+    "fruit": ("apple", "pear", "plum", "lemon", "grape", "melon"),
+    "size": ("small", "medium", "large", "tiny", "huge"),
+    "day": ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"),
+}
+_TRUE, _FALSE = ("on", "yes", "enabled", "true"), ("off", "no", "disabled", "false")
+_FLAGS = ("active", "visible", "enabled", "open", "muted", "locked")
+_NUMBERS = ("count", "level", "amount", "limit", "target", "celsius")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    steps: int = 1000
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    warmup_steps: int = 50
+    seed: int = 0
+
+
+class SlotFillingCorpus:
+    """Endless, seeded stream of (input ids, labels) for requests answered by one tool call."""
+
+    def __init__(self, tokenizer: Any, seed: int = 0):
+        from rowgym.trainers.tiny_model import _WORDS
+
+        self.tok, self.rng = tokenizer, random.Random(seed)
+        self.filler = sorted(set(_WORDS) - {w for ws in CATEGORIES.values() for w in ws} - set(_TRUE + _FALSE))
+
+    def example(self) -> tuple[str, str]:
+        """(prompt text, answer text) of one request."""
+        rng = self.rng
+        slots: dict[str, Any] = {}
+        mentions = []
+        for _ in range(rng.randint(1, 3)):
+            kind = rng.random()
+            if kind < 0.65:
+                key = rng.choice(sorted(CATEGORIES))
+                value: Any = rng.choice(CATEGORIES[key])
+                said = value
+            elif kind < 0.85:
+                key, value = rng.choice(_NUMBERS), rng.randint(0, 99)
+                said = str(value)
+            else:
+                key, value = rng.choice(_FLAGS), rng.random() < 0.5
+                said = rng.choice(_TRUE if value else _FALSE)
+            if key in slots:
+                continue
+            slots[key] = value
+            words = rng.choices(self.filler, k=rng.randint(1, 4))
+            if rng.random() < 0.3:  # sometimes the key is said too, before or after the value
+                words += [key, said] if rng.random() < 0.5 else [said, key]
+            else:
+                words.append(said)
+            mentions.append(" ".join(words))
+        system = " ".join(rng.choices(self.filler, k=rng.randint(5, 60)))
+        user = rng.choice((" and ", " and also ", ", then ")).join(mentions).capitalize() + "."
+        prompt = (f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n"
+                  "<|im_start|>assistant\n")
+        args = json.dumps({k: slots[k] for k in sorted(slots)})
+        answer = f'<tool_call>\n{{"name": "{rng.choice(self.filler)}", "arguments": {args}}}\n</tool_call><|im_end|>'
+        return prompt, answer
+
+    def sample(self) -> tuple[list[int], list[int]]:
+        prompt, answer = self.example()
+        p = self.tok.encode(prompt, add_special_tokens=False)
+        a = self.tok.encode(answer, add_special_tokens=False)
+        return p + a, [-100] * len(p) + a
+
+
+def pretrain(model: Any, tokenizer: Any, cfg: PretrainConfig = PretrainConfig(),
+             log: Any = None) -> list[float]:
+    """Train ``model`` in place on the slot-filling corpus; returns the loss of every step."""
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    corpus = SlotFillingCorpus(tokenizer, seed=cfg.seed)
+    pad = tokenizer.pad_token_id or 0
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
+    model.train()
+    losses: list[float] = []
+    for step in range(cfg.steps):
+        batch = [corpus.sample() for _ in range(cfg.batch_size)]
+        n = max(len(x) for x, _ in batch)
+        ids = torch.tensor([x + [pad] * (n - len(x)) for x, _ in batch])
+        labels = torch.tensor([y + [-100] * (n - len(y)) for _, y in batch])
+        attn = torch.tensor([[1] * len(x) + [0] * (n - len(x)) for x, _ in batch])
+        loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        losses.append(round(loss.item(), 5))
+        if log is not None and (step % 100 == 0 or step == cfg.steps - 1):
+            log(step, losses[-1])
+    return losses
+
+
+def build_pretrained_tiny_model(out: str | Path, cfg: PretrainConfig = PretrainConfig(), *,
+                                base: str | Path | None = None, model_config: Any = None) -> Path:
+    """The tiny model (built or given as ``base``) after :func:`pretrain`, saved in ``out``.
+
+    Cached: if ``out`` holds a model pretrained with the same base and config, it is reused.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rowgym.trainers.tiny_model import TinyModelConfig, _fix_tokenizer_config, build_tiny_model
+
+    out = Path(out)
+    base_dir = Path(base) if base else build_tiny_model(out.parent / (out.name + "-base"),
+                                                         config=model_config or TinyModelConfig())
+    info = {"base": str(base_dir), "base_build": _read_json(base_dir / "rowgym_build.json"), "pretrain": asdict(cfg)}
+    if _read_json(out / "rowgym_pretrain.json") == info:
+        return out
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    t0 = time.perf_counter()
+    losses = pretrain(model, tok, cfg, log=lambda s, loss: print(f"[pretrain] step {s} loss {loss:.3f} "
+                                                                f"({time.perf_counter() - t0:.0f}s)", flush=True))
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    _fix_tokenizer_config(out)
+    (out / "rowgym_pretrain_losses.json").write_text(json.dumps(losses))
+    (out / "rowgym_pretrain.json").write_text(json.dumps(info, indent=2))
+    return out
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def main(argv: list[str] | None = None) -> Path:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--base", default=None, help="model directory to start from (default: build the tiny model)")
+    for f, default in asdict(PretrainConfig()).items():
+        p.add_argument(f"--{f.replace('_', '-')}", type=type(default), default=default)
+    a = vars(p.parse_args(argv))
+    out, base = a.pop("out"), a.pop("base")
+    path = build_pretrained_tiny_model(out, PretrainConfig(**a), base=base)
+    print(path)
+    return path
+
+
+if __name__ == "__main__":
+    main()
