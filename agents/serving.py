@@ -110,6 +110,10 @@ class ServerConfig:
         gpu_memory_utilization: ``--gpu-memory-utilization``.
         kv_cache_gib: ``VLLM_CPU_KVCACHE_SPACE`` on CPU.
         max_model_len: ``--max-model-len``; None lets vLLM read the model config.
+        logprobs_mode: ``--logprobs-mode``. ``processed_logprobs`` (after temperature and
+            top-k/top-p) is what the sampled tokens were drawn from; it is what the HF policy
+            records and what TRL's GRPO computes from temperature-scaled logits, so stored
+            logprobs mean the same whichever policy produced them. vLLM's default is raw.
         extra_args: Further CLI arguments for the api_server.
         python: vLLM venv interpreter; None means :func:`vllm_python`.
         log_path: Where server stdout/stderr go; None means a file in the run dir.
@@ -124,6 +128,7 @@ class ServerConfig:
     gpu_memory_utilization: float = 0.3
     kv_cache_gib: int = 1
     max_model_len: int | None = None
+    logprobs_mode: str = "processed_logprobs"
     extra_args: Sequence[str] = field(default_factory=tuple)
     python: str | os.PathLike | None = None
     log_path: str | os.PathLike | None = None
@@ -144,6 +149,7 @@ class ServerConfig:
             "--dtype", self.dtype or ("float32" if flavor == "cpu" else "auto"),
             "--gpu-memory-utilization", str(self.gpu_memory_utilization),
             "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
+            "--logprobs-mode", self.logprobs_mode,
         ]
         if self.max_model_len:
             cmd += ["--max-model-len", str(self.max_model_len)]

@@ -171,3 +171,33 @@ def test_proxy_records_json(tmp_path):
 
     status, errors, body = asyncio.run(go())
     assert status == 502 and errors == 1 and "upstream down" in body["error"]
+
+
+async def test_server_logprobs_are_the_processed_ones_the_hf_policy_records(server, tiny_model_dir):
+    """vLLM runs with --logprobs-mode processed_logprobs: at temperature 0.5 the logprob it returns
+    for each sampled token equals log_softmax(logits / 0.5) of an HF forward pass on the same ids
+    (the semantics HFPolicy records and TRL's GRPO uses), and not the raw log_softmax(logits)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rowgym.agents.llm import load_tokenizer
+
+    tok = load_tokenizer(tiny_model_dir)
+    prompt = tok.apply_chat_template([{"role": "user", "content": "Turn on the kitchen lights."}], tokenize=True,
+                                     add_generation_prompt=True, return_dict=True)["input_ids"]
+    body = {"model": server.config.served_model_name, "prompt": prompt, "max_tokens": 12, "temperature": 0.5,
+            "logprobs": 0, "return_token_ids": True, "seed": 7, "skip_special_tokens": False}
+    async with aiohttp.ClientSession() as sess:
+        async with sess.post(server.base_url + "/completions", json=body) as r:
+            assert r.status == 200, await r.text()
+            choice = (await r.json())["choices"][0]
+    ids, served = choice["token_ids"], choice["logprobs"]["token_logprobs"]
+    assert len(ids) == len(served) >= 1
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt + ids])).logits[0, len(prompt) - 1:-1]
+    at = torch.arange(len(ids)), torch.tensor(ids)
+    processed = torch.log_softmax(logits / 0.5, -1)[at].tolist()
+    raw = torch.log_softmax(logits, -1)[at].tolist()
+    assert served == pytest.approx(processed, abs=2e-3)
+    assert max(abs(a - b) for a, b in zip(served, raw, strict=True)) > 1e-2
