@@ -49,24 +49,25 @@ class RolloutActor:
 
     async def run(self, keys: list[tuple[str, int, int]], concurrency: int):
         """Play ``keys`` and yield lists of finished episodes as soon as they are done."""
-        from rowgym.rollouts.engine import run_keys
+        from rowgym.rollouts.engine import fewer_gc_pauses, run_keys
 
         done: asyncio.Queue[Episode] = asyncio.Queue()
         task = asyncio.create_task(run_keys(self.cfg, [EpisodeKey(*k) for k in keys], done.put_nowait,
                                             concurrency=concurrency))
         remaining = len(keys)
-        while remaining:
-            get = asyncio.ensure_future(done.get())
-            await asyncio.wait({get, task}, return_when=asyncio.FIRST_COMPLETED)
-            if not get.done():
-                get.cancel()
-                task.result()  # the pool ended early: raise its error to the driver
-                raise RowgymError(f"rollout actor stopped with {remaining} episodes unplayed")
-            batch = [get.result()]
-            while not done.empty():
-                batch.append(done.get_nowait())
-            remaining -= len(batch)
-            yield batch
+        with fewer_gc_pauses():
+            while remaining:
+                get = asyncio.ensure_future(done.get())
+                await asyncio.wait({get, task}, return_when=asyncio.FIRST_COMPLETED)
+                if not get.done():
+                    get.cancel()
+                    task.result()  # the pool ended early: raise its error to the driver
+                    raise RowgymError(f"rollout actor stopped with {remaining} episodes unplayed")
+                batch = [get.result()]
+                while not done.empty():
+                    batch.append(done.get_nowait())
+                remaining -= len(batch)
+                yield batch
         await task
 
 

@@ -210,3 +210,15 @@ def test_ray_backend_writes_the_same_store(tmp_path, model_dir, completion):
                       for e in store.episodes())
 
     assert shape(ray_store) == shape(local_store)
+
+
+def test_gc_settings_are_restored_after_a_collection_even_on_error():
+    import gc
+
+    from rowgym.rollouts.engine import fewer_gc_pauses
+
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError), fewer_gc_pauses():
+        assert gc.get_freeze_count() > 0 and gc.get_threshold()[0] >= 10_000
+        raise RuntimeError("boom")
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
