@@ -47,7 +47,6 @@ def load_tokenizer(model_dir: str | Path) -> Any:
 
 
 _TOKENIZERS: dict[str, Any] = {}
-_JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class _SharedSession:
@@ -151,7 +150,7 @@ class VLLMAgent(TokenPolicy):
         while True:
             attempt += 1
             try:
-                async with self._session.post(self.base_url + path, data=payload, headers=_JSON_HEADERS,
+                async with self._session.post(self.base_url + path, data=payload, headers=aio.JSON_HEADERS,
                                               timeout=self._timeout) as r:
                     if r.status == 200:
                         return aio.loads(await r.read())

@@ -53,7 +53,7 @@ async def plain_loop(base_url: str, episodes: int, turns: int, prompt: list[int]
             for _ in range(turns):
                 body = {"model": "m", "prompt": ids, "max_tokens": 64, "logprobs": 0, "return_token_ids": True}
                 async with sess.post(base_url + "/v1/completions", data=aio.dumps(body),
-                                     headers={"Content-Type": "application/json"}) as r:
+                                     headers=aio.JSON_HEADERS) as r:
                     data = aio.loads(await r.read())
                 ids += data["choices"][0]["token_ids"] + prompt[:8]
 
@@ -71,6 +71,10 @@ def engine_config(out: str, episodes: int, base_url: str, backend: str = "asynci
 async def measure(args: argparse.Namespace, latency: float, ids: list[int], prompt: list[int]) -> dict:
     """plain vs engine (and ray) at one latency; the best of ``repeats`` runs of each."""
     ideal = args.turns * latency
+
+    def per_turn(cpu_s: float) -> float:  # ms of this process's CPU per policy turn
+        return cpu_s / (args.episodes * args.turns) * 1e3
+
     print(f"\n== latency {latency}s per call: {args.episodes} episodes in flight x {args.turns} turns, "
           f"ideal {ideal:.2f}s")
     rows = []
@@ -83,7 +87,6 @@ async def measure(args: argparse.Namespace, latency: float, ids: list[int], prom
                 s = await acollect(engine_config(d, args.episodes, srv.base_url))
             c2 = time.process_time()
             assert s.n_done == args.episodes and s.n_success == args.episodes, s
-            per_turn = lambda c: c / (args.episodes * args.turns) * 1e3  # noqa: E731
             print(f"[{rep}] plain  {plain:6.2f}s eff {ideal / plain:.3f} ({per_turn(c1 - c0):.2f} ms CPU/turn) | "
                   f"engine {s.rollout_s:6.2f}s eff {ideal / s.rollout_s:.3f} ({per_turn(c2 - c1):.2f} ms CPU/turn, "
                   f"whole collect() {ideal / s.wall_s:.3f}) | engine/plain {plain / s.rollout_s:.3f}")

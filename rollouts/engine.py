@@ -11,7 +11,8 @@
 agent when it takes its first key and reuses them for the next ones. Each finished
 episode goes to one writer that appends it to the store (so a kill loses only what was
 in flight) off the event loop, and a resumed run skips episode ids the store already
-has (``retry_failed`` plays failed ones again; readers then see the retry's record). ``group_size`` k plays every seed k times (one GRPO group per seed, ``group_id`` =
+has (``retry_failed`` plays failed ones again; readers then see the retry's record).
+``group_size`` k plays every seed k times (one GRPO group per seed, ``group_id`` =
 ``run_id:seed``).
 
 ``backend="ray"`` runs the same workers inside Ray actors (see

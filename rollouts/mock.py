@@ -108,10 +108,11 @@ class MockCompletionsServer:
                   "prompt_token_ids": body["prompt"], "token_ids": self.completion_ids,
                   "logprobs": {"tokens": [""] * n, "token_logprobs": self.logprobs,
                                "top_logprobs": None, "text_offset": [0] * n}}
-        return web.Response(content_type="application/json", body=aio.dumps({"id": f"cmpl-{self.calls}", "object": "text_completion",
-                                  "created": int(time.time()), "model": body.get("model"), "choices": [choice],
-                                  "usage": {"prompt_tokens": len(body["prompt"]), "completion_tokens": n,
-                                            "total_tokens": len(body["prompt"]) + n}}))
+        out = {"id": f"cmpl-{self.calls}", "object": "text_completion", "created": int(time.time()),
+               "model": body.get("model"), "choices": [choice],
+               "usage": {"prompt_tokens": len(body["prompt"]), "completion_tokens": n,
+                         "total_tokens": len(body["prompt"]) + n}}
+        return web.Response(content_type="application/json", body=aio.dumps(out))
 
     async def start(self) -> MockCompletionsServer:
         from aiohttp import web

@@ -22,6 +22,8 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+JSON_HEADERS = {"Content-Type": "application/json"}
+"""Headers for a request whose body is :func:`dumps` bytes."""
 
 try:
     import orjson as _orjson

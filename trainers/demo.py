@@ -117,7 +117,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     import rowgym
     from rowgym.rollouts.engine import CollectConfig, collect
     from rowgym.trainers.grpo import GRPOOptions, make_grpo_trainer
-    from rowgym.trainers.pretrain import PretrainConfig, build_pretrained_tiny_model
+    from rowgym.trainers.pretrain import LOSSES_FILE, PretrainConfig, build_pretrained_tiny_model
     from rowgym.trainers.sft import SFTOptions, train_sft
     from rowgym.trainers.tiny_model import TinyModelConfig, _fix_tokenizer_config, build_tiny_model
 
@@ -145,7 +145,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     if cfg.pretrain_steps > 0:
         model_dir = build_pretrained_tiny_model(out / f"model-{cfg.model}-pretrained",
                                                 PretrainConfig(steps=cfg.pretrain_steps, seed=cfg.seed), base=model_dir)
-        pretrain_losses = json.loads((model_dir / "rowgym_pretrain_losses.json").read_text())
+        pretrain_losses = json.loads((model_dir / LOSSES_FILE).read_text())
         lap("generic copy pretraining (no tools, no env tasks)")
 
     run = collect(CollectConfig(env_id=cfg.env_id, agent="expert", split="train", episodes=cfg.expert_episodes,

@@ -49,6 +49,8 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
 _TRUE, _FALSE = ("on", "yes", "enabled", "true"), ("off", "no", "disabled", "false")
 _FLAGS = ("active", "visible", "enabled", "open", "muted", "locked")
 _NUMBERS = ("count", "level", "amount", "limit", "target", "celsius")
+INFO_FILE, LOSSES_FILE = "rowgym_pretrain.json", "rowgym_pretrain_losses.json"
+"""Written beside the pretrained weights: what was trained (the cache key), and the loss per step."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,7 @@ def build_pretrained_tiny_model(out: str | Path, cfg: PretrainConfig = PretrainC
     base_dir = Path(base) if base else build_tiny_model(out.parent / (out.name + "-base"),
                                                          config=model_config or TinyModelConfig())
     info = {"base": str(base_dir), "base_build": _read_json(base_dir / "rowgym_build.json"), "pretrain": asdict(cfg)}
-    if _read_json(out / "rowgym_pretrain.json") == info:
+    if _read_json(out / INFO_FILE) == info:
         return out
     tok = AutoTokenizer.from_pretrained(base_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
@@ -166,8 +168,8 @@ def build_pretrained_tiny_model(out: str | Path, cfg: PretrainConfig = PretrainC
     model.save_pretrained(out)
     tok.save_pretrained(out)
     _fix_tokenizer_config(out)
-    (out / "rowgym_pretrain_losses.json").write_text(json.dumps(losses))
-    (out / "rowgym_pretrain.json").write_text(json.dumps(info, indent=2))
+    (out / LOSSES_FILE).write_text(json.dumps(losses))
+    (out / INFO_FILE).write_text(json.dumps(info, indent=2))
     return out
 
 

@@ -10,6 +10,7 @@ pytest.importorskip("trl", reason="needs the train extra (scripts/setup_train.sh
 
 from rowgym.trainers.pretrain import (  # noqa: E402
     CATEGORIES,
+    INFO_FILE,
     PretrainConfig,
     SlotFillingCorpus,
     build_pretrained_tiny_model,
@@ -83,5 +84,5 @@ def test_pretraining_lowers_the_answer_loss_and_is_cached(base, tokenizer, tmp_p
     stamp = (out / "model.safetensors").stat().st_mtime_ns
     assert build_pretrained_tiny_model(tmp_path / "p", cfg, base=base) == out
     assert (out / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not retrained
-    assert json.loads((out / "rowgym_pretrain.json").read_text())["pretrain"]["steps"] == 3
+    assert json.loads((out / INFO_FILE).read_text())["pretrain"]["steps"] == 3
     AutoModelForCausalLM.from_pretrained(out)  # loadable
