@@ -365,6 +365,21 @@ def model_build_tiny(out: Annotated[Path | None, typer.Option(help="Output dir (
     build_tiny_model_cli(str(out) if out else None, seed, force)
 
 
+@model_app.command("pretrain-tiny")
+def model_pretrain_tiny(out: Annotated[Path, typer.Option(help="Output dir of the pretrained model")],
+                        base: Annotated[Path | None, typer.Option(help="Model dir to start from (default: build the tiny model)")] = None,
+                        steps: Annotated[int, typer.Option(help="Optimizer steps (32 requests each)")] = 1000,
+                        seed: Annotated[int, typer.Option(help="Seed of the corpus and of training")] = 0) -> None:
+    """Give the tiny model a short generic copy pretraining (synthetic requests -> JSON tool-call arguments)."""
+    try:
+        from rowgym.trainers.pretrain import PretrainConfig, build_pretrained_tiny_model
+    except ImportError as e:
+        _fail(f"pretraining needs the train extra (pip install 'rowgym[train]'): {e}")
+    if base is not None and not (base / "config.json").exists():
+        _fail(f"{base} is not a model directory; build one with `rowgym model build-tiny`")
+    console.print(str(build_pretrained_tiny_model(out, PretrainConfig(steps=steps, seed=seed), base=base)))
+
+
 # ----------------------------------------------------------------------------- train
 train_app = typer.Typer(help="Train on collected trajectories with TRL (needs the train extra).", no_args_is_help=True)
 app.add_typer(train_app, name="train")

@@ -86,3 +86,16 @@ def test_pretraining_lowers_the_answer_loss_and_is_cached(base, tokenizer, tmp_p
     assert (out / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not retrained
     assert json.loads((out / INFO_FILE).read_text())["pretrain"]["steps"] == 3
     AutoModelForCausalLM.from_pretrained(out)  # loadable
+
+
+def test_cli_pretrain_tiny(base, tmp_path):
+    from typer.testing import CliRunner
+
+    from rowgym.cli import app
+
+    bad = CliRunner().invoke(app, ["model", "pretrain-tiny", "--out", str(tmp_path / "x"), "--base", str(tmp_path)])
+    assert bad.exit_code != 0 and "not a model directory" in bad.output
+    ok = CliRunner().invoke(app, ["model", "pretrain-tiny", "--out", str(tmp_path / "p"), "--base", str(base),
+                                  "--steps", "2"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads((tmp_path / "p" / INFO_FILE).read_text())["pretrain"]["steps"] == 2
