@@ -34,7 +34,9 @@ def agent_colors(groups: list[GroupMetrics]) -> dict[str, str]:
 
 
 def _plt() -> Any:
-    import matplotlib
+    from rowgym.extras import require
+
+    matplotlib = require("matplotlib", "report plots")
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt

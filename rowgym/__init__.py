@@ -12,5 +12,11 @@ from rowgym.errors import RowgymError  # noqa: E402
 from rowgym.registry import EnvSpec, all_specs, make, register, spec  # noqa: E402
 from rowgym.rows import SCHEMA_VERSION, Action, Episode, Split, StepRow, ToolCall  # noqa: E402
 
+# Plugins register their ids now, so that ``gymnasium.make("<plugin id>")`` works right after
+# ``import rowgym`` (failures are recorded, shown by ``rowgym envs list``, never raised here).
+from rowgym.registry import load_plugins  # noqa: E402
+
+load_plugins()
+
 __all__ = ["Action", "EnvSpec", "Episode", "RowgymError", "SCHEMA_VERSION", "Split", "StepRow", "ToolCall",
            "all_specs", "make", "register", "spec"]

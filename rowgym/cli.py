@@ -58,8 +58,11 @@ def envs_list() -> None:
     for s in all_specs():
         t.add_row(s.id, s.source, "yes" if s.expert else "-", s.description)
     console.print(t)
-    for f in plugin_failures():
+    failures = plugin_failures()
+    for f in failures:
         console.print(f"[bold red]plugin {f.name!r} ({f.value}) failed to load:[/] {f.error}")
+    if failures:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -68,8 +71,8 @@ def check(env_id: Annotated[str | None, typer.Argument(help="Environment id; omi
           seeds: Annotated[int, typer.Option(help="Seeds to check the expert and determinism on.")] = 5,
           random_episodes: Annotated[int, typer.Option(help="Episodes of the random agent.")] = 20) -> None:
     """Check that an environment can be trusted (API, determinism, expert, random, splits, bad calls)."""
-    from rowgym.checker import check_env
     from rowgym.errors import RowgymError
+    from rowgym.evals.checker import check_env
     from rowgym.registry import all_specs
 
     if not env_id and not all_envs:
@@ -78,16 +81,21 @@ def check(env_id: Annotated[str | None, typer.Argument(help="Environment id; omi
     t = Table(title="rowgym check")
     for col in ("env", "check", "result", "detail"):
         t.add_column(col, overflow="fold")
-    ok = True
+    ok, partial = True, []
     for eid in ids:
         try:
             report = check_env(eid, n_seeds=seeds, random_episodes=random_episodes)
         except RowgymError as e:
             _fail(str(e))
+        style = {"passed": "[green]pass", "failed": "[red]FAIL", "skipped": "[yellow]skipped"}
         for r in report.results:
-            t.add_row(eid, r.name, "[green]pass" if r.passed else "[red]FAIL", r.detail[:300])
+            t.add_row(eid, r.name, style[r.status], r.detail[:300])
         ok &= report.ok
+        if report.ok and not report.fully_checked:
+            partial.append(eid)
     console.print(t)
+    if partial:
+        console.print(f"[yellow]not fully checked (a check was skipped): {', '.join(partial)}")
     raise typer.Exit(0 if ok else 1)
 
 

@@ -53,3 +53,7 @@ class GraderError(RowgymError):
     """An environment's verifier crashed while grading an episode (the episode fails with kind 'grader')."""
 
     failure_kind = "grader"
+
+
+class MissingDependencyError(RowgymError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""

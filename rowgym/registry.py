@@ -24,6 +24,7 @@ import difflib
 import importlib
 import re
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -38,16 +39,16 @@ _ID_RE = re.compile(r"^(?:(?P<ns>[\w.-]+)/)?(?P<name>[\w.:-]+?)(?:-v(?P<version>
 class EnvSpec:
     """How to build one environment id.
 
-    ``entry_point`` and ``expert`` are ``"module:attr"`` strings so that listing
-    environments imports nothing heavy; ``expert`` names the scripted expert agent
-    class for this environment, if it has one.
+    ``entry_point`` and ``expert`` are ``"module:attr"`` strings (listing environments
+    then imports nothing heavy) or, as in Gymnasium, the class or callable itself;
+    ``expert`` names the scripted expert agent class for this environment, if it has one.
     """
 
     id: str
-    entry_point: str
+    entry_point: str | Callable[..., Any]
     kwargs: dict[str, Any] = field(default_factory=dict)
     description: str = ""
-    expert: str | None = None
+    expert: str | Callable[..., Any] | None = None
     source: str = "rowgym"
     tags: tuple[str, ...] = ()
 
@@ -59,7 +60,8 @@ class EnvSpec:
     def version(self) -> int:
         return _parse(self.id)[2] or 0
 
-    def load(self) -> type:
+    def load(self) -> Any:
+        """The env class (or factory) this id builds."""
         return load_object(self.entry_point)
 
 
@@ -86,8 +88,12 @@ def _parse(env_id: str) -> tuple[str | None, str, int | None]:
     return m["ns"], m["name"], int(m["version"]) if m["version"] is not None else None
 
 
-def load_object(ref: str) -> Any:
-    """Import ``"package.module:attr"``."""
+def load_object(ref: str | Callable[..., Any]) -> Any:
+    """Import ``"package.module:attr"`` (a class or callable is returned as it is)."""
+    if callable(ref):
+        return ref
+    if not isinstance(ref, str) or ":" not in ref:
+        raise RegistryError(f"expected 'package.module:attr', a class or a callable, got {ref!r}")
     module, _, attr = ref.partition(":")
     obj = importlib.import_module(module)
     for part in attr.split(".") if attr else []:
@@ -95,10 +101,25 @@ def load_object(ref: str) -> Any:
     return obj
 
 
-def register(id: str, entry_point: str, *, kwargs: dict[str, Any] | None = None, description: str = "",
-             expert: str | None = None, tags: tuple[str, ...] = (), source: str = "rowgym",
-             replace: bool = False) -> EnvSpec:
-    """Register an environment id with rowgym and with Gymnasium."""
+def register(id: str, entry_point: str | Callable[..., Any], *, kwargs: dict[str, Any] | None = None,
+             description: str = "", expert: str | Callable[..., Any] | None = None, tags: tuple[str, ...] = (),
+             source: str = "rowgym", replace: bool = False) -> EnvSpec:
+    """Register an environment id with rowgym and with Gymnasium.
+
+    Args:
+        id: ``namespace/Name-vN``.
+        entry_point: ``"module:Class"``, or the env class or a factory callable itself.
+        kwargs: Default constructor keyword arguments.
+        description: One line shown by ``rowgym envs list``.
+        expert: The scripted expert agent (``"module:Class"`` or the class); it is built as
+            ``Expert(**options)`` with the options a user passes (``--noise``, ``seed``...).
+        tags: Free-form labels.
+        source: Who registered it (set to ``plugin:NAME`` for plugins).
+        replace: Overwrite an existing registration.
+    """
+    for what, ref in (("entry_point", entry_point), ("expert", expert)):
+        if ref is not None and not callable(ref) and not (isinstance(ref, str) and ":" in ref):
+            raise RegistryError(f"{id}: {what} must be 'package.module:attr', a class or a callable, got {ref!r}")
     _, _, version = _parse(id)
     if version is None:
         raise RegistryError(f"environment id {id!r} needs a version suffix like '-v0'")
@@ -194,7 +215,13 @@ def make(env_id: str, **kwargs: Any) -> Any:
         cls = s.load()
     except Exception as e:
         raise PluginError(f"environment {s.id!r} from {s.source} failed to import {s.entry_point}: {e}") from e
-    return cls(env_id=s.id, **{**s.kwargs, **kwargs})
+    kw = {**s.kwargs, **kwargs}
+    if isinstance(cls, type):
+        return cls(env_id=s.id, **kw)
+    env = cls(**kw)  # a factory callable (Gymnasium allows them): tell the env its id afterwards
+    if hasattr(env, "env_id"):
+        env.env_id = s.id
+    return env
 
 
 def _builtin() -> None:

@@ -81,3 +81,51 @@ def test_example_plugin_installs_and_appears_in_list_and_make():
     assert made.returncode == 0, made.stderr
     assert made.stdout.split()[0] == "GuessNumberEnv"
     assert made.stdout.split()[1] in {"higher", "correct"}
+
+
+def test_plugin_registered_with_a_class_works_through_gymnasium_make_after_import_rowgym(tmp_path):
+    _write_fake_dist(tmp_path, "class_plugin", "class_plugin_mod:register")
+    (tmp_path / "class_plugin_mod.py").write_text(textwrap.dedent("""
+        import rowgym
+        from rowgym.envs.toolapi.retail import RetailEnv
+
+        class MyRetail(RetailEnv):
+            pass
+
+        def register():
+            rowgym.register("classplugin/MyRetail-v0", entry_point=MyRetail)
+    """))
+    code = ("import rowgym, gymnasium; e = gymnasium.make('classplugin/MyRetail-v0'); o, i = e.reset(seed=0); "
+            "print(type(e.unwrapped).__name__, e.unwrapped.env_id)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["MyRetail", "classplugin/MyRetail-v0"]
+
+
+def test_register_accepts_a_factory_and_refuses_a_bad_entry_point():
+    from rowgym.envs.toolapi.retail import RetailEnv
+
+    rowgym.register("factory/Retail-v0", entry_point=lambda **kw: RetailEnv(**kw), replace=True)
+    assert rowgym.make("factory/Retail-v0").env_id == "factory/Retail-v0"
+    with pytest.raises(RegistryError, match="module:attr"):
+        rowgym.register("bad/Entry-v0", entry_point="no_colon_here")
+
+
+def test_envs_list_exits_non_zero_when_a_plugin_failed(tmp_path):
+    _write_fake_dist(tmp_path, "broken_plugin2", "broken_plugin2_mod:register")
+    (tmp_path / "broken_plugin2_mod.py").write_text("raise ImportError('missing dependency: frobnicate')\n")
+    out = subprocess.run([sys.executable, "-m", "rowgym.cli", "envs", "list"], capture_output=True, text=True,
+                         env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+    assert out.returncode == 1
+    assert "broken_plugin2" in out.stdout and "frobnicate" in out.stdout and "Traceback" not in out.stdout + out.stderr
+
+
+def test_agent_option_it_does_not_take_is_a_clear_error():
+    from rowgym.agents import make_agent
+
+    env = rowgym.make("rowgym/ToolAPI-Retail-v0")
+    with pytest.raises(rowgym.RowgymError, match="does not take option.*temperature.*it takes: noise, seed"):
+        make_agent("expert", env, temperature=0.7)
+    with pytest.raises(rowgym.RowgymError, match="not a rowgym Agent class"):
+        make_agent("os:system", env)

@@ -75,7 +75,7 @@ def test_hidden_tests_unreachable(env) -> None:
 
 
 def test_checker_on_corpus_sample() -> None:
-    from rowgym.checker import check_env
+    from rowgym.evals.checker import check_env
 
     report = check_env("rowgym/RepoPatch-Corpus-v0", n_seeds=2, random_episodes=3)
     assert report.ok, "\n".join(f"{r.name}: {r.detail}" for r in report.failed())

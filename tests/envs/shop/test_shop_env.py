@@ -197,7 +197,7 @@ async def test_eight_concurrent_episodes_do_not_cross(shop_port):
 
 
 def test_checker_passes(shop_port):
-    from rowgym.checker import check_env
+    from rowgym.evals.checker import check_env
 
     report = check_env("rowgym/Shop-v0", n_seeds=1, random_episodes=4)
     assert report.ok, "\n".join(f"{r.name}: {r.detail}" for r in report.failed())

@@ -1,7 +1,7 @@
 """ToolAPI-Home: checker, gold plans, goal-content splits, distinct tasks, grading by device state."""
 
 import rowgym
-from rowgym.checker import assert_env_ok
+from rowgym.evals.checker import assert_env_ok
 from rowgym.envs.toolapi.home import HomeEnv, goal_key, goal_of
 
 ENV = "rowgym/ToolAPI-Home-v0"
