@@ -21,12 +21,35 @@ One implementation, two faces: the async methods (``areset``/``astep``/``aclose`
 are the implementation, used by rollout workers so hundreds of episodes share one
 event loop; ``reset``/``step``/``close`` run them on a private event loop for
 ordinary Gymnasium code.
+
+``step`` never raises on agent input. Where the line between "a failing action" and
+"a programming error" falls:
+
+* A malformed call (no call, bad or over-long or too deeply nested JSON, unknown tool,
+  invalid arguments) is a bad call (see :func:`rowgym.tools.parse_action`, which also
+  bounds sizes and replaces lone surrogates and NUL in arguments; the observation then
+  says that the call was changed).
+* A tool that raises :class:`~rowgym.tools.ToolError` failed as designed:
+  ``error_kind="tool_error"``.
+* A tool that raises anything else was driven by agent input into a path its author
+  did not foresee (an overflow, a recursion limit, a backend refusing a value). That is
+  an env bug, but the agent caused it and can act differently, so it is an observation
+  too, kept apart from designed failures: ``error_kind="tool_crash"``, the exception
+  type and message in the observation and in ``info["tool_crash"]``, and a logged
+  warning, so a run's data shows every such bug without losing the episode.
+* Infrastructure failures still raise and end the episode with a failure kind: an
+  exception of a type in ``infra_errors`` (by default ``OSError`` — connections,
+  timeouts, disks — and ``RowgymError``, whose subclasses carry their own attribution,
+  e.g. sandbox or grader). An env whose backend raises other types for its own outages
+  (an HTTP client's errors, say) adds them to ``infra_errors``. Cancellation is never
+  caught.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from abc import abstractmethod
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -39,9 +62,11 @@ from rowgym.rewards.local import DEFAULT_LOCAL
 from rowgym.rows import Action, Split, ToolCall, Verdict
 from rowgym.spaces import TextSpace, ToolCallSpace
 from rowgym.splits import HashSplits, SeedSplits, content_hash
-from rowgym.tools import BadCall, Tool, ToolError, collect_tools, parse_action
+from rowgym.tools import BadCall, ParsedCall, Tool, ToolError, clean_text, collect_tools, parse_action
 
 TaskT = TypeVar("TaskT", bound=BaseModel)
+log = logging.getLogger(__name__)
+CRASH_MESSAGE_CHARS = 300
 
 
 class RowEnv(gym.Env[str, Action], Generic[TaskT]):
@@ -57,6 +82,9 @@ class RowEnv(gym.Env[str, Action], Generic[TaskT]):
     default_max_turns: ClassVar[int] = 30
     local_rubric: ClassVar[Rubric] = DEFAULT_LOCAL
     system_prompt: ClassVar[str] = "You are an agent. Use the tools to complete the task, then call finish."
+    infra_errors: ClassVar[tuple[type[BaseException], ...]] = (OSError, RowgymError)
+    """Exceptions from a tool that mean the env's own infrastructure failed: they end the
+    episode (attributed by the engine). Any other exception is a ``tool_crash`` observation."""
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
     _tools_cache: ClassVar[dict[type, list[Tool]]] = {}
@@ -157,6 +185,7 @@ class RowEnv(gym.Env[str, Action], Generic[TaskT]):
         parsed = parse_action(action, self._tools)
         terminated = False
         error_kind: str | None = None
+        crash: str | None = None
         call: ToolCall | None = parsed.call
         if isinstance(parsed, BadCall):
             obs, error_kind = await self.error_observation(parsed.message), parsed.kind
@@ -165,8 +194,19 @@ class RowEnv(gym.Env[str, Action], Generic[TaskT]):
                 obs = await parsed.tool.fn(self, parsed.args)
                 terminated = parsed.tool.terminal
             except ToolError as e:
-                obs, error_kind = await self.error_observation(str(e)), "tool_error"
+                obs, error_kind = await self.error_observation(str(e) or "the call failed"), "tool_error"
                 self._signals = {}
+            except self.infra_errors:
+                raise
+            except Exception as e:  # agent input drove a tool into an unforeseen error: see the module docstring
+                crash = describe_exception(e)
+                log.warning("%s: tool %s crashed on seed %s: %s", type(self).__name__, parsed.tool.name,
+                            self.episode_seed, crash, exc_info=True)
+                obs, error_kind = await self.error_observation(
+                    f"{parsed.tool.name} failed unexpectedly ({crash}). Try different arguments."), "tool_crash"
+                self._signals = {}
+            obs = _with_replacement_note(obs, parsed)
+        obs = clean_text(obs)
         bad = error_kind is not None
         repaired = not bad and self._last_bad is not None and (
             self._last_bad.call is None or self._last_bad.call.name not in self._tools
@@ -180,6 +220,8 @@ class RowEnv(gym.Env[str, Action], Generic[TaskT]):
         info: dict[str, Any] = {"bad_call": bad, "error_kind": error_kind, "repaired": repaired,
                                 "local_reward": local, "reward_breakdown": breakdown, "tool_call": call,
                                 "turn": self.turn}
+        if crash is not None:
+            info["tool_crash"] = crash
         reward = local
         if terminated or truncated:
             try:
@@ -234,3 +276,41 @@ class RowEnv(gym.Env[str, Action], Generic[TaskT]):
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.aclose()
+
+
+def describe_exception(e: BaseException, limit: int = CRASH_MESSAGE_CHARS) -> str:
+    """``Type: message`` of an exception, never empty, storable, cut to ``limit`` characters.
+
+    An exception without a message (``httpx.ConnectTimeout()``, ``TimeoutError()``) says
+    ``(no message)`` and names what caused it, if anything did.
+
+    >>> describe_exception(TimeoutError())
+    'TimeoutError (no message)'
+    >>> try:
+    ...     try:
+    ...         raise OSError("connection refused")
+    ...     except OSError as cause:
+    ...         raise RuntimeError() from cause
+    ... except RuntimeError as e:
+    ...     describe_exception(e)
+    'RuntimeError (no message), caused by OSError: connection refused'
+    """
+    parts: list[str] = []
+    cur: BaseException | None = e
+    while cur is not None and len(parts) < 4:
+        msg = clean_text(str(cur)).strip()
+        if len(msg) > limit:
+            msg = msg[:limit] + "..."
+        parts.append(f"{type(cur).__name__}: {msg}" if msg else f"{type(cur).__name__} (no message)")
+        if msg:  # a message says what happened; follow causes only past empty ones
+            break
+        cur = cur.__cause__ or (None if cur.__suppress_context__ else cur.__context__)
+    return ", caused by ".join(parts)
+
+
+def _with_replacement_note(obs: str, parsed: ParsedCall) -> str:
+    """Tell the agent when its arguments were changed before the tool saw them."""
+    if not parsed.replaced:
+        return obs
+    return (f"{obs}\n(Note: {parsed.replaced} character(s) of your arguments that cannot be stored or passed "
+            "on — lone UTF-16 surrogates or NUL — were replaced with U+FFFD before the call.)")

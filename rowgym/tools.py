@@ -18,6 +18,24 @@ argument model (``extra="forbid"``) and returns the observation text. The docstr
 is the description the policy sees. Parsing and validating a call never raises:
 :func:`parse_action` returns a :class:`ParsedCall` or a :class:`BadCall` that says
 what was wrong, which the environment turns into an observation.
+
+Agent input is bounded here, before anything reaches a tool, a backend or storage:
+
+* at most ``MAX_ACTION_CHARS`` of raw text are searched for a tool call and at most
+  ``MAX_ARGUMENTS_CHARS`` of arguments JSON are decoded (longer is a bad call);
+* JSON nested deeper than ``MAX_JSON_DEPTH`` is refused by a scan of its brackets,
+  before the (recursive) decoder sees it;
+* characters that backends cannot take are replaced with U+FFFD in the decoded
+  arguments: lone UTF-16 surrogates (e.g. from a ``"\\ud800"`` escape; they have no
+  UTF-8 encoding, so SQLite, files and JSON storage refuse them) and NUL (C-string
+  backends cut text at it). :attr:`ParsedCall.replaced` counts them, so the
+  environment can tell the agent its call was changed.
+
+>>> bad = parse_action('{"name": "echo", "arguments": ' + "[" * 100 + "]" * 100 + "}", {})
+>>> bad.kind, bad.message
+('bad_json', 'The tool call is nested too deeply (more than 64 levels of [ and {).')
+>>> clean_text("ok \\ud800") == "ok \\ufffd"
+True
 """
 
 from __future__ import annotations
@@ -103,13 +121,30 @@ def collect_tools(cls: type) -> list[Tool]:
     return list(tools.values())
 
 
+MAX_ACTION_CHARS = 65_536
+"""Raw policy text longer than this is not searched for a tool call (a bad call)."""
+MAX_ARGUMENTS_CHARS = 65_536
+"""Arguments (or a whole tool-call object) longer than this, as JSON text, are a bad call."""
+MAX_JSON_DEPTH = 64
+"""JSON nested deeper than this (``[`` and ``{`` levels) is refused before it is decoded."""
+MAX_QUOTE_CHARS = 80
+"""Agent text quoted back in an error message (a tool name, an argument key) is cut to this."""
+
+REPLACEMENT = "\ufffd"
+
+
 @dataclass(frozen=True)
 class ParsedCall:
-    """A call that names a known tool with valid arguments."""
+    """A call that names a known tool with valid arguments.
+
+    ``replaced`` counts the characters of the arguments that were replaced with U+FFFD
+    (lone surrogates, NUL) before validation.
+    """
 
     tool: Tool
     args: ToolArgs
     call: ToolCall
+    replaced: int = 0
 
 
 @dataclass(frozen=True)
@@ -121,32 +156,170 @@ class BadCall:
     call: ToolCall | None = None
 
 
+def clean_text(text: str) -> str:
+    """``text`` with every lone UTF-16 surrogate replaced by U+FFFD (a valid pair is joined).
+
+    Anything that stores or sends text as UTF-8 (JSON rows, SQLite, files, HTTP) refuses
+    a lone surrogate; an LLM client that decodes a cut multi-byte sequence can produce
+    one. Text without surrogates is returned as is (the same object).
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _scrub(text: str) -> tuple[str, int]:
+    """Lone surrogates and NUL replaced with U+FFFD, and how many were replaced."""
+    out = clean_text(text)
+    if "\x00" in out:
+        out = out.replace("\x00", REPLACEMENT)
+    if out is text:
+        return text, 0
+    # a joined surrogate pair shortens the text; count only what became U+FFFD
+    return out, max(0, out.count(REPLACEMENT) - text.count(REPLACEMENT))
+
+
+def _scrub_json(value: Any) -> tuple[Any, int]:
+    """Scrub every string (keys too) of decoded JSON; depth is already bounded by the caller."""
+    if isinstance(value, str):
+        return _scrub(value)
+    if isinstance(value, list):
+        n = 0
+        items = []
+        for v in value:
+            v, k = _scrub_json(v)
+            items.append(v)
+            n += k
+        return items, n
+    if isinstance(value, dict):
+        n = 0
+        out = {}
+        for key, v in value.items():
+            key, k1 = _scrub(key)
+            v, k2 = _scrub_json(v)
+            out[key] = v
+            n += k1 + k2
+        return out, n
+    return value, 0
+
+
+def _may_need_scrub(text: str) -> bool:
+    """False when decoding ``text`` cannot yield a lone surrogate or NUL (the common case)."""
+    return "\\u" in text or "\x00" in text or not text.isascii()
+
+
+_JSON_SPECIAL = re.compile(r'[\[\]{}"\\]')
+
+
+def json_depth_exceeds(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether JSON ``text`` nests ``[``/``{`` deeper than ``limit``, found without recursion.
+
+    One linear scan over the special characters; brackets inside strings do not count.
+    Works on malformed JSON too.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth, in_string, skip = 0, False, -1
+    for m in _JSON_SPECIAL.finditer(text):
+        pos, c = m.start(), m.group()
+        if pos == skip:  # the character after a backslash inside a string
+            continue
+        if in_string:
+            if c == "\\":
+                skip = pos + 1
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif c in "]}":
+            depth = max(0, depth - 1)
+    return False
+
+
+def _quote(text: str, limit: int = MAX_QUOTE_CHARS) -> str:
+    """``repr`` of agent text for an error message, cut to ``limit`` characters."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text):,} characters)"
+
+
+def _loads(text: str, what: str) -> Any | BadCall:
+    """Decode bounded JSON, or say why not (size, depth, syntax, number limits)."""
+    if len(text) > MAX_ARGUMENTS_CHARS:
+        return BadCall("bad_json", f"{what} is too long ({len(text):,} characters; at most {MAX_ARGUMENTS_CHARS:,}).")
+    if json_depth_exceeds(text):
+        return BadCall("bad_json", f"{what} is nested too deeply (more than {MAX_JSON_DEPTH} levels of [ and {{).")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        return BadCall("bad_json", f"{what} is not valid JSON ({e.msg} at char {e.pos}).")
+    except (ValueError, RecursionError) as e:  # e.g. an integer of more than 4,300 digits
+        return BadCall("bad_json", f"{what} cannot be decoded ({type(e).__name__}: {str(e)[:200]}).")
+
+
 # Hermes-style (Qwen) tool calls in raw text: <tool_call>{"name": ..., "arguments": {...}}</tool_call>
-_TOOL_CALL_RE = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
+_OPEN, _CLOSE = "<tool_call>", "</tool_call>"
 
 
 def extract_tool_call(text: str) -> ToolCall | BadCall:
     """Find one tool call in raw policy text (Hermes tags, or a bare JSON object)."""
-    m = _TOOL_CALL_RE.search(text)
-    body = m.group(1) if m else text.strip()
+    if len(text) > MAX_ACTION_CHARS:
+        return BadCall("no_tool_call", f"The reply is too long ({len(text):,} characters; at most "
+                       f"{MAX_ACTION_CHARS:,}). Reply with one short tool call.")
+    start = text.find(_OPEN)
+    if start >= 0:  # the first tagged call; an unclosed tag runs to the end (linear, no regex backtracking)
+        end = text.find(_CLOSE, start + len(_OPEN))
+        body = text[start + len(_OPEN):end if end >= 0 else len(text)].strip()
+    else:
+        body = text.strip()
     if not body.startswith("{"):
         return BadCall("no_tool_call", "No tool call found. Reply with exactly one tool call, e.g. "
                        '<tool_call>{"name": "...", "arguments": {...}}</tool_call>.')
-    try:
-        obj = json.loads(body)
-    except json.JSONDecodeError as e:
-        return BadCall("bad_json", f"The tool call is not valid JSON ({e.msg} at char {e.pos}).")
+    obj = _loads(body, "The tool call")
+    if isinstance(obj, BadCall):
+        return obj
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
         return BadCall("bad_json", 'A tool call must be a JSON object with a "name" string and "arguments".')
     args = obj.get("arguments", {})
-    return ToolCall(name=obj["name"], arguments=args if isinstance(args, str) else json.dumps(args))
+    try:
+        arguments = args if isinstance(args, str) else json.dumps(args)
+    except (ValueError, RecursionError) as e:
+        return BadCall("bad_json", f"The arguments cannot be encoded as JSON ({type(e).__name__}).")
+    return ToolCall(name=obj["name"], arguments=arguments)
+
+
+def _call_from_dict(action: dict) -> ToolCall | BadCall:
+    try:
+        args = action.get("arguments", {})
+        return ToolCall(name=str(action["name"]), arguments=args if isinstance(args, str) else json.dumps(args))
+    except (KeyError, TypeError, ValueError, RecursionError) as e:
+        return BadCall("bad_json", f"A tool call needs a name and JSON arguments ({type(e).__name__}: "
+                       f"{str(e)[:200]}).")
+
+
+def _validation_problems(e: ValidationError, limit: int = 5) -> str:
+    """The first ``limit`` validation errors, with over-long keys cut."""
+    errs = e.errors()
+    parts = []
+    for err in errs[:limit]:
+        loc = ".".join(str(x) if len(str(x)) <= MAX_QUOTE_CHARS else _quote(str(x)) for x in err["loc"])
+        parts.append(f"{loc or 'arguments'}: {err['msg']}")
+    more = f"; and {len(errs) - limit} more" if len(errs) > limit else ""
+    return "; ".join(parts) + more
 
 
 def parse_action(action: Action | ToolCall | dict | str, tools: dict[str, Tool]) -> ParsedCall | BadCall:
     """Turn whatever the agent produced into a validated call, or say what was wrong.
 
     Accepts an :class:`Action`, a :class:`ToolCall`, a ``{"name", "arguments"}`` dict
-    or raw text. Never raises on agent input.
+    or raw text. Never raises on agent input: sizes and nesting are bounded first, and
+    the decoded arguments' strings are scrubbed of lone surrogates and NUL.
     """
     call: ToolCall | BadCall
     if isinstance(action, str):
@@ -156,11 +329,7 @@ def parse_action(action: Action | ToolCall | dict | str, tools: dict[str, Tool])
     elif isinstance(action, Action):
         call = action.tool_call or extract_tool_call(action.text)
     elif isinstance(action, dict):
-        try:
-            args = action.get("arguments", {})
-            call = ToolCall(name=str(action["name"]), arguments=args if isinstance(args, str) else json.dumps(args))
-        except (KeyError, TypeError, ValueError) as e:
-            call = BadCall("bad_json", f"A tool call needs a name and arguments ({e}).")
+        call = _call_from_dict(action)
     else:
         call = BadCall("no_tool_call", f"Unsupported action type {type(action).__name__}.")
     if isinstance(call, BadCall):
@@ -168,16 +337,19 @@ def parse_action(action: Action | ToolCall | dict | str, tools: dict[str, Tool])
     spec = tools.get(call.name)
     if spec is None:
         names = ", ".join(sorted(tools))
-        return BadCall("unknown_tool", f"Unknown tool {call.name!r}. Available tools: {names}.", call)
-    try:
-        raw = json.loads(call.arguments) if call.arguments.strip() else {}
-    except json.JSONDecodeError as e:
-        return BadCall("bad_json", f"Arguments of {call.name} are not valid JSON ({e.msg}).", call)
+        return BadCall("unknown_tool", f"Unknown tool {_quote(call.name)}. Available tools: {names}.", call)
+    raw = _loads(call.arguments, f"Arguments of {call.name}") if call.arguments.strip() else {}
+    if isinstance(raw, BadCall):
+        return BadCall(raw.kind, raw.message, call)
     if not isinstance(raw, dict):
         return BadCall("invalid_arguments", f"Arguments of {call.name} must be a JSON object.", call)
+    replaced = 0
+    if _may_need_scrub(call.arguments):
+        raw, replaced = _scrub_json(raw)
     try:
         args = spec.args_model.model_validate(raw)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'arguments'}: {err['msg']}" for err in e.errors())
-        return BadCall("invalid_arguments", f"Invalid arguments for {call.name}: {problems}.", call)
-    return ParsedCall(spec, args, call)
+        return BadCall("invalid_arguments", f"Invalid arguments for {call.name}: {_validation_problems(e)}.", call)
+    if replaced:
+        call = ToolCall(name=call.name, arguments=clean_text(call.arguments), id=call.id)
+    return ParsedCall(spec, args, call, replaced)
