@@ -7,17 +7,19 @@
 
 Pages work without JavaScript: plain links and forms (GET for search, POST + 303
 redirect for cart and checkout), labelled inputs and named buttons, so Chromium's
-accessibility tree reads like the page. A browser gets a session cookie
-(``shop_session``) on its first request, or joins a session the environment created
-through ``/session/start?sid=...``. ``/_grader/*`` answers only requests carrying the
-``X-Grader-Secret`` header, which the environment process has and the browser never
-sees.
+accessibility tree reads like the page. A browser gets a signed session cookie
+(``shop_session``) on its first request (nothing is stored until it adds to its cart),
+or is given the cookie of a session the environment created (Playwright's
+``add_cookies``, or the single-use ``/session/join?token=...`` link). ``/_grader/*`` and
+the rest of the session plumbing answer only requests carrying the ``X-Grader-Secret``
+header, which the environment process has and the browser never sees; see
+:mod:`.guard` for how every spelling of those paths is caught.
 """
 
 from __future__ import annotations
 
-import hmac
 import math
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlencode
@@ -30,6 +32,7 @@ from pydantic import ValidationError
 
 from rowgym.envs.shop.catalog import GENERATOR_VERSION, Product, build_catalog_db, cache_dir, load_catalog_db
 from rowgym.envs.shop.catalog_data import CATEGORIES, OPTION_NAMES
+from rowgym.envs.shop.guard import CookieSigner, InternalRouteGuard, secret_matches
 from rowgym.envs.shop.models import (
     AddToCartForm,
     CreateSession,
@@ -41,15 +44,16 @@ from rowgym.envs.shop.models import (
     SessionReport,
     Shipping,
 )
+from rowgym.envs.shop.paths import canonical_path, is_internal
 from rowgym.envs.shop.search import SearchIndex
 from rowgym.envs.shop.secret import HEADER
-from rowgym.envs.shop.state import ShopState, StoredLine
+from rowgym.envs.shop.state import DEFAULT_MAX_SESSIONS, DEFAULT_TTL_S, ShopState, StoredLine, new_sid
 
 COOKIE = "shop_session"
 PAGE_SIZE = 10
 _HERE = Path(__file__).parent
-# Paths that neither need nor create a browser session.
-_SESSIONLESS = ("/_grader", "/healthz", "/static", "/session/start", "/new-session", "/favicon.ico")
+# Public paths that neither need nor create a browser session (harness-only ones never do either).
+_SESSIONLESS = ("/healthz", "/static", "/favicon.ico")
 
 
 def _money(value: float) -> str:
@@ -66,11 +70,16 @@ def _load_catalog(path: str) -> tuple[list[Product], SearchIndex]:
 class Shop:
     """Everything the handlers share: catalogue, search index, state, templates."""
 
-    def __init__(self, *, secret: str, state_path: str | Path | None, catalog_path: str | Path | None):
+    def __init__(self, *, secret: str, state_path: str | Path | None, catalog_path: str | Path | None,
+                 session_ttl_s: float = DEFAULT_TTL_S, max_sessions: int = DEFAULT_MAX_SESSIONS,
+                 clock: Callable[[], float] | None = None):
         self.secret = secret
+        self.cookies = CookieSigner(secret)
         self.products, self.index = _load_catalog(str(build_catalog_db(Path(catalog_path) if catalog_path else None)))
         self.by_id = {p.id: p for p in self.products}
-        self.state = ShopState(state_path if state_path is not None else cache_dir() / "state.sqlite")
+        self.state = ShopState(state_path if state_path is not None else cache_dir() / "state.sqlite",
+                               ttl_s=session_ttl_s, max_sessions=max_sessions,
+                               **({"clock": clock} if clock is not None else {}))
         self.categories = [(c, sum(p.category == c.slug for p in self.products)) for c in CATEGORIES]
         self.labels = {c.slug: c.label for c in CATEGORIES}
         self.templates = Jinja2Templates(directory=str(_HERE / "templates"))
@@ -78,7 +87,7 @@ class Shop:
 
     def check_secret(self, given: str | None) -> None:
         # compare_digest: no timing oracle; an empty configured secret never matches.
-        if not (self.secret and given and hmac.compare_digest(given.encode(), self.secret.encode())):
+        if not secret_matches(self.secret, given):
             raise HTTPException(status_code=403, detail=f"missing or wrong {HEADER} header")
 
     def line(self, stored: StoredLine) -> OrderLine:
@@ -117,8 +126,9 @@ def _parse_form(model, form) -> tuple[object | None, list[str]]:
         return None, msgs
 
 
-def create_app(*, secret: str, state_path: str | Path | None = None,
-               catalog_path: str | Path | None = None) -> FastAPI:
+def create_app(*, secret: str, state_path: str | Path | None = None, catalog_path: str | Path | None = None,
+               session_ttl_s: float = DEFAULT_TTL_S, max_sessions: int = DEFAULT_MAX_SESSIONS,
+               clock: Callable[[], float] | None = None) -> FastAPI:
     """Build the shop application.
 
     Args:
@@ -127,42 +137,52 @@ def create_app(*, secret: str, state_path: str | Path | None = None,
         state_path: SQLite file for sessions, carts and orders (``":memory:"`` for
             tests); defaults to ``cache_dir()/state.sqlite``.
         catalog_path: Catalogue SQLite file; built there if missing or stale.
+        session_ttl_s: A session idle this long expires (it is deleted with its cart and orders).
+        max_sessions: Bound on stored sessions (browser-made ones are evicted first).
+        clock: Seconds since the epoch for session expiry (tests inject a fake clock).
 
     Returns:
         The FastAPI app; ``app.state.shop`` holds the :class:`Shop`.
     """
-    shop = Shop(secret=secret, state_path=state_path, catalog_path=catalog_path)
+    shop = Shop(secret=secret, state_path=state_path, catalog_path=catalog_path, session_ttl_s=session_ttl_s,
+                max_sessions=max_sessions, clock=clock)
     app = FastAPI(title="rowgym shop", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.shop = shop
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
 
     @app.middleware("http")
     async def session_cookie(request: Request, call_next):
-        if request.url.path.startswith(_SESSIONLESS):
+        try:
+            path = canonical_path(request.url.path)
+        except ValueError:
+            path = "/"
+        if path.startswith(_SESSIONLESS) or is_internal(path):
             return await call_next(request)
-        sid = request.cookies.get(COOKIE)
-        fresh = not (sid and shop.state.has_session(sid))
-        if fresh:
-            sid = shop.state.create_session()
+        shop.state.maybe_sweep()
+        sid = shop.cookies.verify(request.cookies.get(COOKIE))
+        fresh = sid is None
+        if fresh:  # a new browser: a signed cookie, but no stored row until it writes something
+            sid = new_sid()
+        else:
+            shop.state.touch(sid)
         request.state.sid = sid
         response = await call_next(request)
         if fresh:
-            response.set_cookie(COOKIE, sid, httponly=True, samesite="lax")
+            response.set_cookie(COOKIE, shop.cookies.sign(sid), httponly=True, samesite="lax")
         return response
 
-    # --- sessions ---
-    @app.get("/new-session")
-    async def new_session() -> Response:
-        resp = RedirectResponse("/", status_code=303)
-        resp.set_cookie(COOKIE, shop.state.create_session(), httponly=True, samesite="lax")
-        return resp
+    # The guard wraps everything above (added last = outermost): no route handler or session
+    # middleware ever sees a harness-only request that lacks the secret.
+    app.add_middleware(InternalRouteGuard, secret=secret)
 
-    @app.get("/session/start")
-    async def session_start(sid: str = Query(max_length=64)) -> Response:
-        if not shop.state.has_session(sid):
-            raise HTTPException(status_code=404, detail="unknown session")
+    # --- sessions ---
+    @app.get("/session/join")
+    async def session_join(token: str = Query(max_length=64)) -> Response:
+        sid = shop.state.redeem_join_token(token)
+        if sid is None:
+            raise HTTPException(status_code=404, detail="unknown, used or expired join token")
         resp = RedirectResponse("/", status_code=303)
-        resp.set_cookie(COOKIE, sid, httponly=True, samesite="lax")
+        resp.set_cookie(COOKIE, shop.cookies.sign(sid), httponly=True, samesite="lax")
         return resp
 
     @app.get("/healthz")
@@ -175,13 +195,14 @@ def create_app(*, secret: str, state_path: str | Path | None = None,
                             x_grader_secret: str | None = Header(default=None)) -> SessionCreated:
         shop.check_secret(x_grader_secret)
         sid = shop.state.create_session(body.instruction)
-        return SessionCreated(sid=sid, start_path="/session/start?" + urlencode({"sid": sid}))
+        start = ("/session/join?" + urlencode({"token": shop.state.issue_join_token(sid)})) if body.join_link else None
+        return SessionCreated(sid=sid, cookie_name=COOKIE, cookie=shop.cookies.sign(sid), start_path=start)
 
     @app.get("/_grader/session/{sid}")
     async def grader_session(sid: str, x_grader_secret: str | None = Header(default=None)) -> SessionReport:
         shop.check_secret(x_grader_secret)
-        if not shop.state.has_session(sid):
-            raise HTTPException(status_code=404, detail="unknown session")
+        if not shop.state.touch(sid):  # the env polling its session keeps it alive
+            raise HTTPException(status_code=404, detail="unknown or expired session")
         return shop.report(sid)
 
     # --- pages ---

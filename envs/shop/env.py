@@ -14,8 +14,8 @@ URL: /
 
 One Chromium per environment instance (so per rollout worker), launched lazily by
 the first ``reset`` on the event loop that will use it; a fresh browser context per
-episode, opened at the session's start URL so that its cookie joins the shop session
-the environment created through the grader API. The observation is the URL path,
+episode, given the (signed, httpOnly) cookie of the shop session the environment
+created through the grader API, so the page never shows a session id or join link. The observation is the URL path,
 title and Playwright's accessibility snapshot (``aria_snapshot(mode="ai")``) with
 ``[ref=eN]`` element references; tools act on those references. The final reward is
 WebShop's match score of what the session actually bought, read from the backend with
@@ -27,15 +27,18 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, Literal
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from playwright.async_api import Error as PlaywrightError
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from rowgym.env import RowEnv
 from rowgym.envs.shop.aria import compact, refs
+from rowgym.envs.shop.catalog import cache_dir
 from rowgym.envs.shop.client import ShopClient
 from rowgym.envs.shop.instructions import (
     N_GOALS,
@@ -45,14 +48,15 @@ from rowgym.envs.shop.instructions import (
     goal_splits,
     score_breakdown,
 )
+from rowgym.envs.shop.paths import INTERNAL_PREFIXES, Undecidable, canonical_path, is_internal
 from rowgym.envs.shop.screenshots import CHROMIUM, CHROMIUM_ARGS
 from rowgym.envs.shop.search import terms
 from rowgym.envs.shop.server import DEFAULT_PORT, ensure_running
 from rowgym.rows import Action, Check, Split, ToolCall, Verdict
 from rowgym.tools import NoArgs, ToolArgs, ToolError, tool
 
-#: Paths the agent may not open: the grader API and session plumbing (they would leave the episode's session).
-BLOCKED_PREFIXES = ("/_grader", "/session/", "/new-session")
+#: Paths the agent may not open (in any spelling, see :mod:`.paths`): the grader API and session plumbing.
+BLOCKED_PREFIXES = INTERNAL_PREFIXES
 #: Local progress signals (``subgoal``), each paid at most once per episode; they sum to 1.
 SUBGOALS = {"search": 0.2, "product": 0.3, "options": 0.2, "cart": 0.3}
 _PRODUCT_PATH = re.compile(r"^/product/([A-Za-z0-9]+)$")
@@ -75,17 +79,51 @@ class _GoalSplits:
         return self._get().seeds(split, n, start)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+def _printable(value: str, *, allow_newlines: bool = False) -> str:
+    """Refuse text a browser or a row store cannot carry: lone surrogates, NUL, control characters."""
+    if _SURROGATE.search(value):
+        raise ValueError("contains a lone UTF-16 surrogate (not valid Unicode text)")
+    bad = _CONTROL.findall(value.replace("\n", "").replace("\t", "") if allow_newlines else value)
+    if bad:
+        raise ValueError(f"contains control character {bad[0]!r}")
+    return value
+
+
+def clean_text(text: str) -> str:
+    """Text safe to store and show: surrogate pairs joined, lone surrogates replaced, NULs dropped."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").replace("\x00", "")
+
+
 class RefArgs(ToolArgs):
     ref: str = Field(max_length=32, description="An element reference from the latest page snapshot, e.g. 'e14'.")
+
+    @field_validator("ref")
+    @classmethod
+    def _ref(cls, v: str) -> str:
+        return _printable(v)
 
 
 class TypeArgs(RefArgs):
     text: str = Field(max_length=500, description="The text to put in the field (replaces what is there).")
     submit: bool = Field(False, description="Press Enter afterwards (submits the field's form).")
 
+    @field_validator("text")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        return _printable(v, allow_newlines=True)
+
 
 class SelectArgs(RefArgs):
     option: str = Field(max_length=200, description="The option's visible label (or value), e.g. 'T-shirts' or 'M'.")
+
+    @field_validator("option")
+    @classmethod
+    def _option(cls, v: str) -> str:
+        return _printable(v)
 
 
 class ScrollArgs(ToolArgs):
@@ -94,6 +132,11 @@ class ScrollArgs(ToolArgs):
 
 class GotoArgs(ToolArgs):
     path: str = Field(max_length=500, description="A path inside the shop, e.g. '/cart' or '/search?q=red+mug'.")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        return _printable(v)
 
 
 class ShopEnv(RowEnv[Goal]):
@@ -192,13 +235,15 @@ class ShopEnv(RowEnv[Goal]):
     async def setup(self, task: Goal) -> str:
         await self._ensure_browser()
         assert self._client is not None
-        created = await self._client.create_session(task.instruction)
+        created = await self._client.create_session(task.instruction, join_link=False)
         self._sid = created.sid
         self._context = await self._browser.new_context(viewport={"width": 1100, "height": 760})
         self._context.set_default_timeout(self.action_timeout_ms)
         self._context.set_default_navigation_timeout(self.navigation_timeout_ms)
+        # The session joins by cookie: no URL that names the session ever reaches the page or its history.
+        await self._context.add_cookies([self._client.browser_cookie(created)])
         self.page = await self._context.new_page()
-        await self.page.goto(self._client.start_url(created))
+        await self.page.goto(self.base_url + "/")
         self._paid, self.finished = set(), False
         self._goal_terms = set(terms(" ".join([*task.attributes, task.product_type])))
         self._episodes += 1
@@ -221,11 +266,34 @@ class ShopEnv(RowEnv[Goal]):
 
     # --------------------------------------------------------------- observing
     def _path(self, url: str) -> str:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return "(unreadable URL)"
         return parts.path + (f"?{parts.query}" if parts.query else "")
 
     def _in_shop(self, url: str) -> bool:
-        return urlsplit(url).netloc == urlsplit(self.base_url or "").netloc
+        try:
+            return urlsplit(url).netloc == urlsplit(self.base_url or "").netloc
+        except ValueError:
+            return False
+
+    def _host_paths(self) -> list[str]:
+        """Directories of this machine that must never show in an observation, longest first."""
+        roots = {str(cache_dir()), str(Path(__file__).resolve().parent), sys.prefix, os.getcwd(),
+                 str(Path.home()), tempfile.gettempdir()}
+        if self.screenshot_dir is not None:
+            roots.add(str(self.screenshot_dir.resolve()))
+        return sorted((r for r in roots if r not in ("", "/")), key=len, reverse=True)
+
+    def _scrub(self, text: str) -> str:
+        """The text with host paths and the server's address replaced, safe to store (see :func:`clean_text`)."""
+        text = clean_text(text)
+        if self.base_url:
+            text = text.replace(self.base_url, "")
+        for root in self._host_paths():
+            text = text.replace(root, "<host path>")
+        return text
 
     async def _observe(self, note: str = "") -> str:
         snapshot = compact(await self.page.aria_snapshot(mode="ai"), self.max_obs_chars)
@@ -265,7 +333,10 @@ class ShopEnv(RowEnv[Goal]):
             await fn()
             await self._settle()
         except PlaywrightError as e:
-            raise ToolError(str(e).strip().splitlines()[0][:300]) from None
+            lines = str(e).strip().splitlines()
+            raise ToolError((lines[0] if lines else type(e).__name__)[:300]) from None
+        except (ValueError, UnicodeError) as e:  # what the agent's text can provoke in URL or driver code
+            raise ToolError(f"The browser could not do that: {type(e).__name__}: {str(e)[:200]}") from None
         await self._progress()
         return await self._observe(note)
 
@@ -334,18 +405,41 @@ class ShopEnv(RowEnv[Goal]):
 
         return await self._act(do, "Went back.")
 
+    def _shop_url(self, raw: str) -> str:
+        """The URL ``goto`` opens for ``raw``: on the shop's host, path in canonical form, never internal.
+
+        The path that is checked is the path that is opened: it is percent-decoded until stable,
+        normalised (``..``, ``//``, backslashes) and re-encoded once, so the server decodes it to
+        exactly what was checked here (the server refuses internal routes on its own as well).
+        """
+        outside = f"{raw!r} is outside the shop; goto only opens the shop's own pages, e.g. '/cart'."
+        if raw.lower().startswith(("http://", "https://")):
+            try:
+                parts = urlsplit(raw)
+            except ValueError:
+                raise ToolError(f"{raw!r} is not a valid URL; give a path such as '/cart'.") from None
+            if not self._in_shop(raw) or parts.scheme.lower() not in ("http", "https"):
+                raise ToolError(outside)
+            path, query = parts.path or "/", parts.query
+        elif raw.startswith(("//", "/\\", "\\")):  # protocol-relative: another host
+            raise ToolError(outside)
+        elif raw.startswith("/"):
+            path, _, query = raw.split("#", 1)[0].partition("?")
+        else:
+            raise ToolError(f"{raw!r} is not a path; give a path starting with '/', e.g. '/cart'.")
+        try:
+            canon = canonical_path(path)
+        except Undecidable:
+            raise ToolError(f"{raw!r} is not a shop page an agent may open.") from None
+        if is_internal(path) or canon.startswith(BLOCKED_PREFIXES):
+            raise ToolError(f"{raw!r} is not a shop page an agent may open.")
+        opened = quote(canonical_path(path, lower=False), safe="/-._~!$&'()*+,;=:@")
+        return (self.base_url or "") + opened + (f"?{query}" if query else "")
+
     @tool
     async def goto(self, args: GotoArgs) -> str:
         """Open a page of the shop by its path, e.g. '/', '/cart', '/orders' or '/search?q=wool+socks'."""
-        raw = args.path.strip()
-        if not raw.startswith("/") and not raw.startswith(("http://", "https://")):
-            raise ToolError(f"{raw!r} is not a path; give a path starting with '/', e.g. '/cart'.")
-        url = urljoin((self.base_url or "") + "/", raw)
-        if not self._in_shop(url) or not urlsplit(url).scheme.startswith("http"):
-            raise ToolError(f"{raw!r} is outside the shop; goto only opens the shop's own pages, e.g. '/cart'.")
-        path = urlsplit(url).path
-        if path.startswith(BLOCKED_PREFIXES):
-            raise ToolError(f"{path!r} is not a shop page an agent may open.")
+        url = self._shop_url(args.path.strip())
         return await self._act(lambda: self.page.goto(url), f"Opened {self._path(url)}.")
 
     @tool(terminal=True)
@@ -420,11 +514,13 @@ class ShopEnv(RowEnv[Goal]):
         obs, info = await super().areset(seed=seed, options=options)
         if self.last_screenshot:
             info["screenshot"] = self.last_screenshot
-        return obs, info
+        return self._scrub(obs), info
 
     async def astep(self, action: Action | ToolCall | dict | str) -> tuple[str, float, bool, bool, dict]:
         self.last_screenshot = None
         obs, reward, terminated, truncated, info = await super().astep(action)
         if self.last_screenshot:
             info["screenshot"] = self.last_screenshot
+        obs = self._scrub(obs)
+        self._last_obs = obs
         return obs, reward, terminated, truncated, info

@@ -8,8 +8,12 @@ class ShopError(RowgymError):
 
 
 class ShopServerError(ShopError):
-    """The shop server could not be started, reached or stopped."""
+    """The shop server could not be started, reached or stopped (an episode fails with kind 'env')."""
+
+    failure_kind = "env"
 
 
 class GraderAuthError(ShopError):
     """The shop refused the grader secret (the server was started with another one)."""
+
+    failure_kind = "env"

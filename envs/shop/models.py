@@ -91,13 +91,21 @@ class CreateSession(_Model):
     """Body of ``POST /_grader/sessions``: an optional instruction shown on every page."""
 
     instruction: str | None = Field(default=None, max_length=1000)
+    join_link: bool = Field(default=True, description="Also issue a single-use /session/join link.")
 
 
 class SessionCreated(_Model):
-    """Answer to ``POST /_grader/sessions``."""
+    """Answer to ``POST /_grader/sessions``.
+
+    A browser joins the session either by getting ``cookie_name=cookie`` set (Playwright's
+    ``add_cookies``; the agent's browser never sees a join URL) or by opening ``start_path``
+    once (a single-use token, valid for two minutes; None unless ``join_link`` was asked).
+    """
 
     sid: str
-    start_path: str
+    cookie_name: str
+    cookie: str
+    start_path: str | None = None
 
 
 class Health(_Model):

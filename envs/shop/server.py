@@ -116,7 +116,9 @@ def start_background(port: int = DEFAULT_PORT, *, host: str = HOST, secret: str 
     """
     with open(cache_dir() / f"server-{port}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one starter at a time; the others find it running
-        if is_running(port, host):
+        # A generous timeout here: a server busy with many episodes may answer /healthz slowly, and
+        # taking "slow" for "down" would start a second server that cannot bind the port.
+        if is_running(port, host, timeout=10.0):
             return base_url(port, host)
         build_catalog_db()  # build once here, so the child starts fast and the timeout is fair
         log = cache_dir() / f"server-{port}.log"

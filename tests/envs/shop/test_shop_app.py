@@ -81,7 +81,7 @@ async def test_full_purchase_flow(browser, app):
     conf = await browser.get(r.headers["location"])
     assert "Thank you for your order" in conf.text and p.id in conf.text
     assert "Cart (0)" in conf.text
-    sid = browser.cookies["shop_session"]
+    sid = browser.cookies["shop_session"].rsplit(".", 1)[0]  # the cookie is <sid>.<MAC>
     rep = await browser.get(f"/_grader/session/{sid}", headers={"X-Grader-Secret": SECRET})
     report = SessionReport.model_validate(rep.json())
     [line] = report.purchased()
@@ -103,7 +103,11 @@ async def test_cart_remove_and_empty_checkout(browser):
 
 async def test_grader_requires_secret(browser, app):
     await browser.get("/")
-    sid = browser.cookies["shop_session"]
+    sid = browser.cookies["shop_session"].rsplit(".", 1)[0]
+    # browsing stores nothing: the session exists for the grader once it has written something
+    assert (await browser.get(f"/_grader/session/{sid}", headers={"X-Grader-Secret": SECRET})).status_code == 404
+    p = next(p for p in generate_products() if not p.options)
+    assert (await browser.post("/cart/add", data={"product_id": p.id})).status_code == 303
     assert (await browser.get(f"/_grader/session/{sid}")).status_code == 403
     assert (await browser.get(f"/_grader/session/{sid}", headers={"X-Grader-Secret": "nope"})).status_code == 403
     assert (await browser.post("/_grader/sessions", json={})).status_code == 403
@@ -126,10 +130,13 @@ async def test_env_created_session_and_instruction_banner(app):
                                 headers={"X-Grader-Secret": SECRET})
         created = r.json()
         r = await browser.get(created["start_path"])
-        assert r.status_code == 303 and browser.cookies["shop_session"] == created["sid"]
+        assert r.status_code == 303 and browser.cookies["shop_session"] == created["cookie"]
+        assert created["cookie"].startswith(created["sid"] + ".")  # <sid>.<MAC>: signed by the server
         home = await browser.get("/")
         assert "buy red socks" in home.text
-        assert (await browser.get("/session/start", params={"sid": "forged"})).status_code == 404
+        async with new_browser(app) as late:  # the join link is single-use
+            assert (await late.get(created["start_path"])).status_code == 404
+        assert (await browser.get("/session/join", params={"token": "forged"})).status_code == 404
         bad = await env_side.post("/_grader/sessions", json={"instruction": "x", "extra": 1},
                                   headers={"X-Grader-Secret": SECRET})
         assert bad.status_code == 422  # extra="forbid" at the boundary
