@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 from typing import Literal
 
 from rowgym.sandboxes.base import (
@@ -26,6 +25,7 @@ from rowgym.sandboxes.base import (
     SandboxConfig,
     SandboxError,
     SandboxPathError,
+    SandboxQuotaError,
     SandboxUnavailable,
 )
 
@@ -40,6 +40,7 @@ __all__ = [
     "SandboxConfig",
     "SandboxError",
     "SandboxPathError",
+    "SandboxQuotaError",
     "SandboxUnavailable",
     "open_sandbox",
     "pick_backend",
@@ -90,14 +91,22 @@ def open_sandbox(
 
     Args:
         backend: ``docker``, ``bwrap`` or ``auto`` (see ``pick_backend``).
-        workdir: Host dir exposed at ``/workspace``; a new temp dir if None.
+        workdir: Host dir exposed at ``/workspace``; if None, a new temp dir that
+            ``close()`` removes.
         config: Limits; defaults are ``SandboxConfig()``.
     """
-    workdir = workdir if workdir is not None else tempfile.mkdtemp(prefix="rowgym-ws-")
+    from rowgym.sandboxes.cleanup import owned_mkdtemp
+
+    own = workdir is None
+    path = owned_mkdtemp("ws") if workdir is None else workdir
+    sb: Sandbox
     if pick_backend(backend, config) == "docker":
         from rowgym.sandboxes.docker_backend import DockerSandbox
 
-        return DockerSandbox(workdir, config)
-    from rowgym.sandboxes.bwrap_backend import BwrapSandbox
+        sb = DockerSandbox(path, config)
+    else:
+        from rowgym.sandboxes.bwrap_backend import BwrapSandbox
 
-    return BwrapSandbox(workdir, config)
+        sb = BwrapSandbox(path, config)
+    sb.remove_workdir = own
+    return sb

@@ -11,8 +11,13 @@
 
 Every backend exposes the episode's host work dir at ``/workspace`` (writable) and
 nothing else of the host. File operations on ``/workspace`` go through the host side of
-that bind (fast, no exec), with every path resolved and checked to stay inside the work
-dir, because the agent controls what lies there (symlinks to ``/etc/shadow`` included).
+that bind (fast, no exec) with race-free primitives (:mod:`rowgym.sandboxes.hostfs`):
+paths are walked one component at a time from a directory fd with ``O_NOFOLLOW``, so
+nothing the agent plants or swaps in concurrently (symlinks to ``/etc/shadow``
+included) makes us read or write outside the work dir, and a symlink on a path is an
+error. When we are root the work dir is a tmpfs with a size and file-count quota
+(:mod:`rowgym.sandboxes.quota`) for the sandbox's life: what the sandbox leaves there
+is dropped at ``close()`` (``copy_out`` what you need first).
 """
 
 from __future__ import annotations
@@ -24,34 +29,35 @@ import dataclasses
 import os
 import posixpath
 import shutil
-import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
 
 from pydantic import BaseModel, ConfigDict
 
-from rowgym.errors import RowgymError
+from rowgym.sandboxes import quota
+from rowgym.sandboxes.errors import (
+    SandboxClosed,
+    SandboxError,
+    SandboxPathError,
+    SandboxQuotaError,
+    SandboxUnavailable,
+)
+from rowgym.sandboxes.hostfs import WORKSPACE, WorkdirFS, rel_parts
 
-WORKSPACE = "/workspace"
-
-
-class SandboxError(RowgymError):
-    """Base class of sandbox errors (setup and programming errors, not command failures)."""
-
-    failure_kind = "sandbox"  # how the rollout engine attributes an episode this error ends
-
-
-class SandboxUnavailable(SandboxError):
-    """No sandbox backend can run here (daemon down, image or rootfs missing)."""
-
-
-class SandboxClosed(SandboxError):
-    """The sandbox was used after close()."""
-
-
-class SandboxPathError(SandboxError):
-    """A path escapes the work dir, or is not allowed for that operation."""
+__all__ = [
+    "WORKSPACE",
+    "ExecResult",
+    "OutputBuffer",
+    "Sandbox",
+    "SandboxClosed",
+    "SandboxConfig",
+    "SandboxError",
+    "SandboxPathError",
+    "SandboxQuotaError",
+    "SandboxUnavailable",
+    "as_argv",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +76,8 @@ class SandboxConfig:
         tmpfs_mb: Size of the writable ``/tmp``.
         max_copy_out_mb: Most bytes ``copy_out`` will copy back to the host.
         uid: Unprivileged uid (and gid) the commands run as.
+        workdir_mb: Size quota of the work dir (a tmpfs; only when we are root; None: no quota).
+        workdir_inodes: Most files and dirs in the work dir (same tmpfs).
     """
 
     image: str = "rowgym-sandbox:py311"
@@ -83,6 +91,8 @@ class SandboxConfig:
     tmpfs_mb: int = 64
     max_copy_out_mb: int = 512
     uid: int = 1000
+    workdir_mb: int | None = 256
+    workdir_inodes: int | None = 65536
 
 
 class ExecResult(BaseModel):
@@ -158,15 +168,20 @@ def as_argv(cmd: str | Sequence[str]) -> list[str]:
 class Sandbox(abc.ABC):
     """An isolated box with a writable ``/workspace`` backed by a host work dir.
 
-    Subclasses implement ``start``, ``exec`` and ``close``. File operations default to
-    the host side of the work dir; paths may be relative (to ``/workspace``) or absolute.
-    Use as ``async with``; ``close()`` is idempotent.
+    Subclasses implement ``start``, ``exec`` and ``close``; they call ``_setup_workdir``
+    before the box first sees the work dir and ``_release_workdir`` after it is gone.
+    File operations default to the host side of the work dir; paths may be relative
+    (to ``/workspace``) or absolute. Use as ``async with``; ``close()`` is idempotent.
     """
 
     def __init__(self, workdir: str | os.PathLike[str], config: SandboxConfig | None = None) -> None:
         self.config = config or SandboxConfig()
         self.host_workdir = Path(workdir).resolve()
         self.closed = False
+        self.quota_mounted = False
+        self.remove_workdir = False  # set by whoever made a temp work dir for this sandbox alone
+        self.fs = WorkdirFS(self.host_workdir, self.config.uid,
+                            quota.describe(self.config.workdir_mb, self.config.workdir_inodes))
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -187,7 +202,7 @@ class Sandbox(abc.ABC):
         cwd: str | None = None,
         env: dict[str, str] | None = None,
     ) -> ExecResult:
-        """Run a command; on timeout kill its whole process tree.
+        """Run a command; when it ends, nothing it started is left running.
 
         Args:
             cmd: A shell string (run by ``/bin/sh -c``) or an argv list.
@@ -203,39 +218,48 @@ class Sandbox(abc.ABC):
     async def close(self) -> None:
         """Kill everything left in the sandbox and release it."""
 
+    # -- the work dir ------------------------------------------------------------------
+
+    def _setup_workdir(self) -> None:
+        """Create the work dir, mount its quota (when root), hand it to the sandbox uid. Blocking."""
+        d, cfg = self.host_workdir, self.config
+        d.mkdir(parents=True, exist_ok=True)
+        if not self.quota_mounted:
+            before = os.open(d, os.O_RDONLY | os.O_DIRECTORY)  # the dir under the mount, if any
+            try:
+                self.quota_mounted = quota.mount_tmpfs(d, size_mb=cfg.workdir_mb, inodes=cfg.workdir_inodes,
+                                                       uid=cfg.uid)
+                if self.quota_mounted and os.listdir(before):
+                    # A caller's non-empty dir: its contents are the sandbox's starting state.
+                    self.fs.copy_in(f"/proc/self/fd/{before}")
+            finally:
+                os.close(before)
+        if os.geteuid() == 0:
+            for _, dirnames, filenames, dfd in os.fwalk(d):
+                os.chown(dfd, cfg.uid, cfg.uid)
+                for n in dirnames + filenames:
+                    os.chown(n, cfg.uid, cfg.uid, dir_fd=dfd, follow_symlinks=False)
+
+    def _release_workdir(self) -> None:
+        """Unmount the quota (dropping what the box left) and remove an owned work dir. Blocking."""
+        if self.quota_mounted:
+            quota.unmount(self.host_workdir)
+            self.quota_mounted = False
+        if self.remove_workdir:
+            shutil.rmtree(self.host_workdir, ignore_errors=True)
+
     # -- files -------------------------------------------------------------------------
 
     def _check_open(self) -> None:
         if self.closed:
             raise SandboxClosed("this sandbox is closed; open a new one")
 
-    def host_path(self, path: str, *, must_exist: bool = False) -> Path:
-        """Map a sandbox path under ``/workspace`` to the host, refusing escapes.
-
-        Symlinks are resolved on the host and the result must stay inside the work
-        dir, so a link the agent planted cannot make us read or write host files.
-
-        Raises:
-            SandboxPathError: The path is outside ``/workspace`` or resolves outside it.
-        """
-        norm = posixpath.normpath(posixpath.join(WORKSPACE, path))
-        if norm != WORKSPACE and not norm.startswith(WORKSPACE + "/"):
-            raise SandboxPathError(f"{path!r} is outside {WORKSPACE}; only the work dir is reachable")
-        rel = norm[len(WORKSPACE) :].lstrip("/")
-        host = self.host_workdir / rel
-        real = Path(os.path.realpath(host))
-        if real != self.host_workdir and self.host_workdir not in real.parents:
-            raise SandboxPathError(f"{path!r} resolves outside {WORKSPACE} (symlink?)")
-        if must_exist and not real.exists():
-            raise FileNotFoundError(f"{path} (in the sandbox)")
-        return real
-
     async def read_file(self, path: str) -> bytes:
         """Return a file's bytes. Paths outside ``/workspace`` are read from inside the box.
 
         Raises:
             FileNotFoundError: No such file.
-            SandboxPathError: The path leads out of the work dir through a symlink.
+            SandboxPathError: A component of the path is a symlink (never followed).
         """
         self._check_open()
         norm = posixpath.normpath(posixpath.join(WORKSPACE, path))
@@ -247,107 +271,42 @@ class Sandbox(abc.ABC):
             if res.truncated:
                 raise SandboxError(f"{norm} is larger than the output limit; copy it into {WORKSPACE} first")
             return base64.b64decode(res.stdout)
-        host = self.host_path(path, must_exist=True)
-        return await asyncio.to_thread(_read_regular, host)
+        return await asyncio.to_thread(self.fs.read, path)
 
     async def write_file(self, path: str, data: str | bytes) -> None:
-        """Write a file under ``/workspace``, creating parent dirs."""
+        """Write a file under ``/workspace``, creating parent dirs.
+
+        Raises:
+            SandboxQuotaError: The work dir's quota is full.
+            SandboxPathError: The path is outside ``/workspace`` or passes through a symlink.
+        """
         self._check_open()
-        host = self.host_path(path)
         payload = data.encode() if isinstance(data, str) else data
-        await asyncio.to_thread(_write_regular, host, payload, self.host_workdir, self.config.uid)
+        await asyncio.to_thread(self.fs.write, path, payload)
+
+    async def list_files(self, path: str = ".", *, skip_dirs: Sequence[str] = (), limit: int | None = None
+                         ) -> list[str] | None:
+        """Files (non-directories) under ``path``, relative to it; None when it is a file. Links are not followed."""
+        self._check_open()
+        return await asyncio.to_thread(self.fs.list_files, path, skip_dirs=skip_dirs, limit=limit)
 
     async def copy_in(self, local_dir: str | os.PathLike[str], remote_dir: str = WORKSPACE) -> None:
         """Copy a host directory's contents into ``remote_dir`` (under ``/workspace``)."""
         self._check_open()
-        dest = self.host_path(remote_dir)
-        await asyncio.to_thread(_copy_in, Path(local_dir), dest, self.host_workdir, self.config.uid)
+        await asyncio.to_thread(self.fs.copy_in, local_dir, remote_dir)
 
     async def copy_out(self, remote_dir: str, local_dir: str | os.PathLike[str]) -> None:
         """Copy ``remote_dir`` (under ``/workspace``) to a host directory.
 
-        Only regular files, dirs and symlinks that stay inside ``remote_dir`` are
-        copied; fifos, devices and links pointing out are skipped, so that whatever
-        reads the copy later cannot be tricked into reading host files.
+        Only regular files, dirs and symlinks that stay inside the copy are kept;
+        fifos, devices and links pointing out are skipped, and nothing is followed while
+        copying, so that neither we nor whatever reads the copy later can be tricked
+        into reading host files.
         """
         self._check_open()
-        src = self.host_path(remote_dir, must_exist=True)
-        limit = self.config.max_copy_out_mb << 20
-        await asyncio.to_thread(_copy_out, src, Path(local_dir), limit)
+        await asyncio.to_thread(self.fs.copy_out, remote_dir, local_dir, self.config.max_copy_out_mb << 20)
 
 
-# -- host-side file helpers (run in threads) --------------------------------------------
-
-
-def _read_regular(host: Path) -> bytes:
-    fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise SandboxPathError(f"{host.name} is not a regular file")
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            return f.read()
-    finally:
-        os.close(fd)
-
-
-def _chown(path: Path, uid: int) -> None:
-    # Commands run as `uid`; when we are root the files we create must be theirs,
-    # else the agent could not edit what we copied in.
-    if os.geteuid() == 0:
-        os.lchown(path, uid, uid)
-
-
-def _mkdirs(d: Path, root: Path, uid: int) -> None:
-    missing = []
-    while not d.exists():
-        missing.append(d)
-        d = d.parent
-    for m in reversed(missing):
-        m.mkdir()
-        _chown(m, uid)
-
-
-def _write_regular(host: Path, data: bytes, root: Path, uid: int) -> None:
-    _mkdirs(host.parent, root, uid)
-    # O_NOFOLLOW: a link swapped in after host_path() checked it is refused, not followed.
-    fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    _chown(host, uid)
-
-
-def _copy_in(src: Path, dest: Path, root: Path, uid: int) -> None:
-    if not src.is_dir():
-        raise SandboxError(f"copy_in: {src} is not a directory")
-    _mkdirs(dest, root, uid)
-    shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
-    if os.geteuid() == 0:
-        for dirpath, dirnames, filenames in os.walk(dest):
-            os.lchown(dirpath, uid, uid)
-            for n in dirnames + filenames:
-                os.lchown(os.path.join(dirpath, n), uid, uid)
-
-
-def _copy_out(src: Path, dest: Path, limit: int) -> None:
-    if not src.is_dir():
-        raise SandboxError(f"copy_out: {src} is not a directory")
-    dest.mkdir(parents=True, exist_ok=True)
-    copied = 0
-    for dirpath, dirnames, filenames in os.walk(src):
-        rel = Path(dirpath).relative_to(src)
-        (dest / rel).mkdir(exist_ok=True)
-        for n in dirnames + filenames:
-            p = Path(dirpath) / n
-            st = os.lstat(p)
-            if stat.S_ISLNK(st.st_mode):
-                target = os.readlink(p)
-                real = Path(os.path.realpath(p))
-                if src == real or src in real.parents:
-                    (dest / rel / n).symlink_to(target)
-                    if n in dirnames:
-                        dirnames.remove(n)  # copied as a link; do not walk it twice
-            elif stat.S_ISREG(st.st_mode):
-                copied += st.st_size
-                if copied > limit:
-                    raise SandboxError(f"copy_out: more than {limit >> 20} MiB; raise max_copy_out_mb")
-                shutil.copyfile(p, dest / rel / n, follow_symlinks=False)
+def sandbox_relpath(path: str) -> str:
+    """``path`` relative to ``/workspace`` (lexically normalised), or SandboxPathError if outside."""
+    return "/".join(rel_parts(path)) or "."

@@ -19,7 +19,12 @@ processes, file size, no core dumps.
 Process trees: the command is pid 1's child in its own pid namespace; when the
 namespace's init dies (its command ended, or we killed bwrap's process group on
 timeout, and ``--die-with-parent`` carries that inside) the kernel kills everything
-left in the namespace, ``setsid`` escapees included.
+left in the namespace, ``setsid`` escapees and ``nohup`` included: no process outlives
+the ``exec`` that started it.
+
+Disk: when we are root the work dir is a quota'd tmpfs (:mod:`rowgym.sandboxes.quota`)
+and so is the box's ``/tmp`` (``tmpfs_mb``); without root both are plain host dirs
+limited only per file (RLIMIT_FSIZE).
 
 Limits compared with Docker: no CPU quota, memory is per process (RLIMIT_AS) rather
 than for the whole box, and RLIMIT_NPROC counts every process of the host uid, so
@@ -32,11 +37,11 @@ import asyncio
 import os
 import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from rowgym.sandboxes import quota
 from rowgym.sandboxes.base import (
     WORKSPACE,
     ExecResult,
@@ -47,6 +52,7 @@ from rowgym.sandboxes.base import (
     SandboxUnavailable,
     as_argv,
 )
+from rowgym.sandboxes.cleanup import owned_mkdtemp
 from rowgym.sandboxes.image import rootfs_dir
 
 _PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -86,23 +92,25 @@ class BwrapSandbox(Sandbox):
         """Prepare the work dir and ``/tmp``; check that bwrap runs here."""
         if not bwrap_available():
             raise SandboxUnavailable("bubblewrap is missing; run `make env-up` (apt-get install bubblewrap)")
-        self.host_workdir.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix="rowgym-bwrap-tmp-"))
+        await asyncio.to_thread(self._setup_dirs)
+        probe = await self.exec(["true"], timeout=10)
+        if probe.exit_code != 0:
+            await self.close()
+            raise SandboxUnavailable(f"bwrap cannot create namespaces here: {probe.stderr.strip()}")
+
+    def _setup_dirs(self) -> None:
+        self._setup_workdir()
+        self._tmp = owned_mkdtemp("bwrap-tmp")
         os.chmod(self._tmp, 0o700)
+        mounted = quota.mount_tmpfs(self._tmp, size_mb=self.config.tmpfs_mb, inodes=None, uid=self.config.uid,
+                                    mode=0o700)
+        if not mounted and os.geteuid() == 0:
+            os.chown(self._tmp, self.config.uid, self.config.uid)
         if os.geteuid() == 0:
-            self._mnt = Path(tempfile.mkdtemp(prefix="rowgym-bwrap-mnt-"))
+            self._mnt = owned_mkdtemp("bwrap-mnt")
             for n in ("root", "work", "tmp"):
                 (self._mnt / n).mkdir()
             os.chmod(self._mnt, 0o755)
-        if os.geteuid() == 0:
-            for d in (self.host_workdir, self._tmp):
-                for dirpath, dirnames, filenames in os.walk(d):
-                    os.lchown(dirpath, self.config.uid, self.config.uid)
-                    for n in dirnames + filenames:
-                        os.lchown(os.path.join(dirpath, n), self.config.uid, self.config.uid)
-        probe = await self.exec(["true"], timeout=10)
-        if probe.exit_code != 0:
-            raise SandboxUnavailable(f"bwrap cannot create namespaces here: {probe.stderr.strip()}")
 
     def _argv(self, argv: list[str], cwd: str, env: dict[str, str]) -> list[str]:
         cfg = self.config
@@ -262,15 +270,19 @@ class BwrapSandbox(Sandbox):
         )
 
     async def close(self) -> None:
-        """Kill running commands and remove the sandbox's ``/tmp``."""
+        """Kill running commands, remove the sandbox's ``/tmp`` and release the work dir."""
         if self.closed:
             return
         self.closed = True
         for proc in list(self._procs):
             _killpg(proc.pid)
+        await asyncio.to_thread(self._release_dirs)
+
+    def _release_dirs(self) -> None:
         for d in (self._tmp, self._mnt):
             if d is not None:
-                await asyncio.to_thread(shutil.rmtree, d, True)
+                quota.remove_tree(d)
+        self._release_workdir()
 
 
 async def _drain(stream: asyncio.StreamReader | None, buf: OutputBuffer) -> None:

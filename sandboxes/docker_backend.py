@@ -10,14 +10,22 @@
 
 The container has no network, memory/CPU/pids limits, a read-only root, all
 capabilities dropped, ``no-new-privileges``, uid 1000, a tmpfs ``/tmp`` and exactly one
-host mount: the episode's work dir at ``/workspace``. Its PID 1 is a tiny reaper (so
-orphans do not pile up as zombies against the pids limit); commands run through
-``docker exec`` under ``timeout -s KILL``, and a timeout also freezes the container and
-kills every process but PID 1, so ``setsid`` escapees die too. Unlike the bwrap
-backend, a background process started with ``&`` outlives its ``exec`` (as in a shell
-session) until a timeout or ``close()``; if it keeps the command's stdout open, the
-``exec`` waits for it until the timeout, as ``subprocess`` would: redirect it
-(``server >/dev/null 2>&1 &``).
+host mount: the episode's work dir at ``/workspace`` (a quota'd tmpfs when we are root,
+see :mod:`rowgym.sandboxes.quota`). Its PID 1 is a tiny reaper (so orphans do not pile
+up as zombies against the pids limit); commands run through ``docker exec`` under
+``timeout -s KILL``.
+
+Processes do not outlive the ``exec`` that started them: when a command returns (and
+no other ``exec`` of the same sandbox is still running), anything left in the container
+besides PID 1 (``cmd &``, ``nohup``, ``setsid`` escapees, double forks) is killed with
+the container frozen, so a fork bomb cannot outrun the kill. A leftover is noticed
+cheaply from the host (the children of PID 1, via ``/proc``; ``docker top`` where that
+is not readable), so an ``exec`` that leaves nothing costs no extra call. A background
+process that keeps the command's stdout open makes the ``exec`` wait for it until the
+timeout, as ``subprocess`` would: redirect it (``server >/dev/null 2>&1 &``).
+
+Every container carries its owner's labels (:mod:`rowgym.sandboxes.cleanup`); the first
+pool started in a process removes the containers and temp dirs of dead owners.
 
 The ``docker`` SDK is blocking and imported lazily; its calls run in a dedicated
 thread pool (a long ``exec`` holds a thread, and the default executor has only a
@@ -29,15 +37,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import shutil
 import signal
-import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from rowgym.sandboxes import quota
 from rowgym.sandboxes.base import (
     WORKSPACE,
     ExecResult,
@@ -49,8 +57,8 @@ from rowgym.sandboxes.base import (
     SandboxUnavailable,
     as_argv,
 )
+from rowgym.sandboxes.cleanup import LABEL, Owner, owned_mkdtemp, sweep_containers, sweep_dirs
 
-LABEL = "org.rowgym.sandbox"
 POOL_LABEL = "org.rowgym.pool"
 # Seconds past the command's own timeout before we stop waiting for `docker exec` to
 # return (a background process can hold its stdout open) and kill from outside.
@@ -106,14 +114,21 @@ def docker_available(image: str = SandboxConfig.image) -> bool:
         return False
 
 
-def _prepare_workdir(workdir: Path, uid: int) -> None:
-    # The container writes as `uid`; files we (root) put there must be its own.
-    workdir.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() == 0:
-        for dirpath, dirnames, filenames in os.walk(workdir):
-            os.lchown(dirpath, uid, uid)
-            for n in dirnames + filenames:
-                os.lchown(os.path.join(dirpath, n), uid, uid)
+_swept = threading.Lock()
+_swept_once: list[bool] = []
+
+
+def sweep_orphans_once() -> None:
+    """Remove containers and temp dirs of dead owners (once per process; errors are ignored)."""
+    with _swept:
+        if _swept_once:
+            return
+        _swept_once.append(True)
+    try:
+        sweep_containers(docker_client())
+        sweep_dirs()
+    except Exception:  # best effort: a sweep must never stop a pool from starting
+        pass
 
 
 def _create_container(config: SandboxConfig, workdir: Path, labels: dict[str, str]) -> Any:
@@ -149,7 +164,7 @@ def _create_container(config: SandboxConfig, workdir: Path, labels: dict[str, st
         ],
         environment={"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"},
         hostname="sandbox",
-        labels={LABEL: "1", **labels},
+        labels={LABEL: "1", **Owner.current().labels(), **labels},
         stop_signal="SIGKILL",
     )
 
@@ -166,12 +181,18 @@ class DockerSandbox(Sandbox):
         super().__init__(workdir, config)
         self.container: Any = None
         self._on_close: Callable[[DockerSandbox], Any] | None = None
+        self._inflight = 0
+        self._init_pid: int | None = None
 
     async def start(self) -> None:
         """Create and start the container (skipped when a pool handed one over)."""
         if self.container is None:
-            await _run(_prepare_workdir, self.host_workdir, self.config.uid)
-            self.container = await _run(_create_container, self.config, self.host_workdir, {})
+            await _run(self._setup_workdir)
+            try:
+                self.container = await _run(_create_container, self.config, self.host_workdir, {})
+            except BaseException:
+                await _run(self._release_workdir)
+                raise
 
     async def exec(
         self,
@@ -188,18 +209,23 @@ class DockerSandbox(Sandbox):
         argv = ["timeout", "-s", "KILL", f"{timeout:.3f}", *as_argv(cmd)]
         out, err = OutputBuffer(self.config.max_output_bytes), OutputBuffer(self.config.max_output_bytes)
         t0 = time.monotonic()
-        fut = asyncio.ensure_future(_run(self._exec_blocking, argv, cwd or WORKSPACE, env or {}, out, err))
-        done, _ = await asyncio.wait({fut}, timeout=timeout + HOST_GRACE_S)
-        killed_from_outside = not done
-        if killed_from_outside:
-            await self.kill_all()
-            done, _ = await asyncio.wait({fut}, timeout=10)
-        exit_code = fut.result() if done else -9
-        duration = time.monotonic() - t0
+        self._inflight += 1
+        try:
+            fut = asyncio.ensure_future(_run(self._exec_blocking, argv, cwd or WORKSPACE, env or {}, out, err))
+            done, _ = await asyncio.wait({fut}, timeout=timeout + HOST_GRACE_S)
+            killed_from_outside = not done
+            if killed_from_outside:
+                await self.kill_all()
+                done, _ = await asyncio.wait({fut}, timeout=10)
+            exit_code = fut.result() if done else -9
+            duration = time.monotonic() - t0
+        finally:
+            self._inflight -= 1
         # `timeout -s KILL` exits 137 like an OOM kill does; the clock tells them apart.
         timed_out = killed_from_outside or (exit_code in (124, 137) and duration >= timeout)
-        if timed_out and not killed_from_outside:
-            await self.kill_all()  # the group is dead; processes that left it may not be
+        if self._inflight == 0 and not self.closed:
+            # Nothing the command started may outlive it (see the module docstring).
+            await _run(self._kill_leftovers, timed_out)
         return ExecResult(
             stdout=out.text(),
             stderr=err.text(),
@@ -235,6 +261,39 @@ class DockerSandbox(Sandbox):
         code = api.exec_inspect(eid).get("ExitCode")
         return -1 if code is None else int(code)
 
+    def _container_init_pid(self) -> int | None:
+        """Host pid of the container's PID 1 when this process can see it in /proc, else None."""
+        if self._init_pid is None:
+            c = self.container
+            c.reload()
+            pid = int(c.attrs["State"]["Pid"] or 0)
+            try:
+                with open(f"/proc/{pid}/cgroup") as f:
+                    visible = c.id in f.read()
+            except OSError:
+                visible = False
+            self._init_pid = pid if visible else 0
+        return self._init_pid or None
+
+    def _has_leftovers(self) -> bool:
+        """Whether any live process besides PID 1 runs in the container (no exec is in flight)."""
+        init = self._container_init_pid()
+        if init is not None:
+            try:
+                with open(f"/proc/{init}/task/{init}/children") as f:
+                    children = f.read().split()
+            except OSError:
+                children = None
+            if children is not None:
+                return any(_alive(int(p)) for p in children)
+        top = self.container.top(ps_args="-eo pid,stat")
+        col = top["Titles"].index("STAT")
+        return sum(1 for row in top["Processes"] or [] if not row[col].startswith("Z")) > 1
+
+    def _kill_leftovers(self, force: bool) -> None:
+        if force or self._has_leftovers():
+            self._kill_all_blocking()
+
     async def kill_all(self) -> None:
         """Kill every process in the container except PID 1 (restart it if that fails)."""
         if self.container is not None:
@@ -265,14 +324,27 @@ class DockerSandbox(Sandbox):
             c.restart(timeout=0)
 
     async def close(self) -> None:
-        """Remove the container (a pooled sandbox also drops its work dir)."""
+        """Remove the container and release the work dir (unmount its quota; a pooled one is removed)."""
         if self.closed:
             return
         self.closed = True
         if self._on_close is not None:
             await self._on_close(self)
-        elif self.container is not None:
-            await _run(self.container.remove, force=True)
+            return
+        try:
+            if self.container is not None:
+                await _run(self.container.remove, force=True)
+        finally:
+            await _run(self._release_workdir)
+
+
+def _alive(pid: int) -> bool:
+    """False for a zombie (exited, not yet reaped by PID 1) or a vanished pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 class DockerPool:
@@ -301,7 +373,7 @@ class DockerPool:
         self.config = config or SandboxConfig()
         self.pool_id = uuid.uuid4().hex[:12]
         self._own_root = root is None
-        self.root = Path(root or tempfile.mkdtemp(prefix="rowgym-pool-"))
+        self.root = Path(root) if root else owned_mkdtemp("pool")
         self._ready: asyncio.Queue[DockerSandbox] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._live: set[DockerSandbox] = set()
@@ -315,15 +387,21 @@ class DockerPool:
         await self.close()
 
     async def start(self) -> None:
-        """Start ``size`` containers and wait until they are up."""
+        """Sweep orphans of dead owners (first pool of the process), then start ``size`` containers."""
         await _run(docker_client)
+        await _run(sweep_orphans_once)
         await asyncio.gather(*(self._add() for _ in range(self.size - self._ready.qsize())))
 
     async def _new(self) -> DockerSandbox:
-        workdir = Path(tempfile.mkdtemp(prefix="ws-", dir=self.root))
+        workdir = owned_mkdtemp("ws", dir=self.root)
         sb = DockerSandbox(workdir, self.config)
-        await _run(_prepare_workdir, workdir, self.config.uid)
-        sb.container = await _run(_create_container, self.config, workdir, {POOL_LABEL: self.pool_id})
+        sb.remove_workdir = True
+        try:
+            await _run(sb._setup_workdir)
+            sb.container = await _run(_create_container, self.config, workdir, {POOL_LABEL: self.pool_id})
+        except BaseException:
+            await _run(sb._release_workdir)
+            raise
         sb._on_close = self._release
         self._live.add(sb)
         return sb
@@ -357,7 +435,7 @@ class DockerPool:
         try:
             await _run(sb.container.remove, force=True)
         finally:
-            await _run(shutil.rmtree, sb.host_workdir, True)
+            await _run(sb._release_workdir)
 
     async def close(self) -> None:
         """Remove every container of this pool, ready or in use, and their work dirs."""
@@ -368,9 +446,24 @@ class DockerPool:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(self._release(sb) for sb in list(self._live)), return_exceptions=True)
         if self._own_root:
-            await _run(shutil.rmtree, self.root, True)
+            await _run(quota.remove_tree, self.root)
+
+    def close_sync(self) -> None:
+        """Remove every container and work dir without an event loop (a pool made on a finished loop)."""
+        self.closed = True
+        for sb in list(self._live):
+            self._live.discard(sb)
+            sb.closed = True
+            try:
+                sb.container.remove(force=True)
+            except Exception:
+                pass
+            sb._release_workdir()
+        if self._own_root:
+            quota.remove_tree(self.root)
 
     @property
     def ready(self) -> int:
         """Containers started and waiting."""
         return self._ready.qsize()
+

@@ -48,6 +48,10 @@ else
   log "dockerd up (pid $(cat "$STATE_DIR/dockerd.pid"))"
 fi
 
+# 2b. Leftovers of killed runs: containers and temp dirs whose owner process is dead
+# (and the work-dir quotas mounted in them).
+"$PY" -m rowgym.sandboxes.cleanup || log "cleanup failed (continuing)"
+
 # 3. Rootfs (cached by recipe hash) and the docker image (skipped when current).
 "$PY" -m rowgym.sandboxes.image build
 

@@ -23,7 +23,6 @@ visible tests passing. Sandbox trouble raises :class:`SandboxFailure`
 from __future__ import annotations
 
 import asyncio
-import os
 import posixpath
 from typing import Any, ClassVar
 
@@ -94,6 +93,11 @@ class WriteArgs(ToolArgs):
 class RunArgs(ToolArgs):
     command: str = Field(description="A shell command, run in the repository root inside the sandbox.")
     timeout: float = Field(30.0, gt=0, le=120, description="Seconds before the command is killed (at most 120).")
+
+
+def _os_reason(e: Exception) -> str:
+    """An OSError's reason without the file name it carries (which could be a host path)."""
+    return e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
 
 
 def _clip(text: str, limit: int = OBS_LIMIT) -> str:
@@ -224,8 +228,12 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
             raise ToolError(f"no such file: {path}") from None
         except IsADirectoryError:
             raise ToolError(f"{path} is a directory; use list_files") from None
-        except (SandboxError, OSError, ValueError) as e:
+        except NotADirectoryError:
+            raise ToolError(f"no such file: {path} (a component of the path is not a directory)") from None
+        except SandboxError as e:  # messages name sandbox paths only, never the host's
             raise ToolError(f"cannot read {path}: {e}") from None
+        except (OSError, ValueError) as e:
+            raise ToolError(f"cannot read {path}: {_os_reason(e)}") from None
         try:
             return data.decode()
         except UnicodeDecodeError:
@@ -235,8 +243,14 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
         assert self.sb is not None
         try:
             await self.sb.write_file(path, text)
-        except (SandboxError, OSError, ValueError) as e:
+        except IsADirectoryError:
+            raise ToolError(f"cannot write {path}: it is a directory") from None
+        except NotADirectoryError:
+            raise ToolError(f"cannot write {path}: a component of the path is not a directory") from None
+        except SandboxError as e:  # includes the quota: "No space left on device (work dir quota ...)"
             raise ToolError(f"cannot write {path}: {e}") from None
+        except (OSError, ValueError) as e:
+            raise ToolError(f"cannot write {path}: {_os_reason(e)}") from None
 
     # ------------------------------------------------------------------ tools
     @tool
@@ -244,19 +258,20 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
         """List the files under a directory of the repository (recursively, at most 300 entries)."""
         assert self.sb is not None
         try:
-            root = self.sb.host_path(args.path, must_exist=True)
-        except (SandboxError, OSError, ValueError) as e:
+            found = await self.sb.list_files(args.path, skip_dirs=sorted(SKIP_DIRS), limit=300)
+        except FileNotFoundError:
+            raise ToolError(f"cannot list {args.path}: no such file or directory") from None
+        except NotADirectoryError:
+            raise ToolError(f"cannot list {args.path}: a component of the path is not a directory") from None
+        except SandboxError as e:
             raise ToolError(f"cannot list {args.path}: {e}") from None
-        if root.is_file():
+        except (OSError, ValueError) as e:
+            raise ToolError(f"cannot list {args.path}: {_os_reason(e)}") from None
+        if found is None:
             return args.path
-        out: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
-            for n in sorted(filenames):
-                out.append(posixpath.normpath(posixpath.join(args.path, os.path.relpath(os.path.join(dirpath, n),
-                                                                                         root))))
-                if len(out) >= 300:
-                    return "\n".join(out) + "\n... (more files; list a subdirectory)"
+        out = [posixpath.normpath(posixpath.join(args.path, rel)) for rel in found[:300]]
+        if len(found) > 300:
+            return "\n".join(out) + "\n... (more files; list a subdirectory)"
         return "\n".join(out) or "(empty)"
 
     @tool

@@ -103,7 +103,9 @@ class Boxes:
                     self._loop = loop
                     await self._pool.start()
                 return await self._pool.acquire()
-            sb = open_sandbox(self.backend, tempfile.mkdtemp(prefix="rowgym-rp-"), self.config)  # type: ignore[arg-type]
+            from rowgym.sandboxes.cleanup import owned_mkdtemp
+
+            sb = open_sandbox(self.backend, owned_mkdtemp("rp"), self.config)  # type: ignore[arg-type]
             await sb.start()
             return _Owned(sb)
         except SandboxError as e:
@@ -112,15 +114,8 @@ class Boxes:
     def _drop_foreign_pool(self) -> None:
         """A pool made on another (now finished) event loop: remove its containers synchronously."""
         pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        for sb in list(pool._live):
-            try:
-                sb.container.remove(force=True)
-            except Exception:
-                pass
-            shutil.rmtree(sb.host_workdir, ignore_errors=True)
-        shutil.rmtree(pool.root, ignore_errors=True)
+        if pool is not None:
+            pool.close_sync()
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -23,8 +23,8 @@ import posixpath
 import re
 import shutil
 import subprocess
-import tempfile
 import tomllib
+import weakref
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -168,11 +168,26 @@ def materialize(task: RepoPatchTask, dest: Path) -> None:
 
 
 class SnapshotCache:
-    """Materialised snapshots on the host, one dir per task (the pristine base of each episode)."""
+    """Materialised snapshots on the host, one dir per task (the pristine base of each episode).
+
+    The temp dir (``rowgym-repopatch-snap-<pid>-…``, made on first use) is removed by
+    ``close()``, when the cache is garbage-collected, or at interpreter exit; one left by
+    a killed process is swept by the next sandbox pool (``rowgym.sandboxes.cleanup``).
+    """
 
     def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="rowgym-repopatch-snap-"))
+        self._root: Path | None = None
+        self._finalizer: weakref.finalize | None = None
         self._dirs: dict[str, Path] = {}
+
+    @property
+    def root(self) -> Path:
+        if self._root is None:
+            from rowgym.sandboxes.cleanup import owned_mkdtemp
+
+            self._root = owned_mkdtemp("repopatch-snap")
+            self._finalizer = weakref.finalize(self, shutil.rmtree, self._root, True)
+        return self._root
 
     def get(self, task: RepoPatchTask) -> Path:
         key = hashlib.sha256(task.model_dump_json().encode()).hexdigest()[:16]
@@ -186,7 +201,10 @@ class SnapshotCache:
         return self._dirs[key]
 
     def close(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        if self._finalizer is not None:
+            self._finalizer()
+        self._root, self._finalizer = None, None
+        self._dirs.clear()
 
 
 # ------------------------------------------------------------------ diffs
