@@ -4,6 +4,7 @@
     rowgym check rowgym/ToolAPI-Retail-v0
     rowgym collect rowgym/ToolAPI-Retail-v0 --agent expert --split train --episodes 200 --out runs/retail
     rowgym show runs/retail --episode 0
+    rowgym verify runs/retail
     rowgym export runs/retail --format parquet --out runs/retail/steps.parquet
 
 Heavy modules are imported inside the commands, so ``rowgym --help`` stays fast.
@@ -12,6 +13,7 @@ Heavy modules are imported inside the commands, so ``rowgym --help`` stays fast.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -33,17 +35,46 @@ app.add_typer(model_app, name="model")
 console = Console()
 
 
+def _positive(value: float | None) -> float | None:
+    """typer callback: a number of seconds (or a rate) that must be finite and > 0."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be a number > 0, got {value}")
+    return value
+
+
+def _finite(value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, got {value}")
+    return value
+
+
 # Options of the LLM agents, shared by `collect` and `bench` (turned into kwargs by llm_agent_kwargs).
 BaseUrlOpt = Annotated[str, typer.Option(help="vllm agent: OpenAI-compatible server")]
 ModelDirOpt = Annotated[Path | None, typer.Option(help="vllm/hf agents: model (tokenizer) directory")]
 ModelOpt = Annotated[str | None, typer.Option(help="vllm agent: served model name")]
-TemperatureOpt = Annotated[float, typer.Option(help="vllm/hf agents: sampling temperature")]
-MaxTokensOpt = Annotated[int, typer.Option(help="vllm/hf agents: tokens per turn")]
+TemperatureOpt = Annotated[float, typer.Option(help="vllm/hf agents: sampling temperature", min=0.0,
+                                               callback=_finite)]
+MaxTokensOpt = Annotated[int, typer.Option(help="vllm/hf agents: tokens per turn", min=1)]
+AllowUnverifiedOpt = Annotated[bool, typer.Option("--allow-unverified", help="Use runs that fail `rowgym verify` "
+                                                  "anyway (the dataset's provenance then says unverified)")]
 
 
 def _fail(msg: str) -> None:
-    console.print(f"[bold red]error:[/] {msg}")
+    console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+def _os_error(e: OSError) -> str:
+    return f"{e.strerror or e}: {e.filename}" if e.filename else str(e.strerror or e)
+
+
+def _warn_problems(store) -> None:
+    """Tell a reader that the run fails verification (what it shows is still shown)."""
+    problems = store.problems
+    if problems:
+        head = "; ".join(str(p) for p in problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        console.print(f"[bold yellow]warning:[/] {store.root} fails verification: {head} "
+                      f"(see `rowgym verify {store.root}`)", highlight=False, soft_wrap=True)
 
 
 @envs_app.command("list")
@@ -68,8 +99,8 @@ def envs_list() -> None:
 @app.command()
 def check(env_id: Annotated[str | None, typer.Argument(help="Environment id; omit with --all.")] = None,
           all_envs: Annotated[bool, typer.Option("--all", help="Check every registered environment.")] = False,
-          seeds: Annotated[int, typer.Option(help="Seeds to check the expert and determinism on.")] = 5,
-          random_episodes: Annotated[int, typer.Option(help="Episodes of the random agent.")] = 20) -> None:
+          seeds: Annotated[int, typer.Option(help="Seeds to check the expert and determinism on.", min=1)] = 5,
+          random_episodes: Annotated[int, typer.Option(help="Episodes of the random agent.", min=0)] = 20) -> None:
     """Check that an environment can be trusted (API, determinism, expert, random, splits, bad calls)."""
     from rowgym.errors import RowgymError
     from rowgym.evals.checker import check_env
@@ -103,39 +134,50 @@ def check(env_id: Annotated[str | None, typer.Argument(help="Environment id; omi
 def collect(env_id: Annotated[str, typer.Argument(help="Environment id, e.g. rowgym/ToolAPI-Retail-v0")],
             agent: Annotated[str, typer.Option(help="expert, random, vllm, hf, or module:Class")] = "expert",
             split: Annotated[str, typer.Option(help="train, dev or heldout")] = "train",
-            episodes: Annotated[int, typer.Option(help="Number of seeds to play")] = 10,
+            episodes: Annotated[int, typer.Option(help="Number of seeds to play", min=1)] = 10,
             out: Annotated[Path, typer.Option(help="Run directory (resumed if it exists)")] = Path("runs/run"),
-            group_size: Annotated[int, typer.Option(help="Rollouts per seed (GRPO groups)")] = 1,
-            concurrency: Annotated[int, typer.Option(help="Episodes in flight")] = 4,
-            noise: Annotated[float, typer.Option(help="Expert only: chance of a bad call + repair per step")] = 0.0,
+            group_size: Annotated[int, typer.Option(help="Rollouts per seed (GRPO groups)", min=1)] = 1,
+            concurrency: Annotated[int, typer.Option(help="Episodes in flight", min=1)] = 4,
+            noise: Annotated[float, typer.Option(help="Expert only: chance of a bad call + repair per step",
+                                                 min=0.0, max=1.0)] = 0.0,
             base_url: BaseUrlOpt = "http://127.0.0.1:8000",
             model_dir: ModelDirOpt = None,
             model: ModelOpt = None,
             temperature: TemperatureOpt = 1.0,
             max_tokens: MaxTokensOpt = 256,
-            seed_offset: Annotated[int, typer.Option(help="Skip this many seeds of the split")] = 0,
-            turn_timeout: Annotated[float | None, typer.Option(help="Seconds per policy turn")] = None,
-            episode_timeout: Annotated[float | None, typer.Option(help="Seconds per episode")] = None,
+            seed_offset: Annotated[int, typer.Option(help="Skip this many seeds of the split", min=0)] = 0,
+            turn_timeout: Annotated[float | None, typer.Option(help="Seconds per policy turn", callback=_positive)] = None,
+            episode_timeout: Annotated[float | None, typer.Option(help="Seconds per episode", callback=_positive)] = None,
             no_resume: Annotated[bool, typer.Option("--no-resume", help="Refuse an existing run dir")] = False,
             retry_failed: Annotated[bool, typer.Option("--retry-failed", help="On resume, play failed episodes again")] = False,
-            step_timeout: Annotated[float | None, typer.Option(help="Seconds per env step (tool, sandbox, grading)")] = None,
-            retry_budget: Annotated[float | None, typer.Option(help="vllm agent: seconds to keep retrying a down server")] = None,
+            step_timeout: Annotated[float | None, typer.Option(help="Seconds per env step (tool, sandbox, grading)",
+                                                               callback=_positive)] = None,
+            retry_budget: Annotated[float | None, typer.Option(help="vllm agent: seconds to keep retrying a down server",
+                                                               callback=_positive)] = None,
             backend: Annotated[str, typer.Option(help="asyncio (one process) or ray (rollout workers as Ray actors)")] = "asyncio",
             ray_address: Annotated[str | None, typer.Option(help="ray backend: cluster address (default: start a local Ray)")] = None,
-            ray_actors: Annotated[int | None, typer.Option(help="ray backend: number of actors (default: one per CPU)")] = None,
+            ray_actors: Annotated[int | None, typer.Option(help="ray backend: number of actors (default: one per CPU)",
+                                                           min=1)] = None,
             progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True) -> None:
-    """Play episodes with an agent and stream every step into a trajectory store."""
+    """Play episodes with an agent and stream every step into a trajectory store.
+
+    One collect per --out at a time (a lock); resuming needs the run's identity (env, split,
+    seeds, agent and every option); more --episodes extend a run. Nothing is written before
+    the settings, the env and the agent have been checked.
+    """
     from rowgym.errors import RowgymError
     from rowgym.rollouts.engine import CollectConfig
     from rowgym.rollouts.engine import collect as run_collect
 
+    if backend not in ("asyncio", "ray"):
+        _fail(f"unknown backend {backend!r}; use asyncio or ray")
+    if noise and agent != "expert" and ":" not in agent:
+        _fail(f"--noise is an option of the expert agent, not of {agent!r}")
     agent_kwargs = llm_agent_kwargs(agent, base_url, model_dir, model, temperature, max_tokens)
     if noise:
         agent_kwargs["noise"] = noise
     if retry_budget is not None and agent == "vllm":
         agent_kwargs["retry_budget_s"] = retry_budget
-    if backend not in ("asyncio", "ray"):
-        _fail(f"unknown backend {backend!r}; use asyncio or ray")
     cfg = CollectConfig(env_id=env_id, agent=agent, split=split, episodes=episodes, out=out, group_size=group_size,
                         concurrency=concurrency, seed_offset=seed_offset, agent_kwargs=agent_kwargs,
                         turn_timeout_s=turn_timeout, episode_timeout_s=episode_timeout, resume=not no_resume,
@@ -145,6 +187,8 @@ def collect(env_id: Annotated[str, typer.Argument(help="Environment id, e.g. row
         s = run_collect(cfg)
     except RowgymError as e:
         _fail(str(e))
+    except OSError as e:
+        _fail(f"collect failed: {_os_error(e)}")
     _print_summary(s, env_id, agent, split)
 
 
@@ -189,9 +233,13 @@ def show(run: Annotated[Path, typer.Argument(help="Run directory")],
     from rowgym.store import TrajectoryStore
 
     try:
-        eps = list(TrajectoryStore(run, readonly=True).episodes())
+        store = TrajectoryStore(run, readonly=True)
+        eps = list(store.episodes())
     except RowgymError as e:
         _fail(str(e))
+    except OSError as e:
+        _fail(_os_error(e))
+    _warn_problems(store)
     if not eps:
         _fail(f"{run} has no episodes")
     ep = next((e for e in eps if e.episode_id == episode), None)
@@ -226,21 +274,55 @@ def export(run: Annotated[Path, typer.Argument(help="Run directory")],
     from rowgym.errors import RowgymError
     from rowgym.store import TrajectoryStore, flatten
 
+    if format not in ("parquet", "jsonl"):
+        _fail(f"unknown format {format!r}; use parquet or jsonl")
+    if level not in ("steps", "episodes"):
+        _fail(f"unknown level {level!r}; use steps or episodes")
     target = out or run / f"{level}.{format}"
+    if target.is_dir():
+        _fail(f"--out {target} is a directory; give a file name")
     try:
         store = TrajectoryStore(run, readonly=True)
         if format == "parquet":
             store.export_parquet(target, level)
-        elif format == "jsonl":
-            with open(target, "w") as f:
-                for ep in store.episodes():
-                    for r in flatten(ep, level):
-                        f.write(json.dumps(r) + "\n")
         else:
-            _fail(f"unknown format {format!r}; use parquet or jsonl")
+            records = [json.dumps(r) + "\n" for ep in store.episodes() for r in flatten(ep, level)]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "w") as f:
+                f.writelines(records)
     except RowgymError as e:
         _fail(str(e))
+    except OSError as e:
+        _fail(f"cannot write {target}: {_os_error(e)}")
+    _warn_problems(store)
     console.print(f"wrote {target}")
+
+
+@app.command()
+def verify(run: Annotated[Path, typer.Argument(help="Run directory")]) -> None:
+    """Check a run against its manifest: every shard's sha256 and line count, every line parses.
+
+    Reports changed bytes, deleted or added lines, malformed lines (shard and line number),
+    missing and unlisted shards, and episodes of another run. Exit code 1 if anything is wrong.
+    """
+    from rowgym.errors import RowgymError
+    from rowgym.store import TrajectoryStore
+
+    try:
+        store = TrajectoryStore(run, readonly=True)
+        problems = store.verify()
+    except RowgymError as e:
+        _fail(str(e))
+    except OSError as e:
+        _fail(_os_error(e))
+    m = store.manifest
+    for p in problems:
+        console.print(f"[red]FAIL[/] [{p.kind}] {p}", highlight=False, soft_wrap=True)
+    what = f"run {m.run_id}: {m.n_episodes} episodes in {len(m.shards)} sealed shards" if m else f"{run}"
+    if problems:
+        console.print(f"[bold red]{what}: {len(problems)} problem(s)[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(f"[green]ok[/] {what} match the manifest", highlight=False, soft_wrap=True)
 
 
 @dataset_app.command("sft")
@@ -248,37 +330,46 @@ def dataset_sft(runs: Annotated[list[Path], typer.Argument(help="Run directories
                 out: Annotated[Path, typer.Option(help="Output dataset directory")],
                 min_reward: Annotated[float, typer.Option(help="Keep episodes with final reward >= this")] = 1.0,
                 dev: Annotated[bool, typer.Option("--dev", help="Also use dev-split episodes")] = False,
-                drop_bad_calls: Annotated[bool, typer.Option("--drop-bad-calls", help="Drop bad calls and repairs")] = False) -> None:
+                drop_bad_calls: Annotated[bool, typer.Option("--drop-bad-calls", help="Drop bad calls and repairs")] = False,
+                allow_unverified: AllowUnverifiedOpt = False) -> None:
     """Tool-use SFT conversations (messages + tools) from successful train-split episodes."""
     from rowgym.errors import RowgymError
     from rowgym.trainers.datasets import sft_conversations, write_dataset
 
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} exists and is not a directory")
     splits = ("train", "dev") if dev else ("train",)
     try:
         rows = sft_conversations([str(r) for r in runs], min_reward=min_reward, splits=splits,
-                                 keep_bad_calls=not drop_bad_calls)
-        path = write_dataset(rows, out, sources=[str(r) for r in runs], kind="sft",
+                                 keep_bad_calls=not drop_bad_calls, allow_unverified=allow_unverified)
+        path = write_dataset(rows, out, sources=[str(r) for r in runs], kind="sft", allow_unverified=allow_unverified,
                              params={"min_reward": min_reward, "splits": list(splits), "drop_bad_calls": drop_bad_calls})
     except RowgymError as e:
         _fail(str(e))
+    except OSError as e:
+        _fail(f"cannot write the dataset: {_os_error(e)}")
     console.print(f"wrote {len(rows)} conversations from {len({r['task_hash'] for r in rows})} tasks to {path}")
 
 
 @dataset_app.command("grpo")
 def dataset_grpo(env_id: Annotated[str, typer.Argument(help="Environment id")],
                  out: Annotated[Path, typer.Option(help="Output dataset directory")],
-                 n: Annotated[int, typer.Option(help="Number of seeds")] = 64,
+                 n: Annotated[int, typer.Option(help="Number of seeds", min=1)] = 64,
                  split: Annotated[str, typer.Option(help="train or dev")] = "train",
-                 start: Annotated[int, typer.Option(help="Skip this many seeds of the split")] = 0) -> None:
+                 start: Annotated[int, typer.Option(help="Skip this many seeds of the split", min=0)] = 0) -> None:
     """GRPO prompts (seed, env id, split, first-turn messages) for the rollout function."""
     from rowgym.errors import RowgymError
     from rowgym.trainers.datasets import grpo_prompts, write_dataset
 
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} exists and is not a directory")
     try:
         rows = grpo_prompts(env_id, split=split, n=n, start=start)
         path = write_dataset(rows, out, kind="grpo", params={"env_id": env_id, "split": split, "n": n, "start": start})
     except RowgymError as e:
         _fail(str(e))
+    except OSError as e:
+        _fail(f"cannot write the dataset: {_os_error(e)}")
     console.print(f"wrote {len(rows)} prompts to {path}")
 
 
@@ -286,8 +377,8 @@ def dataset_grpo(env_id: Annotated[str, typer.Argument(help="Environment id")],
 def bench(env: Annotated[list[str], typer.Option("--env", help="Environment id (repeat for several)")],
           agent: Annotated[list[str], typer.Option("--agent", help="expert, random, vllm, hf, module:Class; "
                                                    "add kwargs as NAME,key=value (repeat for several)")],
-          episodes: Annotated[int, typer.Option(help="Tasks (seeds) per environment")] = 20,
-          attempts: Annotated[int, typer.Option(help="Attempts per task (k of pass@k, pass^k)")] = 1,
+          episodes: Annotated[int, typer.Option(help="Tasks (seeds) per environment", min=1)] = 20,
+          attempts: Annotated[int, typer.Option(help="Attempts per task (k of pass@k, pass^k)", min=1)] = 1,
           split: Annotated[str, typer.Option(help="Split to evaluate; other than heldout needs --allow-split")] = "heldout",
           allow_split: Annotated[bool, typer.Option("--allow-split", help="Allow a split other than heldout")] = False,
           training_data: Annotated[list[Path] | None, typer.Option("--training-data", help="Run dir, dataset dir "
@@ -295,14 +386,14 @@ def bench(env: Annotated[list[str], typer.Option("--env", help="Environment id (
           contamination: Annotated[str, typer.Option(help="refuse, or flag (run and mark the report)")] = "refuse",
           out: Annotated[Path, typer.Option(help="Bench directory (resumed if it exists)")] = Path("results/bench"),
           leaderboard: Annotated[Path | None, typer.Option(help="Default: <out>/../leaderboard.jsonl")] = None,
-          concurrency: Annotated[int, typer.Option(help="Episodes in flight per run")] = 4,
+          concurrency: Annotated[int, typer.Option(help="Episodes in flight per run", min=1)] = 4,
           base_url: BaseUrlOpt = "http://127.0.0.1:8000",
           model_dir: ModelDirOpt = None,
           model: ModelOpt = None,
           temperature: TemperatureOpt = 1.0,
           max_tokens: MaxTokensOpt = 256,
-          turn_timeout: Annotated[float | None, typer.Option(help="Seconds per policy turn")] = None,
-          episode_timeout: Annotated[float | None, typer.Option(help="Seconds per episode")] = None,
+          turn_timeout: Annotated[float | None, typer.Option(help="Seconds per policy turn", callback=_positive)] = None,
+          episode_timeout: Annotated[float | None, typer.Option(help="Seconds per episode", callback=_positive)] = None,
           progress: Annotated[bool, typer.Option(help="Show progress bars")] = True) -> None:
     """Benchmark agents on held-out seeds: metrics with CIs, pass@k/pass^k, HTML + markdown report, leaderboard."""
     from rowgym.errors import RowgymError
@@ -327,9 +418,9 @@ def bench(env: Annotated[list[str], typer.Option("--env", help="Environment id (
 
 @serve_app.command("up")
 def serve_up(model: Annotated[Path | None, typer.Option(help="Local model dir (default: the tiny model)")] = None,
-             port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+             port: Annotated[int, typer.Option(help="TCP port", min=1, max=65535)] = 8000,
              served_model_name: Annotated[str | None, typer.Option(help="Model name clients send")] = None,
-             timeout: Annotated[float, typer.Option(help="Startup timeout, seconds")] = 300.0) -> None:
+             timeout: Annotated[float, typer.Option(help="Startup timeout, seconds", callback=_positive)] = 300.0) -> None:
     """Start a detached vLLM server (reused if one already answers on the port); prints its pidfile JSON."""
     from rowgym.agents.serving import policy_up
     from rowgym.errors import RowgymError
@@ -376,7 +467,7 @@ def model_build_tiny(out: Annotated[Path | None, typer.Option(help="Output dir (
 @model_app.command("pretrain-tiny")
 def model_pretrain_tiny(out: Annotated[Path, typer.Option(help="Output dir of the pretrained model")],
                         base: Annotated[Path | None, typer.Option(help="Model dir to start from (default: build the tiny model)")] = None,
-                        steps: Annotated[int, typer.Option(help="Optimizer steps (32 requests each)")] = 1000,
+                        steps: Annotated[int, typer.Option(help="Optimizer steps (32 requests each)", min=1)] = 1000,
                         seed: Annotated[int, typer.Option(help="Seed of the corpus and of training")] = 0) -> None:
     """Give the tiny model a short generic copy pretraining (synthetic requests -> JSON tool-call arguments)."""
     try:
@@ -397,16 +488,25 @@ app.add_typer(train_app, name="train")
 def train_sft_cmd(sources: Annotated[list[Path], typer.Argument(help="Run directories (train split) or one dataset dir")],
                   model_dir: Annotated[Path, typer.Option(help="Local model directory")],
                   out: Annotated[Path, typer.Option(help="Where the fine-tuned model is saved")] = Path("runs/sft"),
-                  steps: Annotated[int, typer.Option(help="Optimizer steps")] = 100,
-                  batch_size: Annotated[int, typer.Option(help="Conversations per step")] = 8,
-                  lr: Annotated[float, typer.Option(help="Learning rate")] = 1e-3,
+                  steps: Annotated[int, typer.Option(help="Optimizer steps", min=1)] = 100,
+                  batch_size: Annotated[int, typer.Option(help="Conversations per step", min=1)] = 8,
+                  lr: Annotated[float, typer.Option(help="Learning rate", callback=_positive)] = 1e-3,
                   min_reward: Annotated[float, typer.Option(help="Keep episodes with final reward >= this")] = 1.0,
-                  cpu: Annotated[bool, typer.Option(help="Train on CPU (use_cpu=True, bf16=False)")] = True) -> None:
-    """Tool-use SFT (TRL SFTTrainer, loss on assistant tokens only). Held-out data are refused."""
+                  cpu: Annotated[bool, typer.Option(help="Train on CPU (use_cpu=True, bf16=False)")] = True,
+                  allow_unverified: AllowUnverifiedOpt = False) -> None:
+    """Tool-use SFT (TRL SFTTrainer, loss on assistant tokens only). Held-out data are refused,
+    and so are runs that fail verification unless --allow-unverified."""
     from rowgym.errors import RowgymError
     from rowgym.trainers.sft import SFTOptions, train_sft
 
+    if not (model_dir / "config.json").exists():
+        _fail(f"--model-dir {model_dir} is not a model directory (no config.json)")
     src = sources[0] if len(sources) == 1 else list(sources)
+    try:
+        if allow_unverified:  # build the rows here, where the override is known; train_sft takes rows too
+            src = _unverified_sft_rows(list(sources), min_reward)
+    except RowgymError as e:
+        _fail(str(e))
     try:
         res = train_sft(src, model_dir, out, SFTOptions(max_steps=steps, batch_size=batch_size, learning_rate=lr,
                                                         min_reward=min_reward, use_cpu=cpu))
@@ -416,18 +516,31 @@ def train_sft_cmd(sources: Annotated[list[Path], typer.Argument(help="Run direct
                   f"{res.losses[0]:.3f} -> {res.losses[-1]:.3f}; model saved to {res.out_dir}")
 
 
+def _unverified_sft_rows(sources: list[Path], min_reward: float) -> list[dict]:
+    from rowgym.errors import RowgymError
+    from rowgym.trainers.datasets import PROVENANCE_FILE, read_dataset, sft_conversations
+
+    if len(sources) == 1 and (sources[0] / PROVENANCE_FILE).exists():
+        rows, _ = read_dataset(sources[0], allow_unverified=True)
+    else:
+        rows = sft_conversations([str(s) for s in sources], min_reward=min_reward, allow_unverified=True)
+    if not rows:
+        raise RowgymError("no SFT rows in the sources")
+    return rows
+
+
 @train_app.command("grpo")
 def train_grpo_cmd(env_id: Annotated[str, typer.Argument(help="Environment id (train seeds are used)")],
                    model_dir: Annotated[Path, typer.Option(help="Local model directory (e.g. the SFT output)")],
                    out: Annotated[Path, typer.Option(help="Where the trained model is saved")] = Path("runs/grpo"),
-                   steps: Annotated[int, typer.Option(help="Optimizer steps")] = 10,
-                   generations: Annotated[int, typer.Option(help="Episodes per seed (GRPO group size)")] = 4,
-                   prompts_per_step: Annotated[int, typer.Option(help="Seeds per step")] = 2,
-                   lr: Annotated[float, typer.Option(help="Learning rate")] = 1e-5,
-                   temperature: Annotated[float, typer.Option(help="Sampling temperature")] = 1.0,
-                   turn_tokens: Annotated[int, typer.Option(help="Tokens per policy turn")] = 96,
-                   max_turns: Annotated[int | None, typer.Option(help="Turn limit per episode")] = None,
-                   local_weight: Annotated[float, typer.Option(help="Weight of summed local rewards")] = 0.0,
+                   steps: Annotated[int, typer.Option(help="Optimizer steps", min=1)] = 10,
+                   generations: Annotated[int, typer.Option(help="Episodes per seed (GRPO group size)", min=2)] = 4,
+                   prompts_per_step: Annotated[int, typer.Option(help="Seeds per step", min=1)] = 2,
+                   lr: Annotated[float, typer.Option(help="Learning rate", callback=_positive)] = 1e-5,
+                   temperature: Annotated[float, typer.Option(help="Sampling temperature", callback=_positive)] = 1.0,
+                   turn_tokens: Annotated[int, typer.Option(help="Tokens per policy turn", min=1)] = 96,
+                   max_turns: Annotated[int | None, typer.Option(help="Turn limit per episode", min=1)] = None,
+                   local_weight: Annotated[float, typer.Option(help="Weight of summed local rewards", callback=_finite)] = 0.0,
                    cpu: Annotated[bool, typer.Option(help="Train on CPU (use_cpu=True, bf16=False)")] = True) -> None:
     """Multi-turn GRPO: whole rowgym episodes as completions, observation tokens masked (env_mask)."""
     from rowgym.errors import RowgymError

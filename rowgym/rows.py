@@ -21,6 +21,7 @@ the policy produced.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -168,6 +169,7 @@ class PolicyInfo(Model):
     model: str | None = None
     revision: str | None = None
     sampling: dict[str, float | int | str | None] = Field(default_factory=dict)
+    privileged: bool = Field(False, description="A scripted agent that read the task (never a policy's rows).")
 
 
 class Episode(Model):
@@ -229,6 +231,62 @@ class RunSource(Model):
     group_size: int = 1
 
 
+class RunIdentity(Model):
+    """Everything that changes what a run samples; a resume must match it exactly.
+
+    The number of episodes is not part of it: seeds are drawn in a fixed order from
+    ``split`` starting at ``seed_offset``, so a longer run's seeds extend a shorter one's
+    (the store checks that prefix rule separately).
+    """
+
+    env_id: str
+    env_version: str
+    env_kwargs: dict[str, Any] = Field(default_factory=dict)
+    split: Split
+    seed_offset: int = 0
+    group_size: int = 1
+    agent: str
+    agent_options: dict[str, Any] = Field(default_factory=dict,
+                                          description="Every option of the agent, defaults included.")
+    policy_model: str | None = None
+    policy_revision: str | None = None
+    reward_versions: dict[str, str] = Field(default_factory=dict)
+
+    def hash(self) -> str:
+        """A short content hash of the identity (canonical JSON)."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def diff(self, new: RunIdentity) -> list[str]:
+        """The fields that differ, as ``"name old -> new"`` (agent options by their bare name).
+
+        >>> a = RunIdentity(env_id="e", env_version="0", split="train", agent="expert",
+        ...                 agent_options={"noise": 0.0})
+        >>> a.diff(a.model_copy(update={"agent_options": {"noise": 0.9}}))
+        ['noise 0.0 -> 0.9']
+        """
+        out: list[str] = []
+        old_d, new_d = self.model_dump(mode="json"), new.model_dump(mode="json")
+        for name, old_v in old_d.items():
+            new_v = new_d[name]
+            if isinstance(old_v, dict) and isinstance(new_v, dict):
+                prefix = "" if name == "agent_options" else f"{name}."
+                for k in sorted(set(old_v) | set(new_v)):
+                    a, b = old_v.get(k, _UNSET), new_v.get(k, _UNSET)
+                    if a != b:
+                        out.append(f"{prefix}{k} {_show(a)} -> {_show(b)}")
+            elif old_v != new_v:
+                out.append(f"{name} {_show(old_v)} -> {_show(new_v)}")
+        return out
+
+
+_UNSET = object()
+
+
+def _show(v: Any) -> str:
+    return "(unset)" if v is _UNSET else json.dumps(v, default=str)
+
+
 class RunManifest(Model):
     """Provenance of one run: source, agent/policy, versions, shards."""
 
@@ -244,3 +302,5 @@ class RunManifest(Model):
     shards: list[ShardInfo] = Field(default_factory=list)
     status: Literal["running", "complete"] = "running"
     n_episodes: int = 0
+    identity: RunIdentity | None = Field(None, description="What was sampled; None in runs written before it existed.")
+    identity_hash: str | None = None

@@ -24,19 +24,26 @@ Tool-call ``arguments`` stay JSON *strings* exactly as the policy wrote them (a 
 call's broken JSON included): Arrow mangles dicts whose keys differ from row to row,
 and Qwen-style chat templates render a string verbatim.
 
-Held-out data never becomes training data: any held-out episode (by its stored split
-or by its env's split of its seed) raises :class:`rowgym.errors.HeldOutLeakError`,
-and there is no override. ``dev`` is used only when asked for explicitly.
+Held-out data never becomes training data: any held-out episode raises
+:class:`rowgym.errors.HeldOutLeakError`, and there is no override. The split and task hash
+of an episode are re-derived from its env (the task re-made from env id + seed and its
+content hashed, :class:`TaskOracle`), never read from the row: a row whose stored split or
+task hash disagrees is refused as :class:`TamperedDataError`, and a run whose manifest
+says ``heldout`` is refused whole. ``dev`` is used only when asked for explicitly.
+A run directory must also pass verification (:meth:`rowgym.store.TrajectoryStore.verify`)
+unless ``allow_unverified=True``, which the dataset's provenance then records.
 :func:`write_dataset` saves rows with a ``provenance.json`` (task hashes, source run
 manifests, env ids) that the contamination check reads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,7 +53,7 @@ from rowgym.errors import HeldOutLeakError, RowgymError, SplitError, StoreError,
 from rowgym.registry import spec as env_spec
 from rowgym.rows import Episode, RunManifest, Split, StepRow
 from rowgym.splits import as_split
-from rowgym.store import TrajectoryStore, atomic_write, sha256_file
+from rowgym.store import IntegrityError, TrajectoryStore, atomic_write, sha256_file
 
 Source = str | Path | Episode | Iterable[Episode]
 
@@ -74,27 +81,120 @@ def _env_class(env_id: str) -> type | None:
         return None
 
 
-def _true_split(ep: Episode) -> Split:
-    """The split of an episode's seed according to its env (falls back to the stored split)."""
-    cls = _env_class(ep.env_id)
-    return cls.splits.split_of(ep.seed) if cls is not None and hasattr(cls, "splits") else ep.split
+class TamperedDataError(HeldOutLeakError):
+    """Stored rows disagree with what their env says about their seed (edited split, seed, env or task)."""
 
 
-def refuse_heldout(episodes: Iterable[Episode]) -> None:
-    """Raise :class:`HeldOutLeakError` if any episode (or any of its rows) is held out."""
-    for ep in episodes:
-        labels = {ep.split, _true_split(ep), *(s.split for s in ep.steps)}
-        if Split.HELDOUT in labels:
-            raise HeldOutLeakError(
-                f"episode {ep.episode_id} ({ep.env_id}, seed {ep.seed}) is from the held-out split; held-out "
-                f"episodes never become training data. Collect training data with --split train and keep "
-                f"held-out runs for `rowgym bench`.")
+@dataclass(frozen=True)
+class TaskFacts:
+    """What an env says about one seed: its split and the content hash of its task."""
+
+    split: Split
+    task_hash: str
+
+
+class TaskOracle:
+    """Re-derives split and task hash of (env id, env kwargs, seed) from the env itself, cached.
+
+    The held-out guard asks this, never the ``split`` / ``task_hash`` fields of a row, which
+    anyone can edit. One env instance per (env id, kwargs) is made lazily and closed by
+    :meth:`close`.
+    """
+
+    def __init__(self) -> None:
+        self._envs: dict[str, Any] = {}
+        self._facts: dict[tuple[str, int], TaskFacts] = {}
+
+    def facts(self, env_id: str, seed: int, env_kwargs: dict[str, Any] | None = None) -> TaskFacts:
+        key = json.dumps([env_id, env_kwargs or {}], sort_keys=True, default=str)
+        if (key, seed) not in self._facts:
+            if key not in self._envs:
+                try:
+                    self._envs[key] = rowgym.make(env_id, **(env_kwargs or {}))
+                except Exception as e:  # an env we cannot make is an env we cannot check
+                    raise HeldOutLeakError(
+                        f"cannot check the split of {env_id} episodes: the environment cannot be made "
+                        f"({type(e).__name__}: {e}); install it, or leave these episodes out") from None
+            env = self._envs[key]
+            try:
+                self._facts[(key, seed)] = TaskFacts(env.splits.split_of(seed), env.task_hash(seed))
+            except Exception as e:
+                raise TamperedDataError(f"{env_id} has no task for seed {seed!r} ({type(e).__name__}: {e}); "
+                                        f"the stored episode is not from this env") from None
+        return self._facts[(key, seed)]
+
+    def close(self) -> None:
+        for env in self._envs.values():
+            with contextlib.suppress(Exception):
+                env.close()
+        self._envs.clear()
+
+    def __enter__(self) -> TaskOracle:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _true_split(ep: Episode, oracle: TaskOracle | None = None) -> Split:
+    """The split of an episode's seed according to its env (never the stored label)."""
+    if oracle is not None:
+        return oracle.facts(ep.env_id, ep.seed).split
+    with TaskOracle() as o:
+        return o.facts(ep.env_id, ep.seed).split
+
+
+def refuse_heldout(episodes: Iterable[Episode], manifests: Sequence[RunManifest] = ()) -> None:
+    """Raise :class:`HeldOutLeakError` if any episode is held out, and :class:`TamperedDataError`
+    if its rows disagree with its env or its run.
+
+    The split and task hash of each episode are re-derived from its env id and seed (and the
+    env kwargs its run recorded); the stored ``split`` and ``task_hash`` fields only have to
+    agree with them. A run whose manifest says ``heldout`` is refused as a whole.
+    """
+    runs = {m.run_id: m for m in manifests}
+    for m in manifests:
+        if m.source.split == Split.HELDOUT or (m.identity is not None and m.identity.split == Split.HELDOUT):
+            raise HeldOutLeakError(f"run {m.run_id} ({m.source.env_id}) was collected from the held-out split; "
+                                   f"held-out runs never become training data (keep them for `rowgym bench`)")
+    with TaskOracle() as oracle:
+        for ep in episodes:
+            man = runs.get(ep.run_id)
+            if manifests and man is None:
+                raise TamperedDataError(f"episode {ep.episode_id} names run {ep.run_id!r}, which is not the run "
+                                        f"it is stored in ({', '.join(sorted(runs))})")
+            if man is not None and ep.env_id != man.source.env_id:
+                raise TamperedDataError(f"episode {ep.episode_id} says env {ep.env_id} but its run "
+                                        f"{man.run_id} was collected on {man.source.env_id}")
+            kwargs = man.identity.env_kwargs if man is not None and man.identity is not None else None
+            facts = oracle.facts(ep.env_id, ep.seed, kwargs)
+            if facts.split == Split.HELDOUT or ep.split == Split.HELDOUT:
+                raise HeldOutLeakError(
+                    f"episode {ep.episode_id} ({ep.env_id}, seed {ep.seed}) is from the held-out split; held-out "
+                    f"episodes never become training data. Collect training data with --split train and keep "
+                    f"held-out runs for `rowgym bench`.")
+            for s in ep.steps:
+                if (s.env_id, s.seed, s.split, s.episode_id) != (ep.env_id, ep.seed, ep.split, ep.episode_id):
+                    raise TamperedDataError(f"episode {ep.episode_id}: step {s.turn} says {s.env_id} seed {s.seed} "
+                                            f"({s.split}), the episode {ep.env_id} seed {ep.seed} ({ep.split})")
+            if ep.split != facts.split:
+                raise TamperedDataError(f"episode {ep.episode_id}: stored split {ep.split.value!r} but {ep.env_id} "
+                                        f"puts seed {ep.seed} in {facts.split.value!r}; the row was edited")
+            if ep.task_hash and ep.task_hash != facts.task_hash:
+                raise TamperedDataError(f"episode {ep.episode_id}: stored task hash {ep.task_hash} is not the hash "
+                                        f"of {ep.env_id} seed {ep.seed}'s task ({facts.task_hash}); the row was "
+                                        f"edited (seed, env id or task), so it is refused")
 
 
 # --------------------------------------------------------------------------- sources
-def load_episodes(source: Source) -> tuple[list[Episode], list[RunManifest]]:
+def load_episodes(source: Source, *, allow_unverified: bool = False) -> tuple[list[Episode], list[RunManifest]]:
     """Episodes (and the manifests of the runs they came from) from a run directory,
-    a list of run directories, an Episode or an iterable of Episodes."""
+    a list of run directories, an Episode or an iterable of Episodes.
+
+    A run directory must pass verification (:meth:`TrajectoryStore.verify`, fast path):
+    otherwise :class:`rowgym.store.IntegrityError` is raised, unless ``allow_unverified``
+    (then the lines that do not parse are left out and the rest is used).
+    """
     if isinstance(source, Episode):
         return [source], []
     if isinstance(source, str | Path):
@@ -104,15 +204,22 @@ def load_episodes(source: Source) -> tuple[list[Episode], list[RunManifest]]:
                              f"collect one with `rowgym collect ... --out {root}`")
         # read-only: a dataset build must never write into a run that may still be collecting
         store = TrajectoryStore(root, readonly=True)
-        manifest = RunManifest.model_validate_json((root / "manifest.json").read_text())
-        return list(store.episodes()), [manifest]
+        if not allow_unverified:
+            store.require_verified()
+        assert store.manifest is not None
+        return list(store.episodes()), [store.manifest]
     episodes: list[Episode] = []
     manifests: list[RunManifest] = []
     for item in source:
-        eps, mans = load_episodes(item)
+        eps, mans = load_episodes(item, allow_unverified=allow_unverified)
         episodes += eps
         manifests += mans
     return episodes, manifests
+
+
+def run_problems(run_dir: str | Path) -> list[str]:
+    """The integrity problems of a run directory (empty when it verifies), fast path."""
+    return [str(p) for p in TrajectoryStore(run_dir, readonly=True).verify(fast=True)]
 
 
 def system_prompt_of(env_id: str) -> str:
@@ -162,7 +269,7 @@ def episode_messages(ep: Episode, *, system_prompt: str, keep_bad_calls: bool = 
 
 def sft_conversations(source: Source, *, min_reward: float = 1.0, splits: Sequence[str | Split] = ("train",),
                       keep_bad_calls: bool = True, require_success: bool = False,
-                      system_prompt: str | None = None) -> list[dict[str, Any]]:
+                      system_prompt: str | None = None, allow_unverified: bool = False) -> list[dict[str, Any]]:
     """Tool-use SFT rows from stored episodes.
 
     Args:
@@ -172,6 +279,7 @@ def sft_conversations(source: Source, *, min_reward: float = 1.0, splits: Sequen
         keep_bad_calls: keep bad calls and the errors they got (they teach repair).
         require_success: also require the verifier's ``success`` flag.
         system_prompt: override the env's ``system_prompt`` (default: read from the registry).
+        allow_unverified: use runs that fail verification (see :func:`load_episodes`).
 
     Returns:
         One row per kept episode: ``messages``, ``tools`` (JSON string), ``env_id``,
@@ -179,11 +287,13 @@ def sft_conversations(source: Source, *, min_reward: float = 1.0, splits: Sequen
         ``final_reward``, ``n_bad_calls``.
 
     Raises:
-        HeldOutLeakError: if any episode in ``source`` is held out, whatever ``splits`` says.
+        HeldOutLeakError: if any episode in ``source`` is held out, whatever ``splits`` says
+            (:class:`TamperedDataError` if a row disagrees with its env about its seed).
+        IntegrityError: if a run fails verification and ``allow_unverified`` is off.
     """
     wanted = set(check_splits(splits))
-    episodes, _ = load_episodes(source)
-    refuse_heldout(episodes)
+    episodes, manifests = load_episodes(source, allow_unverified=allow_unverified)
+    refuse_heldout(episodes, manifests)
     prompts: dict[str, str] = {}
     rows = []
     for ep in episodes:
@@ -248,16 +358,25 @@ def to_hf_dataset(rows: Sequence[dict[str, Any]]) -> Any:
 
 def write_dataset(rows: Sequence[dict[str, Any]], out_dir: str | Path, *,
                   sources: Iterable[str | Path | RunManifest] = (), kind: str = "sft",
-                  params: dict[str, Any] | None = None) -> Path:
+                  params: dict[str, Any] | None = None, allow_unverified: bool = False) -> Path:
     """Write ``data.jsonl`` and ``provenance.json`` into ``out_dir`` and return ``out_dir``.
 
     ``provenance.json`` records the sorted set of ``task_hash`` values (overall and per
     env), the env ids, splits and run ids of the rows, the source run manifests
     (``sources``: run directories or manifests), the builder's ``params`` and the
-    sha256 of ``data.jsonl``. Refuses rows whose ``split`` is ``heldout``.
+    sha256 of ``data.jsonl``. Refuses rows whose ``split`` is ``heldout``, and source runs
+    that fail verification unless ``allow_unverified`` (then ``"unverified": true`` and the
+    problems are recorded).
     """
     if any(r.get("split") == Split.HELDOUT.value for r in rows):
         raise HeldOutLeakError("refusing to write held-out rows into a training dataset")
+    sources = list(sources)
+    problems = {str(s): run_problems(s) for s in sources if not isinstance(s, RunManifest)}
+    problems = {k: v for k, v in problems.items() if v}
+    if problems and not allow_unverified:
+        run, found = next(iter(problems.items()))
+        raise IntegrityError(f"{run} fails verification ({'; '.join(found[:3])}); rerun with --allow-unverified "
+                             f"to use it anyway (the dataset is then marked unverified)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / DATA_FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
@@ -281,6 +400,8 @@ def write_dataset(rows: Sequence[dict[str, Any]], out_dir: str | Path, *,
         "task_hashes_by_env": {k: sorted(v) for k, v in sorted(by_env.items())},
         "params": params or {},
         "sources": [m.model_dump(mode="json") for m in manifests],
+        "unverified": bool(problems),
+        "integrity_problems": {k: v[:50] for k, v in problems.items()},
     }
     atomic_write(out / PROVENANCE_FILE, json.dumps(provenance, indent=2, sort_keys=True))
     return out
@@ -293,11 +414,17 @@ def load_manifest(run_dir: Path) -> list[RunManifest]:
     return [RunManifest.model_validate_json(path.read_text())]
 
 
-def read_dataset(out_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The rows and provenance written by :func:`write_dataset` (checks the data hash)."""
+def read_dataset(out_dir: str | Path, *, allow_unverified: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rows and provenance written by :func:`write_dataset` (checks the data hash).
+
+    A dataset built from runs that failed verification is refused unless ``allow_unverified``.
+    """
     out = Path(out_dir)
     prov = json.loads((out / PROVENANCE_FILE).read_text())
     if sha256_file(out / DATA_FILE) != prov["data_sha256"]:
         raise StoreError(f"{out / DATA_FILE} does not match the sha256 in {PROVENANCE_FILE}; rebuild the dataset")
+    if prov.get("unverified") and not allow_unverified:
+        raise IntegrityError(f"{out} was built from runs that failed verification (its provenance says "
+                             f"unverified); pass --allow-unverified to train on it anyway")
     rows = [json.loads(line) for line in (out / DATA_FILE).read_text().splitlines() if line]
     return rows, prov

@@ -27,11 +27,13 @@ def test_append_seal_and_manifest_hashes(tmp_path):
     m = json.loads((tmp_path / "manifest.json").read_text())
     assert m["status"] == "complete" and m["n_episodes"] == 5
     assert [sh["n_episodes"] for sh in m["shards"]] == [2, 2, 1]
-    again = TrajectoryStore(tmp_path)
-    assert [e.seed for e in again.episodes()] == [0, 1, 2, 3, 4]
-    assert again.verify() == []
+    with TrajectoryStore(tmp_path) as again:
+        assert [e.seed for e in again.episodes()] == [0, 1, 2, 3, 4]
+        assert again.verify() == [] and again.problems == []
     (tmp_path / "shards" / m["shards"][0]["name"]).write_text("tampered\n")
-    assert "sha256" in TrajectoryStore(tmp_path).verify()[0]
+    ro = TrajectoryStore(tmp_path, readonly=True)
+    assert [p.kind for p in ro.problems] == ["changed", "line_count"]  # found on open, not raised
+    assert "sha256" in str(ro.verify()[0])
 
 
 def test_torn_last_line_is_repaired_on_reopen(tmp_path):
@@ -39,26 +41,29 @@ def test_torn_last_line_is_repaired_on_reopen(tmp_path):
     s.start(manifest())
     s.append(episode(0))
     s.append(episode(1))
-    # simulate a crash in the middle of writing the third episode
+    # simulate a crash in the middle of writing the third episode (the kernel drops a dead writer's lock)
     s._fh.write(episode(2).model_dump_json().encode()[:40])
     s._fh.flush()
+    s.lock.release()
     again = TrajectoryStore(tmp_path)
     assert again.completed_ids() == {"r:0:0", "r:1:0"}
     assert list(again.shard_dir.glob("*.partial")) == []
     again.start(manifest())
     again.append(episode(2))
     again.close()
-    assert [e.seed for e in TrajectoryStore(tmp_path).episodes()] == [0, 1, 2]
+    assert [e.seed for e in TrajectoryStore(tmp_path, readonly=True).episodes()] == [0, 1, 2]
 
 
 def test_a_different_run_in_the_same_dir_is_refused(tmp_path):
     s = TrajectoryStore(tmp_path)
     s.start(manifest())
     s.close()
-    with pytest.raises(StoreError, match="different env, seeds or agent"):
-        TrajectoryStore(tmp_path).start(manifest(seeds=(9,)))
-    with pytest.raises(StoreError, match="resume is off"):
-        TrajectoryStore(tmp_path).start(manifest(), resume=False)
+    with TrajectoryStore(tmp_path) as again, pytest.raises(StoreError, match="refusing to resume.*seeds differ"):
+        again.start(manifest(seeds=(9,)))
+    with TrajectoryStore(tmp_path) as again, pytest.raises(StoreError, match='agent "a" -> "b"'):
+        again.start(manifest(agent="b"))
+    with TrajectoryStore(tmp_path) as again, pytest.raises(StoreError, match="resume is off"):
+        again.start(manifest(), resume=False)
 
 
 def test_export_parquet_and_dataset(tmp_path):
@@ -66,7 +71,7 @@ def test_export_parquet_and_dataset(tmp_path):
 
     collect(CollectConfig(env_id="rowgym/ToolAPI-Retail-v0", episodes=3, out=tmp_path, progress=False,
                           agent_kwargs={"noise": 0.5}))
-    store = TrajectoryStore(tmp_path)
+    store = TrajectoryStore(tmp_path, readonly=True)
     n_steps = sum(len(e.steps) for e in store.episodes())
     path = store.export_parquet(tmp_path / "steps.parquet")
     import pyarrow.parquet as pq
