@@ -25,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
+import inspect
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,11 +38,19 @@ from typing import Any, Literal
 import rowgym
 from rowgym import aio
 from rowgym.agents import make_agent
-from rowgym.errors import RowgymError
+from rowgym.errors import AgentError, RowgymError
 from rowgym.rollouts.episode import EpisodeKey, Timeouts, play_episode
-from rowgym.rows import Episode, RunManifest, RunSource
+from rowgym.rows import Episode, RunIdentity, RunManifest, RunSource
 from rowgym.splits import as_split, seed_set_hash
 from rowgym.store import TrajectoryStore
+
+
+class CollectConfigError(RowgymError):
+    """A collection was asked for with invalid settings (nothing was written)."""
+
+
+OPERATIONAL_OPTIONS = frozenset({"base_url", "request_timeout_s", "retry_budget_s", "lock"})
+"""Agent options that change how a policy is reached, not what it samples (left out of a run's identity)."""
 
 
 @dataclass
@@ -86,6 +96,34 @@ class CollectConfig:
         d = asdict(self)
         d["out"] = str(d["out"])
         return d
+
+    def validate(self) -> None:
+        """Raise :class:`CollectConfigError` with a one-line reason for any invalid field."""
+        def bad(msg: str) -> None:
+            raise CollectConfigError(msg)
+
+        for name in ("episodes", "group_size", "concurrency"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                bad(f"{name} must be a whole number >= 1, got {v!r}")
+        if not isinstance(self.seed_offset, int) or self.seed_offset < 0:
+            bad(f"seed_offset must be a whole number >= 0, got {self.seed_offset!r}")
+        for name in ("turn_timeout_s", "episode_timeout_s", "step_timeout_s"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+                bad(f"{name} must be a positive number of seconds, got {v!r}")
+        if self.backend not in ("asyncio", "ray"):
+            bad(f"unknown backend {self.backend!r}; use 'asyncio' or 'ray'")
+        if self.ray_actors is not None and self.ray_actors < 1:
+            bad(f"ray_actors must be >= 1, got {self.ray_actors!r}")
+        if not (math.isfinite(self.ray_actor_cpus) and self.ray_actor_cpus > 0):
+            bad(f"ray_actor_cpus must be > 0, got {self.ray_actor_cpus!r}")
+        if not isinstance(self.agent, str) or not self.agent.strip():
+            bad("agent must be a name (expert, random, vllm, hf) or module:Class")
+        as_split(self.split)
+        for k, v in {**self.env_kwargs, **self.agent_kwargs}.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                bad(f"option {k}={v!r} is not a finite number")
 
 
 @dataclass
@@ -139,6 +177,63 @@ def plan(cfg: CollectConfig, run_id: str) -> tuple[list[int], list[EpisodeKey]]:
     finally:
         env.close()
     return seeds, [EpisodeKey(run_id, s, i) for s in seeds for i in range(cfg.group_size)]
+
+
+def _plain(v: Any) -> Any:
+    """A JSON-safe form of an option value (paths as strings, objects by their type)."""
+    if v is None or isinstance(v, bool | int | float | str):
+        return v
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    return f"<{type(v).__module__}.{type(v).__qualname__}>"
+
+
+def agent_options(agent: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Every option of an agent: its constructor's defaults, what its policy reports, what was passed."""
+    opts: dict[str, Any] = {}
+    try:
+        params = inspect.signature(type(agent).__init__).parameters.values()
+    except (TypeError, ValueError):
+        params = []
+    for p in params:
+        if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is not p.empty:
+            opts[p.name] = p.default
+    info = agent.policy_info()
+    opts.update(info.sampling)
+    opts.update(kwargs)
+    return {k: _plain(v) for k, v in sorted(opts.items()) if k not in OPERATIONAL_OPTIONS}
+
+
+def run_identity(cfg: CollectConfig, env: Any, agent: Any) -> RunIdentity:
+    """What the run samples (see :class:`rowgym.rows.RunIdentity`)."""
+    info = agent.policy_info()
+    return RunIdentity(env_id=cfg.env_id, env_version=str(env.version), env_kwargs=_plain(cfg.env_kwargs),
+                       split=as_split(cfg.split), seed_offset=cfg.seed_offset, group_size=cfg.group_size,
+                       agent=cfg.agent, agent_options=agent_options(agent, cfg.agent_kwargs),
+                       policy_model=info.model, policy_revision=info.revision,
+                       reward_versions=env.reward_versions())
+
+
+def build_agent(cfg: CollectConfig, env: Any) -> Any:
+    """``make_agent`` with a one-line error for a spec that is not an agent class or options it does not take."""
+    if ":" in cfg.agent:
+        from rowgym.registry import load_object
+
+        try:
+            obj = load_object(cfg.agent)
+        except (ImportError, AttributeError, ValueError, RowgymError) as e:
+            raise AgentError(f"cannot load agent {cfg.agent!r}: {type(e).__name__}: {e}") from None
+        if not (isinstance(obj, type) and callable(getattr(obj, "act", None))):
+            raise AgentError(f"agent {cfg.agent!r} is not an agent class (it is a {type(obj).__name__}); "
+                             f"give module:Class of an Agent subclass")
+    try:
+        return make_agent(cfg.agent, env, **cfg.agent_kwargs)
+    except TypeError as e:
+        raise AgentError(f"cannot build agent {cfg.agent!r} with options {sorted(cfg.agent_kwargs)}: {e}") from None
 
 
 def import_setup_modules(cfg: CollectConfig) -> None:
@@ -237,47 +332,67 @@ class _Writer:
 
 
 async def acollect(cfg: CollectConfig) -> Summary:
-    """Run a collection on the running event loop (see :func:`collect`)."""
-    if cfg.backend not in ("asyncio", "ray"):
-        raise RowgymError(f"unknown backend {cfg.backend!r}; use 'asyncio' or 'ray'")
+    """Run a collection on the running event loop (see :func:`collect`).
+
+    Everything is checked before anything is written: the settings, the env, the agent and
+    the run directory (one writer at a time, and a resume must have the run's identity).
+    """
+    cfg.validate()
     t_wall = time.perf_counter()
     import_setup_modules(cfg)
-    store = TrajectoryStore(cfg.out)
-    run_id = store.manifest.run_id if store.manifest and cfg.resume else uuid.uuid4().hex[:12]
-    seeds, keys = plan(cfg, run_id)
-    probe_env = rowgym.make(cfg.env_id, **cfg.env_kwargs)
-    probe_agent = make_agent(cfg.agent, probe_env, **cfg.agent_kwargs)
     split = as_split(cfg.split)
-    manifest = RunManifest(run_id=run_id, rowgym_version=rowgym.__version__, policy=probe_agent.policy_info(),
-                           source=RunSource(env_id=cfg.env_id, env_version=probe_env.version, split=split,
-                                            seeds=seeds, seed_set_hash=seed_set_hash(cfg.env_id, split, seeds),
-                                            group_size=cfg.group_size),
-                           reward_versions=probe_env.reward_versions(),
-                           processing=[f"collect agent={cfg.agent} concurrency={cfg.concurrency} "
-                                       f"backend={cfg.backend}"])
-    probe_env.close()
-    await probe_agent.aclose()
-    store.start(manifest, resume=cfg.resume)
-    done_ids = store.completed_ids(failed=not cfg.retry_failed)
-    todo = [k for k in keys if k.episode_id not in done_ids]
-    bar = _Progress(cfg, total=len(keys), already=len(keys) - len(todo))
-    writer = _Writer(store, bar.advance)
-    t0 = time.perf_counter()
+    probe_env = rowgym.make(cfg.env_id, **cfg.env_kwargs)
     try:
-        with bar, fewer_gc_pauses():
-            if cfg.backend == "ray":
-                from rowgym.rollouts.ray_backend import run_keys_on_ray
-
-                t0 = await run_keys_on_ray(cfg, todo, writer.put)
-            else:
-                await run_keys(cfg, todo, writer.put)
-            await writer.close()
+        seeds = probe_env.splits.seeds(split, cfg.episodes, start=cfg.seed_offset)
+        if not seeds:
+            raise CollectConfigError(f"{cfg.env_id} has no {split.value} seeds from index {cfg.seed_offset}")
+        probe_agent = build_agent(cfg, probe_env)
+        try:
+            identity, policy = run_identity(cfg, probe_env, probe_agent), probe_agent.policy_info()
+        finally:
+            await probe_agent.aclose()
+        env_version, reward_versions = probe_env.version, probe_env.reward_versions()
     finally:
-        if not writer.task.done():
-            await writer.close()
-        store.close(complete=len(store.completed_ids()) >= len(keys))
+        probe_env.close()
+    store = TrajectoryStore(cfg.out)
+    try:
+        run_id = store.manifest.run_id if store.manifest and cfg.resume else uuid.uuid4().hex[:12]
+        keys = [EpisodeKey(run_id, s, i) for s in seeds for i in range(cfg.group_size)]
+        manifest = RunManifest(run_id=run_id, rowgym_version=rowgym.__version__, policy=policy,
+                               source=RunSource(env_id=cfg.env_id, env_version=env_version, split=split,
+                                                seeds=seeds, seed_set_hash=seed_set_hash(cfg.env_id, split, seeds),
+                                                group_size=cfg.group_size),
+                               reward_versions=reward_versions, identity=identity, identity_hash=identity.hash(),
+                               processing=[f"collect agent={cfg.agent} concurrency={cfg.concurrency} "
+                                           f"backend={cfg.backend}"])
+        store.start(manifest, resume=cfg.resume)
+    except BaseException:
+        store.discard()
+        raise
+    try:
+        done_ids = store.completed_ids(failed=not cfg.retry_failed)
+        todo = [k for k in keys if k.episode_id not in done_ids]
+        bar = _Progress(cfg, total=len(keys), already=len(keys) - len(todo))
+        writer = _Writer(store, bar.advance)
+        t0 = time.perf_counter()
+        try:
+            with bar, fewer_gc_pauses():
+                if cfg.backend == "ray":
+                    from rowgym.rollouts.ray_backend import run_keys_on_ray
+
+                    t0 = await run_keys_on_ray(cfg, todo, writer.put)
+                else:
+                    await run_keys(cfg, todo, writer.put)
+                await writer.close()
+        finally:
+            if not writer.task.done():
+                await writer.close()
+    finally:
+        wanted = {k.episode_id for k in keys}
+        store.close(complete=wanted <= store.completed_ids())
     # The summary covers the whole run, including episodes stored by an earlier, interrupted invocation.
-    s = Summary.of(Path(cfg.out), run_id, list(store.episodes()), len(keys) - len(todo), time.perf_counter() - t_wall)
+    stored = [e for e in TrajectoryStore(cfg.out, readonly=True).episodes() if e.episode_id in wanted]
+    s = Summary.of(Path(cfg.out), run_id, stored, len(keys) - len(todo), time.perf_counter() - t_wall)
     s.rollout_s = (writer.last_stored - t0) if todo else 0.0
     s.n_played, s.completion_tokens = bar.n, bar.tokens
     return s
