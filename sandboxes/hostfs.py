@@ -162,12 +162,13 @@ class WorkdirFS:
             fd = self._openat(dfd, parts[-1], _READ, rel)
         finally:
             os.close(dfd)
-        with os.fdopen(fd, "rb") as f:
-            mode = os.fstat(fd).st_mode
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
             if stat.S_ISDIR(mode):
                 raise IsADirectoryError(errno.EISDIR, "is a directory", rel)
-            if not stat.S_ISREG(mode):
-                raise SandboxPathError(f"{rel} is not a regular file")
+            raise SandboxPathError(f"{rel} is not a regular file")
+        with os.fdopen(fd, "rb") as f:
             return f.read()
 
     def write(self, path: str, data: bytes) -> None:
@@ -299,9 +300,10 @@ class WorkdirFS:
                         os.close(cfd)
                 else:
                     fd = os.open(name, _READ, dir_fd=sfd)
+                    if not stat.S_ISREG(os.fstat(fd).st_mode):
+                        os.close(fd)
+                        continue  # a dir swapped in, fifo, socket, device: reading one could hang or leak
                     with os.fdopen(fd, "rb") as f:
-                        if not stat.S_ISREG(os.fstat(fd).st_mode):
-                            continue  # fifo, socket, device: reading one could hang or leak
                         data = f.read(budget[1] - budget[0] + 1)
                         budget[0] += len(data)
                         if budget[0] > budget[1]:
@@ -321,7 +323,10 @@ class WorkdirFS:
         try:
             dfd = self._open_dir(parts)
         except NotADirectoryError:
-            self.read(path)  # raises unless it is a readable regular file
+            try:
+                self.read(path)  # raises unless it is a readable regular file
+            except IsADirectoryError:
+                raise SandboxPathError(f"{_rel(parts)} changed while it was being listed") from None
             return None
         out: list[str] = []
         try:
