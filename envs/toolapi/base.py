@@ -54,6 +54,9 @@ class FinishArgs(ToolArgs):
     answer: str = Field("", description="The answer to the user's question, or a short summary if none was asked.")
 
 
+MAX_EXPRESSION_CHARS = 1000
+
+
 class CalculateArgs(ToolArgs):
     expression: str = Field(description="An arithmetic expression with numbers, + - * / and parentheses.")
 
@@ -197,12 +200,15 @@ class ToolAPIEnv(RowEnv[ToolAPITask]):
         expr = args.expression
         if not expr or "**" in expr or any(ch not in "0123456789.+-*/() " for ch in expr):
             raise ToolError("only numbers, + - * / and parentheses are allowed")
+        if len(expr) > MAX_EXPRESSION_CHARS:
+            raise ToolError(f"the expression is too long ({len(expr):,} characters; at most {MAX_EXPRESSION_CHARS})")
         try:
             value = eval(compile(expr, "<calc>", "eval", dont_inherit=True), {"__builtins__": {}}, {})  # noqa: S307
-        except Exception as e:  # SyntaxError, ZeroDivisionError, ...
+            result = f"{round(float(value), 2):.2f}"
+        except Exception as e:  # SyntaxError, ZeroDivisionError, RecursionError, MemoryError, OverflowError ...
             raise ToolError(f"cannot evaluate {expr!r}: {type(e).__name__}") from None
         self.progress("calculate", args)
-        return f"{round(float(value), 2):.2f}"
+        return result
 
     @tool(terminal=True)
     async def finish(self, args: FinishArgs) -> str:
