@@ -10,21 +10,35 @@
 
 Nothing an agent or environment does inside an episode escapes as an exception:
 a policy that fails (server down, timeout) or an environment that crashes ends the
-episode with a :class:`rowgym.rows.Failure` saying which part failed and why, and
-the rows recorded so far are kept.
+episode with a :class:`rowgym.rows.Failure` saying which part failed, what was being
+done and why (never an empty reason), and the rows recorded so far are kept.
+
+Whatever an episode holds can be stored. Agent and env text goes into rows with every
+lone UTF-16 surrogate replaced by U+FFFD (an LLM client that decodes a cut multi-byte
+sequence produces them, and no UTF-8 writer accepts them); token ids, the training
+truth, are kept exactly. A finished episode is checked to serialise; one that still
+does not is cleaned field by field, and as a last resort stored without its rows, with
+the reason as its failure, so one episode's data never stops a collection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
-from rowgym.agents.base import Agent
-from rowgym.agents.chat_tokens import env_tools
+from rowgym.agents.base import Agent, AgentTurn
+from rowgym.contract import episode_context
+from rowgym.env import describe_exception
 from rowgym.errors import AgentError
-from rowgym.rows import Episode, Failure, StepRow, Timings, Verdict
+from rowgym.rows import Action, Episode, ErrorKind, Failure, StepRow, Timings, ToolCall, Verdict
+from rowgym.tools import clean_text
+
+log = logging.getLogger(__name__)
+REASON_CHARS = 2000
+ROW_ERROR_KINDS = frozenset(get_args(ErrorKind))
 
 
 @dataclass(frozen=True)
@@ -89,37 +103,58 @@ async def play_episode(env: Any, agent: Agent, key: EpisodeKey, timeouts: Timeou
                        record: bool = True) -> Episode:
     """Run ``agent`` on ``env`` for the episode ``key`` and return it with all its rows.
 
-    Never raises for a failure of the env, the policy or a timeout: the episode comes back
-    with ``failure`` set (and the rows recorded so far). With ``record=False`` rows are not
-    built (used to measure recording overhead).
+    Never raises for a failure of the env, the policy, a timeout or the episode's data:
+    the episode comes back with ``failure`` set (and the rows recorded so far). With
+    ``record=False`` rows are not built (used to measure recording overhead).
     """
     t_start = time.perf_counter()
     ep = Episode(run_id=key.run_id, episode_id=key.episode_id, group_id=key.group_id, sample_index=key.sample_index,
                  env_id=env.env_id or "", env_version=env.version, seed=key.seed, split=env.splits.split_of(key.seed),
                  task_hash="", policy=agent.policy_info())
+    if _privileged(agent):  # rows of an agent that read the task are never mistaken for a policy's
+        ep.policy = ep.policy.model_copy(update={"privileged": True})
+    stage = _Stage()
     deadline = asyncio.timeout(timeouts.episode_s)
     try:
         async with deadline:
-            await _play(env, agent, ep, timeouts, record)
+            await _play(env, agent, ep, timeouts, record, stage)
     except Exception as e:  # attributed and kept on the episode, never raised into the engine
         if isinstance(e, TimeoutError) and deadline.expired():
-            kind, what = "timeout", f"episode exceeded {timeouts.episode_s}s (after {len(ep.steps)} steps)"
+            kind, what = "timeout", f"episode exceeded {timeouts.episode_s}s (during {stage.now}, after " \
+                                    f"{len(ep.steps)} steps)"
+        elif isinstance(e, EpisodeFailure):
+            kind, what = e.failure_kind, str(e) or f"{e.failure_kind} failure during {stage.now}"
         else:
-            kind, what = _failure_kind(e), str(e) if isinstance(e, EpisodeFailure) else f"{type(e).__name__}: {e}"
-        ep.failure = Failure(kind=kind, reason=what[:2000])
+            kind, what = _failure_kind(e), f"{stage.now}: {describe_exception(e, REASON_CHARS)}"
+        ep.failure = Failure(kind=kind, reason=clean_text(what)[:REASON_CHARS])
     ep.duration_s = round(time.perf_counter() - t_start, 4)
-    return ep
+    return storable(ep)
 
 
-async def _play(env: Any, agent: Agent, ep: Episode, timeouts: Timeouts, record: bool) -> None:
+def _privileged(agent: Any) -> bool:
+    return bool(getattr(agent, "privileged", False))
+
+
+class _Stage:
+    """What the episode is doing now, for failure reasons ("env step 3", "policy turn 2")."""
+
+    now = "env reset"
+
+
+async def _play(env: Any, agent: Agent, ep: Episode, timeouts: Timeouts, record: bool, stage: _Stage) -> None:
     obs, info = await _env_call(env.areset(seed=ep.seed), timeouts.step_s, "reset")
-    _, tools_json = env_tools(env)
-    ep.task_hash, ep.instruction = info["task_hash"], info.get("instruction", "")
-    ep.reward_versions, ep.tools = env.reward_versions(), tools_json
+    stage.now = "episode setup"
+    obs = clean_text(obs)
     # the sample index lets stochastic agents differ within a GRPO group (same seed, k samples)
-    await agent.reset(env, obs, {**info, "sample_index": ep.sample_index, "episode_id": ep.episode_id})
+    ctx = episode_context(env, obs, info, sample_index=ep.sample_index, episode_id=ep.episode_id,
+                          privileged=_privileged(agent))
+    ep.task_hash, ep.instruction = info["task_hash"], clean_text(info.get("instruction", ""))
+    ep.reward_versions, ep.tools = env.reward_versions(), clean_text(ctx.tools_json)
+    stage.now = "agent reset"
+    await agent.reset(ctx)
     turn = 0
     while True:
+        stage.now = f"policy turn {turn}"
         t0 = time.perf_counter()
         if timeouts.turn_s is None:
             out = await agent.act(obs)
@@ -134,23 +169,101 @@ async def _play(env: Any, agent: Agent, ep: Episode, timeouts: Timeouts, record:
                 raise EpisodeFailure("timeout", f"the policy did not answer turn {turn} "
                                                 f"within {timeouts.turn_s}s") from e
         t1 = time.perf_counter()
+        stage.now = f"env step {turn}"
         next_obs, reward, terminated, truncated, sinfo = await _env_call(env.astep(out.action), timeouts.step_s,
                                                                          f"step {turn}")
         t2 = time.perf_counter()
+        next_obs = clean_text(next_obs)
         if record:
-            ep.steps.append(StepRow(
-                run_id=ep.run_id, episode_id=ep.episode_id, group_id=ep.group_id, env_id=ep.env_id,
-                env_version=ep.env_version, seed=ep.seed, split=ep.split, turn=turn, observation=obs,
-                action=out.action, next_observation=next_obs, reward=sinfo["local_reward"],
-                reward_breakdown=sinfo["reward_breakdown"], bad_call=sinfo["bad_call"],
-                error_kind=sinfo["error_kind"], repaired=sinfo["repaired"], terminated=terminated,
-                truncated=truncated, timings=Timings(policy_s=round(t1 - t0, 6), env_s=round(t2 - t1, 6)),
-                tokens=out.tokens))
+            stage.now = f"recording step {turn}"
+            ep.steps.append(step_row(ep, turn, obs, out, next_obs, sinfo, terminated, truncated,
+                                     Timings(policy_s=round(t1 - t0, 6), env_s=round(t2 - t1, 6))))
         if terminated or truncated:
             verdict: Verdict = sinfo["verdict"]
             ep.verdict = verdict
             return
         obs, turn = next_obs, turn + 1
+
+
+def step_row(ep: Episode, turn: int, obs: str, out: AgentTurn, next_obs: str, sinfo: dict[str, Any],
+             terminated: bool, truncated: bool, timings: Timings | None = None) -> StepRow:
+    """The row of one step, with agent and env text made storable (token ids kept exactly)."""
+    error_kind = sinfo["error_kind"]
+    if error_kind is not None and error_kind not in ROW_ERROR_KINDS:
+        # a failure kind the row schema does not list yet (e.g. an env's own): keep the row,
+        # recorded as a tool error; the observation text says what happened
+        error_kind = "tool_error"
+    return StepRow(
+        run_id=ep.run_id, episode_id=ep.episode_id, group_id=ep.group_id, env_id=ep.env_id,
+        env_version=ep.env_version, seed=ep.seed, split=ep.split, turn=turn, observation=clean_text(obs),
+        action=clean_action(out.action), next_observation=clean_text(next_obs), reward=sinfo["local_reward"],
+        reward_breakdown=sinfo["reward_breakdown"], bad_call=sinfo["bad_call"], error_kind=error_kind,
+        repaired=sinfo["repaired"], terminated=terminated, truncated=truncated, timings=timings or Timings(),
+        tokens=out.tokens)
+
+
+def clean_action(action: Action | ToolCall | str) -> Action:
+    """The agent's action as a storable :class:`Action` (lone surrogates -> U+FFFD).
+
+    >>> clean_action(Action(text="caf\\udce9")).text == "caf\\ufffd"
+    True
+    """
+    if isinstance(action, str):
+        action = Action(text=action)
+    elif isinstance(action, ToolCall):
+        action = Action(tool_call=action)
+    text = clean_text(action.text)
+    call = action.tool_call
+    if call is not None:
+        name, arguments, cid = clean_text(call.name), clean_text(call.arguments), call.id
+        cid = clean_text(cid) if cid is not None else None
+        if (name, arguments, cid) != (call.name, call.arguments, call.id) or name is not call.name \
+                or arguments is not call.arguments:
+            call = ToolCall(name=name, arguments=arguments, id=cid)
+    if text is action.text and call is action.tool_call:
+        return action
+    return Action(text=text, tool_call=call)
+
+
+def storable(ep: Episode) -> Episode:
+    """``ep``, made to serialise: as is (the common case), cleaned, or without its rows.
+
+    The store writes ``model_dump_json()``; a field that cannot be encoded (a lone
+    surrogate that reached a verdict detail, say) would stop the whole collection there.
+    """
+    try:
+        ep.model_dump_json()
+        return ep
+    except Exception as e:  # PydanticSerializationError, or anything a plugin's field raises
+        first = describe_exception(e, 300)
+    try:
+        cleaned = Episode.model_validate(_clean_tree(ep.model_dump()))
+        cleaned.model_dump_json()
+        return cleaned
+    except Exception as e:
+        log.warning("episode %s cannot be serialised, stored without its rows: %s", ep.episode_id, first)
+        reason = f"the episode's data could not be stored ({first}; after cleaning: {describe_exception(e, 300)})"
+        bare = ep.model_copy(update={"steps": [], "verdict": None, "instruction": clean_text(ep.instruction),
+                                     "failure": Failure(kind="env", reason=clean_text(reason)[:REASON_CHARS])})
+        try:
+            bare.model_dump_json()
+            return bare
+        except Exception:  # the ids themselves: keep only what identifies the episode
+            return Episode(run_id=ep.run_id, episode_id=ep.episode_id, group_id=ep.group_id,
+                           sample_index=ep.sample_index, env_id=clean_text(ep.env_id), env_version=ep.env_version,
+                           seed=ep.seed, split=ep.split, task_hash=clean_text(ep.task_hash),
+                           policy=ep.policy.model_copy(update={"agent": clean_text(ep.policy.agent)}),
+                           failure=Failure(kind="env", reason=clean_text(reason)[:REASON_CHARS]))
+
+
+def _clean_tree(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list):
+        return [_clean_tree(v) for v in value]
+    if isinstance(value, dict):
+        return {_clean_tree(k): _clean_tree(v) for k, v in value.items()}
+    return value
 
 
 async def _env_call(coro: Any, limit: float | None, what: str) -> Any:

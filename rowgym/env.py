@@ -229,7 +229,7 @@ class RowEnv(gym.Env[str, Action], Generic[TaskT]):
             except Exception as e:
                 if getattr(e, "failure_kind", None):  # e.g. a SandboxError keeps its own attribution
                     raise
-                raise GraderError(f"{type(self).__name__}.grade() failed: {type(e).__name__}: {e}") from e
+                raise GraderError(f"{type(self).__name__}.grade() failed: {describe_exception(e)}") from e
             info["verdict"] = verdict
             reward += verdict.reward
             self._done = True
