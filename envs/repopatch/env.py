@@ -35,6 +35,7 @@ from rowgym.envs.repopatch.grading import (
     VERIFIER_VERSION,
     Boxes,
     GraderFailure,
+    HarnessCall,
     SandboxFailure,
     agent_changes,
     grade_changes,
@@ -45,8 +46,6 @@ from rowgym.envs.repopatch.task import (
     SKIP_DIRS,
     RepoPatchTask,
     SnapshotCache,
-    parse_pytest_summary,
-    pytest_argv,
 )
 from rowgym.rewards.base import LocalReward, Rubric
 from rowgym.rewards.local import BAD_CALL_PENALTY, VALID_CALL
@@ -334,19 +333,29 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
     @tool
     async def run_visible_tests(self, args: NoArgs) -> str:
         """Run the repository's visible tests with pytest and show the results."""
-        assert self.task is not None
+        assert self.task is not None and self.sb is not None
         if not self.task.visible_tests:
             return "This task has no visible tests."
-        res = await self._exec(pytest_argv(self.task.visible_tests), timeout=120, env=pythonpath_env(self.task))
-        results = parse_pytest_summary(res.stdout)
-        if results:
+        # The grader's hardened invocation (pytest from the image, signed report), so this local
+        # signal is no easier to fool than grading.
+        call = HarnessCall(self.task, self.task.visible_tests)
+        try:
+            run = await call.run(self.sb, timeout=120)
+        except (SandboxError, OSError, ValueError) as e:
+            raise SandboxFailure(f"could not run the visible tests: {e}") from e
+        if not run.started:  # the harness deletes its config first thing; here it never ran
+            await self._exec(["rm", "-f", "--", call.conf_name], timeout=30)
+        results = run.outcomes
+        if results and not run.tamper and not run.forged:
             frac = sum(s == "passed" for s in results.values()) / len(results)
             if frac > self._best_visible:
                 self.signal("visible_progress", frac - self._best_visible)
                 self._best_visible = frac
-        tail = "\n".join(line for line in res.stdout.splitlines() if not line.startswith("PASSED "))
-        status = "timed out" if res.timed_out else f"exit code {res.exit_code}"
-        return _clip(f"[{status}]\n{tail}\n{res.stderr[-2000:]}")
+        res = run.res
+        status = "timed out" if res.timed_out else (
+            f"exit code {run.finished.get('session_exit')}" if run.finished is not None
+            else f"pytest exited ({res.exit_code}) before reporting its results")
+        return _clip(f"[{status}]\n{run.output(OBS_LIMIT)}")
 
     @tool(terminal=True)
     async def submit(self, args: NoArgs) -> str:

@@ -14,15 +14,26 @@ Grading never trusts the agent's sandbox: the agent's final tree is copied out
 (links that leave it are skipped), compared file by file with the pristine snapshot
 kept on the host (the agent controls ``.git``, so its history is not trusted either),
 changes to tests and test configuration are dropped and flagged ``edited_tests``,
-and what is left is written over a fresh copy of the snapshot in a *fresh* sandbox.
-Only then are the hidden test files added, and pytest runs them with a per-test
-summary (``-rA``). Reward 1 iff every FAIL_TO_PASS and every PASS_TO_PASS test passed.
+changes to test *tooling* (``conftest.py``, ``pytest.py``, ``_pytest/``, ``*.dist-info``,
+``*.pth``, bytecode, ...) are dropped and flagged ``suspicious``, and what is left is
+written over a fresh copy of the snapshot in a *fresh* sandbox. Only then are the hidden
+test files added. pytest runs under :mod:`harness <rowgym.envs.repopatch.harness>`
+(``python3 -I`` outside the repository, pytest imported from the image, the repository on
+``sys.path`` after site-packages, plugin autoload off), which writes a report signed with a
+per-run key; stdout is never parsed. Reward 1 iff every FAIL_TO_PASS and every
+PASS_TO_PASS test passed and the harness saw no tampering with pytest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import json
 import os
+import re
+import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -31,19 +42,22 @@ from pathlib import Path
 from rowgym.envs.repopatch.task import (
     RepoPatchTask,
     changed_files,
-    parse_pytest_summary,
-    pytest_argv,
     read_tree,
-    split_test_edits,
+    split_guarded,
     write_tree,
 )
 from rowgym.errors import RowgymError
 from rowgym.rows import Check, Verdict
-from rowgym.sandboxes import Sandbox, SandboxConfig, SandboxError, open_sandbox, pick_backend
+from rowgym.sandboxes import ExecResult, Sandbox, SandboxConfig, SandboxError, open_sandbox, pick_backend
 
 VERIFIER = "hidden_tests"
-VERIFIER_VERSION = "1"
+VERIFIER_VERSION = "2"
 GRADE_TIMEOUT_S = 300.0
+WORKSPACE = "/workspace"
+HARNESS_SOURCE = Path(__file__).with_name("harness.py").read_text()
+PYTEST_ARGS = ("-q", "--tb=short", "-rfE", "-p", "no:cacheprovider", "-o", "addopts=",
+               "--rootdir", WORKSPACE, "--import-mode=append")
+_RECORD_RE = re.compile(r"^@@rowgym-harness (started|finished) ([0-9a-f]{64}) ([A-Za-z0-9+/=]+)$")
 
 
 class RepoPatchError(RowgymError):
@@ -152,10 +166,96 @@ class _Owned(Sandbox):
             await asyncio.to_thread(shutil.rmtree, self.host_workdir, True)
 
 
+def path_dirs(task: RepoPatchTask) -> list[str]:
+    """The sandbox dirs the task's code imports from (the repository root, or its ``pythonpath``)."""
+    return [f"{WORKSPACE}/{p}".rstrip("/.") for p in task.pythonpath] or [WORKSPACE]
+
+
 def pythonpath_env(task: RepoPatchTask) -> dict[str, str]:
-    if not task.pythonpath:
-        return {}
-    return {"PYTHONPATH": ":".join(f"/workspace/{p}".rstrip("/.") for p in task.pythonpath)}
+    """Environment of the agent's commands: the task's PYTHONPATH, no bytecode written."""
+    env = {"PYTHONDONTWRITEBYTECODE": "1"}
+    if task.pythonpath:
+        env["PYTHONPATH"] = ":".join(f"{WORKSPACE}/{p}".rstrip("/.") for p in task.pythonpath)
+    return env
+
+
+@dataclass
+class HarnessRun:
+    """What one harness run reported. ``finished`` is None when it exited before reporting."""
+
+    res: ExecResult
+    started: bool
+    finished: dict | None
+    forged: int
+
+    @property
+    def outcomes(self) -> dict[str, str]:
+        return dict((self.finished or {}).get("outcomes") or {})
+
+    @property
+    def tamper(self) -> list[str]:
+        return [str(t) for t in (self.finished or {}).get("tamper") or []]
+
+    def output(self, limit: int = 2000) -> str:
+        """pytest's output without the harness records (for observations and check details)."""
+        err = "\n".join(line for line in self.res.stderr.splitlines() if not line.startswith("@@rowgym-harness "))
+        return (self.res.stdout.strip()[-limit:] + ("\n" + err.strip()[-limit // 2:] if err.strip() else "")).strip()
+
+
+class HarnessCall:
+    """One pytest run under the harness: a fresh key, a config file, the hardened command line.
+
+    The config file (key, paths, pytest args) goes into the work dir under a random name;
+    the harness reads and deletes it before any code of the repository runs.
+
+    Args:
+        task: The task (its ``pythonpath`` dirs go on ``sys.path`` after site-packages).
+        paths: Test paths given to pytest.
+        agent_files: Repository files the agent changed (a test whose code lives in one is flagged).
+    """
+
+    def __init__(self, task: RepoPatchTask, paths: list[str], agent_files: list[str] = ()) -> None:  # type: ignore[assignment]
+        self.key = secrets.token_bytes(32)
+        self.conf_name = f".rowgym-harness-{secrets.token_hex(12)}.json"
+        self.env = {**pythonpath_env(task), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTEST_ADDOPTS": ""}
+        self.conf = {"key": self.key.hex(), "root": WORKSPACE, "paths": path_dirs(task),
+                     "args": [*PYTEST_ARGS, *paths], "agent_files": sorted(agent_files)}
+
+    def conf_bytes(self) -> bytes:
+        return json.dumps(self.conf).encode()
+
+    def argv(self) -> list[str]:
+        return ["python3", "-I", "-c", HARNESS_SOURCE, f"{WORKSPACE}/{self.conf_name}"]
+
+    async def run(self, sb: Sandbox, timeout: float, *, write_conf: bool = True) -> HarnessRun:
+        """Run it in ``sb`` (its work dir holds the repository); ``write_conf=False`` when it is staged already."""
+        if write_conf:
+            await sb.write_file(self.conf_name, self.conf_bytes())
+        res = await sb.exec(self.argv(), timeout=timeout, cwd="/", env=self.env)
+        return self.parse(res)
+
+    def parse(self, res: ExecResult) -> HarnessRun:
+        started, finished, forged = False, None, 0
+        for line in res.stderr.splitlines():
+            m = _RECORD_RE.match(line.strip())
+            if not m:
+                forged += line.startswith("@@rowgym-harness")
+                continue
+            kind, mac, body = m.groups()
+            want = hmac.new(self.key, f"{kind}:{body}".encode(), hashlib.sha256).hexdigest()
+            if not hmac.compare_digest(mac, want):
+                forged += 1
+                continue
+            if kind == "started":
+                forged += started
+                started = True
+            else:
+                forged += finished is not None
+                try:
+                    finished = json.loads(base64.b64decode(body))
+                except ValueError:
+                    forged += 1
+        return HarnessRun(res, started, finished if started else None, forged)
 
 
 @dataclass
@@ -194,58 +294,88 @@ def gold_changes(task: RepoPatchTask, snapshot: Path) -> dict[str, bytes | None]
 
 
 async def agent_changes(sb: Sandbox, snapshot: Path) -> dict[str, bytes | None]:
-    """The agent's final edits: its work dir copied out and compared with the pristine snapshot."""
+    """The agent's final edits: its work dir copied out and compared with the pristine snapshot.
+
+    Bytecode, ``__pycache__`` and ``*.egg-info`` are kept in the comparison (they are dropped
+    and flagged later, never graded).
+    """
     with tempfile.TemporaryDirectory(prefix="rowgym-rp-out-") as out:
         try:
             await sb.copy_out(".", out)
         except SandboxError as e:
             raise SandboxFailure(f"could not copy the agent's work dir out: {e}") from e
-        after = await asyncio.to_thread(read_tree, Path(out))
-    base = await asyncio.to_thread(read_tree, snapshot)
+        after = await asyncio.to_thread(read_tree, Path(out), planted=True)
+    base = await asyncio.to_thread(read_tree, snapshot, planted=True)
     return changed_files(base, after)
+
+
+def _roots(task: RepoPatchTask) -> tuple[str, ...]:
+    return ("", *(p for p in task.pythonpath if p not in ("", ".")))
 
 
 async def grade_changes(task: RepoPatchTask, snapshot: Path, changes: dict[str, bytes | None], boxes: Boxes,
                         timeout: float = GRADE_TIMEOUT_S) -> Grade:
     """Grade file ``changes`` against ``task``'s hidden tests in a fresh sandbox (see module docstring)."""
     base = await asyncio.to_thread(read_tree, snapshot)
-    kept, dropped = split_test_edits(base, changes)
+    kept, tests, tooling = split_guarded(base, changes, roots=_roots(task))
+    dropped = sorted(tests + [p for p, _ in tooling])
     flags = ["edited_tests"] if dropped else []
+    if tooling:
+        flags.append("suspicious")
     from rowgym.envs.repopatch.task import unified_diff
 
     diff = unified_diff(base, kept)
+    call = HarnessCall(task, task.test_paths, [p for p, d in kept.items() if d is not None])
     stage = Path(tempfile.mkdtemp(prefix="rowgym-rp-grade-"))
     try:
         try:
             await asyncio.to_thread(_stage, snapshot, stage, kept, task.hidden_files)
+            (stage / call.conf_name).write_bytes(call.conf_bytes())
         except (OSError, ValueError) as e:
             raise GraderFailure(f"{task.instance_id}: could not stage the grading copy: {e}") from e
         sb = await boxes.acquire()
         try:
             await sb.copy_in(stage)
-            res = await sb.exec(pytest_argv(task.test_paths), timeout=timeout, env=pythonpath_env(task))
+            run = await call.run(sb, timeout, write_conf=False)
         except SandboxError as e:
             raise SandboxFailure(f"grading sandbox failed: {e}") from e
         finally:
             await sb.close()
     finally:
         await asyncio.to_thread(shutil.rmtree, stage, True)
+    res = run.res
     if res.exit_code == 126 and "could not start" in res.stderr:
         raise SandboxFailure(f"grading command did not start: {res.stderr.strip()[:300]}")
-    results = parse_pytest_summary(res.stdout)
-    if not results and not res.timed_out and res.exit_code not in (1, 2):
-        raise GraderFailure(f"{task.instance_id}: pytest reported no per-test results (exit {res.exit_code}): "
+    if not run.started:
+        # Nothing of the repository had run yet: the harness itself (or the image) failed.
+        raise GraderFailure(f"{task.instance_id}: the grading harness did not start (exit {res.exit_code}): "
                             f"{(res.stdout + res.stderr)[-500:]}")
+    results = run.outcomes
     checks = []
     for kind, ids in (("FAIL_TO_PASS", task.fail_to_pass), ("PASS_TO_PASS", task.pass_to_pass)):
         for node in ids:
-            status = results.get(node, "timeout" if res.timed_out else "missing")
+            status = results.get(node) or ("timeout" if res.timed_out else
+                                           "incomplete" if run.finished is None else "missing")
             checks.append(Check(name=node, passed=status == "passed", detail=f"{kind}: {status}"))
+    if run.finished is None:
+        # Started but never reported: the code under test ended the run (os._exit, a crash, a hang).
+        flags.append("incomplete_report")
+        why = "timed out" if res.timed_out else f"exited with {res.exit_code} before reporting"
+        checks.append(Check(name="harness_report", passed=False,
+                            detail=f"pytest {why} (attributed to the submission): {run.output(300)}"))
+    tamper = run.tamper + ([f"{run.forged} forged or duplicated harness records"] if run.forged else [])
+    if tamper:
+        flags.append("suspicious")
+        checks.append(Check(name="pytest_tampering", passed=False, detail="; ".join(tamper)[:2000]))
     if dropped:
         checks.append(Check(name="edited_tests", passed=True,
                             detail="not graded (test files or test config): " + ", ".join(dropped[:20])))
-    ok = all(c.passed for c in checks)
-    return Grade(1.0 if ok else 0.0, results, checks, flags, diff, dropped)
+    if tooling:
+        checks.append(Check(name="test_tooling", passed=False,
+                            detail="dropped (shadows or configures test tooling): "
+                            + "; ".join(why for _, why in tooling[:20])))
+    ok = all(c.passed for c in checks if c.name != "test_tooling")
+    return Grade(1.0 if ok else 0.0, results, checks, list(dict.fromkeys(flags)), diff, dropped)
 
 
 def _stage(snapshot: Path, stage: Path, kept: dict[str, bytes | None], hidden: dict[str, str]) -> None:

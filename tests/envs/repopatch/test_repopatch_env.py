@@ -46,7 +46,7 @@ def test_test_edits_are_dropped_and_flagged(env) -> None:
     env.step({"name": "write_file", "arguments": {"path": "conftest.py", "content": "collect_ignore_glob = ['*']\n"}})
     env.step({"name": "write_file", "arguments": {"path": "tests/test_basic.py", "content": ""}})
     *_, info = env.step({"name": "submit", "arguments": {}})
-    assert info["verdict"].reward == 0.0 and info["verdict"].flags == ["edited_tests"]
+    assert info["verdict"].reward == 0.0 and info["verdict"].flags == ["edited_tests", "suspicious"]  # conftest: tooling
 
 
 def test_hidden_tests_unreachable(env) -> None:

@@ -1,0 +1,344 @@
+"""The grading harness: pytest from the image, results in a report signed with a per-run key.
+
+Never imported by rowgym: ``grading.py`` passes this file's *source* to the sandbox as
+``python3 -I -c <source> <config file>``, with the working directory outside the
+repository, so nothing of it lives in the repository tree. Order of events:
+
+1. Read the config file (JSON: a per-run key, the repository root, its extra path dirs,
+   the pytest arguments, the files the agent changed) and delete it.
+2. Import pytest, pluggy and everything this harness needs while ``sys.path`` holds only
+   the standard library and site-packages (``-I``: no ``PYTHONPATH``, no cwd, no user
+   site; ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1`` is set by the caller).
+3. Fingerprint what grades: the functions and classes of ``_pytest``/``pluggy``/``pytest``,
+   ``builtins``, key functions of ``os``/``sys``/``unittest``, the modules in
+   ``sys.modules``, ``sys.meta_path``; install an audit hook (it cannot be removed).
+4. Write the signed ``started`` record, append the repository (and its path dirs) to
+   ``sys.path`` *after* site-packages, chdir into it, run ``pytest.main`` with a reporter
+   plugin that keeps per-test outcomes.
+5. Re-check the fingerprints, the registered hook implementations and the audit
+   findings, then write the signed ``finished`` record (outcomes + tamper findings) and
+   leave with ``os._exit`` (saved before any repository code ran), so no ``atexit``
+   handler of the code under test runs after the report.
+
+Records go to a duplicate of fd 2 taken at start, one line each:
+``@@rowgym-harness <kind> <hmac-sha256 hex> <base64 JSON>``. The key never appears in
+an argv or the environment; the code under test runs in this process, so it could still
+dig the key out of memory: that is the documented limit, covered by the tamper checks.
+"""
+
+import sys
+
+
+def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
+    import base64
+    import hashlib
+    import hmac
+    import json
+    import os
+    import types
+
+    exit_now = os._exit
+    write = os.write
+    conf_path = argv[0]
+    fd = os.open(conf_path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        raw = b""
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            raw += chunk
+    finally:
+        os.close(fd)
+        os.unlink(conf_path)
+    conf = json.loads(raw)
+    del raw
+    out_fd = os.dup(2)
+    signer = hmac.new(bytes.fromhex(conf.pop("key")), digestmod=hashlib.sha256)
+
+    def emit(kind, payload):
+        body = base64.b64encode(json.dumps(payload, sort_keys=True).encode()).decode()
+        mac = signer.copy()
+        mac.update(f"{kind}:{body}".encode())
+        line = f"\n@@rowgym-harness {kind} {mac.hexdigest()} {body}\n".encode()
+        while line:
+            line = line[write(out_fd, line):]
+
+    root = conf["root"]
+    agent_files = {os.path.normpath(os.path.join(root, p)) for p in conf.get("agent_files", [])}
+
+    import unittest.case  # noqa: F401 - fingerprinted (unittest-style tests)
+
+    import _pytest.assertion.rewrite
+    import _pytest.config
+    import _pytest.main
+    import _pytest.nodes
+    import _pytest.python
+    import _pytest.reports
+    import _pytest.runner
+    import pluggy
+    import pytest
+
+    # pytest imports most of its plugins lazily while configuring; import them now, from the image.
+    for name in getattr(_pytest.config, "default_plugins", ()) + ("_pytest.pytester", "_pytest.legacypath"):
+        try:
+            __import__(name if "." in name else "_pytest." + name)
+        except Exception:
+            pass
+
+    def in_repo(path):
+        try:
+            p = os.path.realpath(path)
+        except (TypeError, ValueError):
+            return False
+        return p == root or p.startswith(root + os.sep)
+
+    watched_mods = ("builtins", "os", "posix", "sys", "io", "atexit", "importlib", "unittest.case",
+                    "unittest.result", "unittest.suite", "unittest.runner", "unittest.main")
+
+    def watched_modules():
+        for name, mod in list(sys.modules.items()):
+            if not isinstance(mod, types.ModuleType):
+                continue
+            if name in watched_mods or name.split(".")[0] in ("_pytest", "pytest", "pluggy"):
+                yield name, mod
+
+    def members(obj, label, out, classes):
+        for k, v in list(vars(obj).items()):
+            key = f"{label}.{k}"
+            if isinstance(v, (types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+                              classmethod, staticmethod, property, types.MethodDescriptorType,
+                              types.WrapperDescriptorType, type)):
+                out[key] = v
+                fn = getattr(v, "__func__", None) or (v.fget if isinstance(v, property) else v)
+                code = getattr(fn, "__code__", None)
+                if code is not None:
+                    out[key + ".__code__"] = code
+                if (isinstance(v, type) and classes is not None and v.__module__ == getattr(obj, "__name__", "")
+                        and label.split(".")[0] in ("_pytest", "pytest", "pluggy", "unittest")):
+                    classes[key] = v
+            elif label == "builtins":
+                out[key] = v
+
+    def fingerprint():
+        funcs, classes = {}, {}
+        mods = {}
+        for name, mod in watched_modules():
+            mods[name] = mod
+            members(mod, name, funcs, classes)
+        for key, cls in list(classes.items()):
+            members(cls, key, funcs, None)
+            funcs[key + ".__keys__"] = frozenset(vars(cls))
+        members(Reporter, "harness.Reporter", funcs, None)
+        return mods, funcs
+
+    benign_attrs = {"_pytest_diamond_inheritance_warning_shown"}  # pytest >= 8 sets it lazily
+
+    def compare(before, after):
+        mods0, funcs0 = before
+        mods1, funcs1 = after
+        bad = [f"sys.modules[{n!r}] replaced" for n, m in mods0.items() if mods1.get(n) is not m]
+        for k, v in funcs0.items():
+            w = funcs1.get(k)
+            if k.endswith(".__keys__"):
+                diff = sorted(set(v).symmetric_difference(w or ()) - benign_attrs)[:5]
+                if diff:
+                    bad.append(f"{k[:-9]}: attributes added or removed: {diff}")
+            elif w is not v:
+                bad.append(f"{k} changed")
+        return bad
+
+    findings = []
+    audit_seen = set()
+    repo_running = [False]
+    guarded_prefixes = ("_pytest", "pytest", "pluggy", "unittest", "builtins")
+
+    def agent_on_stack():
+        f = sys._getframe(2)
+        for _ in range(300):
+            if f is None:
+                return False
+            if os.path.normpath(f.f_code.co_filename) in agent_files:
+                return True
+            f = f.f_back
+        return True
+
+    def audit(event, args):
+        if not repo_running[0]:
+            return
+        try:
+            if event in ("sys.settrace", "sys.setprofile"):
+                # doctest and debuggers call these too; only code the agent wrote is suspect.
+                if not agent_on_stack():
+                    return
+                note = f"audit: {event} called from code the agent wrote"
+            elif event in ("object.__setattr__", "object.__delattr__"):
+                obj, name = args[0], args[1]
+                if name == "__code__":
+                    note = f"audit: __code__ of {getattr(obj, '__qualname__', '?')} replaced"
+                elif isinstance(obj, type) and (obj.__module__ or "").split(".")[0] in guarded_prefixes:
+                    note = f"audit: {obj.__module__}.{obj.__qualname__}.{name} set or deleted"
+                else:
+                    return
+            elif event == "compile":
+                # Code disguised as the image's own (a fake file name) from code the agent wrote.
+                filename = str(args[1]) if len(args) > 1 else ""
+                if not filename.startswith(("/usr/", "/lib/")) or not agent_on_stack():
+                    return
+                note = f"audit: code compiled as {filename} by code the agent wrote"
+            else:
+                return
+            if note not in audit_seen:
+                audit_seen.add(note)
+                findings.append(note)
+        except Exception:
+            pass
+
+    class Reporter:
+        def __init__(self):
+            self.outcomes = {}
+            self.collect_errors = []
+            self.hooks0 = None
+            self.plugins0 = None
+            self.items = {}
+            self.session_exit = None
+            self.checked = False
+
+        def _hooks(self, pm):
+            out = {"pm._inner_hookexec": getattr(pm, "_inner_hookexec", None),
+                   "pm._hookexec": getattr(type(pm), "_hookexec", None)}
+            for name, hc in list(vars(pm.hook).items()):
+                if name.startswith("__"):
+                    continue
+                out[f"{name}._hookexec"] = getattr(hc, "_hookexec", None)
+                for impl in hc.get_hookimpls():
+                    fn = impl.function
+                    out[(name, id(impl))] = (impl, fn, getattr(fn, "__code__", None), impl.hookwrapper,
+                                             getattr(impl, "wrapper", None))
+            return out
+
+        def _allowed_plugin(self, plugin):
+            f = getattr(plugin, "__file__", None)
+            if isinstance(plugin, types.ModuleType):
+                return f is not None and (not in_repo(f) or os.path.basename(f) == "conftest.py")
+            mod = sys.modules.get(type(plugin).__module__)
+            return mod is not None and not in_repo(getattr(mod, "__file__", None) or root)
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_collection(self, session):
+            pm = session.config.pluginmanager
+            self.hooks0 = self._hooks(pm)
+            self.plugins0 = set(map(id, pm.get_plugins()))
+            self._keep = list(pm.get_plugins())
+
+        def pytest_collectreport(self, report):
+            if report.failed:
+                self.collect_errors.append(report.nodeid)
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_collection_finish(self, session):
+            for item in session.items:
+                obj = getattr(item, "obj", None)
+                code = getattr(obj, "__code__", None) or getattr(getattr(obj, "__func__", None), "__code__", None)
+                self.items[item.nodeid] = (item, obj, code)
+                if code is not None and os.path.normpath(code.co_filename) in agent_files:
+                    findings.append(f"test {item.nodeid} runs code from a file the agent wrote")
+                mod = getattr(getattr(item, "module", None), "__loader__", None)
+                ok = (mod is None or isinstance(mod, _pytest.assertion.rewrite.AssertionRewritingHook)
+                      or type(mod).__module__ in ("_frozen_importlib_external", "importlib._bootstrap_external"))
+                if not ok:
+                    findings.append(f"test module of {item.nodeid} loaded by {type(mod).__module__}."
+                                    f"{type(mod).__qualname__}")
+
+        def pytest_runtest_logreport(self, report):
+            node, when = report.nodeid, report.when
+            prev = self.outcomes.get(node)
+            xfail = hasattr(report, "wasxfail")
+            if when == "call":
+                status = ("xpass" if xfail else "passed") if report.passed else \
+                         "failed" if report.failed else ("xfail" if xfail else "skipped")
+            elif report.failed:
+                status = "error"
+            elif report.skipped and when == "setup":
+                status = "xfail" if xfail else "skipped"
+            else:
+                status = prev or ("passed" if when == "teardown" else None)
+                if status is None:
+                    return
+            if prev in ("error", "failed") and status not in ("error", "failed"):
+                return
+            if prev == "passed" and when == "teardown" and status == "passed":
+                return
+            self.outcomes[node] = status
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_sessionfinish(self, session, exitstatus):
+            self.session_exit = int(exitstatus)
+            self.check(session.config.pluginmanager)
+
+        def check(self, pm):
+            self.checked = True
+            if self.hooks0 is None:
+                return
+            now = self._hooks(pm)
+            for k, v in self.hooks0.items():
+                w = now.get(k)
+                same = w is v if not isinstance(v, tuple) else (
+                    w is not None and all(a is b for a, b in zip(v, w, strict=True)))
+                if not same:
+                    findings.append(f"hook implementation {k if isinstance(k, str) else k[0]} changed or removed")
+            for k, v in now.items():
+                if k not in self.hooks0 and isinstance(v, tuple) and not self._allowed_plugin(v[0].plugin):
+                    findings.append(f"hook implementation {k[0]} added by {type(v[0].plugin).__qualname__}")
+            for p in pm.get_plugins():
+                if id(p) not in self.plugins0 and not self._allowed_plugin(p):
+                    findings.append(f"plugin registered from the repository: {type(p).__qualname__}")
+            for node, (item, obj, code) in self.items.items():
+                o = getattr(item, "obj", None)
+                c = getattr(o, "__code__", None) or getattr(getattr(o, "__func__", None), "__code__", None)
+                if o is not obj or c is not code:
+                    findings.append(f"test function of {node} replaced")
+
+    reporter = Reporter()
+    meta0 = list(sys.meta_path)
+    hooks_path0 = list(sys.path_hooks)
+    before = fingerprint()
+    sys.addaudithook(audit)
+    emit("started", {"pytest": pytest.__version__, "pluggy": getattr(pluggy, "__version__", "?")})
+
+    for d in conf.get("paths", []):
+        if d not in sys.path:
+            sys.path.append(d)
+    os.chdir(root)
+    repo_running[0] = True
+    error = None
+    try:
+        code = pytest.main(list(conf["args"]), plugins=[reporter])
+    except BaseException as e:  # SystemExit from the code under test, KeyboardInterrupt, ...
+        code, error = -1, f"{type(e).__name__}: {e}"[:500]
+    repo_running[0] = False
+    if not reporter.checked:
+        findings.append("pytest session did not finish normally")
+    problems = compare(before, fingerprint())
+    new_finders = [type(f).__qualname__ for f in sys.meta_path if f not in meta0
+                   and not isinstance(f, _pytest.assertion.rewrite.AssertionRewritingHook)]
+    if new_finders:
+        problems.append(f"import finders added to sys.meta_path: {new_finders}")
+    if [h for h in sys.path_hooks if h not in hooks_path0]:
+        problems.append("sys.path_hooks changed")
+    if sys.gettrace() is not None or sys.getprofile() is not None:
+        problems.append("a trace or profile function is still installed")
+    emit("finished", {"exit": int(code) if isinstance(code, int) else -1, "error": error,
+                      "session_exit": reporter.session_exit, "outcomes": reporter.outcomes,
+                      "collect_errors": reporter.collect_errors[:50],
+                      "tamper": (findings + problems)[:50]})
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:
+        pass
+    exit_now(0)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])
