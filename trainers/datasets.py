@@ -58,6 +58,8 @@ from rowgym.store import IntegrityError, TrajectoryStore, atomic_write, sha256_f
 Source = str | Path | Episode | Iterable[Episode]
 
 DATA_FILE = "data.jsonl"
+# Verdict flags that keep an episode out of training data by default (the agent touched what grades it).
+EXCLUDED_FLAGS = frozenset({"suspicious"})
 PROVENANCE_FILE = "provenance.json"
 
 
@@ -300,6 +302,8 @@ def sft_conversations(source: Source, *, min_reward: float = 1.0, splits: Sequen
         if ep.split not in wanted or ep.failure is not None or ep.verdict is None or not ep.steps:
             continue
         if ep.final_reward < min_reward or (require_success and not ep.success):
+            continue
+        if EXCLUDED_FLAGS.intersection(ep.verdict.flags):
             continue
         if system_prompt is None and ep.env_id not in prompts:
             prompts[ep.env_id] = system_prompt_of(ep.env_id)
