@@ -273,7 +273,7 @@ def extract_tool_call(text: str) -> ToolCall | BadCall:
         return BadCall("no_tool_call", f"The reply is too long ({len(text):,} characters; at most "
                        f"{MAX_ACTION_CHARS:,}). Reply with one short tool call.")
     start = text.find(_OPEN)
-    if start >= 0:  # the first tagged call; an unclosed tag runs to the end (linear, no regex backtracking)
+    if start >= 0:  # the first tagged call; an unclosed tag runs to the end of the text
         end = text.find(_CLOSE, start + len(_OPEN))
         body = text[start + len(_OPEN):end if end >= 0 else len(text)].strip()
     else:
