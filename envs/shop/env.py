@@ -39,7 +39,8 @@ from pydantic import Field, field_validator
 from rowgym.env import RowEnv
 from rowgym.envs.shop.aria import compact, refs
 from rowgym.envs.shop.catalog import cache_dir
-from rowgym.envs.shop.client import ShopClient
+from rowgym.envs.shop.client import ShopClient, describe
+from rowgym.envs.shop.errors import ShopServerError
 from rowgym.envs.shop.instructions import (
     N_GOALS,
     SCORE_VERSION,
@@ -53,7 +54,7 @@ from rowgym.envs.shop.screenshots import CHROMIUM, CHROMIUM_ARGS
 from rowgym.envs.shop.search import terms
 from rowgym.envs.shop.server import DEFAULT_PORT, ensure_running
 from rowgym.rows import Action, Check, Split, ToolCall, Verdict
-from rowgym.tools import NoArgs, ToolArgs, ToolError, tool
+from rowgym.tools import NoArgs, ToolArgs, ToolError, clean_text, tool
 
 #: Paths the agent may not open (in any spelling, see :mod:`.paths`): the grader API and session plumbing.
 BLOCKED_PREFIXES = INTERNAL_PREFIXES
@@ -91,11 +92,6 @@ def _printable(value: str, *, allow_newlines: bool = False) -> str:
     if bad:
         raise ValueError(f"contains control character {bad[0]!r}")
     return value
-
-
-def clean_text(text: str) -> str:
-    """Text safe to store and show: surrogate pairs joined, lone surrogates replaced, NULs dropped."""
-    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").replace("\x00", "")
 
 
 class RefArgs(ToolArgs):
@@ -288,7 +284,7 @@ class ShopEnv(RowEnv[Goal]):
 
     def _scrub(self, text: str) -> str:
         """The text with host paths and the server's address replaced, safe to store (see :func:`clean_text`)."""
-        text = clean_text(text)
+        text = clean_text(text).replace("\x00", "")
         if self.base_url:
             text = text.replace(self.base_url, "")
         for root in self._host_paths():
@@ -333,6 +329,8 @@ class ShopEnv(RowEnv[Goal]):
             await fn()
             await self._settle()
         except PlaywrightError as e:
+            if self._browser is not None and not self._browser.is_connected():
+                raise ShopServerError(f"Chromium disconnected during an action: {describe(e)}") from e
             lines = str(e).strip().splitlines()
             raise ToolError((lines[0] if lines else type(e).__name__)[:300]) from None
         except (ValueError, UnicodeError) as e:  # what the agent's text can provoke in URL or driver code

@@ -8,6 +8,9 @@
 '/_grader/session'
 >>> is_internal("/%5Fgrader/session/abc"), is_internal("/search?q=_grader")
 (True, False)
+>>> canonical_path("http://127.0.0.1:8765/_grader/x")
+'/_grader/x'
+
 
 Both the environment's ``goto`` guard and the server's own middleware decide with
 :func:`is_internal`, so they agree on what counts as an internal route. The canonical
@@ -21,6 +24,7 @@ deployment must not reopen the hole; the shop's own routes are all lower-case).
 from __future__ import annotations
 
 import posixpath
+import re
 from urllib.parse import unquote
 
 #: Path prefixes that only the harness (the environment process, holding the grader secret) may use:
@@ -28,6 +32,9 @@ from urllib.parse import unquote
 INTERNAL_PREFIXES = ("/_grader", "/session", "/new-session")
 #: A path whose decoding has not settled after this many rounds is refused as internal.
 MAX_DECODE_ROUNDS = 8
+
+
+_ABSOLUTE = re.compile(r"^/*[a-zA-Z][a-zA-Z0-9+.-]*:/+[^/]*")
 
 
 class Undecidable(ValueError):
@@ -51,6 +58,9 @@ def canonical_path(path: str, *, lower: bool = True) -> str:
     else:
         raise Undecidable(f"path still changes after {MAX_DECODE_ROUNDS} rounds of percent-decoding")
     path = path.replace("\\", "/").replace("\x00", "")
+    absolute = _ABSOLUTE.match(path)  # an absolute-form request target: judge its path
+    if absolute:
+        path = path[absolute.end():]
     path = "".join(ch for ch in path if ch >= " " and ch != "\x7f")  # browsers drop tabs/newlines in URLs
     norm = posixpath.normpath("/" + path.lstrip("/"))
     if norm.startswith("//"):  # posixpath keeps a leading '//' (POSIX allows it); a URL path does not

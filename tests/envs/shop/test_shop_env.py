@@ -15,9 +15,9 @@ if not Path("/usr/bin/chromium").exists():  # pragma: no cover - CI installs it 
     pytest.skip("Debian's chromium is not installed", allow_module_level=True)
 
 import rowgym  # noqa: E402
-from rowgym.envs.shop.expert import ShopExpert  # noqa: E402
 from rowgym.envs.shop.aria import parse  # noqa: E402
 from rowgym.envs.shop.env import SUBGOALS, ShopEnv  # noqa: E402
+from rowgym.envs.shop.expert import ShopExpert  # noqa: E402
 from rowgym.envs.shop.server import stop_background  # noqa: E402
 from rowgym.rollouts.episode import EpisodeKey, play_episode  # noqa: E402
 from rowgym.rows import Split  # noqa: E402
