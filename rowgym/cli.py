@@ -317,7 +317,7 @@ def verify(run: Annotated[Path, typer.Argument(help="Run directory")]) -> None:
         _fail(_os_error(e))
     m = store.manifest
     for p in problems:
-        console.print(f"[red]FAIL[/] [{p.kind}] {p}", highlight=False, soft_wrap=True)
+        console.print(f"FAIL {p.kind}: {p}", markup=False, highlight=False, soft_wrap=True)
     what = f"run {m.run_id}: {m.n_episodes} episodes in {len(m.shards)} sealed shards" if m else f"{run}"
     if problems:
         console.print(f"[bold red]{what}: {len(problems)} problem(s)[/]", highlight=False, soft_wrap=True)

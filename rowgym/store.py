@@ -204,6 +204,7 @@ class TrajectoryStore:
         self.created = False
         self.quarantined: dict[tuple[str, int], Problem] = {}
         self._hash_cache: dict[str, dict[str, Any]] = {}
+        self._cache_dirty = False
         self._active: Path | None = None
         self._active_count = 0
         self._fh: Any = None
@@ -221,6 +222,8 @@ class TrajectoryStore:
             if not readonly and (self.manifest is not None or not self._shard_paths()):
                 self._repair_partials()  # never touch the shards of a dir without a manifest
             self.open_problems = self._check_sealed()
+            if not readonly and self._cache_dirty:
+                self._save_hash_cache()
             if readonly and any(p.kind in ("unlisted", "missing") for p in self.open_problems):
                 # a writer may have sealed a shard between our reads of the manifest and the folder
                 self.manifest = self._read_manifest()
@@ -420,9 +423,14 @@ class TrajectoryStore:
 
     def _remember(self, path: Path, digest: str, lines: int) -> None:
         self._hash_cache[path.name] = {"stat": _stat_key(path.stat()), "sha256": digest, "lines": lines}
+        self._save_hash_cache()
+
+    def _save_hash_cache(self) -> None:
+        """Persist the hash cache (writers only: a reader never writes into a run)."""
         if not self.readonly:
             with contextlib.suppress(OSError):
                 atomic_write(self.root / HASH_CACHE, json.dumps(self._hash_cache, sort_keys=True))
+            self._cache_dirty = False
 
     def _hash(self, path: Path, *, use_cache: bool = True) -> tuple[str, int]:
         st = path.stat()
@@ -431,6 +439,7 @@ class TrajectoryStore:
             return str(hit.get("sha256")), int(hit.get("lines", -1))
         digest, lines = _digest(path)
         self._hash_cache[path.name] = {"stat": _stat_key(st), "sha256": digest, "lines": lines}
+        self._cache_dirty = True
         return digest, lines
 
     def _check_sealed(self, *, use_cache: bool = True) -> list[Problem]:

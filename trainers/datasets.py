@@ -180,7 +180,7 @@ def refuse_heldout(episodes: Iterable[Episode], manifests: Sequence[RunManifest]
                     raise TamperedDataError(f"episode {ep.episode_id}: step {s.turn} says {s.env_id} seed {s.seed} "
                                             f"({s.split}), the episode {ep.env_id} seed {ep.seed} ({ep.split})")
             if ep.split != facts.split:
-                raise TamperedDataError(f"episode {ep.episode_id}: stored split {ep.split.value!r} but {ep.env_id} "
+                raise TamperedDataError(f"episode {ep.episode_id}: stored split {str(ep.split)!r} but {ep.env_id} "
                                         f"puts seed {ep.seed} in {facts.split.value!r}; the row was edited")
             if ep.task_hash and ep.task_hash != facts.task_hash:
                 raise TamperedDataError(f"episode {ep.episode_id}: stored task hash {ep.task_hash} is not the hash "
