@@ -194,22 +194,3 @@ class TokenConversation:
         self.mask += [0] * len(new)
 
 
-_TOOLS_BY_LIST: dict[int, tuple[Any, list[dict], str]] = {}
-
-
-def env_tools(env: Any) -> tuple[list[dict], str]:
-    """``(env.tools, env.tools_json())`` computed once per tool list.
-
-    A RowEnv's tools are fixed per class (``env.tool_list`` is shared by its instances),
-    but generating the pydantic JSON schemas costs ~20 ms per call, and a rollout engine
-    makes hundreds of env instances. Envs without a ``tool_list`` are not cached.
-    """
-    lst = getattr(env, "tool_list", None)
-    if lst is None:
-        tools = env.tools
-        return tools, json.dumps(tools, sort_keys=True)
-    hit = _TOOLS_BY_LIST.get(id(lst))
-    if hit is None or hit[0] is not lst:
-        tools = env.tools
-        hit = _TOOLS_BY_LIST[id(lst)] = (lst, tools, json.dumps(tools, sort_keys=True))
-    return hit[1], hit[2]

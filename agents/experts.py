@@ -4,7 +4,7 @@
 >>> env = rowgym.make("rowgym/ToolAPI-Airline-v0")
 >>> agent = GoldPlanExpert(noise=1.0)
 >>> obs, info = env.reset(seed=0)
->>> asyncio.run(agent.reset(env, obs, info))
+>>> asyncio.run(agent.reset(episode_context(env, obs, info, privileged=True)))
 >>> obs, *_, info = env.step(asyncio.run(agent.act(obs)).action)   # a deliberate mistake
 >>> info["bad_call"]
 True
@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any
 
 from rowgym.agents.base import Agent, AgentTurn
+from rowgym.contract import EpisodeContext, episode_context  # noqa: F401  (episode_context: doctest)
 from rowgym.errors import AgentError
 from rowgym.rows import Action, PolicyInfo, ToolCall
 
@@ -45,9 +45,10 @@ def corrupt(call: ToolCall, rng: random.Random) -> ToolCall:
 
 
 class GoldPlanExpert(Agent):
-    """Replays the task's gold plan (``env.task.gold``), the privileged scripted expert."""
+    """Replays the task's gold plan (``ctx.task.gold``), the privileged scripted expert."""
 
     name = "expert"
+    privileged = True
 
     def __init__(self, noise: float = 0.0, seed: int = 0):
         self.noise = noise
@@ -59,13 +60,13 @@ class GoldPlanExpert(Agent):
     def policy_info(self) -> PolicyInfo:
         return PolicyInfo(agent=self.name, model="scripted", sampling={"noise": self.noise})
 
-    async def reset(self, env: Any, obs: str, info: dict[str, Any]) -> None:
-        gold = getattr(getattr(env, "task", None), "gold", None)
+    async def reset(self, ctx: EpisodeContext) -> None:
+        gold = getattr(ctx.task, "gold", None)
         if gold is None:
-            raise AgentError(f"{type(env).__name__} has no gold plan (task.gold); use its own expert agent")
+            raise AgentError(f"{ctx.env_id} has no gold plan (task.gold); use its own expert agent")
         self._plan = list(gold)
         self._pending_repair = None
-        self._rng = random.Random(f"{self.seed}:{info.get('seed')}:{info.get('sample_index', 0)}")
+        self._rng = random.Random(f"{self.seed}:{ctx.seed}:{ctx.sample_index}")
 
     async def act(self, obs: str) -> AgentTurn:
         if self._pending_repair is not None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rowgym.agents.base import Agent, AgentTurn
+from rowgym.contract import EpisodeContext
+from rowgym.spaces import ToolCallSpace
 
 
 class RandomAgent(Agent):
@@ -14,11 +14,12 @@ class RandomAgent(Agent):
 
     def __init__(self, seed: int = 0):
         self.seed = seed
-        self._space: Any = None
+        self._space: ToolCallSpace | None = None
 
-    async def reset(self, env: Any, obs: str, info: dict[str, Any]) -> None:
-        self._space = env.action_space
-        self._space.seed(self.seed * 1_000_003 + int(info.get("seed", 0)))
+    async def reset(self, ctx: EpisodeContext) -> None:
+        self._space = ToolCallSpace.from_schemas(ctx.tools)
+        self._space.seed(self.seed * 1_000_003 + ctx.seed)
 
     async def act(self, obs: str) -> AgentTurn:
+        assert self._space is not None, "reset() first"
         return AgentTurn(self._space.sample())

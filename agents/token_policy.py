@@ -12,7 +12,8 @@ from abc import abstractmethod
 from typing import Any
 
 from rowgym.agents.base import Agent, AgentTurn
-from rowgym.agents.chat_tokens import TokenConversation, env_tools
+from rowgym.agents.chat_tokens import TokenConversation
+from rowgym.contract import EpisodeContext
 from rowgym.errors import AgentError
 from rowgym.rows import Action
 
@@ -37,12 +38,12 @@ class TokenPolicy(Agent):
     max_context: int | None = None
     max_tokens: int = 256
 
-    async def reset(self, env: Any, obs: str, info: dict[str, Any]) -> None:
-        self.conv = TokenConversation(self.tokenizer, env.system_prompt, env_tools(env)[0], obs)
+    async def reset(self, ctx: EpisodeContext) -> None:
+        self.conv = TokenConversation(self.tokenizer, ctx.system_prompt, ctx.tools, ctx.observation)
         self._first = True
         self._turn = 0
         # a seeded policy still samples differently for each of a group's k samples and each turn
-        self._episode_seed = hash((self.seed, info.get("seed"), info.get("sample_index", 0))) & 0x3FFFFFFF
+        self._episode_seed = hash((self.seed, ctx.seed, ctx.sample_index)) & 0x3FFFFFFF
 
     @abstractmethod
     async def generate(self, prompt_ids: list[int], seed: int) -> tuple[list[int], list[float], str | None]:

@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 import rowgym
-from rowgym.agents.shop_expert import ShopExpert
+from rowgym.envs.shop.expert import ShopExpert
 from rowgym.envs.shop.client import ShopClient
 from rowgym.envs.shop.screenshots import CHROMIUM, CHROMIUM_ARGS
 from rowgym.rollouts.episode import EpisodeKey, play_episode

@@ -14,9 +14,9 @@ stand-in for a learned policy in demos and tests, not a baseline.
 from __future__ import annotations
 
 import random
-from typing import Any
 
 from rowgym.agents.experts import GoldPlanExpert
+from rowgym.contract import EpisodeContext
 from rowgym.rows import PolicyInfo
 
 
@@ -31,6 +31,6 @@ class FlakyExpert(GoldPlanExpert):
     def policy_info(self) -> PolicyInfo:
         return PolicyInfo(agent=self.name, model="scripted", sampling={"skill": self.skill, "noise": self.noise})
 
-    async def reset(self, env: Any, obs: str, info: dict[str, Any]) -> None:
-        await super().reset(env, obs, info)
+    async def reset(self, ctx: EpisodeContext) -> None:
+        await super().reset(ctx)
         self._plan = [c for c in self._plan if self._slips.random() < self.skill]

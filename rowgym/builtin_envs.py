@@ -15,7 +15,7 @@ SPECS: list[dict] = [
          expert="rowgym.agents.experts:GoldPlanExpert", tags=("toolapi",),
          description="Smart home (lights, thermostats, locks): 1-2 calls + finish; short prompts for training demos."),
     dict(id="rowgym/Shop-v0", entry_point="rowgym.envs.shop.env:ShopEnv",
-         expert="rowgym.agents.shop_expert:ShopExpert", tags=("browser",),
+         expert="rowgym.envs.shop.expert:ShopExpert", tags=("browser",),
          description="WebShop-style store in real Chromium (Playwright): search, options, cart, checkout."),
     dict(id="rowgym/RepoPatch-Corpus-v0", entry_point="rowgym.envs.repopatch.families:CorpusEnv",
          expert="rowgym.agents.experts:GoldPlanExpert", tags=("repopatch", "docker"),

@@ -55,7 +55,16 @@ class ToolCallSpace(Space[Action]):
     def __init__(self, tools: list[Tool], malformed_p: float = 0.2, seed: int | None = None):
         self.tools = tools
         self.malformed_p = malformed_p
+        self._params = [(t.name, t.args_model.model_json_schema()) for t in tools]
         super().__init__(shape=None, dtype=None, seed=seed)
+
+    @classmethod
+    def from_schemas(cls, schemas: list[dict[str, Any]], malformed_p: float = 0.2,
+                     seed: int | None = None) -> ToolCallSpace:
+        """The same space built from OpenAI-style function schemas (what an agent is given)."""
+        space = cls([], malformed_p, seed)
+        space._params = [(s["function"]["name"], s["function"].get("parameters", {})) for s in schemas]
+        return space
 
     @property
     def is_np_flattenable(self) -> bool:
@@ -65,27 +74,27 @@ class ToolCallSpace(Space[Action]):
         return isinstance(x, Action | ToolCall | str | dict)
 
     def __repr__(self) -> str:
-        return f"ToolCallSpace({[t.name for t in self.tools]})"
+        return f"ToolCallSpace({[name for name, _ in self._params]})"
 
     def __eq__(self, other: Any) -> bool:
-        return isinstance(other, ToolCallSpace) and [t.name for t in other.tools] == [t.name for t in self.tools]
+        return isinstance(other, ToolCallSpace) and other._params == self._params
 
     def sample(self, mask: Any = None, probability: Any = None) -> Action:
         rng = self.np_random
-        t = self.tools[int(rng.integers(len(self.tools)))]
-        args = {k: _random_value(v, rng) for k, v in t.args_model.model_json_schema().get("properties", {}).items()}
+        name, params = self._params[int(rng.integers(len(self._params)))]
+        args = {k: _random_value(v, rng) for k, v in params.get("properties", {}).items()}
         if rng.random() >= self.malformed_p:
-            return Action(tool_call=ToolCall(name=t.name, arguments=json.dumps(args)))
+            return Action(tool_call=ToolCall(name=name, arguments=json.dumps(args)))
         kind = int(rng.integers(5))
         if kind == 0:
-            return Action(tool_call=ToolCall(name=t.name + "_x", arguments=json.dumps(args)))
+            return Action(tool_call=ToolCall(name=name + "_x", arguments=json.dumps(args)))
         if kind == 1:
-            return Action(tool_call=ToolCall(name=t.name, arguments=json.dumps(args)[:-1]))
+            return Action(tool_call=ToolCall(name=name, arguments=json.dumps(args)[:-1]))
         if kind == 2:
-            return Action(tool_call=ToolCall(name=t.name, arguments=json.dumps({**args, "bogus": 1})))
+            return Action(tool_call=ToolCall(name=name, arguments=json.dumps({**args, "bogus": 1})))
         if kind == 3:
             return Action(text="I am not sure what to do.")
-        return Action(tool_call=ToolCall(name=t.name, arguments=json.dumps(list(args.values()))))
+        return Action(tool_call=ToolCall(name=name, arguments=json.dumps(list(args.values()))))
 
 
 def _random_value(schema: dict[str, Any], rng: np.random.Generator) -> Any:

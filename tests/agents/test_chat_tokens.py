@@ -8,9 +8,9 @@ from rowgym.agents.chat_tokens import (
     _render_first_prompt,
     _render_observation_segment,
     _template_pieces,
-    env_tools,
     observation_segment,
 )
+from rowgym.contract import env_tools
 
 pytest.importorskip("transformers")
 

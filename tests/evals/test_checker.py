@@ -84,8 +84,8 @@ def _reader_expert():
         def __init__(self, noise: float = 0.0, seed: int = 0):
             pass
 
-        async def reset(self, env, obs, info):
-            self.secret = int(obs.split("The secret is ")[1].split(".")[0])
+        async def reset(self, ctx):
+            self.secret = int(ctx.observation.split("The secret is ")[1].split(".")[0])
 
         async def act(self, obs):
             return AgentTurn(Action(tool_call=ToolCall(name="answer", arguments=f'{{"number": {self.secret}}}')))

@@ -128,7 +128,7 @@ class _Ticker:
 
         return PolicyInfo(agent="ticker")
 
-    async def reset(self, env, obs, info):
+    async def reset(self, ctx):
         pass
 
     async def act(self, obs):

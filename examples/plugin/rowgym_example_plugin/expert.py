@@ -1,14 +1,17 @@
 """The plugin's own scripted expert: binary search driven by the observations only."""
 
-from rowgym.agents.base import Agent, AgentTurn
+import re
+
+from rowgym.contract import Agent, AgentTurn, EpisodeContext
 from rowgym.rows import Action
 
 
 class BisectExpert(Agent):
     name = "expert"
 
-    async def reset(self, env, obs, info) -> None:
-        self.lo, self.hi = 1, env.task.high
+    async def reset(self, ctx: EpisodeContext) -> None:
+        # not privileged: the range comes from the first observation, as a policy would read it
+        self.lo, self.hi = 1, int(re.search(r"between 1 and (\d+)", ctx.observation).group(1))
         self.last: int | None = None
 
     async def act(self, obs: str) -> AgentTurn:
