@@ -38,8 +38,9 @@ test: env-up ## the full test suite, with Docker, Chromium and the shop started 
 test-fast: setup ## unit tests only (no docker/browser/vllm/train markers)
 	$(PY) -m pytest -q -m "not docker and not browser and not vllm and not train and not slow" tests
 
-lint: setup
-	$(PY) -m ruff check rowgym envs agents rollouts rewards trainers sandboxes tests benchmarks examples
+lint: setup ## ruff, and the package layers as import-linter contracts (.importlinter)
+	$(PY) -m ruff check rowgym envs agents rollouts rewards trainers sandboxes evals tests benchmarks examples
+	bash scripts/lint_imports.sh
 
 bench: env-up ## performance benchmarks; each prints ratios measured side by side (no pass/fail)
 	$(PY) benchmarks/bench_toolapi.py

@@ -24,8 +24,8 @@ import time
 from typing import Any
 
 import rowgym
-from rowgym.envs.shop.expert import ShopExpert
 from rowgym.envs.shop.client import ShopClient
+from rowgym.envs.shop.expert import ShopExpert
 from rowgym.envs.shop.screenshots import CHROMIUM, CHROMIUM_ARGS
 from rowgym.rollouts.episode import EpisodeKey, play_episode
 from rowgym.rows import Action

@@ -1,8 +1,8 @@
 """ToolAPI-Home: checker, gold plans, goal-content splits, distinct tasks, grading by device state."""
 
 import rowgym
-from rowgym.evals.checker import assert_env_ok
 from rowgym.envs.toolapi.home import HomeEnv, goal_key, goal_of
+from rowgym.evals.checker import assert_env_ok
 
 ENV = "rowgym/ToolAPI-Home-v0"
 

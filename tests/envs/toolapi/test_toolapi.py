@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rowgym
-from rowgym.evals.checker import assert_env_ok
 from rowgym.errors import RowgymError
+from rowgym.evals.checker import assert_env_ok
 from rowgym.rows import StepRow
 from rowgym.store import TrajectoryStore
 
