@@ -369,6 +369,7 @@ async def acollect(cfg: CollectConfig) -> Summary:
     except BaseException:
         store.discard()
         raise
+    finished = False
     try:
         done_ids = store.completed_ids(failed=not cfg.retry_failed)
         todo = [k for k in keys if k.episode_id not in done_ids]
@@ -387,9 +388,13 @@ async def acollect(cfg: CollectConfig) -> Summary:
         finally:
             if not writer.task.done():
                 await writer.close()
+        finished = True
     finally:
         wanted = {k.episode_id for k in keys}
-        store.close(complete=wanted <= store.completed_ids())
+        if finished:
+            store.close(complete=wanted <= store.completed_ids())
+        else:  # a new run that stored nothing leaves nothing behind; otherwise it can be resumed
+            store.discard()
     # The summary covers the whole run, including episodes stored by an earlier, interrupted invocation.
     stored = [e for e in TrajectoryStore(cfg.out, readonly=True).episodes() if e.episode_id in wanted]
     s = Summary.of(Path(cfg.out), run_id, stored, len(keys) - len(todo), time.perf_counter() - t_wall)

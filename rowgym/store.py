@@ -42,6 +42,7 @@ import json
 import os
 import re
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -224,8 +225,11 @@ class TrajectoryStore:
             self.open_problems = self._check_sealed()
             if not readonly and self._cache_dirty:
                 self._save_hash_cache()
-            if readonly and any(p.kind in ("unlisted", "missing") for p in self.open_problems):
-                # a writer may have sealed a shard between our reads of the manifest and the folder
+            for attempt in range(3):
+                if not (readonly and any(p.kind in ("unlisted", "missing") for p in self.open_problems)):
+                    break
+                # a live writer may be sealing a shard between our reads of the manifest and the folder
+                time.sleep(0.01 * attempt)
                 self.manifest = self._read_manifest()
                 self.open_problems = self._check_sealed()
         except BaseException:
@@ -343,15 +347,18 @@ class TrajectoryStore:
         if partial.stat().st_size == 0:
             partial.unlink()
             return
-        os.replace(partial, final)
-        _fsync_dir(self.shard_dir)
-        digest, n = _digest(final)
-        self._remember(final, digest, n)
+        # manifest first, then the rename: a reader never finds a sealed shard the manifest does not
+        # list (only, for an instant, a listed one still named .partial), and after a crash in
+        # between, reopening seals the partial again with the same hash
+        digest, n = _digest(partial)
         if self.manifest is not None:
             self.manifest.shards = [s for s in self.manifest.shards if s.name != final.name]
             self.manifest.shards.append(ShardInfo(name=final.name, sha256=digest, n_episodes=n))
             self.manifest.n_episodes = sum(s.n_episodes for s in self.manifest.shards)
             self._write_manifest()
+        os.replace(partial, final)
+        _fsync_dir(self.shard_dir)
+        self._remember(final, digest, n)
 
     def _next_shard(self) -> Path:
         existing = [p.name.split(".")[0] for p in self._shard_paths()]

@@ -179,3 +179,29 @@ def test_config_validation_matches_the_dataclass():
     with pytest.raises(CollectConfigError):
         replace(_cfg("x"), ray_actors=0).validate()
     assert agent_options(_FakeLLM(), {"temperature": 0.5})["temperature"] == 0.5
+
+
+def test_a_run_that_dies_before_storing_anything_leaves_nothing(tmp_path, monkeypatch):
+    async def dead(cfg, keys, on_episode, concurrency=None):
+        raise RowgymError("backend unavailable")
+
+    monkeypatch.setattr(engine, "run_keys", dead)
+    out = tmp_path / "run"
+    with pytest.raises(RowgymError, match="backend unavailable"):
+        collect(_cfg(out))
+    assert not out.exists()
+
+
+def test_a_run_that_dies_after_storing_episodes_is_kept_for_resume(tmp_path, monkeypatch):
+    real = engine.run_keys
+
+    async def dies_late(cfg, keys, on_episode, concurrency=None):
+        await real(cfg, keys[:2], on_episode, concurrency)
+        raise RowgymError("killed")
+
+    monkeypatch.setattr(engine, "run_keys", dies_late)
+    with pytest.raises(RowgymError, match="killed"):
+        collect(_cfg(tmp_path / "run"))
+    monkeypatch.setattr(engine, "run_keys", real)
+    s = collect(_cfg(tmp_path / "run"))
+    assert (s.n_done, s.n_skipped) == (3, 2)

@@ -165,3 +165,13 @@ def test_repeated_opens_use_the_hash_cache_and_an_edit_that_keeps_the_mtime_is_s
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))  # hide the edit from mtime (size is unchanged too)
     assert [x.kind for x in TrajectoryStore(run, readonly=True).problems] == ["changed"]
     assert len(calls) == 2
+
+
+def test_train_sft_refuses_a_damaged_run_before_loading_a_model(run, tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    delete_a_line(run)
+    res = _cli("train", "sft", str(run), "--model-dir", str(model), "--out", str(tmp_path / "sft"))
+    assert res.exit_code == 2 and "fails verification" in res.output and "--allow-unverified" in res.output
+    assert not (tmp_path / "sft").exists()
