@@ -91,10 +91,15 @@ class Owner:
         return cls(host, int(pid), int(rest), labels.get(BOOT_LABEL, ""))
 
 
+def owner_prefix(kind: str) -> str:
+    """The temp-dir prefix ``rowgym-<kind>-<pid>-<start>-`` (for ``tempfile.TemporaryDirectory(prefix=...)``)."""
+    me = Owner.current()
+    return f"rowgym-{kind}-{me.pid}-{me.start}-"
+
+
 def owned_mkdtemp(kind: str, dir: str | os.PathLike[str] | None = None) -> Path:
     """``tempfile.mkdtemp`` named ``rowgym-<kind>-<pid>-<start>-…`` so a sweep can tell its owner."""
-    me = Owner.current()
-    return Path(tempfile.mkdtemp(prefix=f"rowgym-{kind}-{me.pid}-{me.start}-", dir=dir))
+    return Path(tempfile.mkdtemp(prefix=owner_prefix(kind), dir=dir))
 
 
 def parse_dir_owner(name: str) -> tuple[int, int] | None:

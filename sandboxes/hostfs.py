@@ -2,12 +2,14 @@
 
 >>> import tempfile
 >>> from rowgym.sandboxes.hostfs import WorkdirFS
->>> fs = WorkdirFS(tempfile.mkdtemp())
+>>> tmp = tempfile.TemporaryDirectory()
+>>> fs = WorkdirFS(tmp.name)
 >>> fs.write("pkg/mod.py", b"x = 1\\n")
 >>> fs.read("/workspace/pkg/mod.py")
 b'x = 1\\n'
 >>> fs.list_files(".")
 ['pkg/mod.py']
+>>> tmp.cleanup()
 
 The agent owns the work dir and may change it *while* we operate on it (a background
 loop that swaps a directory with a symlink to a host directory using ``renameat2``), so
@@ -103,7 +105,7 @@ class WorkdirFS:
 
     def _full(self, rel: str) -> SandboxQuotaError:
         why = f" ({self.quota})" if self.quota else ""
-        return SandboxQuotaError(f"No space left on device{why} while writing {rel}")
+        return SandboxQuotaError(f"No space left on device{why}")
 
     def _open_root(self) -> int:
         return os.open(self.root, _DIR)
