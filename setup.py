@@ -1,4 +1,4 @@
-"""Package layout: the top-level folders are subpackages of ``rowgym`` (see DESIGN.md).
+"""Package layout: the top-level folders are subpackages of ``rowgym`` (see README.md, "Layout").
 
 Kept in setup.py (not pyproject) only because the package list is computed: every
 subpackage under a mapped folder is found, so adding ``envs/newfamily/`` needs no edit here.

@@ -9,7 +9,7 @@ Ideal time = turns × latency. Efficiency = ideal / measured. For each latency, 
 loops in one run:
 
 * plain   — 256 coroutines posting the same token-id JSON over one aiohttp session and
-            appending the returned ids (the baseline of RECIPES.md, with the same
+            appending the returned ids (the floor: the leanest client loop, with the same
             event loop and JSON library as the engine);
 * engine  — ``rowgym`` collect with the ``vllm`` agent (token-in/token-out prompts,
             rows with ids/logprobs/masks, the env, the store with fsync);

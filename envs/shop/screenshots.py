@@ -2,10 +2,10 @@
 
 Run it as ``python -m rowgym.envs.shop.screenshots --out docs/img``.
 
-Starts (or reuses) a shop server, opens a session the way an environment does (the
-grader API creates it, the browser joins through ``/session/start``), shops for one
+Starts (or reuses) a shop server, opens a session through the grader API (the browser
+joins with the single-use ``/session/join`` link; the environment sets the cookie instead), shops for one
 goal, and saves ``shop-search.png``, ``shop-product.png`` and ``shop-checkout.png``.
-Needs Playwright and Debian's ``chromium`` (see RECIPES.md).
+Needs Playwright and Debian's ``chromium`` (``make setup`` installs both).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("playwright")
-if not Path("/usr/bin/chromium").exists():  # pragma: no cover - CI installs it (RECIPES.md)
+if not Path("/usr/bin/chromium").exists():  # pragma: no cover - CI installs it (make setup)
     pytest.skip("Debian's chromium is not installed", allow_module_level=True)
 
 import rowgym  # noqa: E402
