@@ -205,3 +205,26 @@ def test_a_run_that_dies_after_storing_episodes_is_kept_for_resume(tmp_path, mon
     monkeypatch.setattr(engine, "run_keys", real)
     s = collect(_cfg(tmp_path / "run"))
     assert (s.n_done, s.n_skipped) == (3, 2)
+
+
+def test_the_vllm_agents_temperature_is_identity(tiny_model_dir, tmp_path):
+    """The real LLM agent (no server needed to build it): a resume with another temperature is refused."""
+    from rowgym.agents.llm import VLLMAgent
+
+    def identity(**kw):
+        env = rowgym.make(ENV)
+        try:
+            kw = {"model_dir": tiny_model_dir, **kw}
+            return run_identity(CollectConfig(env_id=ENV, agent="vllm", agent_kwargs=kw), env, VLLMAgent(**kw))
+        finally:
+            env.close()
+
+    base = identity(base_url="http://127.0.0.1:8000")
+    assert {"temperature", "top_p", "max_tokens", "seed", "model", "model_dir"} <= set(base.agent_options)
+    assert "base_url" not in base.agent_options and "retry_budget_s" not in base.agent_options
+    assert base.diff(identity(base_url="http://10.0.0.2:9000/v1", retry_budget_s=1.0)) == []
+    assert base.diff(identity(temperature=0.7, max_tokens=64)) == ["max_tokens 256 -> 64", "temperature 1.0 -> 0.7"]
+    with TrajectoryStore(tmp_path) as s:
+        s.start(_manifest(base))
+    with TrajectoryStore(tmp_path) as s, pytest.raises(StoreError, match=r"refusing to resume .*temperature 1\.0 -> 0\.7"):
+        s.start(_manifest(identity(temperature=0.7)))
