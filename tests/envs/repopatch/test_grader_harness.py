@@ -190,3 +190,17 @@ def test_harness_atexit_handlers_never_run(tmp_path: Path) -> None:
     init = "import atexit, os\natexit.register(lambda: os.write(1, b'ATEXIT-RAN'))\n"
     fin, out = _run_harness(_repo(tmp_path, init), ["pkg/__init__.py"])
     assert fin is not None and "ATEXIT-RAN" not in out
+
+
+def test_sft_excludes_suspicious_verdicts(tmp_path: Path) -> None:
+    from rowgym.rollouts.engine import CollectConfig, collect
+    from rowgym.store import TrajectoryStore
+    from rowgym.trainers.datasets import sft_conversations
+
+    out = collect(CollectConfig(env_id="rowgym/ToolAPI-Retail-v0", agent="expert", split="train", episodes=2,
+                                out=tmp_path / "run", progress=False)).out
+    eps = list(TrajectoryStore(out).episodes())
+    assert len(sft_conversations(eps)) == 2
+    flagged = eps[0].model_copy(update={"verdict": eps[0].verdict.model_copy(update={"flags": ["suspicious"]})})
+    kept = sft_conversations([flagged, eps[1]])
+    assert [r["episode_id"] for r in kept] == [eps[1].episode_id]
