@@ -28,18 +28,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rowgym.errors import PolicyServerError
+from rowgym.launcher import ManagedProcess, free_port, http_ok, read_recorded, stop_recorded  # noqa: F401
 
 __all__ = ["PolicyServerError", "VLLMServer", "policy_down", "policy_status", "policy_up", "start_vllm_server"]
 
@@ -88,13 +84,6 @@ def vllm_python() -> Path:
     if not py.exists():
         raise PolicyServerError(f"no vLLM interpreter at {py}; run scripts/setup_vllm.sh first")
     return py
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """An unused TCP port on ``host`` (for tests that start their own server)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -167,24 +156,15 @@ class ServerConfig:
         return env
 
 
-def _log_tail(path: Path, n: int = 40) -> str:
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join(lines[-n:])
-
-
 def _models_ready(base_url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base_url}/models", timeout=timeout) as r:
-            return r.status == 200 and bool(json.load(r).get("data"))
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+    return http_ok(f"{base_url}/models", timeout, check=lambda body: bool(json.loads(body).get("data")))
+
+
+VLLM_MARKER = "vllm.entrypoints.openai.api_server"
 
 
 class VLLMServer:
-    """A vLLM server process, started in its own process group.
+    """A vLLM server process, started in its own process group (see :mod:`rowgym.launcher`).
 
     Use :func:`start_vllm_server` to get a started one. ``stop()`` (or leaving the
     ``with`` block) kills the whole group, engine workers included.
@@ -193,9 +173,9 @@ class VLLMServer:
     def __init__(self, config: ServerConfig):
         self.config = config
         self.flavor = detect_flavor()
-        self.proc: subprocess.Popen | None = None
         default_log = cache_dir() / "run" / f"vllm-{config.port}.log"
         self.log_path = Path(config.log_path) if config.log_path else default_log
+        self._launch: ManagedProcess | None = None
 
     @property
     def base_url(self) -> str:
@@ -204,96 +184,39 @@ class VLLMServer:
 
     @property
     def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
+        return self._launch.pid if self._launch else None
 
-    def start(self, wait: bool = True) -> VLLMServer:
-        """Launch the process and (by default) wait until it serves ``/v1/models``."""
-        if self.proc is not None:
-            raise PolicyServerError("server already started")
+    def start(self) -> VLLMServer:
+        """Launch the process and wait until it serves ``/v1/models``."""
         if _models_ready(self.base_url):
             raise PolicyServerError(f"something already answers on {self.base_url}; pick another port")
         model = Path(self.config.model_dir).expanduser()
         if not (model / "config.json").exists():
             raise PolicyServerError(f"{model} is not a model directory; build one with `rowgym model build-tiny`")
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                self.config.command(self.flavor),
-                env=self.config.environment(self.flavor),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,  # own process group: stop() reaches the engine workers too
-            )
-        if wait:
-            self.wait_ready()
+        self._launch = ManagedProcess("vLLM server", self.config.command(self.flavor),
+                                      ready=lambda: _models_ready(self.base_url),
+                                      env=self.config.environment(self.flavor), log_path=self.log_path,
+                                      marker=VLLM_MARKER, error=PolicyServerError)
+        self._launch.start(timeout=self.config.startup_timeout, poll_s=0.5)
         return self
 
-    def wait_ready(self, timeout: float | None = None) -> None:
-        """Block until ``/v1/models`` answers.
-
-        Raises:
-            PolicyServerError: The process died or did not answer in time; the
-                message carries the end of the server log.
-        """
-        assert self.proc is not None, "start() first"
-        deadline = time.monotonic() + (timeout or self.config.startup_timeout)
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise PolicyServerError(
-                    f"vLLM server exited with code {self.proc.returncode} during startup "
-                    f"(log {self.log_path}):\n{_log_tail(self.log_path)}"
-                )
-            if _models_ready(self.base_url):
-                return
-            time.sleep(0.5)
-        tail = _log_tail(self.log_path)
-        self.stop()
-        raise PolicyServerError(
-            f"vLLM server not ready on {self.base_url} after {timeout or self.config.startup_timeout:.0f}s "
-            f"(log {self.log_path}):\n{tail}"
-        )
-
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self._launch is not None and self._launch.alive()
 
     def stop(self, grace: float = 15.0) -> None:
         """SIGTERM the process group, then SIGKILL whatever is left after ``grace`` seconds."""
-        if self.proc is None:
-            return
-        _kill_group(self.proc.pid, grace, waiter=self.proc)
-        self.proc = None
+        if self._launch is not None:
+            self._launch.stop(grace)
 
     close = stop
 
     def __enter__(self) -> VLLMServer:
-        if self.proc is None:
+        if not self.alive():
             self.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _kill_group(pgid: int, grace: float, waiter: subprocess.Popen | None = None) -> None:
-    """Terminate process group ``pgid`` (its leader has pid ``pgid``)."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if waiter is not None:
-            waiter.poll()  # reap our child so the group can empty
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    if waiter is not None:
-        waiter.wait(timeout=10)
 
 
 def start_vllm_server(model_dir: str | os.PathLike, port: int = DEFAULT_PORT, **kwargs) -> VLLMServer:
@@ -320,26 +243,9 @@ def _pidfile(port: int) -> Path:
     return _run_dir() / f"policy-{port}.json"
 
 
-def _is_our_server(pid: int) -> bool:
-    """True if ``pid`` is alive and still a vLLM api_server (not a recycled pid)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return b"vllm.entrypoints.openai.api_server" in cmdline
-
-
 def policy_status() -> list[dict]:
     """The detached servers this machine knows of, with an ``alive`` flag each."""
-    out = []
-    for path in sorted(_run_dir().glob("policy-*.json")):
-        try:
-            info = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        info["alive"] = _is_our_server(info["pid"])
-        out.append(info)
-    return out
+    return [r for path in sorted(_run_dir().glob("policy-*.json")) if (r := read_recorded(path)) is not None]
 
 
 def policy_up(model_dir: str | os.PathLike | None = None, port: int = DEFAULT_PORT, **kwargs) -> dict:
@@ -354,26 +260,18 @@ def policy_up(model_dir: str | os.PathLike | None = None, port: int = DEFAULT_PO
         The pidfile content: pid, port, base_url, model, served_model_name, log.
     """
     pidfile = _pidfile(port)
-    if pidfile.exists():
-        info = json.loads(pidfile.read_text())
-        if _is_our_server(info["pid"]) and _models_ready(info["base_url"]):
-            return info
-        pidfile.unlink()  # stale
+    info = read_recorded(pidfile)
+    if info is not None and info["alive"] and _models_ready(info["base_url"]):
+        return info
+    pidfile.unlink(missing_ok=True)  # stale
     if model_dir is None:
         model_dir = default_model_dir()
     kwargs.setdefault("log_path", _run_dir() / f"policy-{port}.log")
-    server = VLLMServer(ServerConfig(model_dir=model_dir, port=port, **kwargs))
-    server.start()
-    info = {
-        "pid": server.pid, "port": port, "base_url": server.base_url,
-        "model": str(Path(model_dir).expanduser()), "served_model_name": server.config.served_model_name,
-        "flavor": server.flavor, "log": str(server.log_path),
-    }
-    tmp = pidfile.with_suffix(".tmp")
-    tmp.write_text(json.dumps(info, indent=2) + "\n")
-    tmp.rename(pidfile)
-    server.proc = None  # detach: this process no longer owns it
-    return info
+    server = VLLMServer(ServerConfig(model_dir=model_dir, port=port, **kwargs)).start()
+    assert server._launch is not None
+    return server._launch.detach(pidfile, port=port, base_url=server.base_url,
+                                 model=str(Path(model_dir).expanduser()),
+                                 served_model_name=server.config.served_model_name, flavor=server.flavor)
 
 
 def policy_down(port: int | None = None, grace: float = 15.0) -> list[int]:
@@ -382,10 +280,8 @@ def policy_down(port: int | None = None, grace: float = 15.0) -> list[int]:
     for info in policy_status():
         if port is not None and info["port"] != port:
             continue
-        if info["alive"]:
-            _kill_group(info["pid"], grace)
+        if stop_recorded(_pidfile(info["port"]), grace):
             stopped.append(info["port"])
-        _pidfile(info["port"]).unlink(missing_ok=True)
     return stopped
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
 import time
 from typing import Any
@@ -30,6 +29,7 @@ from pydantic import BaseModel
 from rowgym import aio
 from rowgym.env import RowEnv
 from rowgym.errors import UnknownEnvError
+from rowgym.launcher import ManagedProcess, free_port, tcp_ok
 from rowgym.registry import register, spec
 from rowgym.rows import Check, Verdict
 from rowgym.tools import NoArgs, tool
@@ -142,39 +142,25 @@ class MockServerProcess:
     """:class:`MockCompletionsServer` in its own process (like a real policy server), as a context manager."""
 
     def __init__(self, completion_ids: list[int], text: str = "", latency_s: float = 0.2):
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.args = [json.dumps({"ids": list(completion_ids), "text": text, "latency_s": latency_s,
-                                 "port": self.port})]
-        self.proc: subprocess.Popen | None = None
+        self.port = free_port()
+        spec = json.dumps({"ids": list(completion_ids), "text": text, "latency_s": latency_s, "port": self.port})
+        self._launch = ManagedProcess("mock completions server", [sys.executable, "-m", "rowgym.rollouts.mock", spec],
+                                      ready=lambda: tcp_ok("127.0.0.1", self.port))
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> MockServerProcess:
-        import socket
+    @property
+    def proc(self) -> Any:
+        return self._launch.proc
 
-        self.proc = subprocess.Popen([sys.executable, "-m", "rowgym.rollouts.mock", *self.args],
-                                     stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        self.__exit__()
-        raise RuntimeError("the mock completions server did not start")
+    def __enter__(self) -> MockServerProcess:
+        self._launch.start(timeout=60, poll_s=0.05)
+        return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
+        self._launch.stop(grace=10)
 
 
 async def _serve_forever(spec: dict[str, Any]) -> None:

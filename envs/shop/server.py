@@ -11,7 +11,7 @@ Command line (what ``make env-up``/``env-down`` and ``rowgym shop serve`` call):
     python -m rowgym.envs.shop.server stop   [--port 8765]
     python -m rowgym.envs.shop.server status [--port 8765]
 
-The background server is its own session leader (``start_new_session``), so it
+The background server is started by :mod:`rowgym.launcher` in a session of its own, so it
 outlives the shell or worker that started it; ``stop`` reads the pidfile and checks
 the process really is a shop server before signalling it. Starts are serialised by a
 file lock, so eight env workers calling :func:`ensure_running` at once start one server.
@@ -23,16 +23,14 @@ import argparse
 import fcntl
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 from rowgym.envs.shop.catalog import build_catalog_db, cache_dir
 from rowgym.envs.shop.errors import ShopServerError
 from rowgym.envs.shop.secret import ENV_VAR, load_secret
+from rowgym.launcher import ManagedProcess, stop_recorded
 
 DEFAULT_PORT = 8765
 HOST = "127.0.0.1"
@@ -81,25 +79,6 @@ def serve(port: int = DEFAULT_PORT, *, host: str = HOST, secret: str | None = No
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
 
 
-def _is_our_process(pid: int) -> bool:
-    try:
-        return _MODULE.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
-def _wait_healthy(proc: subprocess.Popen, port: int, host: str, timeout: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if is_running(port, host, timeout=0.5):
-            return
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise ShopServerError(f"shop server exited with code {proc.returncode}; log {log}:\n{tail}")
-        time.sleep(0.1)
-    raise ShopServerError(f"shop server did not answer on port {port} within {timeout:.0f} s; see {log}")
-
-
 def start_background(port: int = DEFAULT_PORT, *, host: str = HOST, secret: str | None = None,
                      timeout: float = 60.0) -> str:
     """Start a detached server (if none answers) and wait until it is healthy.
@@ -121,34 +100,19 @@ def start_background(port: int = DEFAULT_PORT, *, host: str = HOST, secret: str 
         if is_running(port, host, timeout=10.0):
             return base_url(port, host)
         build_catalog_db()  # build once here, so the child starts fast and the timeout is fair
-        log = cache_dir() / f"server-{port}.log"
         env = {**os.environ, ENV_VAR: load_secret(secret)}
-        with open(log, "ab") as out:
-            proc = subprocess.Popen([sys.executable, "-m", _MODULE, "serve", "--port", str(port), "--host", host],
-                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                    start_new_session=True)
-        pidfile_path(port).write_text(str(proc.pid))
-        _wait_healthy(proc, port, host, timeout, log)
+        server = ManagedProcess("shop server", [sys.executable, "-m", _MODULE, "serve", "--port", str(port),
+                                                "--host", host],
+                                ready=lambda: is_running(port, host, timeout=0.5), env=env,
+                                log_path=cache_dir() / f"server-{port}.log", marker=_MODULE, error=ShopServerError)
+        server.start(timeout=timeout)
+        server.detach(pidfile_path(port), port=port, base_url=base_url(port, host))
     return base_url(port, host)
 
 
 def stop_background(port: int = DEFAULT_PORT, timeout: float = 10.0) -> bool:
     """Stop the background server recorded in the pidfile; False if there was none."""
-    path = pidfile_path(port)
-    if not path.exists():
-        return False
-    pid = int(path.read_text().strip() or 0)
-    stopped = False
-    if pid and _is_our_process(pid):
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _is_our_process(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if _is_our_process(pid):
-            os.kill(pid, signal.SIGKILL)
-        stopped = True
-    path.unlink(missing_ok=True)
-    return stopped
+    return stop_recorded(pidfile_path(port), grace=timeout, marker=_MODULE)
 
 
 def ensure_running(port: int = DEFAULT_PORT, *, host: str = HOST, secret: str | None = None,
