@@ -225,7 +225,7 @@ class HarnessCall:
         return json.dumps(self.conf).encode()
 
     def argv(self) -> list[str]:
-        return ["python3", "-I", "-c", HARNESS_SOURCE, f"{WORKSPACE}/{self.conf_name}"]
+        return ["python3", "-I", "-B", "-c", HARNESS_SOURCE, f"{WORKSPACE}/{self.conf_name}"]
 
     async def run(self, sb: Sandbox, timeout: float, *, write_conf: bool = True) -> HarnessRun:
         """Run it in ``sb`` (its work dir holds the repository); ``write_conf=False`` when it is staged already."""

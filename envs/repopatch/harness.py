@@ -37,6 +37,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     import os
     import types
 
+    sys.dont_write_bytecode = True  # -I ignores PYTHONDONTWRITEBYTECODE; no bytecode in the work dir
     exit_now = os._exit
     write = os.write
     conf_path = argv[0]

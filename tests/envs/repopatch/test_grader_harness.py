@@ -61,7 +61,7 @@ class _FakeBox(Sandbox):
         self.key = bytes.fromhex(json.loads(conf.read_text())["key"])
 
     async def exec(self, cmd, timeout=None, cwd=None, env=None):  # noqa: ANN001, ANN201
-        assert cmd[:3] == ["python3", "-I", "-c"] and cwd == "/" and env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] == "1"
+        assert cmd[:4] == ["python3", "-I", "-B", "-c"] and cwd == "/" and env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] == "1"
         return _res(self.stderr_for_key(self.key))
 
     async def close(self) -> None:

@@ -91,6 +91,21 @@ def test_gold_still_one_and_unflagged(env) -> None:
     assert v.reward == 1.0 and v.flags == [], [(c.name, c.detail) for c in v.checks if not c.passed]
 
 
+def test_honest_episode_with_visible_runs_unflagged(env) -> None:
+    """Visible test runs (the harness in the agent's box) leave nothing that grading would flag."""
+    env.reset(seed=SEED)
+    obs, *_ = env.step({"name": "run_visible_tests", "arguments": {}})
+    assert "before reporting" not in obs, obs
+    info = {}
+    for c in env.task.gold[:-1]:
+        env.step(c)
+    env.step({"name": "run_visible_tests", "arguments": {}})
+    env.step({"name": "run", "arguments": {"command": "python3 -m pytest -q tests 2>&1 | tail -2"}})
+    *_, info = env.step({"name": "submit", "arguments": {}})
+    v = info["verdict"]
+    assert v.reward == 1.0 and v.flags == [], [(c.name, c.detail) for c in v.checks if not c.passed]
+
+
 def test_empty_patch_zero(env) -> None:
     env.reset(seed=SEED)
     v = _submit(env)
