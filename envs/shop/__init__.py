@@ -13,4 +13,6 @@ Modules:
 * :mod:`.instructions` — goals per seed, train/dev/heldout splits, WebShop scoring.
 * :mod:`.server` — uvicorn launcher: foreground, background (pidfile), ``ensure_running``.
 * :mod:`.client` — what an environment uses: create a session, read the grader report.
+* :mod:`.paths` — the canonical form of a request path (one blocklist rule for env and server).
+* :mod:`.guard` — the server's harness-only route guard and signed session cookies.
 """

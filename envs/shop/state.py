@@ -39,9 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: Bump when the schema changes: an older state file is dropped (it holds only ephemeral sessions).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 PRAGMA journal_mode=WAL;
+PRAGMA synchronous=NORMAL;
 CREATE TABLE IF NOT EXISTS sessions (
     sid TEXT PRIMARY KEY, created REAL NOT NULL, last_seen REAL NOT NULL, owner TEXT NOT NULL, instruction TEXT);
 CREATE INDEX IF NOT EXISTS sessions_seen ON sessions(last_seen);
@@ -51,13 +52,12 @@ CREATE TABLE IF NOT EXISTS cart_items (
     product_id TEXT NOT NULL, options TEXT NOT NULL, quantity INTEGER NOT NULL, unit_price REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS cart_sid ON cart_items(sid);
 CREATE TABLE IF NOT EXISTS orders (
-    order_id TEXT PRIMARY KEY, sid TEXT NOT NULL REFERENCES sessions(sid), placed_at REAL NOT NULL,
-    shipping TEXT NOT NULL, total REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS orders_sid ON orders(sid);
+    oid INTEGER PRIMARY KEY AUTOINCREMENT, order_id TEXT NOT NULL, sid TEXT NOT NULL REFERENCES sessions(sid),
+    placed_at REAL NOT NULL, shipping TEXT NOT NULL, total REAL NOT NULL, UNIQUE (sid, order_id));
 CREATE TABLE IF NOT EXISTS order_items (
-    order_id TEXT NOT NULL REFERENCES orders(order_id), product_id TEXT NOT NULL, options TEXT NOT NULL,
+    oid INTEGER NOT NULL REFERENCES orders(oid), product_id TEXT NOT NULL, options TEXT NOT NULL,
     quantity INTEGER NOT NULL, unit_price REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS order_items_oid ON order_items(order_id);
+CREATE INDEX IF NOT EXISTS order_items_oid ON order_items(oid);
 """
 _TABLES = ("order_items", "orders", "cart_items", "join_tokens", "sessions")
 DEFAULT_TTL_S = 3600.0
@@ -153,7 +153,7 @@ class ShopState:
     @staticmethod
     def _purge(c: sqlite3.Connection, sids: Iterable[str]) -> int:
         sids = [(s,) for s in sids]
-        c.executemany("DELETE FROM order_items WHERE order_id IN (SELECT order_id FROM orders WHERE sid=?)", sids)
+        c.executemany("DELETE FROM order_items WHERE oid IN (SELECT oid FROM orders WHERE sid=?)", sids)
         for table in ("orders", "cart_items", "join_tokens", "sessions"):
             c.executemany(f"DELETE FROM {table} WHERE sid=?", sids)
         return len(sids)
@@ -197,11 +197,14 @@ class ShopState:
         now = self.clock()
 
         def fn(c: sqlite3.Connection) -> bool:
-            cur = c.execute("UPDATE sessions SET last_seen=? WHERE sid=? AND last_seen>=?", (now, sid, now - self.ttl_s))
-            if cur.rowcount:
-                return True
-            self._purge(c, [sid])  # expired (or absent): nothing of it may be shown again
-            return False
+            row = c.execute("SELECT last_seen FROM sessions WHERE sid=?", (sid,)).fetchone()
+            if row is None:
+                return False
+            if row[0] < now - self.ttl_s:
+                self._purge(c, [sid])  # expired: nothing of it may be shown again
+                return False
+            c.execute("UPDATE sessions SET last_seen=? WHERE sid=?", (now, sid))
+            return True
 
         return self._tx(fn)
 
@@ -303,29 +306,32 @@ class ShopState:
                               " WHERE sid=? ORDER BY id", (sid,)).fetchall()
             if not lines:
                 return None
-            oid = "R" + secrets.token_hex(5).upper()
+            # Numbered within the session (R10001, R10002, ...): an episode replays to the same pages, and
+            # another session's order of the same number is invisible (every lookup filters on the sid).
+            n = c.execute("SELECT COUNT(*) FROM orders WHERE sid=?", (sid,)).fetchone()[0]
+            order_id = f"R{10001 + n}"
             total = round(sum(q * p for _, _, q, p in lines), 2)
-            c.execute("INSERT INTO orders VALUES (?,?,?,?,?)",
-                      (oid, sid, self.clock(), json.dumps(shipping), total))
-            c.executemany("INSERT INTO order_items VALUES (?,?,?,?,?)", [(oid, *line) for line in lines])
+            cur = c.execute("INSERT INTO orders (order_id, sid, placed_at, shipping, total) VALUES (?,?,?,?,?)",
+                            (order_id, sid, self.clock(), json.dumps(shipping), total))
+            c.executemany("INSERT INTO order_items VALUES (?,?,?,?,?)", [(cur.lastrowid, *line) for line in lines])
             c.execute("DELETE FROM cart_items WHERE sid=?", (sid,))
-            return oid
+            return order_id
         return self._tx(fn)
 
     def orders(self, sid: str) -> list[StoredOrder]:
         """The session's orders, oldest first."""
-        heads = self._read("SELECT order_id, placed_at, shipping, total FROM orders WHERE sid=?"
-                           " ORDER BY placed_at, order_id", (sid,))
+        heads = self._read("SELECT oid, order_id, placed_at, shipping, total FROM orders WHERE sid=?"
+                           " ORDER BY oid", (sid,))
         return [self._order(*h) for h in heads]
 
     def order(self, sid: str, order_id: str) -> StoredOrder | None:
         """One order, only if it belongs to ``sid`` (another session's order is None)."""
-        heads = self._read("SELECT order_id, placed_at, shipping, total FROM orders WHERE sid=? AND order_id=?",
+        heads = self._read("SELECT oid, order_id, placed_at, shipping, total FROM orders WHERE sid=? AND order_id=?",
                            (sid, order_id))
         return self._order(*heads[0]) if heads else None
 
-    def _order(self, oid: str, placed_at: float, shipping: str, total: float) -> StoredOrder:
+    def _order(self, oid: int, order_id: str, placed_at: float, shipping: str, total: float) -> StoredOrder:
         rows = self._read("SELECT rowid, product_id, options, quantity, unit_price FROM order_items"
-                          " WHERE order_id=? ORDER BY rowid", (oid,))
+                          " WHERE oid=? ORDER BY rowid", (oid,))
         lines = [StoredLine(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
-        return StoredOrder(oid, placed_at, json.loads(shipping), total, lines)
+        return StoredOrder(order_id, placed_at, json.loads(shipping), total, lines)
