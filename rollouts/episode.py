@@ -32,8 +32,8 @@ from typing import Any, get_args
 from rowgym.agents.base import Agent, AgentTurn
 from rowgym.contract import episode_context
 from rowgym.env import describe_exception
-from rowgym.errors import AgentError
-from rowgym.rows import Action, Episode, ErrorKind, Failure, StepRow, Timings, ToolCall, Verdict
+from rowgym.errors import EpisodeError, EpisodeTimeout
+from rowgym.rows import Action, Episode, ErrorKind, Failure, StepRow, Timings, TokenRecord, ToolCall, Verdict
 from rowgym.tools import clean_text
 
 log = logging.getLogger(__name__)
@@ -74,27 +74,17 @@ class Timeouts:
     step_s: float | None = None
 
 
-class EpisodeFailure(Exception):
-    """An episode failed for a known reason (kind + reason become the episode's Failure)."""
-
-    def __init__(self, kind: str, reason: str):
-        super().__init__(reason)
-        self.failure_kind = kind
-
-
 def _failure_kind(exc: BaseException) -> str:
-    """Attribute an exception to the part that failed.
+    """Attribute an exception to the part that failed, by its class.
 
-    An exception's ``failure_kind`` attribute wins (``SandboxError`` carries "sandbox",
-    ``GraderError``, raised by the env base around ``grade()``, carries "grader"); then agent
-    errors are the policy's, timeouts are timeouts, and anything else raised by the env is the env's.
+    An :class:`~rowgym.errors.EpisodeError` carries its kind (``SandboxError`` sandbox,
+    ``GraderError`` — raised by the env base around ``grade()`` — grader, ``AgentError``
+    policy, ``EpisodeTimeout`` timeout); a bare timeout is a timeout, and anything else
+    raised by the env is the env's.
     """
-    kind = getattr(exc, "failure_kind", None)
-    if kind:
-        return kind
-    if isinstance(exc, AgentError):
-        return "policy"
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+    if isinstance(exc, EpisodeError):
+        return exc.kind
+    if isinstance(exc, TimeoutError):
         return "timeout"
     return "env"
 
@@ -122,8 +112,8 @@ async def play_episode(env: Any, agent: Agent, key: EpisodeKey, timeouts: Timeou
         if isinstance(e, TimeoutError) and deadline.expired():
             kind, what = "timeout", f"episode exceeded {timeouts.episode_s}s (during {stage.now}, after " \
                                     f"{len(ep.steps)} steps)"
-        elif isinstance(e, EpisodeFailure):
-            kind, what = e.failure_kind, str(e) or f"{e.failure_kind} failure during {stage.now}"
+        elif isinstance(e, EpisodeTimeout):
+            kind, what = e.kind, str(e) or f"timeout during {stage.now}"
         else:
             kind, what = _failure_kind(e), f"{stage.now}: {describe_exception(e, REASON_CHARS)}"
         ep.failure = Failure(kind=kind, reason=clean_text(what)[:REASON_CHARS])
@@ -166,8 +156,7 @@ async def _play(env: Any, agent: Agent, ep: Episode, timeouts: Timeouts, record:
             except TimeoutError as e:
                 if not turn_deadline.expired():
                     raise  # raised inside the agent, not our deadline
-                raise EpisodeFailure("timeout", f"the policy did not answer turn {turn} "
-                                                f"within {timeouts.turn_s}s") from e
+                raise EpisodeTimeout(f"the policy did not answer turn {turn} within {timeouts.turn_s}s") from e
         t1 = time.perf_counter()
         stage.now = f"env step {turn}"
         next_obs, reward, terminated, truncated, sinfo = await _env_call(env.astep(out.action), timeouts.step_s,
@@ -199,7 +188,15 @@ def step_row(ep: Episode, turn: int, obs: str, out: AgentTurn, next_obs: str, si
         action=clean_action(out.action), next_observation=clean_text(next_obs), reward=sinfo["local_reward"],
         reward_breakdown=sinfo["reward_breakdown"], bad_call=sinfo["bad_call"], error_kind=error_kind,
         repaired=sinfo["repaired"], terminated=terminated, truncated=truncated, timings=timings or Timings(),
-        tokens=out.tokens)
+        tokens=_clean_tokens(out.tokens))
+
+
+def _clean_tokens(tokens: TokenRecord | None) -> TokenRecord | None:
+    """The token record as is (ids, logprobs and mask are never touched), its finish reason storable."""
+    if tokens is None or tokens.finish_reason is None:
+        return tokens
+    reason = clean_text(tokens.finish_reason)
+    return tokens if reason is tokens.finish_reason else tokens.model_copy(update={"finish_reason": reason})
 
 
 def clean_action(action: Action | ToolCall | str) -> Action:
@@ -232,7 +229,9 @@ def storable(ep: Episode) -> Episode:
     surrogate that reached a verdict detail, say) would stop the whole collection there.
     """
     try:
-        ep.model_dump_json()
+        # token records are numbers (their one string is cleaned in step_row): skipping them keeps
+        # this check cheap next to the store's own serialisation (~0.2 ms for a tool-API episode)
+        ep.model_dump_json(exclude=_TOKENS)
         return ep
     except Exception as e:  # PydanticSerializationError, or anything a plugin's field raises
         first = describe_exception(e, 300)
@@ -256,6 +255,9 @@ def storable(ep: Episode) -> Episode:
                            failure=Failure(kind="env", reason=clean_text(reason)[:REASON_CHARS]))
 
 
+_TOKENS = {"steps": {"__all__": {"tokens"}}}
+
+
 def _clean_tree(value: Any) -> Any:
     if isinstance(value, str):
         return clean_text(value)
@@ -276,4 +278,4 @@ async def _env_call(coro: Any, limit: float | None, what: str) -> Any:
     except TimeoutError as e:
         if not step_deadline.expired():
             raise
-        raise EpisodeFailure("timeout", f"env {what} (tool call, sandbox or grading) exceeded {limit}s") from e
+        raise EpisodeTimeout(f"env {what} (tool call, sandbox or grading) exceeded {limit}s") from e

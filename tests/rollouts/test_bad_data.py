@@ -180,3 +180,16 @@ def test_a_crashing_tool_is_an_observation_an_infrastructure_error_ends_the_epis
     with pytest.raises(ConnectionRefusedError):  # infra_errors: the episode fails, attributed to the env
         env.step({"name": "backend", "arguments": {}})
     env.close()
+
+
+def test_token_ids_are_kept_exactly_and_the_finish_reason_made_storable():
+    from rowgym.rollouts.episode import step_row
+    from rowgym.rows import TokenRecord
+
+    tok = TokenRecord(prompt_ids=[1, 2], completion_ids=[55357], logprobs=[-0.25], mask=[0, 0, 1],
+                      finish_reason="stop\ud800")
+    info = {"error_kind": None, "local_reward": 0.0, "reward_breakdown": {}, "bad_call": False, "repaired": False}
+    row = step_row(_episode(), 0, "obs", AgentTurn(Action(text="\ud83d"), tok), "next", info, False, False)
+    assert row.tokens.completion_ids == [55357] and row.tokens.logprobs == [-0.25] and row.tokens.mask == [0, 0, 1]
+    assert row.tokens.finish_reason == "stop\ufffd" and row.action.text == "\ufffd"
+    row.model_dump_json()
