@@ -21,8 +21,6 @@ from rowgym.rows import Action
 class ContextLengthError(AgentError):
     """The conversation no longer fits the model's context (the episode fails with kind 'policy')."""
 
-    failure_kind = "policy"
-
 
 class TokenPolicy(Agent):
     """Base of token-in, token-out policies; set ``tokenizer`` and ``seed`` in ``__init__``.

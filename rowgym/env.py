@@ -56,7 +56,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import gymnasium as gym
 from pydantic import BaseModel
 
-from rowgym.errors import GraderError, RowgymError
+from rowgym.errors import EpisodeError, GraderError, RowgymError
 from rowgym.rewards.base import Rubric, StepOutcome
 from rowgym.rewards.local import DEFAULT_LOCAL
 from rowgym.rows import Action, Split, ToolCall, Verdict
@@ -227,7 +227,7 @@ class RowEnv(gym.Env[str, Action], Generic[TaskT]):
             try:
                 verdict = await self.grade()
             except Exception as e:
-                if getattr(e, "failure_kind", None):  # e.g. a SandboxError keeps its own attribution
+                if isinstance(e, EpisodeError):  # e.g. a SandboxError keeps its own attribution
                     raise
                 raise GraderError(f"{type(self).__name__}.grade() failed: {describe_exception(e)}") from e
             info["verdict"] = verdict

@@ -1,4 +1,4 @@
-"""The sandbox package's exceptions (one root, :class:`SandboxError`, under ``RowgymError``).
+"""The sandbox package's exceptions, under :class:`rowgym.errors.SandboxError` (an episode failure of kind sandbox).
 
 >>> from rowgym.sandboxes.errors import SandboxError, SandboxQuotaError
 >>> issubclass(SandboxQuotaError, SandboxError)
@@ -7,13 +7,9 @@ True
 
 from __future__ import annotations
 
-from rowgym.errors import RowgymError
+from rowgym.errors import SandboxError
 
-
-class SandboxError(RowgymError):
-    """Base class of sandbox errors (setup and programming errors, not command failures)."""
-
-    failure_kind = "sandbox"  # how the rollout engine attributes an episode this error ends
+__all__ = ["SandboxClosed", "SandboxError", "SandboxPathError", "SandboxQuotaError", "SandboxUnavailable"]
 
 
 class SandboxUnavailable(SandboxError):
