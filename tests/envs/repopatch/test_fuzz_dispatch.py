@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
+import pytest
 from fuzz_actions import Fuzzer, Tally, check_step
 
 import rowgym
@@ -19,6 +20,8 @@ from rowgym.envs.repopatch.grading import agent_changes
 from rowgym.rows import Verdict
 from rowgym.sandboxes import Sandbox
 from rowgym.sandboxes.base import ExecResult, as_argv
+
+pytestmark = pytest.mark.redteam  # agent input against the env's parsing, tools and storage
 
 N_CALLS = 10_000
 

@@ -14,6 +14,8 @@ from fuzz_actions import Fuzzer, Tally, check_step
 import rowgym
 
 DOMAINS = ["rowgym/ToolAPI-Airline-v0", "rowgym/ToolAPI-Retail-v0", "rowgym/ToolAPI-Home-v0"]
+pytestmark = pytest.mark.redteam  # agent input against the env's parsing, tools and storage
+
 N_CALLS = -(-10_000 // len(DOMAINS))  # per domain: 10,000 for the family
 
 
