@@ -42,6 +42,8 @@ class LocalReward:
     version: str
     fn: Callable[[StepOutcome], float]
     doc: str = ""
+    signals: tuple[str, ...] = ()
+    """Names of the env signals ``fn`` reads (``env.signal(name, value)`` refuses any other name)."""
 
     @property
     def key(self) -> str:
@@ -61,6 +63,11 @@ class Rubric:
         """Total local reward of a step and its breakdown by ``name@version``."""
         breakdown = {fn.key: round(w * fn(outcome), 6) for fn, w in self.terms}
         return round(sum(breakdown.values()), 6), breakdown
+
+    @property
+    def signals(self) -> frozenset[str]:
+        """Every signal name some term of the rubric reads."""
+        return frozenset(s for fn, _ in self.terms for s in fn.signals)
 
     def versions(self) -> dict[str, str]:
         return {fn.name: fn.version for fn, _ in self.terms}

@@ -65,9 +65,7 @@ class CountdownEnv(RowEnv[CountdownTask]):
         return f"{TURNS - self.ticks} left"
 
     async def grade(self) -> Verdict:
-        ok = self.ticks == TURNS
-        return Verdict(reward=float(ok), success=ok, verifier=self.verifier, verifier_version=self.verifier_version,
-                       checks=[Check(name="ticks", passed=ok, detail=f"{self.ticks} ticks")])
+        return self.verdict([Check(name="ticks", passed=self.ticks == TURNS, detail=f"{self.ticks} ticks")])
 
 
 try:

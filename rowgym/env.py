@@ -10,9 +10,14 @@ True
 (True, 'unknown_tool', False)
 >>> env.close()
 
-A new environment is one subclass that sets the class attributes below and
-implements four hooks: ``make_task(seed)``, ``setup(task) -> first observation``,
-its ``@tool`` methods, and ``grade() -> Verdict``. Everything else — parsing and
+A new environment is one subclass that sets the class attributes of :class:`RowEnv`
+— ``family`` (required: it namespaces the seed splits), ``version``, ``verifier`` and
+``verifier_version``, ``splits`` (default: a hash split of the family; a finite task list
+needs a ``ListSplits``), ``default_max_turns``, ``local_rubric`` (whose rewards declare
+the signals tools may report with ``self.signal``), ``system_prompt`` and, for backends
+with their own outage exceptions, ``infra_errors`` — and implements four hooks:
+``make_task(seed)``, ``setup(task) -> first observation``, its ``@tool`` methods, and
+``grade() -> Verdict`` (build it with ``self.verdict(checks)``). Everything else — parsing and
 validating calls, turning malformed calls into observations with a ``bad_call`` flag
 and a penalty, local reward composition, truncation, final grading, the sync face —
 lives here, once.
@@ -56,10 +61,10 @@ from typing import Any, ClassVar, Generic, TypeVar
 import gymnasium as gym
 from pydantic import BaseModel
 
-from rowgym.errors import EpisodeError, GraderError, RowgymError
+from rowgym.errors import EpisodeError, GraderError, RowgymError, ToolDefinitionError
 from rowgym.rewards.base import Rubric, StepOutcome
 from rowgym.rewards.local import DEFAULT_LOCAL
-from rowgym.rows import Action, Split, ToolCall, Verdict
+from rowgym.rows import Action, Check, Split, ToolCall, Verdict
 from rowgym.spaces import TextSpace, ToolCallSpace
 from rowgym.splits import HashSplits, SeedSplits, content_hash
 from rowgym.tools import BadCall, ParsedCall, Tool, ToolError, clean_text, collect_tools, parse_action
@@ -143,8 +148,29 @@ class RowEnv(gym.Env[str, Action], Generic[TaskT]):
 
     # ------------------------------------------------------------ for tools
     def signal(self, name: str, value: float) -> None:
-        """Report a number for the local rubric from inside a tool (e.g. ``subgoal`` progress)."""
+        """Report a number for the local rubric from inside a tool (e.g. ``subgoal`` progress).
+
+        Raises:
+            ToolDefinitionError: No term of ``local_rubric`` reads ``name`` (a typo would pay 0 silently).
+        """
+        if name not in self.local_rubric.signals:
+            declared = ", ".join(sorted(self.local_rubric.signals)) or "none"
+            raise ToolDefinitionError(f"{type(self).__name__}.signal({name!r}): no local reward reads that signal "
+                                      f"(the rubric's signals: {declared}); declare it in a LocalReward's signals")
         self._signals[name] = self._signals.get(name, 0.0) + value
+
+    def verdict(self, checks: list[Check], *, reward: float | None = None, flags: list[str] | None = None,
+                breakdown: dict[str, float] | None = None) -> Verdict:
+        """The verdict of ``grade()``: reward 1 iff every check passed (unless ``reward`` is given).
+
+        Success means a reward of 1.0; the breakdown gets the verifier's own ``name@version`` key.
+        """
+        if reward is None:
+            reward = 1.0 if all(c.passed for c in checks) else 0.0
+        key = f"{self.verifier}@{self.verifier_version}"
+        return Verdict(reward=reward, success=reward == 1.0, verifier=self.verifier,
+                       verifier_version=self.verifier_version, checks=list(checks), flags=list(flags or []),
+                       breakdown={key: reward, **(breakdown or {})})
 
     # ------------------------------------------------------------- public API
     @classmethod

@@ -56,10 +56,11 @@ from rowgym.tools import NoArgs, ToolArgs, ToolError, tool
 
 OBS_LIMIT = 8000
 EDIT_APPLIED = LocalReward("edit_applied", "1", lambda o: 0.0 if o.bad_call else 0.05 * o.signals.get("edit", 0.0),
-                           "+0.05 for an edit that changed a file (signal 'edit').")
+                           "+0.05 for an edit that changed a file (signal 'edit').", signals=("edit",))
 VISIBLE_PROGRESS = LocalReward("visible_progress", "1",
                                lambda o: 0.0 if o.bad_call else o.signals.get("visible_progress", 0.0),
-                               "Rise of the best fraction of visible tests passing (signal 'visible_progress').")
+                               "Rise of the best fraction of visible tests passing (signal 'visible_progress').",
+                               signals=("visible_progress",))
 REPOPATCH_LOCAL = Rubric([(VALID_CALL, 1.0), (BAD_CALL_PENALTY, 1.0), (EDIT_APPLIED, 1.0), (VISIBLE_PROGRESS, 0.5)])
 
 

@@ -124,7 +124,11 @@ class AirlineEnv(ToolAPIEnv):
                 cabin = rng.choice(list(CABIN_COL))
                 pax, bags = rng.randint(1, 3), rng.randint(0, 3)
                 price = {"basic_economy": f[6], "economy": f[7], "business": f[8]}[cabin]
-                reservations.append((f"R{rng.randrange(10**5, 10**6)}", uid, f[0], f[1], cabin, pax, bags,
+                rid = f"R{rng.randrange(10**5, 10**6)}"
+                while rid in seen:  # ids are a primary key: redraw on a (rare) collision
+                    rid = f"R{rng.randrange(10**5, 10**6)}"
+                seen.add(rid)
+                reservations.append((rid, uid, f[0], f[1], cabin, pax, bags,
                                      rng.choice(pays)[0], "active", round(price * pax + BAG_FEE * bags, 2)))
         return {"users": users, "payments": payments, "flights": flights, "reservations": reservations}
 

@@ -136,10 +136,7 @@ class ToolAPIEnv(RowEnv[ToolAPITask]):
             checks.append(Check(name="answer_matches", passed=ok, detail=f"given {self.answer!r}"))
         if self.answer is None:
             checks.append(Check(name="finished", passed=False, detail="the agent never called finish"))
-        success = all(c.passed for c in checks)
-        return Verdict(reward=1.0 if success else 0.0, success=success, verifier=self.verifier,
-                       verifier_version=self.verifier_version, checks=checks,
-                       breakdown={f"{self.verifier}@{self.verifier_version}": 1.0 if success else 0.0})
+        return self.verdict(checks)
 
     async def gold_state(self, task: ToolAPITask) -> str:
         """Digest of the database after replaying the gold plan on a fresh copy (cached per task)."""

@@ -170,9 +170,7 @@ class HomeEnv(RowEnv[ToolAPITask]):
         wrong = sorted(k for k in expected if self.state.get(k) != expected[k])
         checks = [Check(name="devices_match", passed=not wrong, detail=f"wrong: {wrong}" if wrong else ""),
                   Check(name="finished", passed=self.finished, detail="" if self.finished else "finish never called")]
-        ok = all(c.passed for c in checks)
-        return Verdict(reward=float(ok), success=ok, verifier=self.verifier, verifier_version=self.verifier_version,
-                       checks=checks, breakdown={f"{self.verifier}@{self.verifier_version}": float(ok)})
+        return self.verdict(checks)
 
     # ---------------------------------------------------------------------- tools
     def _progress(self, name: str, args: ToolArgs) -> None:

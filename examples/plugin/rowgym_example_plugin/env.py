@@ -65,5 +65,4 @@ class GuessNumberEnv(RowEnv[Task]):
 
     async def grade(self) -> Verdict:
         ok = self.answered == self.task.secret
-        return Verdict(reward=float(ok), success=ok, verifier=self.verifier, verifier_version=self.verifier_version,
-                       checks=[Check(name="answer_is_secret", passed=ok, detail=f"answered {self.answered}")])
+        return self.verdict([Check(name="answer_is_secret", passed=ok, detail=f"answered {self.answered}")])
