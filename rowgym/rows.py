@@ -80,7 +80,7 @@ class Action(Model):
         return cls(tool_call=ToolCall(name=name, arguments=json.dumps(arguments, sort_keys=True)))
 
 
-ErrorKind = Literal["no_tool_call", "bad_json", "unknown_tool", "invalid_arguments", "tool_error"]
+ErrorKind = Literal["no_tool_call", "bad_json", "unknown_tool", "invalid_arguments", "tool_error", "tool_crash"]
 
 
 class TokenRecord(Model):
