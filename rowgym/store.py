@@ -203,6 +203,7 @@ class TrajectoryStore:
         self.readonly = readonly
         self.lock = RunLock(self.root)
         self.created = False
+        self._created_dirs: list[Path] = []
         self.quarantined: dict[tuple[str, int], Problem] = {}
         self._hash_cache: dict[str, dict[str, Any]] = {}
         self._cache_dirty = False
@@ -238,7 +239,8 @@ class TrajectoryStore:
 
     def _open_for_writing(self) -> None:
         try:
-            self.created = not self.root.exists()
+            self._created_dirs = [d for d in (self.root, *self.root.parents) if not d.exists()]
+            self.created = bool(self._created_dirs)
             self.root.mkdir(parents=True, exist_ok=True)
             self.lock.acquire()
             self.shard_dir.mkdir(exist_ok=True)
@@ -406,7 +408,7 @@ class TrajectoryStore:
 
     def discard(self) -> None:
         """Undo opening a new run that never stored an episode (a failed start): remove the files
-        this store made, and the directory itself if this store created it."""
+        this store made, and the directories it created (the run dir and any missing parents)."""
         if self.readonly or not self._fresh or any(p.stat().st_size for p in self._shard_paths()):
             self.close()
             return
@@ -416,7 +418,7 @@ class TrajectoryStore:
         for p in [*self._shard_paths(), self.manifest_path, self.root / HASH_CACHE, self.root / LOCK_FILE]:
             p.unlink(missing_ok=True)
         self.lock.release()
-        for d in (self.shard_dir, *([self.root] if self.created else [])):
+        for d in (self.shard_dir, *self._created_dirs):  # deepest first; a dir someone else filled stays
             with contextlib.suppress(OSError):
                 d.rmdir()
 
