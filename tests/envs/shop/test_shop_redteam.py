@@ -24,6 +24,7 @@ from rowgym.envs.shop.client import ShopClient
 from rowgym.envs.shop.errors import ShopServerError
 from rowgym.envs.shop.instructions import all_goals
 from rowgym.envs.shop.server import ensure_running, stop_background
+from rowgym.errors import EnvError
 
 pytestmark = pytest.mark.redteam
 INSTRUCTION = "RED-TEAM-INSTRUCTION-A buy the blue kettle"
@@ -265,7 +266,7 @@ async def test_failures_carry_a_reason(exc):
             await client.create_session("x")
     message = str(info.value)
     assert exc.__name__ in message and "creating a session" in message and "http://shop/_grader/sessions" in message
-    assert info.value.failure_kind == "env"
+    assert isinstance(info.value, EnvError) and info.value.kind == "env"  # the episode fails as the env's
     assert calls["n"] == (1 if exc is httpx.ReadTimeout else 4)  # a read timeout may have been processed: no resend
 
 
