@@ -208,8 +208,23 @@ def spec(env_id: str) -> EnvSpec:
     raise UnknownEnvError(f"no environment {env_id!r}; {did_you_mean}run `rowgym envs list` to see them all{extra}")
 
 
+REMOTE_ENV = "rowgym.envs.remote.client:RemoteEnv"
+"""The client of ``rowgym env serve``, loaded by name so that the core does not import the envs layer."""
+
+
+def is_remote(env_id: str) -> bool:
+    """True for ids of environments served over HTTP (``http://host:port/ENV_ID``)."""
+    return env_id.startswith(("http://", "https://"))
+
+
 def make(env_id: str, **kwargs: Any) -> Any:
-    """Build the environment registered as ``env_id`` (keyword arguments override the spec's)."""
+    """Build the environment registered as ``env_id`` (keyword arguments override the spec's).
+
+    ``http://host:port/ENV_ID`` builds a client of an env served by ``rowgym env serve``
+    (:class:`rowgym.envs.remote.client.RemoteEnv`), with the same Gymnasium and async API.
+    """
+    if is_remote(env_id):
+        return load_object(REMOTE_ENV)(env_id, **kwargs)
     s = spec(env_id)
     try:
         cls = s.load()
