@@ -42,7 +42,7 @@ from rowgym.errors import AgentError, RowgymError
 from rowgym.rollouts.episode import EpisodeKey, Timeouts, play_episode
 from rowgym.rows import Episode, RunIdentity, RunManifest, RunSource
 from rowgym.splits import as_split, seed_set_hash
-from rowgym.store import TrajectoryStore
+from rowgym.store import EpisodeWriter, TrajectoryStore
 
 
 class CollectConfigError(RowgymError):
@@ -289,46 +289,9 @@ async def run_keys(cfg: CollectConfig, keys: list[EpisodeKey], on_episode: Calla
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-class _Writer:
-    """Appends finished episodes to the store from one background task, off the event loop.
-
-    ``store.append`` fsyncs every episode; on the loop that would stall every worker for a
-    few ms per episode. Order of arrival is kept; ``close`` drains what is queued.
-    """
-
-    def __init__(self, store: TrajectoryStore, on_stored: Callable[[Episode], None]):
-        self.store, self.on_stored = store, on_stored
-        self.queue: asyncio.Queue[Episode | None] = asyncio.Queue()
-        self.task = asyncio.create_task(self._run())
-        self.last_stored = time.perf_counter()
-
-    def put(self, ep: Episode) -> None:
-        if self.task.done():  # the writer died (disk full, ...): stop the run with its error
-            self.task.result()
-            raise RowgymError("the store writer stopped early")
-        self.queue.put_nowait(ep)
-
-    async def _run(self) -> None:
-        while True:
-            batch = [await self.queue.get()]
-            while not self.queue.empty():
-                batch.append(self.queue.get_nowait())
-            eps = [e for e in batch if e is not None]
-            if eps:
-                await asyncio.to_thread(self._append, eps)
-                self.last_stored = time.perf_counter()
-                for e in eps:
-                    self.on_stored(e)
-            if len(eps) < len(batch):
-                return
-
-    def _append(self, eps: list[Episode]) -> None:
-        for e in eps:
-            self.store.append(e)
-
-    async def close(self) -> None:
-        self.queue.put_nowait(None)
-        await self.task
+# Finished episodes are stored off the event loop, several per fsync (group commit), and reported
+# (progress, summary) only once they are on disk: see rowgym.store.writer.
+_Writer = EpisodeWriter
 
 
 async def acollect(cfg: CollectConfig) -> Summary:

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rowgym import store as store_mod
 from rowgym.cli import app
 from rowgym.rollouts.engine import CollectConfig, collect
 from rowgym.store import IntegrityError, TrajectoryStore
+from rowgym.store import files as store_files
 from rowgym.trainers.datasets import load_episodes, sft_conversations
 
 pytestmark = pytest.mark.redteam
@@ -151,8 +151,8 @@ def test_a_resumed_collect_refuses_a_damaged_run(run):
 
 def test_repeated_opens_use_the_hash_cache_and_an_edit_that_keeps_the_mtime_is_still_seen(run, monkeypatch):
     calls = []
-    real = store_mod._digest
-    monkeypatch.setattr(store_mod, "_digest", lambda p: calls.append(p) or real(p))
+    real = store_files.digest
+    monkeypatch.setattr(store_files, "digest", lambda p: calls.append(p) or real(p))
     with TrajectoryStore(run) as w:  # the copy has new inodes: the writer hashes once and caches it
         assert w.problems == []
     assert len(calls) == 1

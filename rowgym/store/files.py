@@ -1,0 +1,59 @@
+"""File-level helpers of the store: atomic whole-file writes, directory fsync, shard digests.
+
+>>> import tempfile
+>>> from pathlib import Path
+>>> p = Path(tempfile.mkdtemp()) / "a.jsonl"
+>>> atomic_write(p, '{"x": 1}\\n')
+>>> digest(p)[1]
+1
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+PARTIAL = ".partial"
+LOCK_FILE = ".lock"
+HASH_CACHE = ".hashes.json"
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: str) -> None:
+    """Write a whole file so that readers see the old or the new content, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def sha256_file(path: Path) -> str:
+    return digest(path)[0]
+
+
+def digest(path: Path) -> tuple[str, int]:
+    """sha256 and the number of complete lines of a file."""
+    h, lines = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+            lines += block.count(b"\n")
+    return h.hexdigest(), lines
+
+
+def stat_key(st: os.stat_result) -> list[int]:
+    """What the hash cache compares: size, mtime, ctime, inode."""
+    # ctime cannot be set back by `touch`, so an edit that restores the mtime still misses the cache
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]

@@ -1,0 +1,143 @@
+"""Append-only JSONL shards: group commit, torn-line repair, sealing into the manifest.
+
+Finished episodes are appended to the active shard ``shards/episodes-NNNNN.jsonl.partial``
+as one JSON line each. :meth:`Shards.append_many` is a group commit: the lines of every
+episode given go out in one ``write`` and one ``fsync`` (per shard touched), and they are
+durable when it returns; :meth:`Shards.append` is the batch of one. A killed writer loses at
+most the lines of the batch in flight (never one that was reported stored), and re-opening
+the run drops a torn last line. A shard is sealed by fsync + rename once it holds
+``shard_size`` episodes; its sha256 and line count go into the manifest first.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from rowgym.errors import StoreError
+from rowgym.rows import Episode, RunManifest, ShardInfo
+from rowgym.store import files
+from rowgym.store.files import PARTIAL, fsync_dir
+from rowgym.store.lock import RunLock
+
+
+class Shards:
+    """The writing half of :class:`~rowgym.store.TrajectoryStore`."""
+
+    root: Path
+    shard_dir: Path
+    shard_size: int
+    readonly: bool
+    lock: RunLock
+    manifest: RunManifest | None
+    _active: Path | None
+    _active_count: int
+    _fh: Any
+
+    if TYPE_CHECKING:  # provided by the other halves of TrajectoryStore
+        def _write_manifest(self) -> None:
+            ...
+
+        def _remember(self, path: Path, digest: str, lines: int) -> None:
+            ...
+
+    def _shard_paths(self, sealed_only: bool = False) -> list[Path]:
+        if not self.shard_dir.is_dir():
+            return []
+        paths = sorted(p for p in self.shard_dir.iterdir() if p.suffix == ".jsonl" or p.name.endswith(PARTIAL))
+        return [p for p in paths if not (sealed_only and p.name.endswith(PARTIAL))]
+
+    def _repair_partials(self) -> None:
+        """Drop a torn last line from a partial shard and seal it (after a crash).
+
+        A crash can only tear the last line; a bad line before it is not a crash's doing, so it
+        is kept and quarantined (reported) rather than silently cut with everything after it.
+        """
+        for p in self._shard_paths():
+            if not p.name.endswith(PARTIAL):
+                continue
+            data = p.read_bytes()
+            lines = data.splitlines(keepends=True)
+            keep = len(data)
+            if lines and (not lines[-1].endswith(b"\n") or not _parses(lines[-1])):
+                keep -= len(lines[-1])
+            if keep != len(data):
+                with open(p, "r+b") as f:
+                    f.truncate(keep)
+                    f.flush()
+                    os.fsync(f.fileno())
+            self._seal(p)
+
+    def _seal(self, partial: Path) -> None:
+        final = partial.with_name(partial.name[: -len(PARTIAL)])
+        if partial.stat().st_size == 0:
+            partial.unlink()
+            return
+        # manifest first, then the rename: a reader never finds a sealed shard the manifest does not
+        # list (only, for an instant, a listed one still named .partial), and after a crash in
+        # between, reopening seals the partial again with the same hash
+        digest, n = files.digest(partial)
+        if self.manifest is not None:
+            self.manifest.shards = [s for s in self.manifest.shards if s.name != final.name]
+            self.manifest.shards.append(ShardInfo(name=final.name, sha256=digest, n_episodes=n))
+            self.manifest.n_episodes = sum(s.n_episodes for s in self.manifest.shards)
+            self._write_manifest()
+        os.replace(partial, final)
+        fsync_dir(self.shard_dir)
+        self._remember(final, digest, n)
+
+    def _next_shard(self) -> Path:
+        existing = [p.name.split(".")[0] for p in self._shard_paths()]
+        idx = 1 + max((int(n.rsplit("-", 1)[1]) for n in existing if n.rsplit("-", 1)[-1].isdigit()), default=-1)
+        return self.shard_dir / f"episodes-{idx:05d}.jsonl{PARTIAL}"
+
+    def append(self, episode: Episode) -> None:
+        """Durably add one finished episode (one line, one write, fsync)."""
+        self.append_many([episode])
+
+    def append_many(self, episodes: Sequence[Episode]) -> None:
+        """Durably add finished episodes in order: a group commit.
+
+        All lines are serialised first (an episode that cannot be serialised raises before
+        anything is written), then written with one ``write`` and one ``fsync`` per shard they
+        land in. When this returns, every one of them is on disk.
+        """
+        if self.readonly:
+            raise StoreError(f"{self.root} was opened read-only")
+        if not self.lock.held:
+            raise StoreError(f"{self.root} was closed; open the store again to write")
+        lines = [e.model_dump_json().encode() + b"\n" for e in episodes]
+        while lines:
+            if self._fh is None:
+                self._active = self._next_shard()
+                self._fh = open(self._active, "ab")
+                self._active_count = 0
+            n = min(len(lines), self.shard_size - self._active_count)
+            self._fh.write(b"".join(lines[:n]))
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._active_count += n
+            lines = lines[n:]
+            if self._active_count >= self.shard_size:
+                self.flush()
+
+    def flush(self) -> None:
+        """Seal the active shard, if any."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+            assert self._active is not None
+            self._seal(self._active)
+            self._active = None
+
+
+def _parses(line: bytes) -> bool:
+    try:
+        Episode.model_validate_json(line)
+        return True
+    except ValidationError:
+        return False

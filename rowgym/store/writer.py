@@ -1,0 +1,77 @@
+"""Storing finished episodes off the event loop, several per fsync (group commit).
+
+>>> import asyncio, tempfile
+>>> from rowgym.rows import Episode, PolicyInfo
+>>> from rowgym.store import EpisodeWriter, TrajectoryStore
+>>> ep = Episode(run_id="r", episode_id="r:1:0", group_id="r:1", env_id="e", env_version="0", seed=1,
+...              split="train", task_hash="h", policy=PolicyInfo(agent="a"))
+>>> async def main(store):
+...     done = []
+...     writer = EpisodeWriter(store, done.append)
+...     writer.put(ep)
+...     await writer.close()
+...     return [e.episode_id for e in done]
+>>> with TrajectoryStore(tempfile.mkdtemp()) as store:
+...     asyncio.run(main(store))
+['r:1:0']
+
+``put`` never blocks the loop: it queues the episode. One background task takes everything
+queued, hands it to :meth:`TrajectoryStore.append_many` in a worker thread (serialisation,
+one ``write``, one ``fsync``), and only then reports each episode through ``on_stored``: an
+episode is durable when it is reported stored. While one fsync is in flight, the episodes
+that finish meanwhile queue up and share the next one, so the number of fsyncs falls as the
+rate of finished episodes rises, and the loop never waits for the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from rowgym.errors import RowgymError
+from rowgym.rows import Episode
+from rowgym.store.run import TrajectoryStore
+
+
+class EpisodeWriter:
+    """Appends finished episodes to ``store`` from one background task, in order of arrival.
+
+    Args:
+        store: A writable store; the writer does not close it.
+        on_stored: Called on the event loop for each episode once it is on disk.
+    """
+
+    def __init__(self, store: TrajectoryStore, on_stored: Callable[[Episode], None]):
+        self.store, self.on_stored = store, on_stored
+        self.queue: asyncio.Queue[Episode | None] = asyncio.Queue()
+        self.task = asyncio.create_task(self._run())
+        self.last_stored = time.perf_counter()
+        self.n_commits = 0
+
+    def put(self, ep: Episode) -> None:
+        """Queue one finished episode (raises the writer's error if it stopped, e.g. disk full)."""
+        if self.task.done():
+            self.task.result()
+            raise RowgymError("the store writer stopped early")
+        self.queue.put_nowait(ep)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self.queue.get()]
+            while not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            eps = [e for e in batch if e is not None]
+            if eps:
+                await asyncio.to_thread(self.store.append_many, eps)
+                self.n_commits += 1
+                self.last_stored = time.perf_counter()
+                for e in eps:
+                    self.on_stored(e)
+            if len(eps) < len(batch):
+                return
+
+    async def close(self) -> None:
+        """Store everything queued, then stop (raises the writer's error, if any)."""
+        self.queue.put_nowait(None)
+        await self.task
