@@ -15,6 +15,18 @@ about 5 ms of CPU per call, too much to keep hundreds of episodes in flight on a
 answers are retried with exponential backoff for up to ``retry_budget_s`` seconds — long
 enough to ride out a server restart — after which the episode fails with kind
 ``policy`` and the reason.
+
+**Several servers** (``base_url`` a list, ``--policy-url`` repeated): a :class:`ServerPool`
+per URL list and process routes each episode's first turn to the healthy server with the
+fewest outstanding requests, and keeps the episode's later turns on that server while it
+stays healthy (its prefix cache holds the conversation so far; ``VLLMAgent.locality = False``
+routes every turn by load instead). A request that fails by connection or 5xx marks its server
+down and is retried at once on another healthy one (the turn's prompt ids are the same, so
+the stored tokens do not change); a down server is probed (``GET /health``, any answer
+below 500) after a cool-down that doubles up to 30 s, and rejoins when it answers. Only
+when no server is healthy does the backoff above apply, within the same retry budget.
+:func:`server_stats` gives each server's requests, failures and latency (the collect
+summary prints them).
 """
 
 from __future__ import annotations
@@ -22,6 +34,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +45,7 @@ from rowgym.agents.token_policy import TokenPolicy
 from rowgym.errors import AgentError, PolicyServerError
 from rowgym.rows import PolicyInfo
 
-__all__ = ["PolicyServerError", "VLLMAgent", "load_tokenizer"]
+__all__ = ["PolicyServerError", "ServerPool", "VLLMAgent", "load_tokenizer", "server_stats"]
 
 
 def load_tokenizer(model_dir: str | Path) -> Any:
@@ -78,6 +92,158 @@ class _SharedSession:
             cls.sessions[key] = (sess, n - 1)
 
 
+@dataclass
+class ServerStats:
+    """What one policy server did for this process (summed over the episodes of every agent)."""
+
+    requests: int = 0
+    """Requests answered with 200."""
+    failures: int = 0
+    """Requests that failed by connection, timeout or 5xx/429 (then retried on another server or later)."""
+    latency_s: float = 0.0
+    """Summed latency of the answered requests."""
+    latencies: list[float] = field(default_factory=list, repr=False)
+    """A bounded sample of latencies, for percentiles."""
+
+    def add(self, dt: float) -> None:
+        self.requests += 1
+        self.latency_s += dt
+        if len(self.latencies) < 20_000:
+            self.latencies.append(dt)
+
+    def as_dict(self) -> dict[str, float | int]:
+        lat = sorted(self.latencies)
+        p50 = lat[len(lat) // 2] if lat else 0.0
+        p95 = lat[min(len(lat) - 1, int(len(lat) * 0.95))] if lat else 0.0
+        return {"requests": self.requests, "failures": self.failures,
+                "mean_latency_s": round(self.latency_s / self.requests, 4) if self.requests else 0.0,
+                "p50_latency_s": round(p50, 4), "p95_latency_s": round(p95, 4)}
+
+
+_STATS: dict[str, ServerStats] = {}
+
+
+def server_stats() -> dict[str, dict[str, float | int]]:
+    """Per policy server URL: requests, failures, mean/p50/p95 latency, for this process."""
+    return {url: st.as_dict() for url, st in sorted(_STATS.items())}
+
+
+def reset_server_stats() -> None:
+    _STATS.clear()
+
+
+def merge_server_stats(other: dict[str, dict[str, Any]], latencies: dict[str, list[float]] | None = None) -> None:
+    """Add another process's :func:`raw_server_stats` (a Ray actor's) into this process's table."""
+    for url, d in other.items():
+        st = _STATS.setdefault(url, ServerStats())
+        st.requests += int(d["requests"])
+        st.failures += int(d["failures"])
+        st.latency_s += float(d["latency_s"])
+        st.latencies.extend((latencies or {}).get(url, [])[: max(0, 20_000 - len(st.latencies))])
+
+
+def raw_server_stats() -> tuple[dict[str, dict[str, Any]], dict[str, list[float]]]:
+    """This process's counters in a form :func:`merge_server_stats` adds up."""
+    return ({u: {"requests": s.requests, "failures": s.failures, "latency_s": s.latency_s} for u, s in _STATS.items()},
+            {u: list(s.latencies) for u, s in _STATS.items()})
+
+
+@dataclass(eq=False)
+class _Server:
+    url: str
+    outstanding: int = 0
+    healthy: bool = True
+    down_until: float = 0.0
+    cooldown_s: float = 1.0
+    probing: bool = False
+
+
+class ServerPool:
+    """Several policy servers behind one agent option: least-loaded healthy routing, health probes, failover.
+
+    One pool per URL list per process, shared by every agent (so ``outstanding`` counts the
+    requests of all episodes in flight). Routing state is plain counters: no locks needed on
+    one event loop.
+    """
+
+    pools: dict[tuple[str, ...], ServerPool] = {}
+    MAX_COOLDOWN_S = 30.0
+
+    def __init__(self, urls: tuple[str, ...]):
+        self.servers = [_Server(u) for u in urls]
+
+    @classmethod
+    def of(cls, urls: tuple[str, ...]) -> ServerPool:
+        if urls not in cls.pools:
+            cls.pools[urls] = cls(urls)
+        return cls.pools[urls]
+
+    def healthy(self) -> list[_Server]:
+        return [s for s in self.servers if s.healthy]
+
+    def pick(self, prefer: _Server | None, session: Any) -> _Server:
+        """``prefer`` if healthy (prefix locality), else the healthy server with fewest outstanding requests,
+        else (none healthy) the one that went down first. Starts health probes of cooled-down servers."""
+        now = time.monotonic()
+        for s in self.servers:
+            if not s.healthy and not s.probing and now >= s.down_until:
+                s.probing = True
+                asyncio.get_running_loop().create_task(self._probe(s, session))
+        if prefer is not None and prefer.healthy:
+            return prefer
+        up = self.healthy()
+        if up:
+            return min(up, key=lambda s: (s.outstanding, random.random()))
+        return min(self.servers, key=lambda s: s.down_until)
+
+    def failed(self, s: _Server) -> None:
+        _STATS.setdefault(s.url, ServerStats()).failures += 1
+        if s.healthy:
+            s.healthy, s.cooldown_s = False, 1.0
+        else:
+            s.cooldown_s = min(s.cooldown_s * 2, self.MAX_COOLDOWN_S)
+        s.down_until = time.monotonic() + s.cooldown_s
+
+    def answered(self, s: _Server, dt: float) -> None:
+        _STATS.setdefault(s.url, ServerStats()).add(dt)
+        s.healthy, s.cooldown_s = True, 1.0
+
+    async def _probe(self, s: _Server, session: Any) -> None:
+        import aiohttp
+
+        try:
+            async with session.get(s.url + "/health", timeout=aiohttp.ClientTimeout(total=2.0)) as r:
+                ok = r.status < 500
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            ok = False
+        except asyncio.CancelledError:
+            s.probing = False
+            raise
+        s.probing = False
+        if ok:
+            s.healthy, s.cooldown_s = True, 1.0
+        else:
+            self.failed(s)
+            _STATS[s.url].failures -= 1  # a failed probe is not a failed request
+
+
+def policy_urls(base_url: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Normalise one URL, a comma-separated list or a list (``/v1`` suffixes dropped, order kept, no repeats).
+
+    >>> policy_urls("http://a:8000/v1, http://b:8000")
+    ('http://a:8000', 'http://b:8000')
+    """
+    items = base_url.split(",") if isinstance(base_url, str) else list(base_url)
+    out: list[str] = []
+    for u in items:
+        u = str(u).strip().rstrip("/").removesuffix("/v1")
+        if u and u not in out:
+            out.append(u)
+    if not out:
+        raise AgentError("no policy server URL given")
+    return tuple(out)
+
+
 def default_model_dir() -> Path:
     from rowgym.agents.serving import default_model_dir as d
 
@@ -88,15 +254,21 @@ class VLLMAgent(TokenPolicy):
     """A policy served over HTTP; samples one completion per turn from the token-id prompt."""
 
     name = "vllm"
+    locality: bool = True
+    """Keep an episode's turns on one server while it is healthy (its prefix cache); False routes each turn
+    by load. A class attribute, not an option: it changes where a turn runs, never what is sampled."""
 
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", model: str | None = None,
+    def __init__(self, base_url: str | list[str] = "http://127.0.0.1:8000", model: str | None = None,
                  model_dir: str | Path | None = None, temperature: float = 1.0, top_p: float = 1.0,
                  max_tokens: int = 256, request_timeout_s: float = 120.0, retry_budget_s: float = 180.0,
                  seed: int | None = None):
         from rowgym.agents.serving import DEFAULT_SERVED_NAME
 
-        # accept both http://host:port and the OpenAI-style http://host:port/v1
-        self.base_url = base_url.rstrip("/").removesuffix("/v1")
+        # one URL or several; each as http://host:port or the OpenAI-style http://host:port/v1
+        self.base_urls = policy_urls(base_url)
+        self.base_url = self.base_urls[0] if len(self.base_urls) == 1 else ",".join(self.base_urls)
+        self.pool = ServerPool.of(self.base_urls)
+        self._server: _Server | None = None
         self.model_dir = Path(model_dir).expanduser() if model_dir else default_model_dir()
         self.model = model or DEFAULT_SERVED_NAME
         self.temperature, self.top_p, self.max_tokens = temperature, top_p, max_tokens
@@ -137,6 +309,10 @@ class VLLMAgent(TokenPolicy):
                                     "is this vLLM with return_token_ids support?")
         return ids, lps, choice.get("finish_reason")
 
+    async def reset(self, ctx: Any) -> None:
+        self._server = None  # a new conversation: routed by load, then kept on its server
+        await super().reset(ctx)
+
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         import aiohttp
 
@@ -149,19 +325,32 @@ class VLLMAgent(TokenPolicy):
         payload = aio.dumps(body)
         while True:
             attempt += 1
+            server = self.pool.pick(self._server if self.locality else None, self._session)
+            server.outstanding += 1
+            t0 = time.perf_counter()
             try:
-                async with self._session.post(self.base_url + path, data=payload, headers=aio.JSON_HEADERS,
+                async with self._session.post(server.url + path, data=payload, headers=aio.JSON_HEADERS,
                                               timeout=self._timeout) as r:
                     if r.status == 200:
-                        return aio.loads(await r.read())
+                        data = aio.loads(await r.read())
+                        self.pool.answered(server, time.perf_counter() - t0)
+                        self._server = server
+                        return data
                     text = (await r.text())[:500]
                     if r.status < 500 and r.status != 429:
-                        raise PolicyServerError(f"policy server rejected the request ({r.status}): {text}")
-                    last = f"HTTP {r.status}: {text}"
+                        raise PolicyServerError(f"policy server {server.url} rejected the request ({r.status}): "
+                                                f"{text}")
+                    last = f"{server.url}: HTTP {r.status}: {text}"
             except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
-                last = f"{type(e).__name__}: {e}"
+                last = f"{server.url}: {type(e).__name__}: {e}"
+            finally:
+                server.outstanding -= 1
+            self.pool.failed(server)
+            if self.pool.healthy() and loop.time() < deadline:
+                continue  # fail over at once: another server is healthy
             if loop.time() + delay > deadline:
-                raise PolicyServerError(f"policy server at {self.base_url} unavailable after {attempt} attempts "
+                where = self.base_url if len(self.base_urls) == 1 else f"{len(self.base_urls)} servers"
+                raise PolicyServerError(f"policy server at {where} unavailable after {attempt} attempts "
                                         f"over {self.retry_budget_s:.0f}s; last error: {last}")
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 8.0)

@@ -50,6 +50,9 @@ def _finite(value: float | None) -> float | None:
 
 # Options of the LLM agents, shared by `collect` and `bench` (turned into kwargs by llm_agent_kwargs).
 BaseUrlOpt = Annotated[str, typer.Option(help="vllm agent: OpenAI-compatible server")]
+PolicyUrlOpt = Annotated[list[str] | None, typer.Option(
+    "--policy-url", help="vllm agent: a policy server; repeat for several (least-loaded routing, failover), "
+    "or @FILE with one URL per line. Replaces --base-url")]
 ModelDirOpt = Annotated[Path | None, typer.Option(help="vllm/hf agents: model (tokenizer) directory")]
 ModelOpt = Annotated[str | None, typer.Option(help="vllm agent: served model name")]
 TemperatureOpt = Annotated[float, typer.Option(help="vllm/hf agents: sampling temperature", min=0.0,
@@ -141,6 +144,7 @@ def collect(env_id: Annotated[str, typer.Argument(help="Environment id, e.g. row
             noise: Annotated[float, typer.Option(help="Expert only: chance of a bad call + repair per step",
                                                  min=0.0, max=1.0)] = 0.0,
             base_url: BaseUrlOpt = "http://127.0.0.1:8000",
+            policy_url: PolicyUrlOpt = None,
             model_dir: ModelDirOpt = None,
             model: ModelOpt = None,
             temperature: TemperatureOpt = 1.0,
@@ -173,7 +177,8 @@ def collect(env_id: Annotated[str, typer.Argument(help="Environment id, e.g. row
         _fail(f"unknown backend {backend!r}; use asyncio or ray")
     if noise and agent != "expert" and ":" not in agent:
         _fail(f"--noise is an option of the expert agent, not of {agent!r}")
-    agent_kwargs = llm_agent_kwargs(agent, base_url, model_dir, model, temperature, max_tokens)
+    agent_kwargs = llm_agent_kwargs(agent, _policy_urls(base_url, policy_url), model_dir, model, temperature,
+                                    max_tokens)
     if noise:
         agent_kwargs["noise"] = noise
     if retry_budget is not None and agent == "vllm":
@@ -192,7 +197,26 @@ def collect(env_id: Annotated[str, typer.Argument(help="Environment id, e.g. row
     _print_summary(s, env_id, agent, split)
 
 
-def llm_agent_kwargs(agent: str, base_url: str, model_dir: Path | None, model: str | None, temperature: float,
+def _policy_urls(base_url: str, policy_url: list[str] | None) -> str | list[str]:
+    """--policy-url values (``@FILE``: one URL per line, # comments) or else --base-url."""
+    if not policy_url:
+        return base_url
+    urls: list[str] = []
+    for item in policy_url:
+        if item.startswith("@"):
+            try:
+                lines = Path(item[1:]).read_text().splitlines()
+            except OSError as e:
+                _fail(f"--policy-url {item}: {_os_error(e)}")
+            urls += [ln.split("#", 1)[0].strip() for ln in lines if ln.split("#", 1)[0].strip()]
+        else:
+            urls.append(item)
+    if not urls:
+        _fail("--policy-url: no URL given")
+    return urls
+
+
+def llm_agent_kwargs(agent: str, base_url: str | list[str], model_dir: Path | None, model: str | None, temperature: float,
                      max_tokens: int) -> dict:
     """Keyword arguments for the LLM agents from CLI options (none for scripted agents)."""
     kw: dict = {}
@@ -218,10 +242,24 @@ def _print_summary(s, env_id: str, agent: str, split: str) -> None:
     if getattr(s, "completion_tokens", 0):
         t.add_row("completion tokens (this run)", f"{s.completion_tokens} ({s.completion_tokens / max(s.rollout_s, 1e-9):.0f}/s)")
     t.add_row("run", f"{s.out} ({s.run_id})")
+    servers = _policy_server_rows(agent)
+    for url, st in servers.items():
+        t.add_row(f"policy server {url}", f"{st['requests']} requests, {st['failures']} failed, latency mean "
+                  f"{st['mean_latency_s'] * 1000:.0f} ms, p95 {st['p95_latency_s'] * 1000:.0f} ms")
     console.print(t)
     # one machine-readable line for scripts and tests
-    console.print(f"SUMMARY {json.dumps({'episodes': s.n_done, 'success_rate': round(s.success_rate, 4), 'mean_reward': round(s.mean_reward, 4), 'failed': s.n_failed})}",
-                  highlight=False, soft_wrap=True)
+    line = {'episodes': s.n_done, 'success_rate': round(s.success_rate, 4), 'mean_reward': round(s.mean_reward, 4),
+            'failed': s.n_failed, **({'policy_servers': servers} if servers else {})}
+    console.print(f"SUMMARY {json.dumps(line)}", highlight=False, soft_wrap=True)
+
+
+def _policy_server_rows(agent: str) -> dict:
+    """Per policy server: requests, failures, latency (this process and its Ray actors); {} for other agents."""
+    if agent != "vllm":
+        return {}
+    from rowgym.agents.llm import server_stats
+
+    return server_stats()
 
 
 @app.command()
@@ -388,6 +426,7 @@ def bench(env: Annotated[list[str], typer.Option("--env", help="Environment id (
           leaderboard: Annotated[Path | None, typer.Option(help="Default: <out>/../leaderboard.jsonl")] = None,
           concurrency: Annotated[int, typer.Option(help="Episodes in flight per run", min=1)] = 4,
           base_url: BaseUrlOpt = "http://127.0.0.1:8000",
+          policy_url: PolicyUrlOpt = None,
           model_dir: ModelDirOpt = None,
           model: ModelOpt = None,
           temperature: TemperatureOpt = 1.0,
@@ -401,7 +440,8 @@ def bench(env: Annotated[list[str], typer.Option("--env", help="Environment id (
     from rowgym.evals.runner import parse_agent, run_bench
 
     try:
-        llm = {a: llm_agent_kwargs(parse_agent(a)[0], base_url, model_dir, model, temperature, max_tokens)
+        urls = _policy_urls(base_url, policy_url)
+        llm = {a: llm_agent_kwargs(parse_agent(a)[0], urls, model_dir, model, temperature, max_tokens)
                for a in agent}
         res = run_bench(env, agent, agent_kwargs=llm, episodes=episodes, attempts=attempts, split=split,
                         allow_split=allow_split, training_data=list(training_data or []), contamination=contamination,
@@ -414,6 +454,52 @@ def bench(env: Annotated[list[str], typer.Option("--env", help="Environment id (
         console.print(f"[bold red]CONTAMINATED:[/] {res.contamination.message()}")
     for name, path in res.reports.items():
         console.print(f"{name}: {path}", highlight=False, soft_wrap=True)
+
+
+env_app = typer.Typer(help="Serve an environment over HTTP (rowgym.make('http://host:port/ENV_ID') on clients).",
+                      no_args_is_help=True)
+app.add_typer(env_app, name="env")
+
+
+@env_app.command("serve")
+def env_serve(env_id: Annotated[str, typer.Argument(help="Environment id to serve, e.g. rowgym/ToolAPI-Retail-v0")],
+              port: Annotated[int, typer.Option(help="TCP port", min=1, max=65535)] = 8100,
+              host: Annotated[str, typer.Option(help="Interface (0.0.0.0 for other machines)")] = "127.0.0.1",
+              token: Annotated[str | None, typer.Option(help="Bearer token clients must send (default: "
+                                                        "$ROWGYM_ENV_TOKEN, else a new one is printed)")] = None,
+              idle_timeout: Annotated[float, typer.Option(help="Seconds before an idle session is closed",
+                                                          callback=_positive)] = 600.0,
+              max_sessions: Annotated[int, typer.Option(help="Open sessions at most", min=1)] = 4096,
+              privileged: Annotated[bool, typer.Option(help="Serve tasks to privileged agents (scripted experts); "
+                                                       "each one is counted and logged")] = True) -> None:
+    """Serve ENV_ID over HTTP: one isolated session per episode, token auth, idle-session expiry."""
+    import logging
+    import os
+
+    from rowgym import aio
+    from rowgym.errors import RowgymError
+    from rowgym.registry import load_object, spec
+
+    remote = "rowgym.envs.remote"
+    token_env = load_object(f"{remote}.protocol:TOKEN_ENV")
+    token = token or os.environ.get(token_env)
+    if not token:
+        token = load_object(f"{remote}.server:new_token")()
+        console.print(f"token (set {token_env} on clients): {token}", highlight=False, soft_wrap=True)
+    try:
+        spec(env_id)
+    except RowgymError as e:
+        _fail(str(e))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    console.print(f"serving {env_id} on http://{host}:{port}/{env_id}", highlight=False, soft_wrap=True)
+    try:
+        aio.run(load_object(f"{remote}.server:serve_forever")(
+            env_id, host=host, port=port, token=token, idle_timeout_s=idle_timeout, max_sessions=max_sessions,
+            allow_privileged=privileged))
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:
+        _fail(f"env serve failed: {_os_error(e)}")
 
 
 @serve_app.command("up")

@@ -220,3 +220,23 @@ def test_an_unreachable_server_is_an_env_error():
         rowgym.make(f"http://127.0.0.1:{free_port()}/{RETAIL}")
     with pytest.raises(rowgym.RowgymError, match="token"):
         rowgym.make(f"http://user:pw@127.0.0.1:1/{RETAIL}")
+
+
+def test_rowgym_env_serve_and_collect_through_the_cli(tmp_path, rowgym_cli):
+    import subprocess
+
+    port = free_port()
+    env = {**os.environ, "ROWGYM_ENV_TOKEN": TOKEN}
+    proc = ManagedProcess("rowgym env serve", [*rowgym_cli, "env", "serve", RETAIL, "--port", str(port)],
+                          ready=lambda: tcp_ok("127.0.0.1", port), env=env)
+    with proc.start(timeout=60, poll_s=0.05):
+        out = subprocess.run([*rowgym_cli, "collect", f"http://127.0.0.1:{port}/{RETAIL}", "--episodes", "3",
+                              "--out", str(tmp_path / "run"), "--no-progress"], env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert 'SUMMARY {"episodes": 3, "success_rate": 1.0' in out.stdout
+        bad = subprocess.run([*rowgym_cli, "collect", f"http://127.0.0.1:{port}/{RETAIL}", "--episodes", "1",
+                              "--out", str(tmp_path / "bad")], env={**env, "ROWGYM_ENV_TOKEN": "nope"},
+                             capture_output=True, text=True, timeout=120)
+        assert bad.returncode != 0 and "401" in bad.stdout + bad.stderr and "Traceback" not in bad.stderr
+    assert [e.seed for e in TrajectoryStore(tmp_path / "run").episodes()] != []
