@@ -293,6 +293,17 @@ def sft_conversations(source: Source, *, min_reward: float = 1.0, splits: Sequen
             (:class:`TamperedDataError` if a row disagrees with its env about its seed).
         IntegrityError: if a run fails verification and ``allow_unverified`` is off.
     """
+    rows, _, _ = sft_candidates(source, min_reward=min_reward, splits=splits, keep_bad_calls=keep_bad_calls,
+                                require_success=require_success, system_prompt=system_prompt,
+                                allow_unverified=allow_unverified)
+    return rows
+
+
+def sft_candidates(source: Source, *, min_reward: float = 1.0, splits: Sequence[str | Split] = ("train",),
+                   keep_bad_calls: bool = True, require_success: bool = False, system_prompt: str | None = None,
+                   allow_unverified: bool = False) -> tuple[list[dict[str, Any]], list[Episode], list[RunManifest]]:
+    """What :func:`sft_conversations` returns, plus the episodes and run manifests it read
+    (the data gates replay the episodes and record the manifests)."""
     wanted = set(check_splits(splits))
     episodes, manifests = load_episodes(source, allow_unverified=allow_unverified)
     refuse_heldout(episodes, manifests)
@@ -312,7 +323,7 @@ def sft_conversations(source: Source, *, min_reward: float = 1.0, splits: Sequen
                      "tools": ep.tools, "env_id": ep.env_id, "seed": ep.seed, "split": ep.split.value,
                      "episode_id": ep.episode_id, "group_id": ep.group_id, "run_id": ep.run_id,
                      "task_hash": ep.task_hash, "final_reward": ep.final_reward, "n_bad_calls": ep.n_bad_calls})
-    return rows
+    return rows, episodes, manifests
 
 
 # ----------------------------------------------------------------------------- GRPO

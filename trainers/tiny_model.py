@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Bump when the build changes in a way the params below do not capture; cached
-# models with another version are rebuilt.
-BUILDER_VERSION = 3
+# models with another version are rebuilt. 4: the env corpus takes train-split seeds only
+# (3 read seeds 0..N-1 of every split, so dev and held-out task text shaped the vocabulary).
+BUILDER_VERSION = 4
 BUILD_INFO_FILE = "rowgym_build.json"
 
 # Special tokens in vocabulary order (ids 0..8), as in Qwen3's tokenizer. The first
@@ -71,8 +72,9 @@ class TinyModelConfig:
         head_dim: Per-head width; vLLM's CPU attention backend needs 64.
         max_position_embeddings: Longest context the model accepts.
         corpus_lines: Size of the generated tokenizer corpus.
-        env_corpus_seeds: Seeds per built-in tool-API env whose text joins the tokenizer
-            corpus (in-domain words become single tokens, which a tiny model can copy).
+        env_corpus_seeds: Train-split seeds per built-in tool-API env whose text joins the
+            tokenizer corpus (in-domain words become single tokens, which a tiny model can
+            copy). Never dev or held-out seeds: see :func:`tokenizer_corpus`.
     """
 
     seed: int = 0
@@ -215,11 +217,18 @@ def generate_corpus(n_lines: int, seed: int = 1234, env_seeds: int = 0) -> list[
 
     ``n_lines`` generic texts, plus, with ``env_seeds`` > 0, in-domain text from rowgym's
     own tool-API environments (first observations, tool schemas and gold tool calls of
-    that many seeds each) — what a tokenizer for this domain should compress well, so
-    that words an agent must copy (room names, ids) are few tokens.
+    the first that many *train-split* seeds each) — what a tokenizer for this domain
+    should compress well, so that words an agent must copy (room names, ids) are few
+    tokens. Dev and held-out tasks never enter it: a vocabulary shaped by held-out text
+    is a leak no row-level guard sees.
     """
     rng = random.Random(seed)
     return [_corpus_line(rng) for _ in range(n_lines)] + _env_corpus(env_seeds)
+
+
+def tokenizer_corpus(cfg: TinyModelConfig) -> list[str]:
+    """Exactly the texts :func:`train_tokenizer` trains the vocabulary on (the leak test walks these)."""
+    return generate_corpus(cfg.corpus_lines, env_seeds=cfg.env_corpus_seeds)
 
 
 def _env_corpus(n_seeds: int) -> list[str]:
@@ -227,6 +236,7 @@ def _env_corpus(n_seeds: int) -> list[str]:
         return []
     import rowgym
     from rowgym.builtin_envs import SPECS
+    from rowgym.rows import Split
 
     lines: list[str] = []
     for spec in SPECS:
@@ -235,8 +245,10 @@ def _env_corpus(n_seeds: int) -> list[str]:
         env = rowgym.make(spec["id"])
         try:
             lines.append(json.dumps(env.tools))
-            for seed in range(n_seeds):
-                obs, _ = env.reset(seed=seed)
+            for seed in env.unwrapped.splits.seeds(Split.TRAIN, n_seeds):
+                obs, info = env.reset(seed=seed)
+                if info["split"] != Split.TRAIN.value:  # the env disagrees with its own split list: never guess
+                    raise RuntimeError(f"{spec['id']} seed {seed} is listed as train but reset says {info['split']}")
                 lines.append(obs)
                 lines += [f'<tool_call>\n{{"name": "{c.name}", "arguments": {c.arguments}}}\n</tool_call><|im_end|>'
                           for c in env.task.gold]
@@ -270,7 +282,7 @@ def train_tokenizer(cfg: TinyModelConfig, chat_template: str):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte encodable
         show_progress=False,
     )
-    tok.train_from_iterator(generate_corpus(cfg.corpus_lines, env_seeds=cfg.env_corpus_seeds), trainer=trainer)
+    tok.train_from_iterator(tokenizer_corpus(cfg), trainer=trainer)
     # Re-register with the right flags; the ids reserved above are kept.
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in ADDED_TOKENS])

@@ -1,0 +1,125 @@
+"""leakage@1: no quarantined task, and no prompt or answer that nearly duplicates quarantined text.
+
+Three checks per candidate:
+
+* ``quarantined_task``: its task content hash (re-derived from env id + seed) is quarantined;
+* ``prompt_near_duplicate``: its first user message (the env's fixed prefix and suffix around
+  an instruction stripped) has word-3-gram Jaccard >= ``prompt_threshold`` with a quarantined
+  prompt *and* contains every rare word of it (names, ids, values: words in under 20% of that
+  source's quarantined texts);
+* ``answer_near_duplicate``: the same for its assistant calls against quarantined gold calls,
+  at ``answer_threshold``.
+
+Templated families make train and held-out tasks textually close by design ("Put the lights
+out in the kitchen." vs "... in the bedroom."), and the rare-word rule tells those apart from
+a rewording of one held-out task. A prompt that is exactly the env's own first observation of
+a verified train seed is the env's rendering of a train task: its split is guaranteed by the
+content hash, and a text match with a quarantined sibling is counted in the report
+(``template_siblings``), not rejected. Every other prompt is checked in full.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rowgym.trainers.gates.base import Candidate, Gate, GateContext, Rejection
+from rowgym.trainers.gates.minhash import NearDupIndex, normalize
+from rowgym.trainers.gates.quarantine import Quarantine
+
+
+class LeakageGate(Gate):
+    name = "leakage"
+    version = "1"
+
+    def __init__(self, quarantine: Quarantine, *, prompt_threshold: float = 0.5, answer_threshold: float = 0.8):
+        self.q = quarantine
+        self.prompt_threshold, self.answer_threshold = prompt_threshold, answer_threshold
+        self._hashes = quarantine.hashes
+        # 64 bands of 2 rows: candidates down to a Jaccard of ~0.2; every hit is confirmed exactly
+        self._prompts = NearDupIndex(prompt_threshold, num_perm=128, bands=64)
+        self._answers = NearDupIndex(answer_threshold, num_perm=128, bands=64)
+        self._keys: dict[tuple[str, str], frozenset[str]] = {}
+        self._entries: dict[str, Any] = {}
+        for entries in quarantine.by_source().values():
+            for side, index in (("prompt", self._prompts), ("answer", self._answers)):
+                for e, words in zip(entries, quarantine.key_words(entries, side), strict=True):
+                    k = f"{e.source}|{e.split}|{e.seed}"
+                    self._entries[k] = e
+                    self._keys[(side, k)] = words
+                    index.add(k, getattr(e, side))
+        self.template_siblings = 0
+
+    def params(self) -> dict[str, Any]:
+        return {"prompt_threshold": self.prompt_threshold, "answer_threshold": self.answer_threshold,
+                "rare_word_max_df": 0.2, "n_quarantined": len(self.q.entries), **self._prompts.params()}
+
+    def check(self, cands: list[Candidate], ctx: GateContext) -> list[Rejection]:
+        out = []
+        for c in cands:
+            problem = self._problem(c, ctx)
+            if problem is not None:
+                out.append(self.reject(c, *problem))
+        return out
+
+    def _hit(self, side: str, index: NearDupIndex, text: str) -> tuple[str, float] | None:
+        words = set(normalize(text).split())
+        for k, sim in index.query(text):
+            if self._keys[(side, k)] <= words:
+                return k, sim
+        return None
+
+    def _problem(self, c: Candidate, ctx: GateContext) -> tuple[str, str] | None:
+        th = None
+        if c.env_id and c.seed is not None:
+            try:
+                th = ctx.env(c.env_id).unwrapped.task_hash(c.seed)
+            except Exception:
+                th = None
+        for h in {th, c.row.get("task_hash")} - {None}:
+            if h in self._hashes:
+                e = next(e for e in self.q.entries if e.task_hash == h)
+                return "quarantined_task", f"task hash {h} is {e.source} {e.split} seed {e.seed}"
+        prompt = self._strip(c, ctx)
+        hit = self._hit("prompt", self._prompts, prompt)
+        if hit is not None:
+            if self._env_rendered(c, ctx):
+                self.template_siblings += 1
+            else:
+                e = self._entries[hit[0]]
+                return "prompt_near_duplicate", (f"prompt ~ {e.source} {e.split} seed {e.seed} (Jaccard {hit[1]:.2f}): "
+                                                 f"{e.prompt[:160]!r}")
+        hit = self._hit("answer", self._answers, c.answer)
+        if hit is not None:
+            e = self._entries[hit[0]]
+            return "answer_near_duplicate", (f"answer ~ {e.source} {e.split} seed {e.seed} (Jaccard {hit[1]:.2f}): "
+                                             f"{e.answer[:160]!r}")
+        return None
+
+    @staticmethod
+    def _env_rendered(c: Candidate, ctx: GateContext) -> bool:
+        if not c.env_id or c.seed is None:
+            return False
+        try:
+            return c.prompt == ctx.first_observation(c.env_id, c.seed)
+        except Exception:
+            return False
+
+    @staticmethod
+    def _strip(c: Candidate, ctx: GateContext) -> str:
+        """The prompt without the env's fixed text around the instruction (measured on the row's own seed)."""
+        text = c.prompt
+        if not c.env_id or c.seed is None:
+            return text
+        try:
+            obs = ctx.first_observation(c.env_id, c.seed)
+            instr = ctx.env(c.env_id).unwrapped.instruction(ctx.task(c.env_id, c.seed))
+        except Exception:
+            return text
+        if not instr or instr not in obs:
+            return text
+        pre, _, post = obs.partition(instr)
+        if pre and text.startswith(pre):
+            text = text[len(pre):]
+        if post and text.endswith(post):
+            text = text[: -len(post)]
+        return text
