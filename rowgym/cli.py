@@ -363,29 +363,67 @@ def verify(run: Annotated[Path, typer.Argument(help="Run directory")]) -> None:
     console.print(f"[green]ok[/] {what} match the manifest", highlight=False, soft_wrap=True)
 
 
+GateOpts = dict(
+    near_dup=typer.Option("--near-dup", help="distribution gate: Jaccard of near-duplicate rows"),
+    max_kind_share=typer.Option("--max-kind-share", help="distribution gate: most of the dataset one task kind may hold"),
+    max_per_kind=typer.Option("--max-per-kind", help="distribution gate: absolute cap per task kind"),
+    eval_file=typer.Option("--eval-file", help="leakage gate: an eval file whose records join the quarantine "
+                           "(repeatable)"),
+    quarantine_seeds=typer.Option("--quarantine-seeds", help="leakage gate: dev and held-out seeds per env", min=1),
+)
+
+
+def _gate_config(near_dup: float, max_kind_share: float, max_per_kind: int | None, eval_file: list[Path] | None,
+                 quarantine_seeds: int):
+    from rowgym.trainers.gates import GateConfig
+
+    for f in eval_file or []:
+        if not f.is_file():
+            _fail(f"--eval-file {f} is not a file")
+    return GateConfig(near_dup_threshold=near_dup, max_kind_share=max_kind_share, max_per_kind=max_per_kind,
+                      eval_files=[str(f) for f in eval_file or []], quarantine_seeds=quarantine_seeds)
+
+
+def _print_gates(report, path: Path) -> None:
+    for line in report.summary_lines():
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    for note in report.notes:
+        console.print(f"  note: {note}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"effective sample rate {report.effective_sample_rate:.3f} ({report.n_kept}/{report.n_generated}); "
+                  f"manifests: source.json processing.json consumption.json isolation.json in {path}",
+                  markup=False, highlight=False, soft_wrap=True)
+
+
 @dataset_app.command("sft")
 def dataset_sft(runs: Annotated[list[Path], typer.Argument(help="Run directories")],
                 out: Annotated[Path, typer.Option(help="Output dataset directory")],
                 min_reward: Annotated[float, typer.Option(help="Keep episodes with final reward >= this")] = 1.0,
                 dev: Annotated[bool, typer.Option("--dev", help="Also use dev-split episodes")] = False,
                 drop_bad_calls: Annotated[bool, typer.Option("--drop-bad-calls", help="Drop bad calls and repairs")] = False,
-                allow_unverified: AllowUnverifiedOpt = False) -> None:
-    """Tool-use SFT conversations (messages + tools) from successful train-split episodes."""
+                allow_unverified: AllowUnverifiedOpt = False,
+                near_dup: Annotated[float, GateOpts["near_dup"]] = 0.9,
+                max_kind_share: Annotated[float, GateOpts["max_kind_share"]] = 0.5,
+                max_per_kind: Annotated[int | None, GateOpts["max_per_kind"]] = None,
+                eval_file: Annotated[list[Path] | None, GateOpts["eval_file"]] = None,
+                quarantine_seeds: Annotated[int, GateOpts["quarantine_seeds"]] = 200) -> None:
+    """Tool-use SFT conversations (messages + tools) from successful train-split episodes, through the
+    format, semantic, leakage and distribution gates; writes the data and its four manifests."""
     from rowgym.errors import RowgymError
-    from rowgym.trainers.datasets import sft_conversations, write_dataset
+    from rowgym.trainers.gates import build_sft_dataset
 
     if out.exists() and not out.is_dir():
         _fail(f"--out {out} exists and is not a directory")
     splits = ("train", "dev") if dev else ("train",)
+    cfg = _gate_config(near_dup, max_kind_share, max_per_kind, eval_file, quarantine_seeds)
     try:
-        rows = sft_conversations([str(r) for r in runs], min_reward=min_reward, splits=splits,
-                                 keep_bad_calls=not drop_bad_calls, allow_unverified=allow_unverified)
-        path = write_dataset(rows, out, sources=[str(r) for r in runs], kind="sft", allow_unverified=allow_unverified,
-                             params={"min_reward": min_reward, "splits": list(splits), "drop_bad_calls": drop_bad_calls})
+        path, report, rows = build_sft_dataset([str(r) for r in runs], out, min_reward=min_reward, splits=splits,
+                                               keep_bad_calls=not drop_bad_calls, allow_unverified=allow_unverified,
+                                               cfg=cfg)
     except RowgymError as e:
         _fail(str(e))
     except OSError as e:
         _fail(f"cannot write the dataset: {_os_error(e)}")
+    _print_gates(report, path)
     console.print(f"wrote {len(rows)} conversations from {len({r['task_hash'] for r in rows})} tasks to {path}")
 
 
@@ -394,21 +432,46 @@ def dataset_grpo(env_id: Annotated[str, typer.Argument(help="Environment id")],
                  out: Annotated[Path, typer.Option(help="Output dataset directory")],
                  n: Annotated[int, typer.Option(help="Number of seeds", min=1)] = 64,
                  split: Annotated[str, typer.Option(help="train or dev")] = "train",
-                 start: Annotated[int, typer.Option(help="Skip this many seeds of the split", min=0)] = 0) -> None:
-    """GRPO prompts (seed, env id, split, first-turn messages) for the rollout function."""
+                 start: Annotated[int, typer.Option(help="Skip this many seeds of the split", min=0)] = 0,
+                 near_dup: Annotated[float, GateOpts["near_dup"]] = 0.9,
+                 max_kind_share: Annotated[float, GateOpts["max_kind_share"]] = 0.5,
+                 max_per_kind: Annotated[int | None, GateOpts["max_per_kind"]] = None,
+                 eval_file: Annotated[list[Path] | None, GateOpts["eval_file"]] = None,
+                 quarantine_seeds: Annotated[int, GateOpts["quarantine_seeds"]] = 200) -> None:
+    """GRPO prompts (seed, env id, split, first-turn messages) for the rollout function, through the gates."""
     from rowgym.errors import RowgymError
-    from rowgym.trainers.datasets import grpo_prompts, write_dataset
+    from rowgym.trainers.gates import build_grpo_dataset
 
     if out.exists() and not out.is_dir():
         _fail(f"--out {out} exists and is not a directory")
+    cfg = _gate_config(near_dup, max_kind_share, max_per_kind, eval_file, quarantine_seeds)
     try:
-        rows = grpo_prompts(env_id, split=split, n=n, start=start)
-        path = write_dataset(rows, out, kind="grpo", params={"env_id": env_id, "split": split, "n": n, "start": start})
+        path, report, rows = build_grpo_dataset(env_id, out, split=split, n=n, start=start, cfg=cfg)
     except RowgymError as e:
         _fail(str(e))
     except OSError as e:
         _fail(f"cannot write the dataset: {_os_error(e)}")
+    _print_gates(report, path)
     console.print(f"wrote {len(rows)} prompts to {path}")
+
+
+@dataset_app.command("report")
+def dataset_report(dataset: Annotated[Path, typer.Argument(help="Dataset directory (rowgym dataset sft/grpo)")],
+                   out: Annotated[Path | None, typer.Option(help="HTML file (default DATASET/report.html)")] = None,
+                   png: Annotated[Path | None, typer.Option(help="Also save a screenshot (Chromium) here")] = None) -> None:
+    """The gates and the four manifests of a dataset as one HTML page with before/after plots."""
+    from rowgym.errors import RowgymError
+    from rowgym.evals.dataset_report import write_dataset_report
+
+    try:
+        html = write_dataset_report(dataset, out)
+    except RowgymError as e:
+        _fail(str(e))
+    console.print(f"report: {html}", highlight=False, soft_wrap=True)
+    if png is not None:
+        from rowgym.evals.screenshot import screenshot
+
+        console.print(f"screenshot: {screenshot(html, png, open_first=False)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -443,6 +506,7 @@ def bench(env: Annotated[list[str], typer.Option("--env", help="Environment id (
         urls = _policy_urls(base_url, policy_url)
         llm = {a: llm_agent_kwargs(parse_agent(a)[0], urls, model_dir, model, temperature, max_tokens)
                for a in agent}
+        _refuse_consumed(env, agent, llm, episodes, contamination)
         res = run_bench(env, agent, agent_kwargs=llm, episodes=episodes, attempts=attempts, split=split,
                         allow_split=allow_split, training_data=list(training_data or []), contamination=contamination,
                         out_dir=out, leaderboard=leaderboard, concurrency=concurrency, turn_timeout_s=turn_timeout,
@@ -500,6 +564,29 @@ def env_serve(env_id: Annotated[str, typer.Argument(help="Environment id to serv
         pass
     except OSError as e:
         _fail(f"env serve failed: {_os_error(e)}")
+
+
+def _refuse_consumed(env_ids: list[str], agents: list[str], llm: dict, episodes: int, mode: str) -> None:
+    """Refuse (or, with --contamination flag, warn about) a model whose consumption manifests name a
+    quarantined (dev or held-out) task of an env about to be benchmarked."""
+    from rowgym.evals.contamination import ContaminationError
+    from rowgym.evals.runner import parse_agent
+    from rowgym.trainers.gates.manifests import quarantine_touches
+
+    dirs = set()
+    for a in agents:
+        kw = {**parse_agent(a)[1], **llm.get(a, {})}
+        if kw.get("model_dir"):
+            dirs.add(Path(kw["model_dir"]))
+    hits = quarantine_touches(sorted(dirs), env_ids, n_per_split=max(200, episodes))
+    if not hits:
+        return
+    shown = "; ".join(f"{d}: {e} {sp} seed {seed} ({h})" for d, e, sp, seed, h in hits[:5])
+    msg = (f"the model's consumption manifests name {len(hits)} quarantined task(s) it was trained on — {shown}"
+           f"{' ...' if len(hits) > 5 else ''}")
+    if mode == "refuse":
+        raise ContaminationError(f"contaminated: {msg}. Retrain without them, or pass --contamination flag")
+    console.print(f"[bold red]CONTAMINATED:[/] {msg}", highlight=False, soft_wrap=True)
 
 
 @serve_app.command("up")

@@ -112,6 +112,13 @@ class SlotFillingCorpus:
         return p + a, [-100] * len(p) + a
 
 
+def corpus_texts(n: int, seed: int = 0) -> list[str]:
+    """The first ``n`` pretraining texts (prompt + answer) of seed ``seed``, as :func:`pretrain` sees them
+    (the leak test walks these)."""
+    corpus = SlotFillingCorpus(None, seed=seed)
+    return ["".join(corpus.example()) for _ in range(n)]
+
+
 def pretrain(model: Any, tokenizer: Any, cfg: PretrainConfig = PretrainConfig(),
              log: Any = None) -> list[float]:
     """Train ``model`` in place on the slot-filling corpus; returns the loss of every step."""

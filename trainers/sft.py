@@ -20,7 +20,9 @@ template, the one serving and GRPO use.
 Held-out data are refused (:class:`rowgym.errors.HeldOutLeakError`) whatever the
 source: run directories and episodes go through ``sft_conversations``; ready rows and
 dataset directories are checked row by row, by their ``split`` and by their env's
-split of their seed.
+split of their seed (re-derived from the env), and their task hashes must be their seeds'.
+Every trained model gets a ``consumption.json`` (dataset version, episode ids, task hashes;
+:func:`rowgym.trainers.gates.manifests.write_consumption`), which ``rowgym bench`` checks.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any
 from rowgym.errors import HeldOutLeakError, RowgymError
 from rowgym.rows import Episode, Split
 from rowgym.trainers import datasets as ds
+from rowgym.trainers.gates.manifests import write_consumption
 from rowgym.trainers.tiny_model import _fix_tokenizer_config
 
 Source = str | Path | Episode | Iterable[Any]
@@ -90,16 +93,27 @@ def _is_row_list(source: Any) -> bool:
 
 
 def refuse_heldout_rows(rows: Sequence[dict[str, Any]]) -> None:
-    """Raise :class:`HeldOutLeakError` if a row is held out by its label or by its env's split of its seed."""
-    for r in rows:
-        if r.get("split") == Split.HELDOUT.value:
-            raise HeldOutLeakError(f"row {r.get('episode_id', '?')} is from the held-out split; held-out rows never "
-                                   f"become training data")
-        env_id, seed = r.get("env_id"), r.get("seed")
-        cls = ds._env_class(env_id) if env_id else None
-        if cls is not None and seed is not None and cls.splits.split_of(int(seed)) == Split.HELDOUT:
-            raise HeldOutLeakError(f"row {r.get('episode_id', '?')}: {env_id} seed {seed} is held out (whatever its "
-                                   f"split label says); held-out seeds never become training data")
+    """Raise :class:`HeldOutLeakError` if a row is held out by its label or by its env's split of its seed,
+    and :class:`rowgym.trainers.datasets.TamperedDataError` if its task hash is not its seed's.
+
+    Split and task hash are re-derived from the env (:class:`rowgym.trainers.datasets.TaskOracle`),
+    as for run directories; the row's own ``split`` / ``task_hash`` only have to agree.
+    """
+    with ds.TaskOracle() as oracle:
+        for r in rows:
+            if r.get("split") == Split.HELDOUT.value:
+                raise HeldOutLeakError(f"row {r.get('episode_id', '?')} is from the held-out split; held-out rows "
+                                       f"never become training data")
+            env_id, seed = r.get("env_id"), r.get("seed")
+            if not env_id or seed is None:
+                continue
+            facts = oracle.facts(str(env_id), int(seed))
+            if facts.split == Split.HELDOUT:
+                raise HeldOutLeakError(f"row {r.get('episode_id', '?')}: {env_id} seed {seed} is held out (whatever "
+                                       f"its split label says); held-out seeds never become training data")
+            if r.get("task_hash") and r["task_hash"] != facts.task_hash:
+                raise ds.TamperedDataError(f"row {r.get('episode_id', '?')}: stored task hash {r['task_hash']} is "
+                                           f"not the hash of {env_id} seed {seed}'s task ({facts.task_hash})")
 
 
 def sft_rows(source: Source, *, min_reward: float = 1.0, keep_bad_calls: bool = True) -> list[dict[str, Any]]:
@@ -195,4 +209,12 @@ def train_sft(dataset_or_run_dirs: Source, model_dir: str | Path, out_dir: str |
     _fix_tokenizer_config(out)  # loadable by the older transformers in a vLLM venv too
     res = SFTResult(out, losses, len(rows), round(time.perf_counter() - t0, 2), trainer.state.global_step, frac)
     (out / "sft_result.json").write_text(json.dumps(res.to_json(), indent=2) + "\n")
+    write_consumption(out, model=model_dir, run=f"sft:{out}", trainer="sft",
+                      dataset=dataset_or_run_dirs if _is_dataset_dir(dataset_or_run_dirs) else None,
+                      episode_ids=[str(r["episode_id"]) for r in rows if r.get("episode_id")],
+                      task_hashes=[str(r["task_hash"]) for r in rows if r.get("task_hash")])
     return res
+
+
+def _is_dataset_dir(source: Any) -> bool:
+    return isinstance(source, str | Path) and (Path(source) / ds.PROVENANCE_FILE).exists()

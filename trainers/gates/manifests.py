@@ -150,3 +150,22 @@ def consumed_hashes(model_dir: str | Path) -> set[str]:
 
 def has_consumption(model_dir: str | Path) -> bool:
     return (Path(model_dir) / CONSUMPTION).exists()
+
+
+def quarantine_touches(model_dirs: Iterable[str | Path], env_ids: Sequence[str], *,
+                       n_per_split: int = 200) -> list[tuple[str, str, str, int | None, str]]:
+    """``(model dir, env id, split, seed, task hash)`` for every quarantined task (dev or held-out of
+    ``env_ids``) that a model's consumption manifests say it trained on; empty when clean."""
+    from rowgym.trainers.gates.quarantine import build_quarantine
+
+    dirs = [Path(d) for d in model_dirs if has_consumption(d)]
+    if not dirs:
+        return []
+    q = build_quarantine(list(env_ids), n_per_split=n_per_split)
+    by_hash = {e.task_hash: e for e in q.entries}
+    out = []
+    for d in dirs:
+        for h in sorted(consumed_hashes(d) & set(by_hash)):
+            e = by_hash[h]
+            out.append((str(d), e.source, e.split, e.seed, h))
+    return out
