@@ -37,7 +37,8 @@ from pathlib import Path
 from rowgym.errors import PolicyServerError
 from rowgym.launcher import ManagedProcess, free_port, http_ok, read_recorded, stop_recorded  # noqa: F401
 
-__all__ = ["PolicyServerError", "VLLMServer", "policy_down", "policy_status", "policy_up", "start_vllm_server"]
+__all__ = ["PolicyServerError", "VLLMServer", "policy_down", "policy_status", "policy_up", "reload_weights",
+           "start_vllm_server"]
 
 DEFAULT_PORT = 8000
 DEFAULT_SERVED_NAME = "rowgym-policy"
@@ -107,6 +108,9 @@ class ServerConfig:
         python: vLLM venv interpreter; None means :func:`vllm_python`.
         log_path: Where server stdout/stderr go; None means a file in the run dir.
         startup_timeout: Seconds to wait for ``/v1/models`` to answer.
+        weight_reload: Start with ``VLLM_SERVER_DEV_MODE=1`` so that :func:`reload_weights`
+            can load new weights into the running server (a trainer's policy server). The dev
+            endpoints have no auth: keep the server on loopback.
     """
 
     model_dir: str | os.PathLike
@@ -122,6 +126,7 @@ class ServerConfig:
     python: str | os.PathLike | None = None
     log_path: str | os.PathLike | None = None
     startup_timeout: float = 300.0
+    weight_reload: bool = False
 
     def command(self, flavor: str) -> list[str]:
         """The api_server command line.
@@ -150,6 +155,8 @@ class ServerConfig:
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
         if flavor == "cpu":
             env["VLLM_CPU_KVCACHE_SPACE"] = str(self.kv_cache_gib)
+        if self.weight_reload:
+            env["VLLM_SERVER_DEV_MODE"] = "1"
         # The main venv's site-packages must not leak into the vLLM venv.
         env.pop("PYTHONPATH", None)
         env.pop("VIRTUAL_ENV", None)
@@ -231,6 +238,40 @@ def start_vllm_server(model_dir: str | os.PathLike, port: int = DEFAULT_PORT, **
         A started :class:`VLLMServer`; use it as a context manager or call ``stop()``.
     """
     return VLLMServer(ServerConfig(model_dir=model_dir, port=port, **kwargs)).start()
+
+
+# ------------------------------------------------------------------ weight reload
+def _dev_post(base_url: str, path: str, body: dict | None, timeout: float) -> bytes:
+    import urllib.error
+    import urllib.request
+
+    root = base_url.rstrip("/").removesuffix("/v1")
+    req = urllib.request.Request(root + path, data=json.dumps(body or {}).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.read()
+    except urllib.error.HTTPError as e:
+        hint = " (is the server in dev mode? start it with weight_reload=True / VLLM_SERVER_DEV_MODE=1)" \
+            if e.code == 404 else ""
+        raise PolicyServerError(f"{path} answered {e.code}: {e.read()[:300]!r}{hint}") from None
+    except OSError as e:
+        raise PolicyServerError(f"{path} failed: {e}") from None
+
+
+def reload_weights(base_url: str, weights_dir: str | os.PathLike, timeout: float = 600.0) -> None:
+    """Load the safetensors in ``weights_dir`` into the running server, in place, and drop its prefix cache.
+
+    vLLM's dev-mode ``POST /collective_rpc {"method": "reload_weights", "kwargs": {"weights_path": DIR,
+    "is_checkpoint_format": true}}`` (the server must run with ``VLLM_SERVER_DEV_MODE=1``), then
+    ``POST /reset_prefix_cache`` so no cached KV computed by the old weights is reused. Requests
+    sampled during the call may mix versions: callers that record versions stop sampling first
+    (:class:`rowgym.agents.token_policy.PolicyVersions`).
+    """
+    path = str(Path(weights_dir).expanduser().resolve())
+    _dev_post(base_url, "/collective_rpc", {"method": "reload_weights",
+                                            "kwargs": {"weights_path": path, "is_checkpoint_format": True}}, timeout)
+    _dev_post(base_url, "/reset_prefix_cache", None, timeout)
 
 
 # ------------------------------------------------------------------ detached server

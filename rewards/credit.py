@@ -236,3 +236,55 @@ def assign_credit(episodes: Iterable[Episode], cfg: CreditConfig | None = None,
         out[e.episode_id] = EpisodeCredit(e.episode_id, e.group_id, score, a_ep, g, a_step,
                                           [a_ep + cfg.omega * a for a in a_step])
     return out
+
+
+# ----------------------------------------------------------------- per-turn modes
+CreditMode = Literal["grpo", "turn", "gigpo"]
+CREDIT_MODES: tuple[str, ...] = ("grpo", "turn", "gigpo")
+
+
+def turn_advantages(episodes: Iterable[Episode], mode: CreditMode = "grpo",
+                    cfg: CreditConfig | None = None) -> dict[str, list[float]]:
+    """One advantage per step (turn) of each episode, keyed by ``episode_id``; a trainer gives
+    every token the policy sampled in turn ``t`` the advantage ``A_t``.
+
+    * ``grpo``:  ``A_t = A_episode`` for every turn (group-relative, :func:`group_advantages`
+      of ``R_i`` = :func:`episode_return`).
+    * ``turn``:  ``A_t = (G_t - mean_g(R)) / (std_g(R) + eps)`` (``scale="none"``: without the
+      division): each turn's discounted return-to-go (:func:`episode_returns`) against the
+      group's baseline, so a turn after which local rewards were earned gets more credit than
+      the turns after it. With ``gamma=1`` and ``local_coef=0`` it equals ``grpo``. A group whose
+      scores are all equal is not divided (its std is 0): ``A_t = G_t - mean_g(R)``.
+    * ``gigpo``: ``A_t = A_episode + omega * A_step[t]`` (:func:`assign_credit`).
+
+    A group with a single episode has no baseline: its advantages are 0.
+    """
+    cfg = cfg or CreditConfig()
+    eps_list = list(episodes)
+    if mode == "gigpo":
+        return {k: c.advantages for k, c in assign_credit(eps_list, cfg).items()}
+    if mode not in CREDIT_MODES:
+        raise ValueError(f"unknown credit mode {mode!r}; use one of {', '.join(CREDIT_MODES)}")
+    if len({e.episode_id for e in eps_list}) != len(eps_list):
+        raise ValueError("duplicate episode ids: each episode must appear once")
+    scores = [episode_return(e, local_coef=cfg.local_coef) for e in eps_list]
+    if mode == "grpo":
+        adv = group_advantages(scores, [e.group_id for e in eps_list], scale=cfg.scale, eps=cfg.eps, ddof=cfg.ddof)
+        return {e.episode_id: [a] * len(e.steps) for e, a in zip(eps_list, adv, strict=True)}
+    members: dict[str, list[float]] = defaultdict(list)
+    for e, r in zip(eps_list, scores, strict=True):
+        members[e.group_id].append(r)
+    out: dict[str, list[float]] = {}
+    for e in eps_list:
+        xs = members[e.group_id]
+        g = episode_returns(e, gamma=cfg.gamma, local_coef=cfg.local_coef)
+        if len(xs) < 2:
+            out[e.episode_id] = [0.0] * len(g)
+            continue
+        mean = sum(xs) / len(xs)
+        sd = _std(xs, cfg.ddof)
+        # a group whose scores are all equal has no scale: its turns keep their raw difference from the
+        # baseline (dividing by eps alone would blow up a within-episode signal)
+        denom = sd + cfg.eps if cfg.scale == "group" and sd > 0 else 1.0
+        out[e.episode_id] = [x - mean if denom == 1.0 else (x - mean) / denom for x in g]
+    return out

@@ -15,6 +15,12 @@ has (``retry_failed`` plays failed ones again; readers then see the retry's reco
 ``group_size`` k plays every seed k times (one GRPO group per seed, ``group_id`` =
 ``run_id:seed``).
 
+A program that drives the engine (the GRPO trainer, :mod:`rowgym.trainers.rl`) passes
+:class:`Hooks`: its own agent factory (a policy whose weights it updates), an ``admit``
+coroutine awaited before each episode starts (how a trainer bounds the staleness of what
+is sampled) and an ``on_stored`` callback after each episode is durably in the store.
+The run directory and its manifest are the same as ``rowgym collect`` writes.
+
 ``backend="ray"`` runs the same workers inside Ray actors (see
 :mod:`rowgym.rollouts.ray_backend`); episodes stream back to this process, which writes
 them to the same store, so the format and resume are identical.
@@ -29,7 +35,7 @@ import inspect
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -127,6 +133,18 @@ class CollectConfig:
 
 
 @dataclass
+class Hooks:
+    """How a driving program (a trainer) takes part in a collection; every field is optional."""
+
+    make_agent: Callable[[CollectConfig, Any], Any] | None = None
+    """``(cfg, env) -> agent`` instead of ``make_agent(cfg.agent, env, **cfg.agent_kwargs)``."""
+    admit: Callable[[EpisodeKey], Awaitable[None]] | None = None
+    """Awaited by a worker before it starts the episode ``key`` (it may wait, e.g. for new weights)."""
+    on_stored: Callable[[Episode], None] | None = None
+    """Called with each episode once it is durably appended to the store."""
+
+
+@dataclass
 class Summary:
     """What a collection did, computed from the stored episodes."""
 
@@ -218,8 +236,10 @@ def run_identity(cfg: CollectConfig, env: Any, agent: Any) -> RunIdentity:
                        reward_versions=env.reward_versions())
 
 
-def build_agent(cfg: CollectConfig, env: Any) -> Any:
+def build_agent(cfg: CollectConfig, env: Any, hooks: Hooks | None = None) -> Any:
     """``make_agent`` with a one-line error for a spec that is not an agent class or options it does not take."""
+    if hooks is not None and hooks.make_agent is not None:
+        return hooks.make_agent(cfg, env)
     if ":" in cfg.agent:
         from rowgym.registry import load_object
 
@@ -247,7 +267,7 @@ def collect(cfg: CollectConfig) -> Summary:
 
 
 async def run_keys(cfg: CollectConfig, keys: list[EpisodeKey], on_episode: Callable[[Episode], Any],
-                   concurrency: int | None = None) -> None:
+                   concurrency: int | None = None, hooks: Hooks | None = None) -> None:
     """Play ``keys`` with at most ``concurrency`` episodes in flight; call ``on_episode`` on each.
 
     The worker pool of both backends (a Ray actor runs this over its slice of keys). Each
@@ -258,6 +278,7 @@ async def run_keys(cfg: CollectConfig, keys: list[EpisodeKey], on_episode: Calla
     for k in keys:
         queue.put_nowait(k)
     timeouts = cfg.timeouts
+    hooks = hooks or Hooks()
 
     async def worker() -> None:
         env = agent = None
@@ -269,7 +290,10 @@ async def run_keys(cfg: CollectConfig, keys: list[EpisodeKey], on_episode: Calla
                     return
                 if env is None:
                     env = rowgym.make(cfg.env_id, **cfg.env_kwargs)
-                    agent = make_agent(cfg.agent, env, **cfg.agent_kwargs)
+                    agent = hooks.make_agent(cfg, env) if hooks.make_agent else make_agent(cfg.agent, env,
+                                                                                            **cfg.agent_kwargs)
+                if hooks.admit is not None:
+                    await hooks.admit(key)
                 ep = await play_episode(env, agent, key, timeouts, record=cfg.record)
                 on_episode(ep)
                 await asyncio.sleep(0)  # let other workers run between back-to-back episodes
@@ -294,13 +318,15 @@ async def run_keys(cfg: CollectConfig, keys: list[EpisodeKey], on_episode: Calla
 _Writer = EpisodeWriter
 
 
-async def acollect(cfg: CollectConfig) -> Summary:
-    """Run a collection on the running event loop (see :func:`collect`).
+async def acollect(cfg: CollectConfig, hooks: Hooks | None = None) -> Summary:
+    """Run a collection on the running event loop (see :func:`collect`; ``hooks``: see :class:`Hooks`).
 
     Everything is checked before anything is written: the settings, the env, the agent and
     the run directory (one writer at a time, and a resume must have the run's identity).
     """
     cfg.validate()
+    if hooks is not None and cfg.backend == "ray" and (hooks.make_agent or hooks.admit):
+        raise CollectConfigError("agent and admission hooks run in this process; use backend='asyncio' with them")
     t_wall = time.perf_counter()
     import_setup_modules(cfg)
     split = as_split(cfg.split)
@@ -309,7 +335,7 @@ async def acollect(cfg: CollectConfig) -> Summary:
         seeds = probe_env.splits.seeds(split, cfg.episodes, start=cfg.seed_offset)
         if not seeds:
             raise CollectConfigError(f"{cfg.env_id} has no {split.value} seeds from index {cfg.seed_offset}")
-        probe_agent = build_agent(cfg, probe_env)
+        probe_agent = build_agent(cfg, probe_env, hooks)
         try:
             identity, policy = run_identity(cfg, probe_env, probe_agent), probe_agent.policy_info()
         finally:
@@ -337,7 +363,13 @@ async def acollect(cfg: CollectConfig) -> Summary:
         done_ids = store.completed_ids(failed=not cfg.retry_failed)
         todo = [k for k in keys if k.episode_id not in done_ids]
         bar = _Progress(cfg, total=len(keys), already=len(keys) - len(todo))
-        writer = _Writer(store, bar.advance)
+        on_stored = bar.advance
+        if hooks is not None and hooks.on_stored is not None:
+            def on_stored(ep: Episode, _bar: Callable[[Episode], None] = bar.advance,
+                          _hook: Callable[[Episode], None] = hooks.on_stored) -> None:
+                _bar(ep)
+                _hook(ep)
+        writer = _Writer(store, on_stored)
         t0 = time.perf_counter()
         try:
             with bar, fewer_gc_pauses():
@@ -346,7 +378,7 @@ async def acollect(cfg: CollectConfig) -> Summary:
 
                     t0 = await run_keys_on_ray(cfg, todo, writer.put)
                 else:
-                    await run_keys(cfg, todo, writer.put)
+                    await run_keys(cfg, todo, writer.put, hooks=hooks)
                 await writer.close()
         finally:
             if not writer.task.done():

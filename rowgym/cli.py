@@ -704,30 +704,51 @@ def _unverified_sft_rows(sources: list[Path], min_reward: float) -> list[dict]:
 
 @train_app.command("grpo")
 def train_grpo_cmd(env_id: Annotated[str, typer.Argument(help="Environment id (train seeds are used)")],
-                   model_dir: Annotated[Path, typer.Option(help="Local model directory (e.g. the SFT output)")],
-                   out: Annotated[Path, typer.Option(help="Where the trained model is saved")] = Path("runs/grpo"),
+                   model_dir: Annotated[Path | None, typer.Option(help="Local model directory (e.g. the SFT output; "
+                                                                       "default: the tiny model)")] = None,
+                   out: Annotated[Path, typer.Option(help="Run directory: run store, checkpoints, consumption "
+                                                          "record, final model")] = Path("runs/grpo"),
                    steps: Annotated[int, typer.Option(help="Optimizer steps", min=1)] = 10,
                    generations: Annotated[int, typer.Option(help="Episodes per seed (GRPO group size)", min=2)] = 4,
-                   prompts_per_step: Annotated[int, typer.Option(help="Seeds per step", min=1)] = 2,
+                   prompts_per_step: Annotated[int, typer.Option(help="Seeds (groups) per step", min=1)] = 2,
                    lr: Annotated[float, typer.Option(help="Learning rate", callback=_positive)] = 1e-5,
                    temperature: Annotated[float, typer.Option(help="Sampling temperature", callback=_positive)] = 1.0,
                    turn_tokens: Annotated[int, typer.Option(help="Tokens per policy turn", min=1)] = 96,
                    max_turns: Annotated[int | None, typer.Option(help="Turn limit per episode", min=1)] = None,
                    local_weight: Annotated[float, typer.Option(help="Weight of summed local rewards", callback=_finite)] = 0.0,
-                   cpu: Annotated[bool, typer.Option(help="Train on CPU (use_cpu=True, bf16=False)")] = True) -> None:
-    """Multi-turn GRPO: whole rowgym episodes as completions, observation tokens masked (env_mask)."""
+                   policy: Annotated[str, typer.Option(help="hf (the trainer's model in process) or vllm (a vLLM "
+                                                            "server whose weights follow the trainer)")] = "hf",
+                   max_staleness: Annotated[int, typer.Option(help="k: train on groups sampled by versions >= "
+                                                                   "v - k (0: synchronous)", min=0)] = 0,
+                   credit: Annotated[str, typer.Option(help="grpo, turn or gigpo (per-token advantages)")] = "grpo",
+                   resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last "
+                                                                        "checkpoint")] = False,
+                   base_url: Annotated[str | None, typer.Option(help="A running vLLM server started in dev mode "
+                                                                     "(default: start one)")] = None,
+                   seed: Annotated[int, typer.Option(help="Training seed")] = 0) -> None:
+    """Multi-turn GRPO on the rollout engine: groups stream into a run store, the trainer consumes complete groups."""
     from rowgym.errors import RowgymError
     from rowgym.trainers.grpo import GRPOOptions, train_grpo
 
+    if policy not in ("hf", "vllm"):
+        _fail(f"--policy must be hf or vllm, got {policy!r}")
+    if credit not in ("grpo", "turn", "gigpo"):
+        _fail(f"--credit must be grpo, turn or gigpo, got {credit!r}")
     opts = GRPOOptions(max_steps=steps, num_generations=generations, prompts_per_step=prompts_per_step,
                        learning_rate=lr, temperature=temperature, max_turn_tokens=turn_tokens, max_turns=max_turns,
-                       local_reward_weight=local_weight, use_cpu=cpu)
+                       local_reward_weight=local_weight, policy=policy, max_staleness=max_staleness,  # type: ignore[arg-type]
+                       credit=credit, resume=resume, base_url=base_url, seed=seed)  # type: ignore[arg-type]
     try:
+        if model_dir is None:
+            from rowgym.trainers.tiny_model import build_tiny_model
+
+            model_dir = build_tiny_model()
         res = train_grpo(env_id, model_dir, out, opts)
     except RowgymError as e:
         _fail(str(e))
-    console.print(f"GRPO {len(res.step_rewards)} steps in {res.wall_s:.0f}s; step rewards "
-                  f"{[round(r, 3) for r in res.step_rewards]}; model saved to {res.out_dir}")
+    console.print(f"GRPO steps {res.start_step + 1}..{res.start_step + len(res.step_rewards)} in {res.wall_s:.0f}s; "
+                  f"step rewards {[round(r, 3) for r in res.step_rewards]}; run store {res.run_dir}; "
+                  f"consumption record {out / 'consumption.jsonl'}; model saved to {res.out_dir}")
 
 
 if __name__ == "__main__":

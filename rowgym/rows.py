@@ -83,6 +83,13 @@ class Action(Model):
 ErrorKind = Literal["no_tool_call", "bad_json", "unknown_tool", "invalid_arguments", "tool_error", "tool_crash"]
 
 
+class PolicyVersion(Model):
+    """Which weights sampled a turn: the trainer's optimizer step and a hash of the weights."""
+
+    step: int = Field(description="Optimizer steps applied to the weights (0: the starting model).")
+    weights_hash: str = Field(description="Short content hash of the weights that sampled.")
+
+
 class TokenRecord(Model):
     """Exact token ids of one LLM turn, as the policy server received and returned them.
 
@@ -97,6 +104,8 @@ class TokenRecord(Model):
     logprobs: list[float]
     mask: list[int]
     finish_reason: str | None = None
+    policy_version: PolicyVersion | None = None
+    """Set when a trainer updates the policy while it samples (see ``rowgym.trainers.rl``)."""
 
 
 class Timings(Model):

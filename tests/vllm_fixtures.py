@@ -34,7 +34,8 @@ def vllm_server(tiny_model_dir, tmp_path_factory):
     except PolicyServerError as e:
         pytest.skip(str(e))
     log = tmp_path_factory.mktemp("vllm") / "server.log"
-    srv = start_vllm_server(tiny_model_dir, port=free_port(), log_path=log, startup_timeout=600)
+    srv = start_vllm_server(tiny_model_dir, port=free_port(), log_path=log, startup_timeout=600,
+                            weight_reload=True)  # dev mode: tests/trainers/test_rl_vllm_sync.py reloads weights
     yield srv
     pid = srv.pid
     srv.stop()

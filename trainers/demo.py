@@ -10,8 +10,9 @@ Steps, all on CPU:
 2. collect scripted-expert episodes on **train** seeds of ``rowgym/ToolAPI-Home-v0``;
 3. evaluate that base model on **held-out** seeds (success rate, greedy decoding);
 4. tool-use SFT on the expert conversations (assistant-only loss); evaluate again;
-5. a few steps of multi-turn GRPO on train seeds (episodes played by the model being
-   trained, observations masked); evaluate again;
+5. a few steps of multi-turn GRPO on train seeds through :mod:`rowgym.trainers.rl` (the
+   rollout engine plays every group of a step at once into the run store ``grpo/run``, the
+   trainer consumes complete groups, observations masked); evaluate again;
 6. write ``results.json``, ``curves.png`` (SFT loss, GRPO step reward) and print a table.
 
 Held-out seeds are goals (combinations of actions) that no training seed has; the
@@ -21,7 +22,6 @@ evaluation uses the same held-out seeds at every stage.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import time
@@ -47,6 +47,8 @@ class DemoConfig:
     grpo_prompts_per_step: int = 4
     grpo_lr: float = 2e-5
     grpo_temperature: float = 1.0
+    grpo_max_staleness: int = 0
+    grpo_credit: str = "grpo"
     eval_episodes: int = 60
     max_turns: int = 4
     max_turn_tokens: int = 60
@@ -62,25 +64,30 @@ MODELS = {"tiny": {}, "small": dict(hidden_size=256, intermediate_size=512, num_
 
 
 def evaluate(model: Any, tokenizer: Any, env_id: str, seeds: list[int], *, max_turns: int, max_tokens: int) -> dict:
-    """Greedy held-out evaluation with the in-process HF policy: success rate and mean final reward."""
-    import rowgym
-    from rowgym.agents.hf_policy import HFPolicy
-    from rowgym.rollouts.episode import EpisodeKey, play_episode
+    """Greedy held-out evaluation with the in-process HF policy, through the rollout engine (every
+    episode in flight at once, their turns sampled in batches): success rate and mean final reward."""
+    from rowgym import aio
+    from rowgym.agents.hf_policy import BatchedSampler, HFPolicy
+    from rowgym.rollouts.engine import CollectConfig, Hooks, run_keys
+    from rowgym.rollouts.episode import EpisodeKey
 
-    async def run() -> list:
-        env = rowgym.make(env_id, max_turns=max_turns)
-        agent = HFPolicy(model=model, tokenizer=tokenizer, temperature=0.0, max_tokens=max_tokens)
-        try:
-            return [await play_episode(env, agent, EpisodeKey("eval", s)) for s in seeds]
-        finally:
-            await env.aclose()
+    sampler = BatchedSampler(model, tokenizer, temperature=0.0, max_tokens=max_tokens, max_batch=len(seeds))
+    cfg = CollectConfig(env_id=env_id, agent="hf", split="heldout", env_kwargs={"max_turns": max_turns},
+                        progress=False)
 
+    def make(cfg: CollectConfig, env: Any) -> Any:
+        return HFPolicy(model=model, tokenizer=tokenizer, temperature=0.0, max_tokens=max_tokens, sampler=sampler)
+
+    keys = [EpisodeKey("eval", s) for s in seeds]
+    got: dict[str, Any] = {}
     was = model.training
     model.eval()
     try:
-        eps = asyncio.run(run())
+        aio.run(run_keys(cfg, keys, lambda ep: got.__setitem__(ep.episode_id, ep), concurrency=len(keys),
+                         hooks=Hooks(make_agent=make)))
     finally:
         model.train(was)
+    eps = [got[k.episode_id] for k in keys]
     assert all(e.split == "heldout" for e in eps)
     n = len(eps)
     return {"episodes": n, "success_rate": sum(e.success for e in eps) / n,
@@ -116,7 +123,7 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     import rowgym
     from rowgym.rollouts.engine import CollectConfig, collect
-    from rowgym.trainers.grpo import GRPOOptions, make_grpo_trainer
+    from rowgym.trainers.grpo import GRPOOptions, train_grpo
     from rowgym.trainers.pretrain import LOSSES_FILE, PretrainConfig, build_pretrained_tiny_model
     from rowgym.trainers.sft import SFTOptions, train_sft
     from rowgym.trainers.tiny_model import TinyModelConfig, _fix_tokenizer_config, build_tiny_model
@@ -169,16 +176,22 @@ def run_demo(cfg: DemoConfig) -> dict:
     evals["after SFT"] = evaluate(model, tok, cfg.env_id, heldout, **ev)
     lap("eval after SFT (held-out)")
 
+    sft_dir = out / "sft"
+    model.save_pretrained(sft_dir)
+    tok.save_pretrained(sft_dir)
+    _fix_tokenizer_config(sft_dir)
     gopts = GRPOOptions(max_steps=cfg.grpo_steps, num_generations=cfg.grpo_generations,
-                        prompts_per_step=cfg.grpo_prompts_per_step, n_prompts=256, learning_rate=cfg.grpo_lr,
+                        prompts_per_step=cfg.grpo_prompts_per_step, learning_rate=cfg.grpo_lr,
                         temperature=cfg.grpo_temperature, max_turn_tokens=cfg.max_turn_tokens, max_turns=cfg.max_turns,
-                        seed=cfg.seed)
-    trainer = make_grpo_trainer(cfg.env_id, model, tok, out / "grpo", gopts)
-    trainer.train()
-    grpo_rewards = [float(h["reward"]) for h in trainer.state.log_history if "reward" in h]
-    model.save_pretrained(out / "grpo")
-    tok.save_pretrained(out / "grpo")
-    _fix_tokenizer_config(out / "grpo")
+                        seed=cfg.seed, max_staleness=cfg.grpo_max_staleness, credit=cfg.grpo_credit)  # type: ignore[arg-type]
+    grpo_dir = out / "grpo"
+    if grpo_dir.exists():  # a fresh GRPO run each time (the SFT model it starts from is new)
+        import shutil
+
+        shutil.rmtree(grpo_dir)
+    gres = train_grpo(cfg.env_id, sft_dir, grpo_dir, gopts)
+    grpo_rewards = gres.step_rewards
+    model = AutoModelForCausalLM.from_pretrained(grpo_dir, dtype=torch.float32)
     lap("GRPO")
     evals["after GRPO"] = evaluate(model, tok, cfg.env_id, heldout, **ev)
     lap("eval after GRPO (held-out)")
@@ -188,7 +201,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     results = {"config": asdict(cfg), "env_id": cfg.env_id, "heldout_seeds": heldout, "eval": evals,
                "pretrain": {"steps": cfg.pretrain_steps, "losses": pretrain_losses},
                "sft": {"losses": sft.losses, "n_rows": sft.n_rows, "assistant_token_fraction": sft.assistant_token_fraction},
-               "grpo": {"step_rewards": grpo_rewards}, "times_s": times, "cpu_times_s": cpu_times,
+               "grpo": {"step_rewards": grpo_rewards, "step_seconds": gres.step_seconds,
+                        "run_store": str(gres.run_dir)}, "times_s": times, "cpu_times_s": cpu_times,
                "wall_s": wall, "cpu_s": round(time.process_time() - c_all, 1),
                "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "plot": str(out / "curves.png")}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -1,4 +1,4 @@
-"""Multi-turn GRPO with TRL's GRPOTrainer: whole rowgym episodes as completions, observations masked.
+"""Multi-turn GRPO on rowgym's one data path: rollout engine -> run store -> trainer -> policy weights.
 
 >>> from rowgym.trainers.grpo import GRPOOptions, train_grpo
 >>> res = train_grpo("rowgym/ToolAPI-Home-v0", "runs/sft", "runs/grpo",
@@ -7,88 +7,37 @@
 5
 
     rowgym train grpo rowgym/ToolAPI-Home-v0 --model-dir runs/sft --out runs/grpo --steps 5
+    rowgym train grpo rowgym/ToolAPI-Home-v0 --policy vllm --max-staleness 1 --steps 4 --out runs/g
 
-How one GRPO step runs (TRL 1.16, ``rollout_func``):
+:func:`train_grpo` runs :mod:`rowgym.trainers.rl.loop`: every group of a step is played
+concurrently by the rollout engine (:func:`rowgym.rollouts.engine.acollect`) into the run
+store ``<out>/run`` (manifest, shards, identity: what ``rowgym collect`` writes); the trainer
+reads each batch's complete groups back from the store, turns rowgym's per-turn credit into
+per-token advantages, takes one optimizer step (truncated importance sampling on the stored
+sampling logprobs), records which groups it consumed (``<out>/consumption.jsonl``), writes a
+checkpoint and pushes the weights to the sampler (an in-process copy, or a vLLM server that
+reloads them). See docs/training.md for the diagram and the formulas.
 
-1. TRL draws ``B / G`` training prompts (from :func:`rowgym.trainers.datasets.grpo_prompts`,
-   train split only) and hands :func:`RolloutPlayer.__call__` the list already repeated
-   ``G = num_generations`` times. Identical consecutive prompts are one GRPO group and
-   one rowgym group: the same env seed, ``sample_index`` 0..G-1, different sampling seeds.
-2. Each episode is played to the end through :func:`rowgym.rollouts.episode.play_episode`
-   with :class:`rowgym.agents.hf_policy.HFPolicy` wrapping the trainer's own model
-   in-process (on a GPU box, point it at a vLLM server instead: see docs/training.md).
-3. The episode's token record becomes one TRL completion: ``prompt_ids`` = the first
-   turn's prompt; ``completion_ids`` = everything after it, i.e. every sampled turn and
-   every observation (tool response + chat-template glue) in between, exactly the ids the
-   policy saw and sampled (never re-tokenised); ``env_mask`` = the policy mask of
-   :class:`rowgym.rows.TokenRecord` (1 = sampled by the policy, 0 = observation); and
-   ``logprobs`` = the sampling logprobs (0.0 on observation tokens).
-4. TRL multiplies ``env_mask`` into its loss mask (``completion_mask * tool_mask``), so
-   observation tokens get no gradient; the extra keys ``final_reward`` and
-   ``local_reward`` reach the reward functions below, which return them unchanged, and
-   TRL computes group-relative advantages from their weighted sum.
-
-Every played episode is also appended to ``<out>/rollouts.jsonl`` (full rowgym rows).
+The TRL path stays for users who drive TRL's ``GRPOTrainer`` themselves:
+:func:`make_grpo_trainer` returns one whose ``rollout_func`` (:class:`RolloutPlayer`) plays
+its groups through the same engine (``run_keys``) and hands TRL each episode as one
+completion (``env_mask`` = rowgym's policy mask).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import rowgym
+from rowgym import aio
 from rowgym.errors import RowgymError
 from rowgym.rows import Episode
 from rowgym.trainers import datasets as ds
+from rowgym.trainers.rl.config import GRPOOptions
+from rowgym.trainers.rl.loop import GRPOResult, run_grpo
 
-
-@dataclass
-class GRPOOptions:
-    """Training knobs (the CLI's options map onto these fields)."""
-
-    max_steps: int = 10
-    num_generations: int = 4
-    """G: episodes per seed (one GRPO group = one rowgym group)."""
-    prompts_per_step: int = 2
-    """Distinct seeds per optimizer step; the batch is ``prompts_per_step * num_generations`` episodes."""
-    n_prompts: int = 256
-    """Training seeds in the prompt dataset."""
-    learning_rate: float = 1e-5
-    temperature: float = 1.0
-    max_turn_tokens: int = 96
-    """Tokens the policy may sample per turn."""
-    max_turns: int | None = None
-    """Episode turn limit (default: the env's)."""
-    local_reward_weight: float = 0.0
-    """Weight of the summed local (per-step) rewards next to the final reward (weight 1)."""
-    beta: float = 0.0
-    """KL coefficient (0: no reference model, as in DAPO / Dr. GRPO)."""
-    loss_type: str = "dapo"
-    scale_rewards: str = "group"
-    seed: int = 0
-    use_cpu: bool = True
-    log_rollouts: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Any other GRPOConfig fields, passed through."""
-
-
-@dataclass
-class GRPOResult:
-    out_dir: Path
-    step_rewards: list[float]
-    """Mean total reward (TRL's ``reward``) of each optimizer step's batch."""
-    step_success: list[float]
-    step_seconds: list[float]
-    wall_s: float
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["out_dir"] = str(self.out_dir)
-        return d
+__all__ = ["GRPOOptions", "GRPOResult", "RolloutPlayer", "episode_to_completion", "make_grpo_trainer", "train_grpo"]
 
 
 # ----------------------------------------------------------------------- rollouts
@@ -185,20 +134,24 @@ class RolloutPlayer:
 
     async def _play(self, keys: list[tuple[int, int]], model: Any, tok: Any, step: int) -> list[Episode]:
         from rowgym.agents.hf_policy import HFPolicy
-        from rowgym.rollouts.episode import EpisodeKey, play_episode
+        from rowgym.rollouts.engine import CollectConfig, Hooks, run_keys
+        from rowgym.rollouts.episode import EpisodeKey
 
-        env = rowgym.make(self.env_id, **self.env_kwargs)
         run_id = f"grpo-step{step}-call{self.calls}"
-        try:
-            eps = []
-            for seed, i in keys:
-                # same env seed for the group, a different sampling seed per member and per step
-                agent = HFPolicy(model=model, tokenizer=tok, temperature=self.temperature,
-                                 max_tokens=self.max_turn_tokens, seed=(self.seed * 1_000_003 + step) * 64 + i)
-                eps.append(await play_episode(env, agent, EpisodeKey(run_id, seed, i)))
-            return eps
-        finally:
-            await env.aclose()
+        cfg = CollectConfig(env_id=self.env_id, agent="hf", env_kwargs=self.env_kwargs, progress=False)
+        # the same env seed for a group; the policy's sampling seed differs per step (and, inside
+        # TokenPolicy, per sample index and turn)
+        seed = self.seed * 1_000_003 + step
+
+        def make(cfg: CollectConfig, env: Any) -> Any:
+            return HFPolicy(model=model, tokenizer=tok, temperature=self.temperature, max_tokens=self.max_turn_tokens,
+                            seed=seed)
+
+        ks = [EpisodeKey(run_id, s, i) for s, i in keys]
+        got: dict[str, Episode] = {}
+        await run_keys(cfg, ks, lambda ep: got.__setitem__(ep.episode_id, ep), concurrency=len(ks),
+                       hooks=Hooks(make_agent=make))
+        return [got[k.episode_id] for k in ks]
 
 
 # ------------------------------------------------------------------ reward functions
@@ -271,49 +224,12 @@ def train_grpo(env_id: str, model_dir: str | Path, out_dir: str | Path, opts: GR
     """Train ``model_dir`` with multi-turn GRPO on ``env_id``'s train seeds; save to ``out_dir``.
 
     Returns:
-        A :class:`GRPOResult` with the mean reward and success rate of each step's episodes.
+        A :class:`GRPOResult` with each step's mean reward, success rate, wall seconds and record.
     """
     try:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
     except ImportError as e:
         raise RowgymError("GRPO needs the train extra: pip install 'rowgym[train]'") from e
-    from rowgym.trainers.tiny_model import _fix_tokenizer_config
-
-    opts = opts or GRPOOptions()
-    model_dir, out = Path(model_dir).expanduser(), Path(out_dir)
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    t0 = time.perf_counter()
-    trainer = make_grpo_trainer(env_id, model, tok, out, opts, env_kwargs=env_kwargs)
-    timer = _StepTimer(trainer.rowgym_player)
-    trainer.add_callback(timer)
-    trainer.train()
-    rewards = [float(h["reward"]) for h in trainer.state.log_history if "reward" in h]
-    trainer.model.save_pretrained(out)
-    tok.save_pretrained(out)
-    _fix_tokenizer_config(out)
-    res = GRPOResult(out, rewards, timer.success, timer.seconds, round(time.perf_counter() - t0, 2))
-    (out / "grpo_result.json").write_text(json.dumps(res.to_json(), indent=2) + "\n")
-    return res
-
-
-def _StepTimer(player: RolloutPlayer) -> Any:
-    """A TrainerCallback that records each step's wall time and its episodes' success rate."""
-    from transformers import TrainerCallback
-
-    class StepTimer(TrainerCallback):
-        def __init__(self) -> None:
-            self.seconds: list[float] = []
-            self.success: list[float] = []
-            self._t = time.perf_counter()
-
-        def on_step_begin(self, args, state, control, **kw):  # noqa: ANN001
-            self._t = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
-            self.seconds.append(round(time.perf_counter() - self._t, 3))
-            eps = player.last_episodes
-            self.success.append(sum(e.success for e in eps) / len(eps) if eps else 0.0)
-
-    return StepTimer()
+    return aio.run(run_grpo(env_id, Path(model_dir).expanduser(), Path(out_dir), opts or GRPOOptions(),
+                            env_kwargs=env_kwargs))
