@@ -1,25 +1,35 @@
 """Steps per second of the tool-API environments with and without row recording.
 
-    python benchmarks/bench_toolapi.py [--episodes 150]
+    python benchmarks/bench_toolapi.py [--episodes 150] [--reps 5]
 
-Three loops over the same seeds and the same expert actions, measured in one run:
-  bare       env.step() on the gold plan, no agent, no rows (the ideal),
-  no-record  play_episode(record=False): agent + engine bookkeeping, no rows,
-  record     play_episode(record=True) + appending every episode to a TrajectoryStore (fsync).
-Prints steps/s of each and the overhead ratios; asserts nothing.
+Loops over the same seeds and the same expert actions, measured side by side in one run
+(each mode ``--reps`` times, interleaved; the median time of each mode is compared):
+  bare         env.step() on the gold plan, no agent, no rows (the ideal),
+  no-record    play_episode(record=False) as the engine's worker runs it: agent + bookkeeping, no rows,
+  record       play_episode(record=True) + the engine's writer (rowgym.store.EpisodeWriter): episodes
+               stored off the loop, several per fsync, each reported only once it is on disk; the
+               time includes draining the writer and closing the store, so every episode is durable,
+  record-sync  the same rows appended on the loop, one write + fsync per episode (before group commit).
+Prints steps/s of each and the ratios, and records them in results/bench.json; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import rowgym
 from rowgym.agents import make_agent
 from rowgym.rollouts.episode import EpisodeKey, play_episode
-from rowgym.store import TrajectoryStore
+from rowgym.store import EpisodeWriter, TrajectoryStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results  # noqa: E402
 
 
 async def bare(env_id: str, seeds: list[int]) -> tuple[int, float]:
@@ -30,40 +40,77 @@ async def bare(env_id: str, seeds: list[int]) -> tuple[int, float]:
         for call in env.task.gold:
             await env.astep(call)
             steps += 1
+        await asyncio.sleep(0)
     return steps, time.perf_counter() - t0
 
 
-async def engine(env_id: str, seeds: list[int], record: bool) -> tuple[int, float]:
+async def engine(env_id: str, seeds: list[int], mode: str) -> tuple[int, float]:
     env = rowgym.make(env_id)
     agent = make_agent("expert", env)
+    record = mode != "no-record"
     store = TrajectoryStore(tempfile.mkdtemp(prefix="bench-")) if record else None
+    stored: list[str] = []
+    writer = EpisodeWriter(store, lambda ep: stored.append(ep.episode_id)) if mode == "record" else None
     steps, t0 = 0, time.perf_counter()
     for s in seeds:
         ep = await play_episode(env, agent, EpisodeKey("bench", s), record=record)
         steps += len(ep.steps) if record else len(env.task.gold)
-        if store is not None:
+        if writer is not None:
+            writer.put(ep)
+        elif store is not None:
             store.append(ep)
+        await asyncio.sleep(0)  # as the engine's worker does between episodes
+    if writer is not None:
+        await writer.close()
+        assert len(stored) == len(seeds)
     if store is not None:
         store.close()
     return steps, time.perf_counter() - t0
 
 
+MODES = ("bare", "no-record", "record", "record-sync")
+
+
+def measure(env_id: str, seeds: list[int], reps: int) -> dict[str, tuple[int, float]]:
+    """Median (steps, seconds) of each mode over ``reps`` interleaved runs, after one warm-up each."""
+    def run(mode: str) -> tuple[int, float]:
+        return asyncio.run(bare(env_id, seeds) if mode == "bare" else engine(env_id, seeds, mode))
+
+    for mode in MODES:  # warm-up: task generation and the tool schemas are cached per seed
+        run(mode)
+    times: dict[str, list[float]] = {m: [] for m in MODES}
+    steps: dict[str, int] = {}
+    for i in range(reps):
+        for mode in MODES[i % len(MODES):] + MODES[:i % len(MODES)]:  # rotate the order
+            steps[mode], secs = run(mode)
+            times[mode].append(secs)
+    return {m: (steps[m], statistics.median(times[m])) for m in MODES}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--episodes", type=int, default=150)
+    ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
     for env_id in ("rowgym/ToolAPI-Retail-v0", "rowgym/ToolAPI-Airline-v0"):
         seeds = rowgym.make(env_id).splits.seeds("train", args.episodes)
-        asyncio.run(bare(env_id, seeds[:10]))  # warm-up
-        results = {"bare": asyncio.run(bare(env_id, seeds)),
-                   "no-record": asyncio.run(engine(env_id, seeds, record=False)),
-                   "record": asyncio.run(engine(env_id, seeds, record=True))}
-        print(f"\n{env_id}  ({args.episodes} episodes)")
-        for name, (steps, secs) in results.items():
-            print(f"  {name:<10} {steps / secs:8.1f} steps/s  ({steps} steps in {secs:.2f} s)")
-        rate = {k: s / t for k, (s, t) in results.items()}
-        print(f"  recording overhead: record / no-record time ratio = {rate['no-record'] / rate['record']:.3f}")
-        print(f"  engine + recording vs bare env: bare / record time ratio = {rate['bare'] / rate['record']:.3f}")
+        res = measure(env_id, seeds, args.reps)
+        print(f"\n{env_id}  ({args.episodes} episodes, median of {args.reps} interleaved runs)")
+        for name, (steps, secs) in res.items():
+            print(f"  {name:<12} {steps / secs:8.1f} steps/s  ({steps} steps in {secs:.3f} s)")
+        us = {k: t / s * 1e6 for k, (s, t) in res.items()}  # microseconds per step
+        ratio, sync = us["record"] / us["no-record"], us["record-sync"] / us["no-record"]
+        print(f"  recording overhead: record / no-record time per step = {ratio:.3f}  (target <= 1.10)")
+        print(f"  before group commit: record-sync / no-record = {sync:.3f}")
+        print(f"  engine + recording vs bare env: record / bare time per step = {us['record'] / us['bare']:.3f}")
+        short = env_id.split("/")[-1]
+        note = f"{args.episodes} episodes, median of {args.reps} interleaved runs, fsync store"
+        results.record(f"{short} step with recording / without", ours=us["record"], baseline=us["no-record"],
+                       unit="us/step", ratio=ratio, target="<= 1.10", baseline_name="no recording",
+                       note=note, bench="bench_toolapi.py")
+        results.record(f"{short} step, fsync per episode on the loop / without", ours=us["record-sync"],
+                       baseline=us["no-record"], unit="us/step", ratio=sync, baseline_name="no recording",
+                       note=note + " (the old path, for reference)", bench="bench_toolapi.py")
 
 
 if __name__ == "__main__":
