@@ -3,8 +3,12 @@
     python benchmarks/bench_grpo.py [--steps 3] [--generations 4] [--prompts-per-step 2]
 
 Both trainers use the tiny model on CPU, the same batch (prompts x generations), beta 0
-and one optimizer step per generation. The rowgym side plays whole ToolAPI-Home episodes
-(HFPolicy, one sequence at a time, env steps in between). The TRL side uses its default
+and one optimizer step per generation. The rowgym side is ``train_grpo`` (synchronous,
+k = 0): the rollout engine plays every episode of the step at once into the run store
+(HFPolicy, concurrent turns sampled in one batched ``generate``, env steps in between), the
+trainer reads the groups back, and each step writes a checkpoint and a consumption record
+(``--credit turn --local-weight 1`` so the random model's all-zero final rewards still give
+non-zero advantages and a real backward pass). The TRL side uses its default
 ``model.generate`` path on the same first-turn prompts (tool schemas rendered by the chat
 template in the episodes, put into the system text here) with a plain reward function, and ``max_completion_length``
 set to the rowgym side's mean completion length (policy + observation tokens) so both
@@ -57,11 +61,11 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
     from trl import GRPOConfig, GRPOTrainer
 
     from rowgym.trainers.datasets import grpo_prompts, to_hf_dataset
-    from rowgym.trainers.grpo import GRPOOptions, make_grpo_trainer
+    from rowgym.trainers.grpo import GRPOOptions, train_grpo
     from rowgym.trainers.tiny_model import build_tiny_model
 
     env_id = "rowgym/ToolAPI-Home-v0"
@@ -69,25 +73,23 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(md)
     tmp = tempfile.mkdtemp(prefix="bench-grpo-")
 
-    # --- multi-turn through rowgym
+    # --- multi-turn through rowgym: engine -> run store -> trainer
+    from pathlib import Path
+
+    from rowgym.store import TrajectoryStore
+    from rowgym.trainers.rl.batching import episode_tokens
+
     opts = GRPOOptions(max_steps=args.steps + 1, num_generations=args.generations,
-                       prompts_per_step=args.prompts_per_step, n_prompts=64, max_turn_tokens=args.turn_tokens,
-                       max_turns=args.max_turns, learning_rate=1e-5, log_rollouts=False)
-    tr = make_grpo_trainer(env_id, AutoModelForCausalLM.from_pretrained(md, dtype=torch.float32), tok, tmp + "/mt", opts)
-    t_mt = _Timer()
-    tr.add_callback(t_mt.cb)
-    lens: list[int] = []
-    player = tr.rowgym_player
-
-    def counting(prompts, trainer):
-        out = player(prompts, trainer)
-        lens.extend(len(c) for c in out["completion_ids"])
-        return out
-
-    tr.rollout_func = counting
-    tr.train()
+                       prompts_per_step=args.prompts_per_step, max_turn_tokens=args.turn_tokens,
+                       max_turns=args.max_turns, learning_rate=1e-5, credit="turn", local_reward_weight=1.0)
+    res = train_grpo(env_id, md, Path(tmp) / "mt", opts)
+    eps = list(TrajectoryStore(Path(tmp) / "mt" / "run", readonly=True).episodes())
+    toks = [episode_tokens(e) for e in eps if any(s.tokens for s in e.steps)]
+    first = [len(next(s.tokens for s in e.steps if s.tokens).prompt_ids) for e in eps if any(s.tokens for s in e.steps)]
+    lens = [len(t.ids) - f for t, f in zip(toks, first, strict=True)]
     mean_len = int(statistics.mean(lens))
-    prompt_len = len(player.last_episodes[0].steps[0].tokens.prompt_ids)
+    prompt_len = int(statistics.mean(first))
+    mw, mc = statistics.median(res.step_seconds[1:]), statistics.median(res.step_cpu_s[1:])
 
     # --- TRL single-turn, default generation, plain reward
     rows = grpo_prompts(env_id, "train", 64)
@@ -112,7 +114,7 @@ def main() -> None:
     st.train()
     st_len = [h.get("completions/mean_length") for h in st.state.log_history if "completions/mean_length" in h]
 
-    (mw, mc), (sw, sc) = t_mt.summary(), t_st.summary()
+    sw, sc = t_st.summary()
     print(f"batch: {args.prompts_per_step} prompts x {args.generations} generations; first prompt {prompt_len} tokens")
     print(f"rowgym multi-turn : {mw:6.2f} s/step wall, {mc:6.2f} s/step CPU; mean completion {mean_len} tokens "
           f"(policy + observations, up to {args.max_turns} turns x {args.turn_tokens})")

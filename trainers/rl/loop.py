@@ -55,6 +55,8 @@ class GRPOResult:
     """Wall seconds of each optimizer step (waiting for its batch included)."""
     wall_s: float
     run_dir: Path | None = None
+    step_cpu_s: list[float] = field(default_factory=list)
+    """CPU seconds of this process (all threads: sampling, envs, training) per optimizer step."""
     start_step: int = 0
     steps: list[dict[str, Any]] = field(default_factory=list)
 
@@ -275,7 +277,7 @@ async def run_grpo(env_id: str, model_dir: Path, out: Path, opts: GRPOOptions, *
         collector = asyncio.create_task(acollect(ccfg, Hooks(make_agent=make_agent, admit=admit,
                                                              on_stored=groups.add)))
         try:
-            t_step = time.perf_counter()
+            t_step, c_step = time.perf_counter(), time.process_time()
             for n in range(start + 1, opts.max_steps + 1):
                 j = n - 1
                 await groups.wait(j, collector)
@@ -308,8 +310,9 @@ async def run_grpo(env_id: str, model_dir: Path, out: Path, opts: GRPOOptions, *
                 res.step_rewards.append(entry["mean_final_reward"])
                 res.step_success.append(entry["success"])
                 res.step_seconds.append(round(now - t_step, 3))
+                res.step_cpu_s.append(round(time.process_time() - c_step, 3))
                 res.steps.append(entry)
-                t_step = now
+                t_step, c_step = now, time.process_time()
                 log(f"step {n}/{opts.max_steps}: reward {entry['mean_final_reward']:.3f} success "
                     f"{entry['success']:.2f} sampled by v{entry['sampled_by_versions']} loss {stats['loss']:.4f} "
                     f"tokens {int(stats['policy_tokens'])} ({res.step_seconds[-1]:.1f}s)")
