@@ -15,7 +15,8 @@ out in the kitchen." vs "... in the bedroom."), and the rare-word rule tells tho
 a rewording of one held-out task. A prompt that is exactly the env's own first observation of
 a verified train seed is the env's rendering of a train task: its split is guaranteed by the
 content hash, and a text match with a quarantined sibling is counted in the report
-(``template_siblings``), not rejected. Every other prompt is checked in full.
+(``template_siblings``), not rejected. Every other prompt is checked in full, and a match with an
+eval file is always a rejection.
 """
 
 from __future__ import annotations
@@ -82,10 +83,10 @@ class LeakageGate(Gate):
         prompt = self._strip(c, ctx)
         hit = self._hit("prompt", self._prompts, prompt)
         if hit is not None:
-            if self._env_rendered(c, ctx):
+            e = self._entries[hit[0]]
+            if e.source == c.env_id and self._env_rendered(c, ctx):
                 self.template_siblings += 1
             else:
-                e = self._entries[hit[0]]
                 return "prompt_near_duplicate", (f"prompt ~ {e.source} {e.split} seed {e.seed} (Jaccard {hit[1]:.2f}): "
                                                  f"{e.prompt[:160]!r}")
         hit = self._hit("answer", self._answers, c.answer)
