@@ -10,6 +10,7 @@ distribution gate keeps (task kind, tool, turns, length), before and after the g
 from __future__ import annotations
 
 import json
+import re
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ def _load(dataset: Path) -> dict[str, Any]:
 def bars_svg(title: str, before: dict[str, int], after: dict[str, int], width: int = 540) -> str:
     """Grouped horizontal bars, one pair (before, after) per bucket."""
     keys = list(dict.fromkeys([*before, *after]))
+    if all(re.sub(r"^[<>=]+", "", k).isdigit() for k in keys):  # turns, length buckets: numeric order
+        keys.sort(key=lambda k: (int(re.sub(r"^[<>=]+", "", k)), k.startswith(">")))
     top = max([*before.values(), *after.values(), 1])
     row, label_w, pad = 22, 170, 40
     h = 28 + row * len(keys) + 8
@@ -86,7 +89,7 @@ def render(dataset: str | Path) -> str:
     out.append(f"<div class='card'><h2>Distribution before and after the gates</h2><div class='legend'>"
                f"<span><i class='dot' style='background:{BEFORE}'></i>generated</span><span><i class='dot' "
                f"style='background:{AFTER}'></i>kept</span></div><div class='grid'>{plots}</div></div>")
-    ex = [[escape(e["gate"]), f"<code>{escape(e['reason'])}</code>", f"<code>{escape(e['key'][:16])}</code>",
+    ex = [[escape(e["gate"]), f"<code>{escape(e['reason'])}</code>", f"<code>{escape(e['key'][:28])}</code>",
            escape(e["detail"][:300])] for e in rep["examples"]]
     out.append("<div class='card'><h2>Rejected examples</h2>"
                + (_table(["gate", "reason", "row", "why"], ex) if ex else "<p>None: every row passed.</p>") + "</div>")
