@@ -9,7 +9,7 @@ from setuptools import find_packages, setup
 FOLDERS = ["envs", "agents", "rollouts", "rewards", "trainers", "sandboxes", "evals"]
 
 package_dir = {"rowgym": "rowgym", **{f"rowgym.{f}": f for f in FOLDERS}}
-packages = ["rowgym", *(f"rowgym.{p}" for p in find_packages(where=".", include=["rowgym.*"]))]
+packages = ["rowgym", *find_packages(where=".", include=["rowgym.*"])]  # core subpackages, e.g. rowgym.store
 for folder in FOLDERS:
     packages.append(f"rowgym.{folder}")
     packages += [f"rowgym.{folder}.{p}" for p in find_packages(where=folder)]
