@@ -1,6 +1,6 @@
-"""Speed of the browser shop environment: ms per step, episodes/s at 1 vs 8 contexts, overhead vs bare Playwright.
+"""Speed of the browser shop environment: reset latency, one shared Chromium vs one per env, overhead vs Playwright.
 
-    python benchmarks/bench_shop.py [--episodes 16] [--split dev]
+    python benchmarks/bench_shop.py [--episodes 16] [--split dev] [--sections sharing,steps]
 
 Measured in one run over the same seeds and the same actions:
   record      the scripted expert plays every seed once; its actions are kept for the replays;
@@ -9,18 +9,27 @@ Measured in one run over the same seeds and the same actions:
               (``locator("aria-ref=...")`` action, wait for load, ``aria_snapshot(mode="ai")``;
               no validation, observation text, progress rewards or grading): ms per step;
   episodes/s  ``play_episode`` with the expert (rows recorded) with 1 worker, then 8 workers on one
-              event loop (each worker: its own Chromium and one context per episode, as in
+              event loop (one shared Chromium, one context per episode, as in
               ``rowgym collect --concurrency 8``), and the same for the bare loop.
+  sharing     (section ``sharing``) the recorded episodes replayed through ``areset`` + ``astep``:
+              reset latency with 1 env, before (a Chromium of its own, context and page made inside
+              ``reset``: ``share_browser=False, spare_context=False``) and after (the defaults: the loop's
+              shared Chromium, the next context prepared while the episode runs); then 8 envs on one loop,
+              8 contexts in one shared Chromium vs 8 Chromiums (spare contexts on in both): episodes/s,
+              reset p50/p95 and the Chromium processes' memory.
 Browser launch is outside the timings (each worker warms up with one episode first).
-Prints the numbers and the ratios; asserts nothing.
+Prints the numbers and the ratios and records them in ``results/bench.json`` (``results.py``); asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import rowgym
@@ -29,6 +38,9 @@ from rowgym.envs.shop.expert import ShopExpert
 from rowgym.envs.shop.screenshots import CHROMIUM, CHROMIUM_ARGS
 from rowgym.rollouts.episode import EpisodeKey, play_episode
 from rowgym.rows import Action
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results  # noqa: E402
 
 ENV_ID = "rowgym/Shop-v0"
 
@@ -74,7 +86,7 @@ async def env_replay(plans: dict[int, list[Action]], workers: int) -> tuple[list
 
 
 async def bare_replay(plans: dict[int, list[Action]], workers: int, base_url: str) -> tuple[list[float], float]:
-    """The same actions with Playwright alone: one browser per worker, a context per episode."""
+    """The same actions with Playwright alone: one browser for all workers, a context per episode."""
     from playwright.async_api import async_playwright
 
     seeds = list(plans)
@@ -116,8 +128,7 @@ async def bare_replay(plans: dict[int, list[Action]], workers: int, base_url: st
         await ctx.close()
 
     async with async_playwright() as pw:
-        browsers = await asyncio.gather(*(pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                                          for _ in range(workers)))
+        browsers = [await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)] * workers
         async with ShopClient(base_url) as shop:
             await asyncio.gather(*(episode(b, shop, seeds[0], timed=False) for b in browsers))  # warm-up
 
@@ -128,7 +139,7 @@ async def bare_replay(plans: dict[int, list[Action]], workers: int, base_url: st
             t0 = time.perf_counter()
             await asyncio.gather(*(work(b) for b in browsers))
             wall = time.perf_counter() - t0
-        await asyncio.gather(*(b.close() for b in browsers))
+        await browsers[0].close()
     return steps, wall
 
 
@@ -155,6 +166,99 @@ async def engine(seeds: list[int], workers: int) -> tuple[int, float]:
         await asyncio.gather(*(e.aclose() for e in envs))
 
 
+def chromium_rss_mb() -> float:
+    """Resident memory of the Chromium processes that descend from this process, in MB."""
+    me, total = os.getpid(), 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if b"chromium" not in (entry / "cmdline").read_bytes():
+                continue
+            pid = int(entry.name)
+            while pid > 1 and pid != me:
+                pid = int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if pid == me:
+                rss = next(ln for ln in (entry / "status").read_text().splitlines() if ln.startswith("VmRSS:"))
+                total += int(rss.split()[1])
+        except (OSError, StopIteration, ValueError):
+            continue
+    return total / 1024
+
+
+async def sharing_run(plans: dict[int, list[Action]], workers: int, *, share: bool,
+                      spare: bool) -> dict[str, Any]:
+    """``workers`` envs on one loop replay the recorded episodes; each ``areset`` is timed."""
+    envs = [rowgym.make(ENV_ID, share_browser=share, spare_context=spare) for _ in range(workers)]
+    seeds = list(plans)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for s in seeds:
+        queue.put_nowait(s)
+    resets: list[float] = []
+    ok = 0
+
+    async def work(env: Any) -> None:
+        nonlocal ok
+        while not queue.empty():
+            s = queue.get_nowait()
+            t = time.perf_counter()
+            await env.areset(seed=s)
+            resets.append(time.perf_counter() - t)
+            info: dict = {}
+            for action in plans[s]:
+                *_, info = await env.astep(action)
+            ok += bool(info.get("verdict") and info["verdict"].success)
+
+    try:
+        await asyncio.gather(*(e.areset(seed=seeds[0]) for e in envs))  # launch the browsers (not timed)
+        for e in envs:  # ... and end the warm-up episode like a real one: the next reset follows steps
+            await e.astep({"name": "scroll", "arguments": {"direction": "down"}})
+        t0 = time.perf_counter()
+        await asyncio.gather(*(work(e) for e in envs))
+        wall = time.perf_counter() - t0
+        rss = chromium_rss_mb()
+    finally:
+        await asyncio.gather(*(e.aclose() for e in envs))
+    return {"resets": resets, "wall": wall, "ok": ok, "eps": len(seeds) / wall, "rss": rss}
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))]
+
+
+async def sharing(plans: dict[int, list[Action]]) -> None:
+    n = len(plans)
+    print(f"\n== sharing: {n} recorded episodes replayed (areset + astep) ==")
+    before = await sharing_run(plans, 1, share=False, spare=False)
+    after = await sharing_run(plans, 1, share=True, spare=True)
+    for name, r in (("before: own Chromium, context made in reset", before),
+                    ("after:  shared Chromium, spare context", after)):
+        print(f"  1 env, {name}: reset p50 {pct(r['resets'], .5):.3f} s  p95 {pct(r['resets'], .95):.3f} s  "
+              f"({len(r['resets'])} resets), {r['eps']:.2f} episodes/s, success {r['ok']}/{n}")
+    shared = await sharing_run(plans, 8, share=True, spare=True)
+    own = await sharing_run(plans, 8, share=False, spare=True)
+    for name, r in (("8 contexts in 1 Chromium", shared), ("8 Chromiums, 1 context each", own)):
+        print(f"  8 envs, {name:28s}: {r['eps']:.3f} episodes/s  reset p50 {pct(r['resets'], .5):.3f} s  "
+              f"p95 {pct(r['resets'], .95):.3f} s  Chromium RSS {r['rss']:.0f} MB  success {r['ok']}/{n}")
+    b50, a50 = pct(before["resets"], .5), pct(after["resets"], .5)
+    ratio = shared["eps"] / own["eps"]
+    print(f"  reset p50 before / after: {b50 / a50:.2f}x; after vs the 0.3 s target: {a50:.3f} s")
+    print(f"  episodes/s, 8 contexts in 1 Chromium / 8 Chromiums: {ratio:.2f}x; "
+          f"Chromium memory {shared['rss']:.0f} MB vs {own['rss']:.0f} MB")
+    note = f"{n} dev episodes replayed; os.cpu_count()={os.cpu_count()}, load avg {os.getloadavg()[0]:.1f}"
+    results.record("shop reset p50: shared browser + spare context / 0.3 s target", ours=a50, baseline=0.3,
+                   unit="s", baseline_name="target", ratio=a50 / 0.3, target="<= 1",
+                   note=f"p95 {pct(after['resets'], .95):.3f} s; 1 env; {note}", bench="bench_shop.py")
+    results.record("shop reset p50: before (own Chromium, context in reset) / after", ours=a50, baseline=b50,
+                   unit="s", baseline_name="before", ratio=b50 / a50,
+                   note=f"p95 {pct(before['resets'], .95):.3f} -> {pct(after['resets'], .95):.3f} s; {note}",
+                   bench="bench_shop.py")
+    results.record("shop episodes/s: 8 contexts in 1 Chromium / 8 Chromiums", ours=shared["eps"],
+                   baseline=own["eps"], unit="episodes/s", baseline_name="8 Chromiums", ratio=ratio,
+                   note=f"Chromium RSS {shared['rss']:.0f} vs {own['rss']:.0f} MB; {note}", bench="bench_shop.py")
+
+
 def ms(xs: list[float]) -> str:
     return f"mean {1000 * statistics.mean(xs):6.1f} ms  median {1000 * statistics.median(xs):6.1f} ms"
 
@@ -163,20 +267,27 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--episodes", type=int, default=16)
     ap.add_argument("--split", default="dev")
+    ap.add_argument("--sections", default="sharing,steps",
+                    help="comma-separated: sharing (reset latency, 1 vs 8 Chromiums), steps (env vs bare Playwright)")
     args = ap.parse_args()
+    sections = set(args.sections.split(","))
     env = rowgym.make(ENV_ID)
     seeds = env.splits.seeds(args.split, args.episodes)
     plans = await record(seeds)
     base_url = env.base_url or __import__("rowgym.envs.shop.server", fromlist=["x"]).base_url(env.port)
     n_steps = sum(len(p) for p in plans.values())
     print(f"{len(seeds)} {args.split} episodes, {n_steps} expert steps ({n_steps / len(seeds):.1f} per episode)")
+    if "sharing" in sections:
+        await sharing(plans)
+    if "steps" not in sections:
+        return
     rows = {}
     for workers in (1, 8):
         e_steps, e_wall = await env_replay(plans, workers)
         b_steps, b_wall = await bare_replay(plans, workers, base_url)
         ok, g_wall = await engine(seeds, workers)
         rows[workers] = (e_steps, e_wall, b_steps, b_wall, ok, g_wall)
-        print(f"\nconcurrency {workers} ({workers} browser{'s' if workers > 1 else ''}, one context per episode)")
+        print(f"\nconcurrency {workers} ({workers} envs sharing one Chromium, one context per episode)")
         print(f"  env step   {ms(e_steps)}   replay {len(seeds) / e_wall:5.2f} episodes/s")
         print(f"  bare step  {ms(b_steps)}   replay {len(seeds) / b_wall:5.2f} episodes/s")
         print(f"  env / bare step time: {statistics.mean(e_steps) / statistics.mean(b_steps):.2f}x")

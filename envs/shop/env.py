@@ -12,9 +12,9 @@ URL: /
 (Skipped in doctests: it needs Chromium and starts the shop server; see
 ``tests/envs/shop/test_shop_env.py``.)
 
-One Chromium per environment instance (so per rollout worker), launched lazily by
-the first ``reset`` on the event loop that will use it; a fresh browser context per
-episode, given the (signed, httpOnly) cookie of the shop session the environment
+One Chromium per event loop, shared by every environment on it (reference-counted, see
+:mod:`.browser`), launched lazily by the first ``reset``; a fresh browser context per
+episode (prepared in the background while the previous episode runs), given the (signed, httpOnly) cookie of the shop session the environment
 created through the grader API, so the page never shows a session id or join link. The observation is the URL path,
 title and Playwright's accessibility snapshot (``aria_snapshot(mode="ai")``) with
 ``[ref=eN]`` element references; tools act on those references. The final reward is
@@ -25,6 +25,7 @@ the grader secret (which the browser never has), never from page text.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import sys
@@ -38,6 +39,7 @@ from pydantic import Field, field_validator
 
 from rowgym.env import RowEnv
 from rowgym.envs.shop.aria import compact, refs
+from rowgym.envs.shop.browser import POOL, SharedBrowser, ShopBrowserError
 from rowgym.envs.shop.catalog import cache_dir
 from rowgym.envs.shop.client import ShopClient, describe
 from rowgym.envs.shop.errors import ShopServerError
@@ -50,7 +52,7 @@ from rowgym.envs.shop.instructions import (
     score_breakdown,
 )
 from rowgym.envs.shop.paths import INTERNAL_PREFIXES, Undecidable, canonical_path, is_internal
-from rowgym.envs.shop.screenshots import CHROMIUM, CHROMIUM_ARGS
+from rowgym.envs.shop.screenshots import CHROMIUM
 from rowgym.envs.shop.search import terms
 from rowgym.envs.shop.server import DEFAULT_PORT, ensure_running
 from rowgym.rows import Action, Check, Split, ToolCall, Verdict
@@ -152,7 +154,8 @@ class ShopEnv(RowEnv[Goal]):
 
     def __init__(self, *, port: int | None = None, secret: str | None = None, executable_path: str = CHROMIUM,
                  headless: bool = True, screenshot_dir: str | Path | None = None, max_obs_chars: int = 12_000,
-                 action_timeout_ms: int = 10_000, navigation_timeout_ms: int = 30_000, **kw: Any):
+                 action_timeout_ms: int = 10_000, navigation_timeout_ms: int = 30_000,
+                 share_browser: bool = True, spare_context: bool = True, **kw: Any):
         """
         Args:
             port: The shop server's port (default ``$ROWGYM_SHOP_PORT`` or 8765); started if not running.
@@ -164,6 +167,10 @@ class ShopEnv(RowEnv[Goal]):
             max_obs_chars: Cut the accessibility tree to this many characters.
             action_timeout_ms: How long an action may wait for its element.
             navigation_timeout_ms: How long a page may take to load.
+            share_browser: Share one Chromium with the other envs on this event loop (reference-counted;
+                closed when the last one closes). False: a Chromium of its own, as before sharing.
+            spare_context: While an episode runs, prepare the next episode's fresh context and page in
+                the background, so that ``reset`` only creates the session, sets its cookie and loads ``/``.
         """
         super().__init__(**kw)
         self.port = port or int(os.environ.get("ROWGYM_SHOP_PORT", DEFAULT_PORT))
@@ -174,10 +181,15 @@ class ShopEnv(RowEnv[Goal]):
         self.max_obs_chars = max_obs_chars
         self.action_timeout_ms = action_timeout_ms
         self.navigation_timeout_ms = navigation_timeout_ms
+        self.share_browser = share_browser
+        self.spare_context = spare_context
         self.base_url: str | None = None
         self.page: Any = None
+        self._shared: SharedBrowser | None = None
         self._pw: Any = None
         self._browser: Any = None
+        self._spare: asyncio.Task | None = None
+        self._closing: set[asyncio.Task] = set()
         self._context: Any = None
         self._client: ShopClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -202,61 +214,137 @@ class ShopEnv(RowEnv[Goal]):
     # -------------------------------------------------------- browser lifecycle
     async def _ensure_browser(self) -> None:
         loop = asyncio.get_running_loop()
-        if self._browser is not None and (self._loop is not loop or not self._browser.is_connected()):
-            # Playwright objects live on the loop that made them; one from a finished loop cannot be closed here.
-            self._pw = self._browser = self._client = None
-        self.base_url = await asyncio.to_thread(ensure_running, self.port, secret=self.secret)
-        if self._browser is None:
-            from playwright.async_api import async_playwright
-
-            self._pw = await async_playwright().start()
-            self._browser = await self._pw.chromium.launch(executable_path=self.executable_path,
-                                                           args=CHROMIUM_ARGS, headless=self.headless)
+        if self._shared is not None and self._loop is not loop:
+            # Playwright objects live on the loop that made them; one from a finished loop cannot be used here.
+            await POOL.release(self._shared)
+            self._shared = self._pw = self._browser = self._client = self._spare = None
+            self._closing = set()
+        if self._client is None:
+            self.base_url = await asyncio.to_thread(ensure_running, self.port, secret=self.secret)
             self._client = ShopClient(self.base_url, secret=self.secret)
+        if self._shared is None:
+            self._shared = POOL.acquire(executable_path=self.executable_path, headless=self.headless,
+                                        private=not self.share_browser)
             self._loop = loop
+        self._browser = await self._shared.get()
+        self._pw = self._shared.playwright
+
+    async def _new_page(self, browser: Any) -> tuple[Any, Any]:
+        """A fresh context (no cookies, storage or history) and its blank page, with the env's timeouts."""
+        context = await browser.new_context(viewport={"width": 1100, "height": 760})
+        try:
+            context.set_default_timeout(self.action_timeout_ms)
+            context.set_default_navigation_timeout(self.navigation_timeout_ms)
+            return context, await context.new_page()
+        except BaseException:
+            self._close_later(context)
+            raise
+
+    async def _fresh_page(self) -> tuple[Any, Any]:
+        """This episode's context and page: the spare one if it is ready on the live browser, else a new one."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            try:
+                context, page = await spare
+            except Exception:  # made on a browser that has died since: make a new one below
+                pass
+            else:
+                if context.browser is self._browser and self._browser.is_connected():
+                    return context, page
+                self._close_later(context)
+        try:
+            return await self._new_page(self._browser)
+        except Exception as e:
+            from playwright.async_api import Error as PlaywrightError
+
+            if not isinstance(e, PlaywrightError):
+                raise
+            # Chromium died before Playwright noticed: relaunch it (once for all its users) and try again.
+            self._browser = await self._shared.get(replace=self._browser)
+            return await self._new_page(self._browser)
+
+    def _close_later(self, context: Any) -> None:
+        """Close a context in the background (``aclose`` waits for it); a dead browser's context is just dropped."""
+
+        async def close() -> None:
+            with contextlib.suppress(Exception):
+                await context.close()
+
+        task = asyncio.get_running_loop().create_task(close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _create_session(self, instruction: str) -> Any:
+        assert self._client is not None
+        try:
+            return await self._client.create_session(instruction, join_link=False)
+        except ShopServerError:  # stopped since the last episode? start it again (as the first reset does), once
+            await asyncio.to_thread(ensure_running, self.port, secret=self.secret)
+            return await self._client.create_session(instruction, join_link=False)
 
     async def _close_browser(self) -> None:
         if self._loop is not None and self._loop is not asyncio.get_running_loop():
-            self._pw = self._browser = self._client = self._loop = None  # see _ensure_browser
+            if self._shared is not None:
+                await POOL.release(self._shared)  # only uncounted: see _ensure_browser
+            self._shared = self._pw = self._browser = self._client = self._loop = self._spare = None
             return
-        client, browser, pw = self._client, self._browser, self._pw
-        self._client = self._browser = self._pw = self._loop = None
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            with contextlib.suppress(Exception):
+                context, _ = await spare
+                self._close_later(context)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+        client, shared = self._client, self._shared
+        self._client = self._shared = self._browser = self._pw = self._loop = None
         if client is not None:
             await client.aclose()
-        if browser is not None:
-            await browser.close()
-        if pw is not None:
-            await pw.stop()
+        if shared is not None:
+            await POOL.release(shared)
+
+    def _browser_dead(self) -> bool:
+        return self._browser is not None and not self._browser.is_connected()
 
     async def setup(self, task: Goal) -> str:
-        await self._ensure_browser()
-        assert self._client is not None
-        created = await self._client.create_session(task.instruction, join_link=False)
-        self._sid = created.sid
-        self._context = await self._browser.new_context(viewport={"width": 1100, "height": 760})
-        self._context.set_default_timeout(self.action_timeout_ms)
-        self._context.set_default_navigation_timeout(self.navigation_timeout_ms)
-        # The session joins by cookie: no URL that names the session ever reaches the page or its history.
-        await self._context.add_cookies([self._client.browser_cookie(created)])
-        self.page = await self._context.new_page()
-        await self.page.goto(self.base_url + "/")
-        self._paid, self.finished = set(), False
-        self._goal_terms = set(terms(" ".join([*task.attributes, task.product_type])))
-        self._episodes += 1
-        self._frame = 0
-        return await self._observe()
+        try:
+            await self._ensure_browser()
+            assert self._client is not None
+            session = asyncio.ensure_future(self._create_session(task.instruction))
+            try:
+                self._context, self.page = await self._fresh_page()  # teardown closes it whatever follows
+            except BaseException:
+                session.cancel()
+                await asyncio.gather(session, return_exceptions=True)
+                raise
+            created = await session
+            self._sid, context, page = created.sid, self._context, self.page
+            # The session joins by cookie: no URL that names the session ever reaches the page or its history.
+            await context.add_cookies([self._client.browser_cookie(created)])
+            await page.goto(self.base_url + "/")
+            self._paid, self.finished = set(), False
+            self._goal_terms = set(terms(" ".join([*task.attributes, task.product_type])))
+            self._episodes += 1
+            self._frame = 0
+            obs = await self._observe()
+        except Exception as e:
+            if self._browser_dead():
+                raise ShopBrowserError(f"Chromium disconnected while starting an episode: {describe(e)}") from e
+            raise
+        if self.spare_context:  # the next episode's context, made while this one runs
+            self._spare = asyncio.get_running_loop().create_task(self._new_page(self._browser))
+        return obs
 
     async def teardown(self) -> None:
         context, self._context, self.page = self._context, None, None
         if context is not None:
-            await context.close()
+            self._close_later(context)
 
     async def aclose(self) -> None:
         await super().aclose()
         await self._close_browser()
 
     def close(self) -> None:
-        if self._browser is not None and not self._active:
+        if self._shared is not None and not self._active:
             self._run(self._close_browser())
         super().close()
 
@@ -311,7 +399,9 @@ class ShopEnv(RowEnv[Goal]):
         """Like BrowserGym's ``last_action_error``: the error first, then the page as it is now."""
         try:
             page = await self._observe()
-        except Exception:  # the page itself is gone: the error alone still tells the agent what happened
+        except Exception as e:  # the page itself is gone: the error alone still tells the agent what happened
+            if self._browser_dead():  # ... unless the whole browser is: that ends the episode (kind env)
+                raise ShopBrowserError(f"Chromium disconnected: {describe(e)}") from e
             return f"Error: {message}"
         return f"Error: {message}\n\n{page}"
 
@@ -329,8 +419,8 @@ class ShopEnv(RowEnv[Goal]):
             await fn()
             await self._settle()
         except PlaywrightError as e:
-            if self._browser is not None and not self._browser.is_connected():
-                raise ShopServerError(f"Chromium disconnected during an action: {describe(e)}") from e
+            if self._browser_dead():
+                raise ShopBrowserError(f"Chromium disconnected during an action: {describe(e)}") from e
             lines = str(e).strip().splitlines()
             raise ToolError((lines[0] if lines else type(e).__name__)[:300]) from None
         except (ValueError, UnicodeError) as e:  # what the agent's text can provoke in URL or driver code
