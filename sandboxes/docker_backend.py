@@ -11,9 +11,14 @@
 The container has no network, memory/CPU/pids limits, a read-only root, all
 capabilities dropped, ``no-new-privileges``, uid 1000, a tmpfs ``/tmp`` and exactly one
 host mount: the episode's work dir at ``/workspace`` (a quota'd tmpfs when we are root,
-see :mod:`rowgym.sandboxes.quota`). Its PID 1 is a tiny reaper (so orphans do not pile
-up as zombies against the pids limit); commands run through ``docker exec`` under
-``timeout -s KILL``.
+see :mod:`rowgym.sandboxes.quota`). Its PID 1 is :mod:`rowgym.sandboxes.exec_agent`, which
+runs the commands and reaps orphans (so they do not pile up as zombies against the pids
+limit). Commands reach it over one ``docker attach`` connection to its stdin and stdout,
+kept open for the sandbox's life (:mod:`rowgym.sandboxes.exec_channel`): a command costs a
+fork and an exec in the box, not a ``docker exec`` (create, start, inspect). Each command
+runs as uid 1000 in its own process group, killed as a group at its timeout, with its
+output cut to ``max_output_bytes``; ``exec_channel = False`` on a sandbox runs commands
+through ``docker exec`` under ``timeout -s KILL`` instead (the same limits; slower).
 
 Processes do not outlive the ``exec`` that started them: when a command returns (and
 no other ``exec`` of the same sandbox is still running), anything left in the container
@@ -58,22 +63,15 @@ from rowgym.sandboxes.base import (
     as_argv,
 )
 from rowgym.sandboxes.cleanup import LABEL, Owner, owned_mkdtemp, sweep_containers, sweep_dirs
+from rowgym.sandboxes.exec_channel import AGENT_SOURCE, ExecChannel, output
 
 POOL_LABEL = "org.rowgym.pool"
 # Seconds past the command's own timeout before we stop waiting for `docker exec` to
 # return (a background process can hold its stdout open) and kill from outside.
 HOST_GRACE_S = 2.0
 
-# PID 1 of every sandbox: reaps orphans, ignores everything else. PID 1 cannot be
+# PID 1 of every sandbox runs the exec agent (commands + reaping orphans). PID 1 cannot be
 # killed from inside its namespace, so `kill -9 -1` by the agent does not stop the box.
-_REAPER = """
-import os, time
-while True:
-    try:
-        os.wait()
-    except ChildProcessError:
-        time.sleep(0.5)
-"""
 
 T = TypeVar("T")
 _executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -143,8 +141,10 @@ def _create_container(config: SandboxConfig, workdir: Path, labels: dict[str, st
     fsize = config.file_size_mb << 20
     return client.containers.run(
         config.image,
-        command=["python3", "-c", _REAPER],
+        command=["python3", "-c", AGENT_SOURCE],
         detach=True,
+        stdin_open=True,  # PID 1's stdin is the exec channel (docker attach)
+        log_config={"type": "none"},  # PID 1's stdout carries command output: never log it to disk
         user=f"{config.uid}:{config.uid}",
         network_mode="bridge" if config.network else "none",
         mem_limit=mem,
@@ -177,9 +177,13 @@ class DockerSandbox(Sandbox):
         config: Limits and image.
     """
 
+    exec_channel = True
+    """Run commands over the exec channel to PID 1 (False: one ``docker exec`` per command)."""
+
     def __init__(self, workdir: str | os.PathLike[str], config: SandboxConfig | None = None) -> None:
         super().__init__(workdir, config)
         self.container: Any = None
+        self._channel: ExecChannel | None = None
         self._on_close: Callable[[DockerSandbox], Any] | None = None
         self._inflight = 0
         self._init_pid: int | None = None
@@ -190,9 +194,25 @@ class DockerSandbox(Sandbox):
             await _run(self._setup_workdir)
             try:
                 self.container = await _run(_create_container, self.config, self.host_workdir, {})
+                await _run(self._attach)
             except BaseException:
+                if self.container is not None:
+                    await _run(self._remove_container)
                 await _run(self._release_workdir)
                 raise
+
+    def _attach(self) -> None:
+        """Open the exec channel to PID 1 (blocking)."""
+        if self._channel is not None:
+            self._channel.close()
+        self._channel = ExecChannel.attach(docker_client(), self.container.id, self.config.max_output_bytes)
+
+    def _remove_container(self) -> None:
+        """Close the exec channel and remove the container (blocking)."""
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        self.container.remove(force=True)
 
     async def exec(
         self,
@@ -206,6 +226,8 @@ class DockerSandbox(Sandbox):
         if self.container is None:
             raise SandboxError("sandbox not started; use `async with` or await start()")
         timeout = self.config.default_timeout_s if timeout is None else timeout
+        if self.exec_channel and self._channel is not None:
+            return await self._exec_channel(as_argv(cmd), timeout, cwd or WORKSPACE, env or {})
         argv = ["timeout", "-s", "KILL", f"{timeout:.3f}", *as_argv(cmd)]
         out, err = OutputBuffer(self.config.max_output_bytes), OutputBuffer(self.config.max_output_bytes)
         t0 = time.monotonic()
@@ -234,6 +256,31 @@ class DockerSandbox(Sandbox):
             duration_s=round(duration, 4),
             truncated=out.truncated or err.truncated,
         )
+
+    async def _exec_channel(self, argv: list[str], timeout: float, cwd: str, env: dict[str, str]) -> ExecResult:
+        """Run one command through PID 1 (see the module docstring); the same limits as ``docker exec``."""
+        assert self._channel is not None
+        limit = self.config.max_output_bytes
+        t0 = time.monotonic()
+        self._inflight += 1
+        try:
+            fut = asyncio.ensure_future(self._channel.run(argv, cwd, env, timeout, limit))
+            done, _ = await asyncio.wait({fut}, timeout=timeout + HOST_GRACE_S)
+            if not done:  # PID 1 did not answer in time: kill from outside, frozen
+                fut.cancel()
+                await self.kill_all()
+            reply = fut.result() if done else None
+            duration = time.monotonic() - t0
+        finally:
+            self._inflight -= 1
+        timed_out = reply is None or reply.timed_out
+        if self._inflight == 0 and not self.closed:
+            await _run(self._kill_leftovers, timed_out)
+        if reply is None:
+            return ExecResult(stdout="", stderr="", exit_code=-9, timed_out=True, duration_s=round(duration, 4))
+        out, err = output(reply.out, limit), output(reply.err, limit)
+        return ExecResult(stdout=out.text(), stderr=err.text(), exit_code=reply.code, timed_out=timed_out,
+                          duration_s=round(duration, 4), truncated=out.truncated or err.truncated)
 
     def _exec_blocking(
         self, argv: list[str], cwd: str, env: dict[str, str], out: OutputBuffer, err: OutputBuffer
@@ -320,8 +367,10 @@ class DockerSandbox(Sandbox):
                 c.unpause()
         except Exception:
             # Not allowed to signal (not root, remote daemon) or freezer trouble:
-            # restarting kills everything; /workspace survives, /tmp does not.
+            # restarting kills everything (PID 1 too: reattach); /workspace survives, /tmp does not.
             c.restart(timeout=0)
+            if self._channel is not None:
+                self._attach()
 
     async def close(self) -> None:
         """Remove the container and release the work dir (unmount its quota; a pooled one is removed)."""
@@ -333,7 +382,7 @@ class DockerSandbox(Sandbox):
             return
         try:
             if self.container is not None:
-                await _run(self.container.remove, force=True)
+                await _run(self._remove_container)
         finally:
             await _run(self._release_workdir)
 
@@ -399,7 +448,10 @@ class DockerPool:
         try:
             await _run(sb._setup_workdir)
             sb.container = await _run(_create_container, self.config, workdir, {POOL_LABEL: self.pool_id})
+            await _run(sb._attach)
         except BaseException:
+            if sb.container is not None:
+                await _run(sb._remove_container)
             await _run(sb._release_workdir)
             raise
         sb._on_close = self._release
@@ -433,7 +485,7 @@ class DockerPool:
         self._live.discard(sb)
         sb.closed = True
         try:
-            await _run(sb.container.remove, force=True)
+            await _run(sb._remove_container)
         finally:
             await _run(sb._release_workdir)
 
@@ -455,7 +507,7 @@ class DockerPool:
             self._live.discard(sb)
             sb.closed = True
             try:
-                sb.container.remove(force=True)
+                sb._remove_container()
             except Exception:
                 pass
             sb._release_workdir()
