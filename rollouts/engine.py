@@ -378,7 +378,8 @@ async def acollect(cfg: CollectConfig, hooks: Hooks | None = None) -> Summary:
 
                     t0 = await run_keys_on_ray(cfg, todo, writer.put)
                 else:
-                    await run_keys(cfg, todo, writer.put, hooks=hooks)
+                    await (run_keys(cfg, todo, writer.put, hooks=hooks) if hooks is not None
+                           else run_keys(cfg, todo, writer.put))
                 await writer.close()
         finally:
             if not writer.task.done():
