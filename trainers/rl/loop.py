@@ -199,7 +199,7 @@ async def run_grpo(env_id: str, model_dir: Path, out: Path, opts: GRPOOptions, *
         log(f"resuming after optimizer step {start}" + (f"; steps {[e['step'] for e in dropped]} were trained "
                                                         f"into weights lost in the crash and run again"
                                                         if dropped else ""))
-    res = GRPOResult(out, [], [], [], 0.0, run_dir, start)
+    res = GRPOResult(out, [], [], [], 0.0, run_dir=run_dir, start_step=start)
     if start >= opts.max_steps:
         log(f"{out} already has {start} optimizer steps (asked for {opts.max_steps}); nothing to train")
         return _finish(res, model, tok, out, t_start)
