@@ -1,9 +1,14 @@
-"""Sandbox benchmarks: warm-pool exec latency vs cold `docker run`, and pytest throughput 1 vs N.
+"""Sandbox benchmarks: warm-pool command latency vs cold `docker run`, and pytest throughput 1 vs N.
 
-    python benchmarks/bench_sandbox.py                    # defaults: 20 reps, 16 pytest jobs, N = 4
+    python benchmarks/bench_sandbox.py                    # defaults: 40 reps, 16 pytest jobs, N = 4
     python benchmarks/bench_sandbox.py --parallel 8 --jobs 32
 
-Prints numbers and ratios; asserts nothing (timings are noisy on small shared machines).
+One command (`python3 -c "print('ok')"`) three ways, measured side by side in one run
+(interleaved, so load on the machine hits all three alike): a cold `docker run --rm` with
+the same limits (the floor we compare against), the warm sandbox's exec channel to PID 1
+(what `exec` uses), and the same warm sandbox through one `docker exec` per command (the
+path before the channel). p50 and p95 of each and the ratios cold / warm; the rows go to
+results/bench.json. Asserts nothing (timings are noisy on small shared machines).
 Needs `make env-up` (the Docker daemon and the rowgym-sandbox image).
 """
 
@@ -12,8 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,11 +27,23 @@ from rowgym.sandboxes import SandboxConfig
 from rowgym.sandboxes.bwrap_backend import BwrapSandbox, bwrap_available
 from rowgym.sandboxes.docker_backend import DockerPool
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results  # noqa: E402
+
 CMD = ["python3", "-c", "print('ok')"]
 
 
-def _median_ms(xs: list[float]) -> str:
-    return f"{statistics.median(xs) * 1000:.0f} ms (min {min(xs) * 1000:.0f}, max {max(xs) * 1000:.0f})"
+def p(xs: list[float], q: float) -> float:
+    """The q-quantile (0..1) of xs, by linear interpolation."""
+    xs = sorted(xs)
+    k = (len(xs) - 1) * q
+    lo = int(k)
+    return xs[lo] + (xs[min(lo + 1, len(xs) - 1)] - xs[lo]) * (k - lo)
+
+
+def _ms(xs: list[float]) -> str:
+    return (f"p50 {p(xs, 0.5) * 1000:6.1f} ms  p95 {p(xs, 0.95) * 1000:6.1f} ms  "
+            f"(min {min(xs) * 1000:.1f}, max {max(xs) * 1000:.1f}, n={len(xs)})")
 
 
 def cold_docker_run(cfg: SandboxConfig, reps: int) -> list[float]:
@@ -61,17 +78,31 @@ def cold_docker_run(cfg: SandboxConfig, reps: int) -> list[float]:
     return times
 
 
-async def warm_pool_exec(cfg: SandboxConfig, reps: int) -> tuple[list[float], list[float]]:
-    """Exec latency on a pooled sandbox, and acquire+exec+close latency per episode."""
-    execs, episodes = [], []
-    async with DockerPool(size=2, config=cfg) as pool:
+async def latencies(cfg: SandboxConfig, reps: int, cold_every: int) -> dict[str, list[float]]:
+    """Per-command latency of a pooled sandbox, channel vs `docker exec`, with a cold `docker run`
+    every ``cold_every`` rounds in between."""
+    times: dict[str, list[float]] = {"channel": [], "docker exec": [], "cold docker run": []}
+    async with DockerPool(size=1, config=cfg) as pool:
         async with await pool.acquire() as sb:
-            await sb.exec(CMD, timeout=30)  # first exec warms the page cache
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                res = await sb.exec(CMD, timeout=30)
-                execs.append(time.perf_counter() - t0)
-                assert res.stdout == "ok\n", res
+            for mode in (True, False):  # the first exec of each path warms the page cache
+                sb.exec_channel = mode
+                await sb.exec(CMD, timeout=30)
+            for i in range(reps):
+                for mode in ((True, False) if i % 2 else (False, True)):
+                    sb.exec_channel = mode
+                    t0 = time.perf_counter()
+                    res = await sb.exec(CMD, timeout=30)
+                    times["channel" if mode else "docker exec"].append(time.perf_counter() - t0)
+                    assert res.stdout == "ok\n", res
+                if i % cold_every == 0:
+                    times["cold docker run"] += await asyncio.to_thread(cold_docker_run, cfg, 1)
+    return times
+
+
+async def warm_pool_episode(cfg: SandboxConfig, reps: int) -> list[float]:
+    """acquire + one command + close of a pooled sandbox (an episode's sandbox overhead)."""
+    episodes = []
+    async with DockerPool(size=2, config=cfg) as pool:
         for _ in range(reps):
             while pool.ready < 1:  # measure a warm start, as a pool sized for its load gives
                 await asyncio.sleep(0.05)
@@ -80,7 +111,7 @@ async def warm_pool_exec(cfg: SandboxConfig, reps: int) -> tuple[list[float], li
             await sb.exec(CMD, timeout=30)
             episodes.append(time.perf_counter() - t0)
             await sb.close()
-    return execs, episodes
+    return episodes
 
 
 async def bwrap_exec(cfg: SandboxConfig, reps: int) -> list[float]:
@@ -135,23 +166,35 @@ async def pytest_throughput(cfg: SandboxConfig, repo: Path, jobs: int, parallel:
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=20, help="latency samples per mode")
+    ap.add_argument("--reps", type=int, default=40, help="latency samples of the warm modes")
+    ap.add_argument("--cold-every", type=int, default=2, help="one cold `docker run` per this many warm rounds")
     ap.add_argument("--jobs", type=int, default=16, help="pytest runs per throughput measurement")
     ap.add_argument("--parallel", type=int, default=4, help="N parallel sandboxes")
     args = ap.parse_args()
     cfg = SandboxConfig(memory_mb=512, pids_limit=128, cpus=1.0)
     print(f"machine: {os.cpu_count()} CPUs; image {cfg.image}")
 
-    cold = cold_docker_run(cfg, max(3, args.reps // 4))
-    execs, episodes = await warm_pool_exec(cfg, args.reps)
-    print(f"cold `docker run` {CMD}: {_median_ms(cold)}")
-    print(f"warm-pool exec            : {_median_ms(execs)}")
-    print(f"warm-pool acquire+exec    : {_median_ms(episodes)}")
-    print(f"ratio cold/warm exec      : {statistics.median(cold) / statistics.median(execs):.1f}x")
-    print(f"ratio cold/warm acquire+exec: {statistics.median(cold) / statistics.median(episodes):.1f}x")
+    t = await latencies(cfg, args.reps, args.cold_every)
+    cold = t["cold docker run"]
+    episodes = await warm_pool_episode(cfg, max(5, args.reps // 4))
+    print(f"command: {CMD}")
+    for name, xs in [*t.items(), ("warm acquire+exec+close", episodes)]:
+        print(f"  {name:<24} {_ms(xs)}")
+    note = f"{CMD[-1]!r} in the sandbox image; {len(t['channel'])} warm / {len(cold)} cold samples, interleaved"
+    for q, label in ((0.5, "p50"), (0.95, "p95")):
+        for mode in ("channel", "docker exec"):
+            ratio = p(cold, q) / p(t[mode], q)
+            print(f"  ratio cold / warm {mode:<12} {label}: {ratio:5.1f}x" + ("  (target >= 10)" if mode == "channel"
+                                                                                  else ""))
+            results.record(f"sandbox command {label}: warm {mode} vs cold docker run", ours=p(t[mode], q) * 1000,
+                           baseline=p(cold, q) * 1000, unit="ms", ratio=ratio,
+                           target=">= 10" if mode == "channel" else "", baseline_name="cold docker run",
+                           note=note + ("" if mode == "channel" else " (the path before the channel)"),
+                           bench="bench_sandbox.py")
+    print(f"  ratio cold / warm acquire+exec+close p50: {p(cold, 0.5) / p(episodes, 0.5):.1f}x")
     if bwrap_available():
         bw = await bwrap_exec(cfg, args.reps)
-        print(f"bwrap exec (fallback)     : {_median_ms(bw)}")
+        print(f"  bwrap exec (fallback)    {_ms(bw)}")
 
     with tempfile.TemporaryDirectory() as tmp:
         repo = make_repo(Path(tmp) / "repo")
@@ -162,6 +205,9 @@ async def main() -> None:
     print(
         f"ratio {args.parallel} vs 1                  : {many / one:.2f}x  (bounded by {os.cpu_count()} CPUs)"
     )
+    results.record(f"pytest throughput, {args.parallel} sandboxes vs 1", ours=many, baseline=one, unit="runs/s",
+                   ratio=many / one, baseline_name="1 sandbox", note=f"{args.jobs} runs each, {os.cpu_count()} CPUs",
+                   bench="bench_sandbox.py")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,121 @@
+"""Group commit: several episodes per fsync, each reported stored only once it is on disk."""
+
+import asyncio
+import json
+import os
+
+import pytest
+from pydantic_core import PydanticSerializationError
+
+from rowgym.errors import StoreError
+from rowgym.rows import Episode, PolicyInfo, RunManifest, RunSource
+from rowgym.store import EpisodeWriter, TrajectoryStore
+from rowgym.store import shards as shards_mod
+
+
+def episode(i: int, run: str = "r") -> Episode:
+    return Episode(run_id=run, episode_id=f"{run}:{i}:0", group_id=f"{run}:{i}", env_id="rowgym/X-v0",
+                   env_version="0", seed=i, split="train", task_hash=f"h{i}", policy=PolicyInfo(agent="a"))
+
+
+def manifest(run: str = "r") -> RunManifest:
+    return RunManifest(run_id=run, rowgym_version="0", policy=PolicyInfo(agent="a"),
+                       source=RunSource(env_id="rowgym/X-v0", env_version="0", split="train", seeds=list(range(20)),
+                                        seed_set_hash="h"))
+
+
+def _count_fsyncs(monkeypatch):
+    calls = []
+    real = os.fsync
+    monkeypatch.setattr(shards_mod.os, "fsync", lambda fd: calls.append(fd) or real(fd))
+    return calls
+
+
+def test_append_many_is_one_write_and_one_fsync(tmp_path, monkeypatch):
+    s = TrajectoryStore(tmp_path, shard_size=100)
+    s.start(manifest())
+    calls = _count_fsyncs(monkeypatch)
+    s.append_many([episode(i) for i in range(10)])
+    assert len(calls) == 1
+    s.append(episode(10))
+    assert len(calls) == 2
+    monkeypatch.undo()
+    s.close()
+    with TrajectoryStore(tmp_path, readonly=True) as ro:
+        assert [e.seed for e in ro.episodes()] == list(range(11)) and ro.verify() == []
+
+
+def test_append_many_splits_a_batch_at_shard_boundaries(tmp_path):
+    s = TrajectoryStore(tmp_path, shard_size=3)
+    s.start(manifest())
+    s.append_many([episode(i) for i in range(2)])
+    s.append_many([episode(i) for i in range(2, 9)])  # fills the first shard, one more, and 2 of a third
+    s.close()
+    m = json.loads((tmp_path / "manifest.json").read_text())
+    assert [sh["n_episodes"] for sh in m["shards"]] == [3, 3, 3]
+    with TrajectoryStore(tmp_path, readonly=True) as ro:
+        assert [e.seed for e in ro.episodes()] == list(range(9)) and ro.verify() == []
+
+
+def test_an_episode_that_cannot_be_serialised_writes_nothing_of_its_batch(tmp_path):
+    s = TrajectoryStore(tmp_path)
+    s.start(manifest())
+    bad = episode(1).model_copy(update={"instruction": "lone \udce9 surrogate"})
+    with pytest.raises(PydanticSerializationError):
+        s.append_many([episode(0), bad])
+    assert s.completed_ids() == set()
+    s.close()
+
+
+def test_a_batch_torn_by_a_kill_keeps_its_complete_lines(tmp_path):
+    s = TrajectoryStore(tmp_path)
+    s.start(manifest())
+    s.append_many([episode(0), episode(1)])
+    partial = s._active
+    s.lock.release()  # the process "dies" in the middle of writing the next batch
+    with open(partial, "ab") as f:
+        f.write(episode(2).model_dump_json().encode() + b"\n" + episode(3).model_dump_json().encode()[:40])
+    with TrajectoryStore(tmp_path) as again:
+        assert again.completed_ids() == {"r:0:0", "r:1:0", "r:2:0"}
+        assert again.verify() == []
+
+
+async def test_writer_reports_each_episode_only_once_it_is_on_disk(tmp_path):
+    store = TrajectoryStore(tmp_path)
+    store.start(manifest())
+    seen_on_disk = []
+
+    def on_stored(ep):  # a reader that opens the run now must already find the episode
+        seen_on_disk.append(ep.episode_id in TrajectoryStore(tmp_path, readonly=True).completed_ids())
+
+    writer = EpisodeWriter(store, on_stored, min_interval_s=0)
+    for i in range(12):
+        writer.put(episode(i))
+    await writer.close()
+    store.close()
+    assert seen_on_disk == [True] * 12
+    assert writer.n_commits == 1  # all twelve were queued before the writer ran: one group commit
+
+
+async def test_writer_batches_episodes_that_finish_within_its_interval(tmp_path):
+    with TrajectoryStore(tmp_path) as store:
+        store.start(manifest())
+        stored = []
+        writer = EpisodeWriter(store, lambda ep: stored.append(ep.seed), min_interval_s=0.2)
+        for i in range(6):  # one episode every ~10 ms: the first commits alone, the rest share the next
+            writer.put(episode(i))
+            await asyncio.sleep(0.01)
+        await writer.close()
+        assert stored == list(range(6)) and writer.n_commits == 2
+
+
+async def test_writer_error_stops_the_run(tmp_path):
+    store = TrajectoryStore(tmp_path)
+    store.start(manifest())
+    store.close()  # appending now fails like a full disk would
+    writer = EpisodeWriter(store, lambda ep: None)
+    writer.put(episode(0))
+    with pytest.raises(StoreError):
+        await writer.close()
+    with pytest.raises(StoreError):
+        writer.put(episode(1))
