@@ -326,6 +326,34 @@ def sft_candidates(source: Source, *, min_reward: float = 1.0, splits: Sequence[
     return rows, episodes, manifests
 
 
+# --------------------------------------------------------------------------- groups
+def episode_groups(episodes: Iterable[Episode]) -> dict[str, list[Episode]]:
+    """Episodes by ``group_id`` (the k samples of one seed in a run collected with ``--group-size k``),
+    each group in ``sample_index`` order.
+
+    Raises:
+        TamperedDataError: if a group mixes runs, envs or seeds (a group is one seed of one run).
+    """
+    groups: dict[str, list[Episode]] = {}
+    for ep in episodes:
+        groups.setdefault(ep.group_id, []).append(ep)
+    for gid, eps in groups.items():
+        keys = {(e.run_id, e.env_id, e.seed) for e in eps}
+        if len(keys) > 1:
+            raise TamperedDataError(f"group {gid} mixes {len(keys)} (run, env, seed) combinations "
+                                    f"({sorted(keys)[:3]}); a group is the samples of one seed of one run")
+        eps.sort(key=lambda e: (e.sample_index, e.episode_id))
+    return groups
+
+
+def conversation_row(ep: Episode, *, system_prompt: str, keep_bad_calls: bool = True) -> dict[str, Any]:
+    """The SFT row of one episode (what :func:`sft_candidates` emits per kept episode)."""
+    return {"messages": episode_messages(ep, system_prompt=system_prompt, keep_bad_calls=keep_bad_calls),
+            "tools": ep.tools, "env_id": ep.env_id, "seed": ep.seed, "split": ep.split.value,
+            "episode_id": ep.episode_id, "group_id": ep.group_id, "run_id": ep.run_id,
+            "task_hash": ep.task_hash, "final_reward": ep.final_reward, "n_bad_calls": ep.n_bad_calls}
+
+
 # ----------------------------------------------------------------------------- GRPO
 def grpo_prompts(env_id: str, split: str | Split = "train", n: int = 64, *, start: int = 0,
                  env_kwargs: dict[str, Any] | None = None) -> list[dict[str, Any]]:
