@@ -189,6 +189,7 @@ class ShopEnv(RowEnv[Goal]):
         self._pw: Any = None
         self._browser: Any = None
         self._spare: asyncio.Task | None = None
+        self._spare_on: Any = None  # the browser the spare context belongs to
         self._closing: set[asyncio.Task] = set()
         self._context: Any = None
         self._client: ShopClient | None = None
@@ -243,13 +244,14 @@ class ShopEnv(RowEnv[Goal]):
     async def _fresh_page(self) -> tuple[Any, Any]:
         """This episode's context and page: the spare one if it is ready on the live browser, else a new one."""
         spare, self._spare = self._spare, None
+        spare_on, self._spare_on = self._spare_on, None
         if spare is not None:
             try:
                 context, page = await spare
             except Exception:  # made on a browser that has died since: make a new one below
                 pass
             else:
-                if context.browser is self._browser and self._browser.is_connected():
+                if spare_on is self._browser and self._browser.is_connected():
                     return context, page
                 self._close_later(context)
         try:
@@ -331,6 +333,7 @@ class ShopEnv(RowEnv[Goal]):
                 raise ShopBrowserError(f"Chromium disconnected while starting an episode: {describe(e)}") from e
             raise
         if self.spare_context:  # the next episode's context, made while this one runs
+            self._spare_on = self._browser
             self._spare = asyncio.get_running_loop().create_task(self._new_page(self._browser))
         return obs
 
