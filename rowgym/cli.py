@@ -455,6 +455,79 @@ def dataset_grpo(env_id: Annotated[str, typer.Argument(help="Environment id")],
     console.print(f"wrote {len(rows)} prompts to {path}")
 
 
+@dataset_app.command("rsft")
+def dataset_rsft(runs: Annotated[list[Path], typer.Argument(help="Grouped run directories (collect --group-size k)")],
+                 out: Annotated[Path, typer.Option(help="Output dataset directory")],
+                 min_reward: Annotated[float, typer.Option(help="An accepted sample also needs this final reward")] = 0.0,
+                 hard_negatives: Annotated[int, typer.Option(help="Rejected samples kept per row", min=0)] = 2,
+                 max_per_task: Annotated[int | None, typer.Option(help="Accepted samples kept per group", min=1)] = None,
+                 dev: Annotated[bool, typer.Option("--dev", help="Also use dev-split episodes")] = False,
+                 drop_bad_calls: Annotated[bool, typer.Option("--drop-bad-calls", help="Drop bad calls and repairs")] = False,
+                 allow_unverified: AllowUnverifiedOpt = False,
+                 near_dup: Annotated[float, GateOpts["near_dup"]] = 0.9,
+                 max_kind_share: Annotated[float, GateOpts["max_kind_share"]] = 0.5,
+                 max_per_kind: Annotated[int | None, GateOpts["max_per_kind"]] = None,
+                 eval_file: Annotated[list[Path] | None, GateOpts["eval_file"]] = None,
+                 quarantine_seeds: Annotated[int, GateOpts["quarantine_seeds"]] = 200) -> None:
+    """Rejection-sampling SFT data: per group (k samples of one seed) the samples the verifier passed, with
+    the group's record (candidates, accepted, rejection reasons, hard negatives), through the gates. The
+    dataset feeds `rowgym train sft`."""
+    from rowgym.errors import RowgymError
+    from rowgym.trainers.rsft import build_rsft_dataset
+
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} exists and is not a directory")
+    splits = ("train", "dev") if dev else ("train",)
+    cfg = _gate_config(near_dup, max_kind_share, max_per_kind, eval_file, quarantine_seeds)
+    try:
+        path, report, rows, summary = build_rsft_dataset(
+            [str(r) for r in runs], out, min_reward=min_reward, splits=splits, keep_bad_calls=not drop_bad_calls,
+            n_hard_negatives=hard_negatives, max_per_task=max_per_task, allow_unverified=allow_unverified, cfg=cfg)
+    except RowgymError as e:
+        _fail(str(e))
+    except OSError as e:
+        _fail(f"cannot write the dataset: {_os_error(e)}")
+    _print_gates(report, path)
+    console.print(f"wrote {len(rows)} accepted conversations from {len({r['group_id'] for r in rows})} groups to {path}",
+                  highlight=False, soft_wrap=True)
+
+
+@dataset_app.command("dpo")
+def dataset_dpo(runs: Annotated[list[Path], typer.Argument(help="Grouped run directories (collect --group-size k)")],
+                out: Annotated[Path, typer.Option(help="Output dataset directory")],
+                min_margin: Annotated[float, typer.Option(help="A pair needs chosen - rejected reward > this "
+                                                          "(ties are always dropped)", min=0.0)] = 0.0,
+                max_pairs_per_group: Annotated[int | None, typer.Option(help="Largest-margin pairs kept per group",
+                                                                        min=1)] = None,
+                dev: Annotated[bool, typer.Option("--dev", help="Also use dev-split episodes")] = False,
+                allow_unverified: AllowUnverifiedOpt = False,
+                near_dup: Annotated[float, GateOpts["near_dup"]] = 0.9,
+                max_kind_share: Annotated[float, GateOpts["max_kind_share"]] = 0.5,
+                max_per_kind: Annotated[int | None, GateOpts["max_per_kind"]] = None,
+                eval_file: Annotated[list[Path] | None, GateOpts["eval_file"]] = None,
+                quarantine_seeds: Annotated[int, GateOpts["quarantine_seeds"]] = 200) -> None:
+    """Preference pairs (prompt, chosen, rejected) from samples of one seed's group with different final
+    rewards, through the gates (both sides checked). The dataset feeds `rowgym train dpo`."""
+    from rowgym.errors import RowgymError
+    from rowgym.trainers.dpo import build_dpo_dataset
+
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} exists and is not a directory")
+    splits = ("train", "dev") if dev else ("train",)
+    cfg = _gate_config(near_dup, max_kind_share, max_per_kind, eval_file, quarantine_seeds)
+    try:
+        path, report, rows, summary = build_dpo_dataset(
+            [str(r) for r in runs], out, min_margin=min_margin, max_pairs_per_group=max_pairs_per_group,
+            splits=splits, allow_unverified=allow_unverified, cfg=cfg)
+    except RowgymError as e:
+        _fail(str(e))
+    except OSError as e:
+        _fail(f"cannot write the dataset: {_os_error(e)}")
+    _print_gates(report, path)
+    console.print(f"wrote {len(rows)} preference pairs from {len({r['group_id'] for r in rows})} groups to {path}",
+                  highlight=False, soft_wrap=True)
+
+
 @dataset_app.command("report")
 def dataset_report(dataset: Annotated[Path, typer.Argument(help="Dataset directory (rowgym dataset sft/grpo)")],
                    out: Annotated[Path | None, typer.Option(help="HTML file (default DATASET/report.html)")] = None,
@@ -700,6 +773,38 @@ def _unverified_sft_rows(sources: list[Path], min_reward: float) -> list[dict]:
     if not rows:
         raise RowgymError("no SFT rows in the sources")
     return rows
+
+
+@train_app.command("dpo")
+def train_dpo_cmd(sources: Annotated[list[Path], typer.Argument(help="One `rowgym dataset dpo` dir, or grouped run "
+                                                                    "directories (paired without the gates)")],
+                  model_dir: Annotated[Path, typer.Option(help="Local model directory (policy and reference), "
+                                                               "e.g. the SFT output")],
+                  out: Annotated[Path, typer.Option(help="Where the trained model is saved")] = Path("runs/dpo"),
+                  steps: Annotated[int, typer.Option(help="Optimizer steps", min=1)] = 100,
+                  batch_size: Annotated[int, typer.Option(help="Pairs per step", min=1)] = 4,
+                  lr: Annotated[float, typer.Option(help="Learning rate", callback=_positive)] = 1e-4,
+                  beta: Annotated[float, typer.Option(help="DPO beta (KL strength)", callback=_positive)] = 0.1,
+                  max_length: Annotated[int, typer.Option(help="Tokens per prompt + completion", min=16)] = 4096,
+                  cpu: Annotated[bool, typer.Option(help="Train on CPU (use_cpu=True, bf16=False)")] = True,
+                  allow_unverified: AllowUnverifiedOpt = False) -> None:
+    """DPO (TRL DPOTrainer) on preference pairs, loss on assistant tokens only. Held-out rows are refused,
+    and so are runs or datasets that fail verification unless --allow-unverified."""
+    from rowgym.errors import RowgymError
+    from rowgym.trainers.dpo import DPOOptions, train_dpo
+
+    if not (model_dir / "config.json").exists():
+        _fail(f"--model-dir {model_dir} is not a model directory (no config.json)")
+    src = sources[0] if len(sources) == 1 else [str(s) for s in sources]
+    try:
+        res = train_dpo(src, model_dir, out, DPOOptions(max_steps=steps, batch_size=batch_size, learning_rate=lr,
+                                                        beta=beta, max_length=max_length, use_cpu=cpu),
+                        allow_unverified=allow_unverified)
+    except RowgymError as e:
+        _fail(str(e))
+    console.print(f"DPO {res.steps} steps on {res.n_pairs} pairs in {res.wall_s:.0f}s: loss {res.losses[0]:.3f} -> "
+                  f"{res.losses[-1]:.3f}, reward margin {res.margins[0]:.3f} -> {res.margins[-1]:.3f}; model saved "
+                  f"to {res.out_dir}", highlight=False, soft_wrap=True)
 
 
 @train_app.command("grpo")
