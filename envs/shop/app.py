@@ -56,6 +56,19 @@ _HERE = Path(__file__).parent
 _SESSIONLESS = ("/healthz", "/static", "/favicon.ico")
 
 
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """A short hash of the shop package's files (code, templates, static)."""
+    import hashlib
+
+    root = Path(__file__).parent
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts:
+            h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def _money(value: float) -> str:
     return f"${value:,.2f}"
 
@@ -187,7 +200,7 @@ def create_app(*, secret: str, state_path: str | Path | None = None, catalog_pat
 
     @app.get("/healthz")
     async def healthz() -> Health:
-        return Health(catalog_version=GENERATOR_VERSION, products=len(shop.products))
+        return Health(catalog_version=GENERATOR_VERSION, products=len(shop.products), code=code_version())
 
     # --- grader (env process only) ---
     @app.post("/_grader/sessions")

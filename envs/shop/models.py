@@ -115,3 +115,5 @@ class Health(_Model):
     ok: bool = True
     catalog_version: int
     products: int
+    code: str = ""
+    """Hash of the shop's source files: ``make env-up`` restarts a server that runs older code."""

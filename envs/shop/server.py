@@ -67,6 +67,15 @@ def is_running(port: int = DEFAULT_PORT, host: str = HOST, timeout: float = 1.0)
     return True
 
 
+def running_code(port: int = DEFAULT_PORT, host: str = HOST, timeout: float = 2.0) -> str | None:
+    """The code hash a running shop reports in ``/healthz`` (None if none answers)."""
+    try:
+        with urllib.request.urlopen(base_url(port, host) + "/healthz", timeout=timeout) as resp:
+            return str(json.loads(resp.read()).get("code", ""))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def serve(port: int = DEFAULT_PORT, *, host: str = HOST, secret: str | None = None,
           state_path: str | Path | None = None, log_level: str = "warning") -> None:
     """Run the shop in the foreground until interrupted (Ctrl-C / SIGTERM)."""
@@ -98,7 +107,11 @@ def start_background(port: int = DEFAULT_PORT, *, host: str = HOST, secret: str 
         # A generous timeout here: a server busy with many episodes may answer /healthz slowly, and
         # taking "slow" for "down" would start a second server that cannot bind the port.
         if is_running(port, host, timeout=10.0):
-            return base_url(port, host)
+            from rowgym.envs.shop.app import code_version
+
+            if running_code(port, host) == code_version() or not stop_background(port):
+                return base_url(port, host)  # current code, or a server we did not start (left alone)
+            print(f"restarted the shop on port {port}: it ran older code", file=sys.stderr)
         build_catalog_db()  # build once here, so the child starts fast and the timeout is fair
         env = {**os.environ, ENV_VAR: load_secret(secret)}
         server = ManagedProcess("shop server", [sys.executable, "-m", _MODULE, "serve", "--port", str(port),
