@@ -125,3 +125,16 @@ def test_cli_builds_rsft(run, tmp_path):
     assert "accepted conversations" in res.output and "rsft:" in res.output
     rows = [json.loads(line) for line in (tmp_path / "d" / "data.jsonl").read_text().splitlines()]
     assert rows and all(len(r["hard_negatives"]) <= 1 for r in rows)
+
+
+@pytest.mark.train
+def test_train_sft_reads_an_rsft_dataset(tiny_model_dir, tmp_path):
+    pytest.importorskip("trl")
+    from rowgym.trainers.sft import SFTOptions, train_sft
+
+    run = grouped_run(tmp_path / "home", env="rowgym/ToolAPI-Home-v0")
+    path, _, rows, _ = build_rsft_dataset([run], tmp_path / "ds", cfg=GateConfig(quarantine_seeds=20))
+    res = train_sft(path, tiny_model_dir, tmp_path / "m", SFTOptions(max_steps=1, batch_size=2))
+    assert res.n_rows == len(rows) > 0 and res.steps == 1
+    cons = json.loads((tmp_path / "m" / "consumption.json").read_text())["consumed"][-1]
+    assert cons["dataset"]["kind"] == "rsft" and set(cons["episode_ids"]) == {r["episode_id"] for r in rows}
