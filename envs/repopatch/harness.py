@@ -300,6 +300,16 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 if o is not obj or c is not code:
                     findings.append(f"test function of {node} replaced")
 
+    def written_by_agent(obj):
+        """True when ``obj`` (a finder, a hook) or its class has code from a file the agent wrote."""
+        cls = obj if isinstance(obj, type) else type(obj)
+        codes = [getattr(obj, "__code__", None)]
+        for klass in cls.__mro__:
+            for v in vars(klass).values():
+                fn = getattr(v, "__func__", v)
+                codes.append(getattr(fn, "__code__", None))
+        return any(c is not None and os.path.normpath(c.co_filename) in agent_files for c in codes)
+
     reporter = Reporter()
     meta0 = list(sys.meta_path)
     hooks_path0 = list(sys.path_hooks)
@@ -321,12 +331,12 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     if not reporter.checked:
         findings.append("pytest session did not finish normally")
     problems = compare(before, fingerprint())
-    new_finders = [type(f).__qualname__ for f in sys.meta_path if f not in meta0
-                   and not isinstance(f, _pytest.assertion.rewrite.AssertionRewritingHook)]
+    # Libraries add import finders too (toolz's `tlz`); one whose code the agent wrote is suspect.
+    new_finders = [type(f).__qualname__ for f in sys.meta_path if f not in meta0 and written_by_agent(f)]
     if new_finders:
-        problems.append(f"import finders added to sys.meta_path: {new_finders}")
-    if [h for h in sys.path_hooks if h not in hooks_path0]:
-        problems.append("sys.path_hooks changed")
+        problems.append(f"import finders added to sys.meta_path by code the agent wrote: {new_finders}")
+    if [h for h in sys.path_hooks if h not in hooks_path0 and written_by_agent(h)]:
+        problems.append("sys.path_hooks changed by code the agent wrote")
     if sys.gettrace() is not None or sys.getprofile() is not None:
         problems.append("a trace or profile function is still installed")
     emit("finished", {"exit": int(code) if isinstance(code, int) else -1, "error": error,
