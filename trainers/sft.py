@@ -55,8 +55,9 @@ class SFTOptions:
     """Peak learning rate (a tiny random-init model wants a large one; use ~1e-5 for real models)."""
     warmup_steps: int = 0
     lr_scheduler_type: str = "constant_with_warmup"
-    max_length: int | None = 2048
-    """Longer conversations are truncated (keep_start)."""
+    max_length: int | None = 4096
+    """Longer conversations are truncated (keep_start). The tiny model's context; a Retail prompt with its
+    tool schemas is ~2,400 tokens, and a limit below the prompt leaves no assistant token to train on."""
     min_reward: float = 1.0
     """Only episodes with at least this final reward become SFT data."""
     keep_bad_calls: bool = True
