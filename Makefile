@@ -42,13 +42,15 @@ lint: setup ## ruff, and the package layers as import-linter contracts (.importl
 	$(PY) -m ruff check rowgym envs agents rollouts rewards trainers sandboxes evals tests benchmarks examples
 	bash scripts/lint_imports.sh
 
-bench: env-up ## performance benchmarks; each prints ratios measured side by side (no pass/fail)
+bench: env-up ## performance benchmarks; ratios measured side by side -> results/bench.json + bench.md (no pass/fail)
+	$(PY) benchmarks/results.py --reset
 	$(PY) benchmarks/bench_toolapi.py
 	$(PY) benchmarks/bench_rollouts.py
 	$(PY) benchmarks/bench_sandbox.py
 	$(PY) benchmarks/bench_repopatch.py
 	$(PY) benchmarks/bench_shop.py
 	$(PY) benchmarks/bench_grpo.py
+	$(PY) benchmarks/results.py
 
 check-all: setup ## run the env checker on every registered environment
 	$(ROWGYM) check --all

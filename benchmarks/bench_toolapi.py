@@ -3,13 +3,14 @@
     python benchmarks/bench_toolapi.py [--episodes 150] [--reps 5]
 
 Loops over the same seeds and the same expert actions, measured side by side in one run
-(each mode ``--reps`` times, interleaved; the median time of each mode is compared):
+(each mode ``--reps`` times, interleaved, under the engine's GC settings; the median time of
+each mode is compared):
   bare         env.step() on the gold plan, no agent, no rows (the ideal),
   no-record    play_episode(record=False) as the engine's worker runs it: agent + bookkeeping, no rows,
   record       play_episode(record=True) + the engine's writer (rowgym.store.EpisodeWriter): episodes
                stored off the loop, several per fsync, each reported only once it is on disk; the
                time includes draining the writer and closing the store, so every episode is durable,
-  record-sync  the same rows appended on the loop, one write + fsync per episode (before group commit).
+  record-sync  the same rows appended on the loop, one synchronous write per episode (before group commit).
 Prints steps/s of each and the ratios, and records them in results/bench.json; asserts nothing.
 """
 
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import rowgym
 from rowgym.agents import make_agent
+from rowgym.rollouts.engine import fewer_gc_pauses
 from rowgym.rollouts.episode import EpisodeKey, play_episode
 from rowgym.store import EpisodeWriter, TrajectoryStore
 
@@ -74,7 +76,8 @@ MODES = ("bare", "no-record", "record", "record-sync")
 def measure(env_id: str, seeds: list[int], reps: int) -> dict[str, tuple[int, float]]:
     """Median (steps, seconds) of each mode over ``reps`` interleaved runs, after one warm-up each."""
     def run(mode: str) -> tuple[int, float]:
-        return asyncio.run(bare(env_id, seeds) if mode == "bare" else engine(env_id, seeds, mode))
+        with fewer_gc_pauses():  # the engine's GC settings while episodes run
+            return asyncio.run(bare(env_id, seeds) if mode == "bare" else engine(env_id, seeds, mode))
 
     for mode in MODES:  # warm-up: task generation and the tool schemas are cached per seed
         run(mode)

@@ -15,10 +15,11 @@ Layout of a run directory::
     .hashes.json                   cache of shard hashes keyed by size/mtime/ctime/inode
 
 Each finished episode is one JSON line appended to the active shard. A batch of finished
-episodes goes out with one ``write`` followed by one ``fsync`` (a group commit,
-:meth:`TrajectoryStore.append_many`; :class:`EpisodeWriter` does it off the event loop and
-reports an episode stored only after its fsync), so a killed collection loses at most the
-episodes that were not yet reported stored. A shard is sealed by fsync + rename once it
+episodes goes out with one synchronous write (``O_DSYNC``: on disk when it returns, like
+``write`` + ``fdatasync``; a group commit, :meth:`TrajectoryStore.append_many`;
+:class:`EpisodeWriter` does it off the event loop and reports an episode stored only after
+that write returned), so a killed collection loses at most the episodes that were not yet
+reported stored. A shard is sealed by fsync + rename once it
 holds ``shard_size`` episodes, and its hash goes into the manifest (written to a temporary
 file, fsynced and renamed). Re-opening a run repairs a torn last line of the active shard,
 seals it, and reports which episode ids are done so a resume skips them.

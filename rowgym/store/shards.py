@@ -2,8 +2,13 @@
 
 Finished episodes are appended to the active shard ``shards/episodes-NNNNN.jsonl.partial``
 as one JSON line each. :meth:`Shards.append_many` is a group commit: the lines of every
-episode given go out in one ``write`` and one ``fsync`` (per shard touched), and they are
-durable when it returns; :meth:`Shards.append` is the batch of one. A killed writer loses at
+episode given go out in one synchronous ``write`` per shard touched (the shard is opened
+with ``O_DSYNC``: the write returns once the data and the file's new size are on disk, as
+``write`` + ``fdatasync`` would, in one system call), and they are durable when it returns;
+:meth:`Shards.append` is the batch of one. :meth:`Shards.append_lines` takes lines already
+serialised (the engine's writer serialises on the event loop and writes in a thread, so the
+thread needs the GIL only around that one call). A new shard's directory entry is fsynced
+when it is created. A killed writer loses at
 most the lines of the batch in flight (never one that was reported stored), and re-opening
 the run drops a torn last line. A shard is sealed by fsync + rename once it holds
 ``shard_size`` episodes; its sha256 and line count go into the manifest first.
@@ -103,23 +108,27 @@ class Shards:
         """Durably add finished episodes in order: a group commit.
 
         All lines are serialised first (an episode that cannot be serialised raises before
-        anything is written), then written with one ``write`` and one ``fsync`` per shard they
-        land in. When this returns, every one of them is on disk.
+        anything is written), then written with one synchronous ``write`` per shard they land
+        in. When this returns, every one of them is on disk.
         """
+        self.append_lines([encode(e) for e in episodes])
+
+    def append_lines(self, lines: Sequence[bytes]) -> None:
+        """Durably add episode lines made by :func:`encode`, in order (see :meth:`append_many`)."""
         if self.readonly:
             raise StoreError(f"{self.root} was opened read-only")
         if not self.lock.held:
             raise StoreError(f"{self.root} was closed; open the store again to write")
-        lines = [e.model_dump_json().encode() + b"\n" for e in episodes]
+        lines = list(lines)
         while lines:
             if self._fh is None:
                 self._active = self._next_shard()
-                self._fh = open(self._active, "ab")
+                fd = os.open(self._active, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_DSYNC, 0o644)
+                self._fh = open(fd, "ab", buffering=0)
+                fsync_dir(self.shard_dir)  # the new shard's name survives a power loss too
                 self._active_count = 0
             n = min(len(lines), self.shard_size - self._active_count)
-            self._fh.write(b"".join(lines[:n]))
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            write_durably(self._fh, b"".join(lines[:n]))
             self._active_count += n
             lines = lines[n:]
             if self._active_count >= self.shard_size:
@@ -133,6 +142,18 @@ class Shards:
             assert self._active is not None
             self._seal(self._active)
             self._active = None
+
+
+def encode(episode: Episode) -> bytes:
+    """One episode as its stored line."""
+    return episode.model_dump_json().encode() + b"\n"
+
+
+def write_durably(fh: Any, data: bytes) -> None:
+    """Write all of ``data`` to an ``O_DSYNC`` file: on disk when this returns."""
+    view = memoryview(data)
+    while view:
+        view = view[fh.write(view):]
 
 
 def _parses(line: bytes) -> bool:

@@ -16,11 +16,13 @@
 ['r:1:0']
 
 ``put`` never blocks the loop: it queues the episode. One background task takes everything
-queued, hands it to :meth:`TrajectoryStore.append_many` in a worker thread (serialisation,
-one ``write``, one ``fsync``; at most one commit per ``min_interval_s``), and only then reports each episode through ``on_stored``: an
-episode is durable when it is reported stored. While one fsync is in flight, the episodes
-that finish meanwhile queue up and share the next one, so the number of fsyncs falls as the
-rate of finished episodes rises, and the loop never waits for the disk.
+queued, serialises it on the loop and hands the lines to
+:meth:`TrajectoryStore.append_lines` in a worker thread (one synchronous ``write``; at most
+one commit per ``min_interval_s``), and only then reports each episode through
+``on_stored``: an episode is durable when it is reported stored. While one commit is in
+flight, the episodes that finish meanwhile queue up and share the next one, so the number
+of commits falls as the rate of finished episodes rises, and the loop never waits for the
+disk.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from collections.abc import Callable
 from rowgym.errors import RowgymError
 from rowgym.rows import Episode
 from rowgym.store.run import TrajectoryStore
+from rowgym.store.shards import encode
 
 
 class EpisodeWriter:
@@ -42,12 +45,12 @@ class EpisodeWriter:
         on_stored: Called on the event loop for each episode once it is on disk.
         min_interval_s: Least time between two commits: episodes that finish sooner after the
             last commit wait (at most this long) and share the next one. Each commit wakes a
-            worker thread and passes the GIL back and forth a few times, which on a busy
-            machine costs the loop more than the fsync itself.
+            worker thread that must take the GIL from the loop and give it back, which on a
+            busy machine (every core taken) costs the loop more than the disk wait itself.
     """
 
     def __init__(self, store: TrajectoryStore, on_stored: Callable[[Episode], None], *,
-                 min_interval_s: float = 0.05):
+                 min_interval_s: float = 0.1):
         self.store, self.on_stored = store, on_stored
         self.min_interval_s = min_interval_s
         self.queue: asyncio.Queue[Episode | None] = asyncio.Queue()
@@ -73,7 +76,8 @@ class EpisodeWriter:
                 batch.append(self.queue.get_nowait())
             eps = [e for e in batch if e is not None]
             if eps:
-                await asyncio.to_thread(self.store.append_many, eps)
+                lines = [encode(e) for e in eps]  # on the loop: the thread then holds the GIL only briefly
+                await asyncio.to_thread(self.store.append_lines, lines)
                 self.n_commits += 1
                 self.last_stored = self.last_commit = time.perf_counter()
                 for e in eps:

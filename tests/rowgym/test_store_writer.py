@@ -1,6 +1,7 @@
 """Group commit: several episodes per fsync, each reported stored only once it is on disk."""
 
 import asyncio
+import fcntl
 import json
 import os
 
@@ -24,19 +25,20 @@ def manifest(run: str = "r") -> RunManifest:
                                         seed_set_hash="h"))
 
 
-def _count_fsyncs(monkeypatch):
+def _count_writes(monkeypatch):
     calls = []
-    real = os.fsync
-    monkeypatch.setattr(shards_mod.os, "fsync", lambda fd: calls.append(fd) or real(fd))
+    real = shards_mod.write_durably
+    monkeypatch.setattr(shards_mod, "write_durably", lambda fh, data: calls.append(data) or real(fh, data))
     return calls
 
 
-def test_append_many_is_one_write_and_one_fsync(tmp_path, monkeypatch):
+def test_append_many_is_one_synchronous_write(tmp_path, monkeypatch):
     s = TrajectoryStore(tmp_path, shard_size=100)
     s.start(manifest())
-    calls = _count_fsyncs(monkeypatch)
+    calls = _count_writes(monkeypatch)
     s.append_many([episode(i) for i in range(10)])
-    assert len(calls) == 1
+    assert len(calls) == 1 and calls[0].count(b"\n") == 10
+    assert fcntl.fcntl(s._fh.fileno(), fcntl.F_GETFL) & os.O_DSYNC  # the write returns once it is on disk
     s.append(episode(10))
     assert len(calls) == 2
     monkeypatch.undo()
