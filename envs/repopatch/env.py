@@ -16,8 +16,8 @@ repository, so ``git diff`` works for the agent. Tools: ``list_files``, ``read_f
 
 Local rewards (besides the shared valid/bad-call terms): ``edit_applied`` for an edit
 that changed a file, and ``visible_progress`` for the rise of the best fraction of
-visible tests passing. Sandbox trouble raises :class:`SandboxFailure`
-(``failure_kind = "sandbox"``), grader trouble :class:`GraderFailure` (``"grader"``).
+visible tests passing. Sandbox trouble raises :class:`~rowgym.errors.SandboxError` (an
+episode failure of kind ``sandbox``), grader trouble :class:`~rowgym.errors.GraderError` (``grader``).
 """
 
 from __future__ import annotations
@@ -34,9 +34,7 @@ from rowgym.envs.repopatch.grading import (
     VERIFIER,
     VERIFIER_VERSION,
     Boxes,
-    GraderFailure,
     HarnessCall,
-    SandboxFailure,
     agent_changes,
     grade_changes,
     pythonpath_env,
@@ -47,6 +45,7 @@ from rowgym.envs.repopatch.task import (
     RepoPatchTask,
     SnapshotCache,
 )
+from rowgym.errors import GraderError
 from rowgym.rewards.base import LocalReward, Rubric
 from rowgym.rewards.local import BAD_CALL_PENALTY, VALID_CALL
 from rowgym.rows import Split, Verdict
@@ -131,7 +130,7 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
         self.pool_size = pool_size
         self.task_list = list(tasks) if tasks is not None else self.load_tasks()
         if not self.task_list:
-            raise GraderFailure(f"{type(self).__name__}: no tasks")
+            raise GraderError(f"{type(self).__name__}: no tasks")
         self.splits = ListSplits(assign_splits(self.task_list))
         self._boxes: Boxes | None = None
         self.snapshots = SnapshotCache()
@@ -173,9 +172,9 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
                 "git init -q && git add -A && git -c user.name=rowgym -c user.email=rowgym@localhost "
                 "commit -qm 'task snapshot' && git status --short | head -5", timeout=60)
         except SandboxError as e:
-            raise SandboxFailure(f"could not prepare the work dir: {e}") from e
+            raise SandboxError(f"could not prepare the work dir: {e}") from e
         if not res.ok:
-            raise SandboxFailure(f"git init in the sandbox failed: {res.stderr.strip()[:300]}")
+            raise SandboxError(f"git init in the sandbox failed: {res.stderr.strip()[:300]}")
         self.last_grade = None
         self._best_visible = 0.0
         visible = ", ".join(task.visible_tests) if task.visible_tests else "(none)"
@@ -218,7 +217,7 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
         try:
             return await self.sb.exec(cmd, timeout=timeout, env=env)
         except SandboxError as e:
-            raise SandboxFailure(f"sandbox command failed: {e}") from e
+            raise SandboxError(f"sandbox command failed: {e}") from e
 
     async def _read_text(self, path: str) -> str:
         assert self.sb is not None
@@ -343,7 +342,7 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
         try:
             run = await call.run(self.sb, timeout=120)
         except (SandboxError, OSError, ValueError) as e:
-            raise SandboxFailure(f"could not run the visible tests: {e}") from e
+            raise SandboxError(f"could not run the visible tests: {e}") from e
         if not run.started:  # the harness deletes its config first thing; here it never ran
             await self._exec(["rm", "-f", "--", call.conf_name], timeout=30)
         results = run.outcomes

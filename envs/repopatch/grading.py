@@ -46,9 +46,10 @@ from rowgym.envs.repopatch.task import (
     split_guarded,
     write_tree,
 )
-from rowgym.errors import RowgymError
+from rowgym.errors import GraderError
 from rowgym.rows import Check, Verdict
 from rowgym.sandboxes import ExecResult, Sandbox, SandboxConfig, SandboxError, open_sandbox, pick_backend
+from rowgym.sandboxes.cleanup import owned_mkdtemp, owner_prefix
 
 VERIFIER = "hidden_tests"
 VERIFIER_VERSION = "2"
@@ -58,24 +59,6 @@ HARNESS_SOURCE = Path(__file__).with_name("harness.py").read_text()
 PYTEST_ARGS = ("-q", "--tb=short", "-rfE", "-p", "no:cacheprovider", "-o", "addopts=",
                "--rootdir", WORKSPACE, "--import-mode=append")
 _RECORD_RE = re.compile(r"^@@rowgym-harness (started|finished) ([0-9a-f]{64}) ([A-Za-z0-9+/=]+)$")
-
-
-class RepoPatchError(RowgymError):
-    """Base of repo-patch infrastructure errors (never the agent's fault)."""
-
-    failure_kind = "env"
-
-
-class SandboxFailure(RepoPatchError):
-    """A sandbox could not be started or a command could not run; start Docker with `make env-up`."""
-
-    failure_kind = "sandbox"
-
-
-class GraderFailure(RepoPatchError):
-    """The grader could not produce per-test results (bad task data or a broken test run)."""
-
-    failure_kind = "grader"
 
 
 class Boxes:
@@ -92,7 +75,7 @@ class Boxes:
         try:
             self.backend = pick_backend(backend, self.config)  # type: ignore[arg-type]
         except SandboxError as e:
-            raise SandboxFailure(str(e)) from e
+            raise SandboxError(str(e)) from e
         self.pool_size = pool_size
         self._pool = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -117,13 +100,12 @@ class Boxes:
                     self._loop = loop
                     await self._pool.start()
                 return await self._pool.acquire()
-            from rowgym.sandboxes.cleanup import owned_mkdtemp
 
             sb = open_sandbox(self.backend, owned_mkdtemp("rp"), self.config)  # type: ignore[arg-type]
             await sb.start()
             return _Owned(sb)
         except SandboxError as e:
-            raise SandboxFailure(f"could not start a sandbox: {e}") from e
+            raise SandboxError(f"could not start a sandbox: {e}") from e
 
     def _drop_foreign_pool(self) -> None:
         """A pool made on another (now finished) event loop: remove its containers synchronously."""
@@ -288,7 +270,7 @@ def gold_changes(task: RepoPatchTask, snapshot: Path) -> dict[str, bytes | None]
             cur = files.get(args["path"])
             text = (cur if cur is not None else (snapshot / args["path"]).read_bytes()).decode()
             if text.count(args["old"]) != 1:
-                raise GraderFailure(f"{task.instance_id}: gold edit of {args['path']} does not match exactly once")
+                raise GraderError(f"{task.instance_id}: gold edit of {args['path']} does not match exactly once")
             files[args["path"]] = text.replace(args["old"], args["new"]).encode()
     return files
 
@@ -299,11 +281,11 @@ async def agent_changes(sb: Sandbox, snapshot: Path) -> dict[str, bytes | None]:
     Bytecode, ``__pycache__`` and ``*.egg-info`` are kept in the comparison (they are dropped
     and flagged later, never graded).
     """
-    with tempfile.TemporaryDirectory(prefix="rowgym-rp-out-") as out:
+    with tempfile.TemporaryDirectory(prefix=owner_prefix("rp-out")) as out:
         try:
             await sb.copy_out(".", out)
         except SandboxError as e:
-            raise SandboxFailure(f"could not copy the agent's work dir out: {e}") from e
+            raise SandboxError(f"could not copy the agent's work dir out: {e}") from e
         after = await asyncio.to_thread(read_tree, Path(out), planted=True)
     base = await asyncio.to_thread(read_tree, snapshot, planted=True)
     return changed_files(base, after)
@@ -326,29 +308,29 @@ async def grade_changes(task: RepoPatchTask, snapshot: Path, changes: dict[str, 
 
     diff = unified_diff(base, kept)
     call = HarnessCall(task, task.test_paths, [p for p, d in kept.items() if d is not None])
-    stage = Path(tempfile.mkdtemp(prefix="rowgym-rp-grade-"))
+    stage = Path(owned_mkdtemp("rp-grade"))
     try:
         try:
             await asyncio.to_thread(_stage, snapshot, stage, kept, task.hidden_files)
             (stage / call.conf_name).write_bytes(call.conf_bytes())
         except (OSError, ValueError) as e:
-            raise GraderFailure(f"{task.instance_id}: could not stage the grading copy: {e}") from e
+            raise GraderError(f"{task.instance_id}: could not stage the grading copy: {e}") from e
         sb = await boxes.acquire()
         try:
             await sb.copy_in(stage)
             run = await call.run(sb, timeout, write_conf=False)
         except SandboxError as e:
-            raise SandboxFailure(f"grading sandbox failed: {e}") from e
+            raise SandboxError(f"grading sandbox failed: {e}") from e
         finally:
             await sb.close()
     finally:
         await asyncio.to_thread(shutil.rmtree, stage, True)
     res = run.res
     if res.exit_code == 126 and "could not start" in res.stderr:
-        raise SandboxFailure(f"grading command did not start: {res.stderr.strip()[:300]}")
+        raise SandboxError(f"grading command did not start: {res.stderr.strip()[:300]}")
     if not run.started:
         # Nothing of the repository had run yet: the harness itself (or the image) failed.
-        raise GraderFailure(f"{task.instance_id}: the grading harness did not start (exit {res.exit_code}): "
+        raise GraderError(f"{task.instance_id}: the grading harness did not start (exit {res.exit_code}): "
                             f"{(res.stdout + res.stderr)[-500:]}")
     results = run.outcomes
     checks = []

@@ -26,8 +26,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from rowgym.envs.repopatch.grading import GraderFailure
 from rowgym.envs.repopatch.task import Base, RepoPatchTask, call, edit_calls, materialize, read_tree
+from rowgym.errors import GraderError
 
 
 def _as_list(v: object) -> list[str]:
@@ -50,7 +50,7 @@ def _patched(repo: str, commit: str, patch: str) -> tuple[dict[str, bytes], dict
                 subprocess.run(["git", "apply", "--whitespace=nowarn", str(pf)], cwd=work, check=True,
                                capture_output=True)
             except subprocess.CalledProcessError as e:
-                raise GraderFailure(f"patch does not apply at {commit}: {e.stderr.decode()[:300]}") from e
+                raise GraderError(f"patch does not apply at {commit}: {e.stderr.decode()[:300]}") from e
             finally:
                 pf.unlink()
         after = read_tree(work)
@@ -62,7 +62,7 @@ def _resolve_repo(name: str, root: Path) -> str:
     for cand in (Path(name), root / name, root / name.replace("/", "__")):
         if (cand / ".git").exists() or (cand / "HEAD").exists():
             return str(cand.resolve())
-    raise GraderFailure(f"no local git repository for {name!r} (looked in {root}); clone it there first")
+    raise GraderError(f"no local git repository for {name!r} (looked in {root}); clone it there first")
 
 
 def load_instances(path: str | Path, repos_root: str | Path | None = None) -> list[RepoPatchTask]:
@@ -81,13 +81,13 @@ def load_instances(path: str | Path, repos_root: str | Path | None = None) -> li
         gold = []
         for p, content in sorted(fixed.items()):
             if content is None:
-                raise GraderFailure(f"{r['instance_id']}: gold patches that delete files are not supported")
+                raise GraderError(f"{r['instance_id']}: gold patches that delete files are not supported")
             old = base_tree.get(p)
             try:
                 gold += edit_calls(p, old.decode(), content.decode()) if old is not None else [
                     call("write_file", path=p, content=content.decode())]
             except UnicodeDecodeError:
-                raise GraderFailure(f"{r['instance_id']}: binary gold patches are not supported") from None
+                raise GraderError(f"{r['instance_id']}: binary gold patches are not supported") from None
         hidden = {p: c.decode() for p, c in test_files.items() if c is not None}
         f2p, p2p = _as_list(r["FAIL_TO_PASS"]), _as_list(r["PASS_TO_PASS"])
         first_file = sorted(fixed)[0] if fixed else ""

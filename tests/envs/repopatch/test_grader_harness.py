@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from rowgym.envs.repopatch.grading import HARNESS_SOURCE, GraderFailure, HarnessCall, grade_changes
+from rowgym.envs.repopatch.grading import HARNESS_SOURCE, HarnessCall, grade_changes
 from rowgym.envs.repopatch.task import Base, RepoPatchTask, split_guarded, tooling_reason
+from rowgym.errors import GraderError
 from rowgym.sandboxes import ExecResult, Sandbox
 
 TASK = RepoPatchTask(instance_id="t", source="corpus", repo="r", base=Base(files={"pkg/__init__.py": "X = 1\n"}),
@@ -89,7 +90,7 @@ def test_attribution(tmp_path: Path) -> None:
                tmp_path)
     assert g.reward == 1.0 and g.flags == []
     # Never started: nothing of the repository ran yet, so the harness (grader) failed.
-    with pytest.raises(GraderFailure):
+    with pytest.raises(GraderError):
         _grade(lambda k: "Traceback: no module named pytest\n", tmp_path)
     # Started, never finished: the submission ended the run; a verdict, reward 0.
     g = _grade(lambda k: _record(k, "started", {}), tmp_path)

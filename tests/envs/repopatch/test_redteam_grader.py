@@ -13,8 +13,8 @@ import textwrap
 import pytest
 
 from rowgym.envs.repopatch.families import CorpusEnv
-from rowgym.envs.repopatch.grading import SandboxFailure
 from rowgym.rows import Split
+from rowgym.sandboxes import SandboxError
 
 pytestmark = [pytest.mark.docker, pytest.mark.redteam]
 
@@ -24,7 +24,7 @@ def env():
     try:
         e = CorpusEnv(pool_size=1)
         e.reset(seed=0)
-    except SandboxFailure as exc:
+    except SandboxError as exc:
         pytest.skip(f"no sandbox backend: {exc}")
     yield e
     e.close()

@@ -9,8 +9,8 @@ import pytest
 
 import rowgym
 from rowgym.envs.repopatch.families import CorpusEnv
-from rowgym.envs.repopatch.grading import SandboxFailure
 from rowgym.rows import Split
+from rowgym.sandboxes import SandboxError
 
 pytestmark = pytest.mark.docker
 
@@ -20,7 +20,7 @@ def env():
     try:
         e = CorpusEnv(pool_size=1)
         e.reset(seed=0)
-    except SandboxFailure as exc:
+    except SandboxError as exc:
         pytest.skip(f"no sandbox backend: {exc}")
     yield e
     e.close()
