@@ -58,6 +58,8 @@ class EpisodeWriter:
         self.last_stored = time.perf_counter()
         self.n_commits = 0
         self.last_commit = 0.0
+        self.closing = False
+        self._nap: asyncio.Future[None] | None = None
 
     def put(self, ep: Episode) -> None:
         """Queue one finished episode (raises the writer's error if it stopped, e.g. disk full)."""
@@ -70,8 +72,9 @@ class EpisodeWriter:
         while True:
             batch = [await self.queue.get()]
             wait = self.last_commit + self.min_interval_s - time.perf_counter()
-            if wait > 0 and batch[0] is not None:
-                await asyncio.sleep(wait)
+            if wait > 0 and batch[0] is not None and not self.closing:
+                self._nap = asyncio.ensure_future(asyncio.sleep(wait))
+                await asyncio.wait({self._nap})  # cut short by close()
             while not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             eps = [e for e in batch if e is not None]
@@ -86,6 +89,10 @@ class EpisodeWriter:
                 return
 
     async def close(self) -> None:
-        """Store everything queued, then stop (raises the writer's error, if any)."""
+        """Store everything queued now (no waiting out the interval), then stop (raises the writer's
+        error, if any)."""
+        self.closing = True
+        if self._nap is not None:
+            self._nap.cancel()
         self.queue.put_nowait(None)
         await self.task

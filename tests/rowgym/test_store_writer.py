@@ -121,3 +121,15 @@ async def test_writer_error_stops_the_run(tmp_path):
         await writer.close()
     with pytest.raises(StoreError):
         writer.put(episode(1))
+
+
+async def test_close_commits_at_once_instead_of_waiting_out_the_interval(tmp_path):
+    with TrajectoryStore(tmp_path) as store:
+        store.start(manifest())
+        writer = EpisodeWriter(store, lambda ep: None, min_interval_s=600)
+        writer.put(episode(0))
+        await asyncio.sleep(0.05)  # the first episode is committed at once; the next one would wait 600 s
+        writer.put(episode(1))
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(writer.close(), 60)
+        assert store.completed_ids() == {"r:0:0", "r:1:0"} and writer.n_commits == 2
