@@ -179,14 +179,27 @@ def episode_rewards(ep: Episode, *, local_coef: float = 1.0) -> list[float]:
     return [local_coef * s.reward for s in ep.steps]
 
 
+UNTRUSTED_FLAGS = frozenset({"suspicious"})
+"""Verdict flags whose reward is not trained on: the agent touched what grades it."""
+
+
+def trained_final_reward(ep: Episode) -> float:
+    """The final reward RL trains on: the verifier's, or 0 for a verdict flagged ``suspicious``
+    (a reward the agent may have won by tampering must never become the policy's strategy)."""
+    if ep.verdict is not None and UNTRUSTED_FLAGS.intersection(ep.verdict.flags):
+        return 0.0
+    return ep.final_reward
+
+
 def episode_return(ep: Episode, *, local_coef: float = 1.0) -> float:
     """``R = final_reward + local_coef * sum_t r_t``: the episode's score for GRPO."""
-    return ep.final_reward + local_coef * sum(s.reward for s in ep.steps)
+    return trained_final_reward(ep) + local_coef * sum(s.reward for s in ep.steps)
 
 
 def episode_returns(ep: Episode, *, gamma: float = 1.0, local_coef: float = 1.0) -> list[float]:
     """Per-turn discounted returns ``G_t`` of an episode (see :func:`discounted_returns`)."""
-    return discounted_returns(episode_rewards(ep, local_coef=local_coef), gamma=gamma, final_reward=ep.final_reward)
+    return discounted_returns(episode_rewards(ep, local_coef=local_coef), gamma=gamma,
+                              final_reward=trained_final_reward(ep))
 
 
 @dataclass

@@ -32,6 +32,7 @@ from typing import Any
 
 from rowgym import aio
 from rowgym.errors import RowgymError
+from rowgym.rewards.credit import trained_final_reward
 from rowgym.rows import Episode
 from rowgym.trainers import datasets as ds
 from rowgym.trainers.rl.config import GRPOOptions
@@ -126,7 +127,7 @@ class RolloutPlayer:
             "logprobs": [o["logprobs"] for o in outs],
             "env_mask": [o["env_mask"] for o in outs],
             # extra keys reach the reward functions as keyword arguments
-            "final_reward": [ep.final_reward for ep in episodes],
+            "final_reward": [trained_final_reward(ep) for ep in episodes],
             "local_reward": [round(ep.local_return, 6) for ep in episodes],
             "success": [ep.success for ep in episodes],
             "episode_id": [ep.episode_id for ep in episodes],

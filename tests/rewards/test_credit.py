@@ -155,3 +155,16 @@ def test_assign_credit_history_anchor(batch):
 def test_assign_credit_rejects_duplicates(batch):
     with pytest.raises(ValueError, match="duplicate"):
         assign_credit([batch[0], batch[0]])
+
+
+def test_a_suspicious_verdict_pays_nothing_in_training():
+    from rowgym.rewards.credit import episode_return, episode_returns, trained_final_reward
+    from rowgym.rows import Episode, PolicyInfo, Verdict
+
+    ep = Episode(run_id="r", episode_id="e", group_id="g", env_id="x", env_version="0", seed=0, split="train",
+                 task_hash="h", policy=PolicyInfo(agent="a"),
+                 verdict=Verdict(reward=1.0, success=True, verifier="v", verifier_version="1"))
+    assert trained_final_reward(ep) == 1.0 and episode_return(ep) == 1.0
+    flagged = ep.model_copy(update={"verdict": ep.verdict.model_copy(update={"flags": ["edited_tests", "suspicious"]})})
+    assert trained_final_reward(flagged) == 0.0 and episode_return(flagged) == 0.0
+    assert episode_returns(flagged) == []  # no turns: nothing credited
