@@ -165,15 +165,21 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
     # ------------------------------------------------------------------ lifecycle
     async def setup(self, task: RepoPatchTask) -> str:
         snap = await asyncio.to_thread(self.snapshots.get, task)
+        git_dir = await asyncio.to_thread(self.snapshots.git_dir, task)
         self.sb = await self.boxes.acquire()
         try:
             await self.sb.copy_in(snap)
-            res = await self.sb.exec(
-                "git init -q && git add -A && git -c user.name=rowgym -c user.email=rowgym@localhost "
-                "commit -qm 'task snapshot' && git status --short | head -5", timeout=60)
+            if git_dir is not None:
+                # The snapshot's repository, committed once on the host (SnapshotCache.git_dir).
+                await self.sb.copy_in(git_dir, ".git")
+                res = None
+            else:  # no git on the host: commit in the sandbox
+                res = await self.sb.exec(
+                    "git init -q && git add -A && git -c user.name=rowgym -c user.email=rowgym@localhost "
+                    "commit -qm 'task snapshot'", timeout=60)
         except SandboxError as e:
             raise SandboxError(f"could not prepare the work dir: {e}") from e
-        if not res.ok:
+        if res is not None and not res.ok:
             raise SandboxError(f"git init in the sandbox failed: {res.stderr.strip()[:300]}")
         self.last_grade = None
         self._best_visible = 0.0

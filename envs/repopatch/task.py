@@ -250,6 +250,7 @@ class SnapshotCache:
         self._root: Path | None = None
         self._finalizer: weakref.finalize | None = None
         self._dirs: dict[str, Path] = {}
+        self._git_missing = False
 
     @property
     def root(self) -> Path:
@@ -270,6 +271,52 @@ class SnapshotCache:
             tmp.rename(d)
             self._dirs[key] = d
         return self._dirs[key]
+
+    def git_dir(self, task: RepoPatchTask) -> Path | None:
+        """A ``.git`` holding one commit of ``task``'s snapshot, made once on the host (None: no host git).
+
+        Copied into the work dir beside the files, it replaces a ``git init && git add -A &&
+        git commit`` in the sandbox on every reset. It lives beside the snapshot dir, never
+        in it (the snapshot is what grading compares with and copies). Host config is not
+        read (``GIT_CONFIG_GLOBAL=/dev/null``, no system config, no templates, so no hooks);
+        author, committer and dates are fixed, so the commit id depends on the files only.
+        Objects are packed into one pack (few files to copy). The index's stat data is the
+        host's: git in the sandbox re-hashes the files once, then refreshes it.
+        """
+        snap = self.get(task)
+        d = snap.with_name(snap.name + ".git")
+        if d.is_dir():
+            return d
+        if self._git_missing:
+            return None
+        tmp = snap.with_name(snap.name + ".git.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.root), "LC_ALL": "C",
+               "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1",
+               "GIT_DIR": str(tmp), "GIT_WORK_TREE": str(snap),
+               "GIT_AUTHOR_NAME": "rowgym", "GIT_AUTHOR_EMAIL": "rowgym@localhost",
+               "GIT_COMMITTER_NAME": "rowgym", "GIT_COMMITTER_EMAIL": "rowgym@localhost",
+               "GIT_AUTHOR_DATE": "2000-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2000-01-01T00:00:00Z"}
+        steps = (["init", "-q", "--template=", "--initial-branch=master"], ["add", "-A"],
+                 ["commit", "-qm", "task snapshot"], ["repack", "-adq"])
+        try:
+            for argv in steps:
+                subprocess.run(["git", "-c", "core.hooksPath=/dev/null", *argv], env=env, cwd=snap, check=True,
+                               capture_output=True, timeout=120)
+        except FileNotFoundError:
+            self._git_missing = True
+            return None
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            shutil.rmtree(tmp, ignore_errors=True)
+            return None
+        # init records the host work tree in the config; the sandbox's is the .git's parent.
+        subprocess.run(["git", "config", "--unset-all", "core.worktree"], env=env, cwd=snap, capture_output=True,
+                       timeout=60)
+        if "worktree" in (tmp / "config").read_text():
+            shutil.rmtree(tmp, ignore_errors=True)
+            return None
+        tmp.rename(d)
+        return d
 
     def close(self) -> None:
         if self._finalizer is not None:
