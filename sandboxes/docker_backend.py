@@ -206,6 +206,8 @@ class DockerSandbox(Sandbox):
         if self._channel is not None:
             self._channel.close()
         self._channel = ExecChannel.attach(docker_client(), self.container.id, self.config.max_output_bytes)
+        self._init_pid = None  # a restarted container has a new PID 1
+        self._container_init_pid()
 
     def _remove_container(self) -> None:
         """Close the exec channel and remove the container (blocking)."""
@@ -274,7 +276,7 @@ class DockerSandbox(Sandbox):
         finally:
             self._inflight -= 1
         timed_out = reply is None or reply.timed_out
-        if self._inflight == 0 and not self.closed:
+        if self._inflight == 0 and not self.closed and (timed_out or not self._surely_alone()):
             await _run(self._kill_leftovers, timed_out)
         if reply is None:
             return ExecResult(stdout="", stderr="", exit_code=-9, timed_out=True, duration_s=round(duration, 4))
@@ -321,6 +323,19 @@ class DockerSandbox(Sandbox):
                 visible = False
             self._init_pid = pid if visible else 0
         return self._init_pid or None
+
+    def _surely_alone(self) -> bool:
+        """True when /proc shows PID 1 without a live child: a few reads of procfs on the loop, no
+        thread and no Docker call (False when that cannot be seen; the full check runs then)."""
+        init = self._init_pid
+        if not init:
+            return False
+        try:
+            with open(f"/proc/{init}/task/{init}/children") as f:
+                children = f.read().split()
+        except OSError:
+            return False
+        return not any(_alive(int(p)) for p in children)
 
     def _has_leftovers(self) -> bool:
         """Whether any live process besides PID 1 runs in the container (no exec is in flight)."""
