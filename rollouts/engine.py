@@ -91,6 +91,8 @@ class CollectConfig:
     ray_actors: int | None = None
     """Rollout actors; None means one per CPU Ray reports."""
     ray_actor_cpus: float = 1.0
+    ray_resources: dict[str, float] | None = None
+    """Custom Ray resources each actor needs (e.g. ``{"browser": 1}``); None: the env's tags the cluster has."""
     setup_modules: list[str] = field(default_factory=list)
     """Modules to import first in every process (e.g. ones that register extra envs for Ray workers)."""
 

@@ -18,7 +18,7 @@ for LLM agents, the tokenizer directory on every node.
 spec is tagged ``browser``, ``sandbox`` or ``docker`` and the cluster declares a custom
 resource of that name (``ray start --resources '{"browser": 4}'``), one unit of it: a node
 with ``{"browser": 4}`` hosts at most 4 browser actors and nodes without it host none.
-``CollectConfig.ray_resources`` (where the config has it) names the resources explicitly.
+``CollectConfig.ray_resources`` names the resources explicitly.
 
 **Node loss.** When an actor dies (its node removed, the process killed, an object on
 that node lost), the driver knows which of its keys it has received; the rest are handed
@@ -118,8 +118,15 @@ def ensure_ray(address: str | None = None) -> bool:
 
 def actor_resources(cfg: Any, cluster: dict[str, float]) -> dict[str, float]:
     """Custom resources one actor needs: ``cfg.ray_resources`` if set, else the env's resource tags the cluster has."""
-    explicit = getattr(cfg, "ray_resources", None)
+    explicit = cfg.ray_resources
     if explicit:
+        missing = {k: v for k, v in explicit.items() if cluster.get(k, 0) < v}
+        if missing:
+            have = ", ".join(f"{k}={v:g}" for k, v in sorted(cluster.items()) if k not in ("memory",
+                             "object_store_memory") and not k.startswith("node:")) or "none"
+            raise RowgymError(f"no node of the Ray cluster offers {missing} (an actor would wait forever); "
+                              f"the cluster has: {have}. Start nodes with e.g. `ray start --resources "
+                              f"'{{\"{next(iter(missing))}\": 1}}'`")
         return dict(explicit)
     if cfg.env_id.startswith(("http://", "https://")):
         return {}  # the env runs on its server; actors only need CPU

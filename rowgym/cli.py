@@ -68,7 +68,8 @@ def _fail(msg: str) -> None:
 
 
 def _os_error(e: OSError) -> str:
-    return f"{e.strerror or e}: {e.filename}" if e.filename else str(e.strerror or e)
+    what = str(e.strerror or e) or f"{type(e).__name__} (no message)"
+    return f"{what}: {e.filename}" if e.filename else what
 
 
 def _warn_problems(store) -> None:
@@ -162,6 +163,8 @@ def collect(env_id: Annotated[str, typer.Argument(help="Environment id, e.g. row
             ray_address: Annotated[str | None, typer.Option(help="ray backend: cluster address (default: start a local Ray)")] = None,
             ray_actors: Annotated[int | None, typer.Option(help="ray backend: number of actors (default: one per CPU)",
                                                            min=1)] = None,
+            ray_resource: Annotated[list[str] | None, typer.Option(
+                help="ray backend: a custom resource each actor needs, NAME=AMOUNT (repeat), e.g. browser=1")] = None,
             progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True) -> None:
     """Play episodes with an agent and stream every step into a trajectory store.
 
@@ -177,6 +180,15 @@ def collect(env_id: Annotated[str, typer.Argument(help="Environment id, e.g. row
         _fail(f"unknown backend {backend!r}; use asyncio or ray")
     if noise and agent != "expert" and ":" not in agent:
         _fail(f"--noise is an option of the expert agent, not of {agent!r}")
+    resources: dict[str, float] = {}
+    for item in ray_resource or []:
+        name, _, amount = item.partition("=")
+        try:
+            resources[name.strip()] = float(amount) if amount else 1.0
+        except ValueError:
+            _fail(f"--ray-resource {item!r}: expected NAME=AMOUNT, e.g. browser=1")
+        if not name.strip() or resources[name.strip()] <= 0:
+            _fail(f"--ray-resource {item!r}: expected NAME=AMOUNT with AMOUNT > 0")
     agent_kwargs = llm_agent_kwargs(agent, _policy_urls(base_url, policy_url), model_dir, model, temperature,
                                     max_tokens)
     if noise:
@@ -187,7 +199,7 @@ def collect(env_id: Annotated[str, typer.Argument(help="Environment id, e.g. row
                         concurrency=concurrency, seed_offset=seed_offset, agent_kwargs=agent_kwargs,
                         turn_timeout_s=turn_timeout, episode_timeout_s=episode_timeout, resume=not no_resume,
                         retry_failed=retry_failed, progress=progress, step_timeout_s=step_timeout, backend=backend,
-                        ray_address=ray_address, ray_actors=ray_actors)
+                        ray_address=ray_address, ray_actors=ray_actors, ray_resources=resources or None)
     try:
         s = run_collect(cfg)
     except RowgymError as e:
