@@ -192,8 +192,9 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
     async def teardown(self) -> None:
         if self.sb is not None:
             sb, self.sb = self.sb, None
-            if self._boxes is not None:
-                self._boxes.defer(sb)  # removed off the next reset's path; aclose() waits for it
+            defer = getattr(self._boxes, "defer", None)
+            if defer is not None:
+                defer(sb)  # removed off the next reset's path; aclose() waits for it
                 return
             try:
                 await sb.close()
