@@ -50,6 +50,8 @@ bench: env-up ## performance benchmarks; ratios measured side by side -> results
 	$(PY) benchmarks/bench_repopatch.py
 	$(PY) benchmarks/bench_shop.py
 	$(PY) benchmarks/bench_grpo.py
+	$(PY) benchmarks/bench_async_rl.py
+	$(PY) benchmarks/bench_remote_env.py
 	$(PY) benchmarks/results.py
 
 check-all: setup ## run the env checker on every registered environment
