@@ -61,6 +61,9 @@ from rowgym.tools import NoArgs, ToolArgs, ToolError, clean_text, tool
 #: Paths the agent may not open (in any spelling, see :mod:`.paths`): the grader API and session plumbing.
 BLOCKED_PREFIXES = INTERNAL_PREFIXES
 #: Local progress signals (``subgoal``), each paid at most once per episode; they sum to 1.
+BROWSER_CALL_S = 30.0
+"""Longest wait for one browser-level call (a new context, a close): a call pending on a Chromium that
+died may never be answered, and a reset must fail or relaunch instead of hanging."""
 SUBGOALS = {"search": 0.2, "product": 0.3, "options": 0.2, "cart": 0.3}
 _PRODUCT_PATH = re.compile(r"^/product/([A-Za-z0-9]+)$")
 
@@ -246,8 +249,8 @@ class ShopEnv(RowEnv[Goal]):
         spare, self._spare = self._spare, None
         spare_on, self._spare_on = self._spare_on, None
         if spare is not None:
-            try:
-                context, page = await spare
+            try:  # bounded: a call pending on a browser that died may never be answered
+                context, page = await asyncio.wait_for(spare, BROWSER_CALL_S)
             except Exception:  # made on a browser that has died since: make a new one below
                 pass
             else:
@@ -255,22 +258,22 @@ class ShopEnv(RowEnv[Goal]):
                     return context, page
                 self._close_later(context)
         try:
-            return await self._new_page(self._browser)
+            return await asyncio.wait_for(self._new_page(self._browser), BROWSER_CALL_S)
         except Exception as e:
             from playwright.async_api import Error as PlaywrightError
 
-            if not isinstance(e, PlaywrightError):
+            if not isinstance(e, PlaywrightError | TimeoutError):
                 raise
             # Chromium died before Playwright noticed: relaunch it (once for all its users) and try again.
             self._browser = await self._shared.get(replace=self._browser)
-            return await self._new_page(self._browser)
+            return await asyncio.wait_for(self._new_page(self._browser), BROWSER_CALL_S)
 
     def _close_later(self, context: Any) -> None:
         """Close a context in the background (``aclose`` waits for it); a dead browser's context is just dropped."""
 
         async def close() -> None:
             with contextlib.suppress(Exception):
-                await context.close()
+                await asyncio.wait_for(context.close(), BROWSER_CALL_S)
 
         task = asyncio.get_running_loop().create_task(close())
         self._closing.add(task)
@@ -293,7 +296,7 @@ class ShopEnv(RowEnv[Goal]):
         spare, self._spare = self._spare, None
         if spare is not None:
             with contextlib.suppress(Exception):
-                context, _ = await spare
+                context, _ = await asyncio.wait_for(spare, BROWSER_CALL_S)
                 self._close_later(context)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
