@@ -52,11 +52,10 @@ from typing import Any
 from rowgym.errors import RowgymError
 from rowgym.rows import Episode, RunManifest, Split
 from rowgym.trainers import datasets as ds
-from rowgym.trainers.gates import GateConfig, GateReport, default_gates, run_gates
+from rowgym.trainers.gates import GateConfig, GateReport, default_gates, gate_and_write, quarantine_for
 from rowgym.trainers.gates.base import Candidate, Gate, GateContext, Rejection
 from rowgym.trainers.gates.distribution import DistributionGate
-from rowgym.trainers.gates.manifests import source_from_runs, write_consumption, write_manifests
-from rowgym.trainers.gates.quarantine import build_quarantine
+from rowgym.trainers.gates.manifests import write_consumption
 
 _TOL = 1e-9
 
@@ -226,18 +225,13 @@ def build_dpo_dataset(runs: Sequence[str | Path], out: str | Path, *, min_margin
     cands: list[Candidate] = [
         PairCandidate(f"{r['chosen_episode_id']}>{r['rejected_episode_id']}", r, by_id.get(r["chosen_episode_id"]),
                       by_id.get(r["chosen_episode_id"]), by_id.get(r["rejected_episode_id"])) for r in rows]
-    q = build_quarantine(n_per_split=cfg.quarantine_seeds, eval_files=cfg.eval_files)
+    q = quarantine_for(cfg)
     gates = [g if isinstance(g, DistributionGate) else BothSides(g) for g in default_gates(cfg, q)]
-    with GateContext() as ctx:
-        kept, report = run_gates(cands, gates, ctx)
-    report.notes.append(summary.line())
     params = {"min_margin": min_margin, "max_pairs_per_group": max_pairs_per_group, "splits": list(splits),
               "gates": asdict(cfg), "pairing": asdict(summary)}
-    kept_rows = [c.row for c in kept]
-    path = ds.write_dataset(kept_rows, out, sources=[str(r) for r in runs], kind="dpo", params=params,
-                            allow_unverified=allow_unverified)
-    write_manifests(path, source=source_from_runs(manifests, runs), report=report, gates=gates, quarantine=q,
-                    builder="dpo", params=params, dataset_hashes=[r["task_hash"] for r in kept_rows])
+    path, report, kept_rows = gate_and_write(cands, gates, q, runs=runs, manifests=manifests, out=out, kind="dpo",
+                                             params=params, allow_unverified=allow_unverified,
+                                             notes=[summary.line()])
     return path, report, kept_rows, summary
 
 

@@ -44,10 +44,8 @@ from typing import Any
 
 from rowgym.rows import Episode, RunManifest, Split
 from rowgym.trainers import datasets as ds
-from rowgym.trainers.gates import GateConfig, GateReport, default_gates, run_gates
-from rowgym.trainers.gates.base import Candidate, GateContext
-from rowgym.trainers.gates.manifests import source_from_runs, write_manifests
-from rowgym.trainers.gates.quarantine import build_quarantine
+from rowgym.trainers.gates import GateConfig, GateReport, default_gates, gate_and_write, quarantine_for
+from rowgym.trainers.gates.base import Candidate
 
 
 @dataclass
@@ -181,17 +179,11 @@ def build_rsft_dataset(runs: Sequence[str | Path], out: str | Path, *, min_rewar
         n_hard_negatives=n_hard_negatives, max_per_task=max_per_task, allow_unverified=allow_unverified)
     by_id = {e.episode_id: e for e in episodes}
     cands = [Candidate(r["episode_id"], r, by_id.get(r["episode_id"])) for r in rows]
-    q = build_quarantine(n_per_split=cfg.quarantine_seeds, eval_files=cfg.eval_files)
-    gates = default_gates(cfg, q)
-    with GateContext() as ctx:
-        kept, report = run_gates(cands, gates, ctx)
-    report.notes.append(summary.line())
+    q = quarantine_for(cfg)
     params = {"min_reward": min_reward, "splits": list(splits), "keep_bad_calls": keep_bad_calls,
               "n_hard_negatives": n_hard_negatives, "max_per_task": max_per_task, "gates": asdict(cfg),
               "rejection_sampling": summary.to_dict()}
-    kept_rows = [c.row for c in kept]
-    path = ds.write_dataset(kept_rows, out, sources=[str(r) for r in runs], kind="rsft", params=params,
-                            allow_unverified=allow_unverified)
-    write_manifests(path, source=source_from_runs(manifests, runs), report=report, gates=gates, quarantine=q,
-                    builder="rsft", params=params, dataset_hashes=[r["task_hash"] for r in kept_rows])
+    path, report, kept_rows = gate_and_write(cands, default_gates(cfg, q), q, runs=runs, manifests=manifests,
+                                             out=out, kind="rsft", params=params,
+                                             allow_unverified=allow_unverified, notes=[summary.line()])
     return path, report, kept_rows, summary

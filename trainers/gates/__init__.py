@@ -101,8 +101,29 @@ def run_gates(cands: Sequence[Candidate], gates: Sequence[Gate], ctx: GateContex
     return alive, report
 
 
-def _quarantine(cfg: GateConfig) -> Quarantine:
+def quarantine_for(cfg: GateConfig) -> Quarantine:
+    """The quarantine the leakage gate checks against (dev and held-out content, plus the eval files)."""
     return build_quarantine(n_per_split=cfg.quarantine_seeds, eval_files=cfg.eval_files)
+
+
+def gate_and_write(cands: list[Candidate], gates: list[Gate], quarantine: Quarantine, *,
+                   runs: Sequence[str | Path], manifests: list[Any], out: str | Path, kind: str,
+                   params: dict[str, Any], allow_unverified: bool, notes: Sequence[str] = (),
+                   ) -> tuple[Path, GateReport, list[dict[str, Any]]]:
+    """Run ``gates`` over the candidates of ``runs``, write the kept rows and the four manifests into ``out``.
+
+    The one write path of every run-based dataset builder (sft, rsft, dpo); ``kind`` names the builder.
+    """
+    with GateContext() as ctx:
+        kept, report = run_gates(cands, gates, ctx)
+    report.notes.extend(notes)
+    kept_rows = [c.row for c in kept]
+    path = ds.write_dataset(kept_rows, out, sources=[str(r) for r in runs], kind=kind, params=params,
+                            allow_unverified=allow_unverified)
+    write_manifests(path, source=source_from_runs(manifests, runs), report=report, gates=gates,
+                    quarantine=quarantine, builder=kind, params=params,
+                    dataset_hashes=[r["task_hash"] for r in kept_rows])
+    return path, report, kept_rows
 
 
 def build_sft_dataset(runs: Sequence[str | Path], out: str | Path, *, min_reward: float = 1.0,
@@ -114,18 +135,11 @@ def build_sft_dataset(runs: Sequence[str | Path], out: str | Path, *, min_reward
                                                   keep_bad_calls=keep_bad_calls, allow_unverified=allow_unverified)
     by_id = {e.episode_id: e for e in episodes}
     cands = [Candidate(r["episode_id"], r, by_id.get(r["episode_id"])) for r in rows]
-    q = _quarantine(cfg)
-    gates = default_gates(cfg, q)
-    with GateContext() as ctx:
-        kept, report = run_gates(cands, gates, ctx)
+    q = quarantine_for(cfg)
     params = {"min_reward": min_reward, "splits": list(splits), "keep_bad_calls": keep_bad_calls,
               "gates": asdict(cfg)}
-    kept_rows = [c.row for c in kept]
-    path = ds.write_dataset(kept_rows, out, sources=[str(r) for r in runs], kind="sft", params=params,
-                            allow_unverified=allow_unverified)
-    write_manifests(path, source=source_from_runs(manifests, runs), report=report, gates=gates, quarantine=q,
-                    builder="sft", params=params, dataset_hashes=[r["task_hash"] for r in kept_rows])
-    return path, report, kept_rows
+    return gate_and_write(cands, default_gates(cfg, q), q, runs=runs, manifests=manifests, out=out, kind="sft",
+                          params=params, allow_unverified=allow_unverified)
 
 
 def build_grpo_dataset(env_id: str, out: str | Path, *, split: str = "train", n: int = 64, start: int = 0,
@@ -134,7 +148,7 @@ def build_grpo_dataset(env_id: str, out: str | Path, *, split: str = "train", n:
     cfg = cfg or GateConfig()
     rows = ds.grpo_prompts(env_id, split=split, n=n, start=start)
     cands = [Candidate(f"{r['env_id']}:{r['seed']}", r) for r in rows]
-    q = _quarantine(cfg)
+    q = quarantine_for(cfg)
     gates = default_gates(cfg, q)
     with GateContext() as ctx:
         kept, report = run_gates(cands, gates, ctx)

@@ -22,16 +22,9 @@ from typing import Any
 
 from rowgym.errors import RowgymError
 from rowgym.store import atomic_write
+from rowgym.store.files import fsync_dir
 
 STATE = "state.json"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_weights(model: Any, path: Path) -> None:
@@ -84,7 +77,7 @@ class Checkpoints:
                 os.fsync(fh.fileno())
         shutil.rmtree(final, ignore_errors=True)
         os.rename(tmp, final)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         for old in self.steps()[: -self.keep]:
             shutil.rmtree(self.path(old), ignore_errors=True)
         return final
