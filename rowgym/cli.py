@@ -396,6 +396,25 @@ def _gate_config(near_dup: float, max_kind_share: float, max_per_kind: int | Non
                       eval_files=[str(f) for f in eval_file or []], quarantine_seeds=quarantine_seeds)
 
 
+def _dataset_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} exists and is not a directory")
+
+
+def _build_dataset(build):  # noqa: ANN001, ANN202
+    """Run a dataset builder (returns ``(path, report, ...)``) with one-line errors; print its gates."""
+    from rowgym.errors import RowgymError
+
+    try:
+        result = build()
+    except RowgymError as e:
+        _fail(str(e))
+    except OSError as e:
+        _fail(f"cannot write the dataset: {_os_error(e)}")
+    _print_gates(result[1], result[0])
+    return result
+
+
 def _print_gates(report, path: Path) -> None:
     for line in report.summary_lines():
         console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -420,22 +439,14 @@ def dataset_sft(runs: Annotated[list[Path], typer.Argument(help="Run directories
                 quarantine_seeds: Annotated[int, GateOpts["quarantine_seeds"]] = 200) -> None:
     """Tool-use SFT conversations (messages + tools) from successful train-split episodes, through the
     format, semantic, leakage and distribution gates; writes the data and its four manifests."""
-    from rowgym.errors import RowgymError
     from rowgym.trainers.gates import build_sft_dataset
 
-    if out.exists() and not out.is_dir():
-        _fail(f"--out {out} exists and is not a directory")
+    _dataset_out(out)
     splits = ("train", "dev") if dev else ("train",)
     cfg = _gate_config(near_dup, max_kind_share, max_per_kind, eval_file, quarantine_seeds)
-    try:
-        path, report, rows = build_sft_dataset([str(r) for r in runs], out, min_reward=min_reward, splits=splits,
-                                               keep_bad_calls=not drop_bad_calls, allow_unverified=allow_unverified,
-                                               cfg=cfg)
-    except RowgymError as e:
-        _fail(str(e))
-    except OSError as e:
-        _fail(f"cannot write the dataset: {_os_error(e)}")
-    _print_gates(report, path)
+    path, report, rows = _build_dataset(lambda: build_sft_dataset(
+        [str(r) for r in runs], out, min_reward=min_reward, splits=splits, keep_bad_calls=not drop_bad_calls,
+        allow_unverified=allow_unverified, cfg=cfg))
     console.print(f"wrote {len(rows)} conversations from {len({r['task_hash'] for r in rows})} tasks to {path}")
 
 
@@ -451,19 +462,11 @@ def dataset_grpo(env_id: Annotated[str, typer.Argument(help="Environment id")],
                  eval_file: Annotated[list[Path] | None, GateOpts["eval_file"]] = None,
                  quarantine_seeds: Annotated[int, GateOpts["quarantine_seeds"]] = 200) -> None:
     """GRPO prompts (seed, env id, split, first-turn messages) for the rollout function, through the gates."""
-    from rowgym.errors import RowgymError
     from rowgym.trainers.gates import build_grpo_dataset
 
-    if out.exists() and not out.is_dir():
-        _fail(f"--out {out} exists and is not a directory")
+    _dataset_out(out)
     cfg = _gate_config(near_dup, max_kind_share, max_per_kind, eval_file, quarantine_seeds)
-    try:
-        path, report, rows = build_grpo_dataset(env_id, out, split=split, n=n, start=start, cfg=cfg)
-    except RowgymError as e:
-        _fail(str(e))
-    except OSError as e:
-        _fail(f"cannot write the dataset: {_os_error(e)}")
-    _print_gates(report, path)
+    path, report, rows = _build_dataset(lambda: build_grpo_dataset(env_id, out, split=split, n=n, start=start, cfg=cfg))
     console.print(f"wrote {len(rows)} prompts to {path}")
 
 
@@ -484,22 +487,14 @@ def dataset_rsft(runs: Annotated[list[Path], typer.Argument(help="Grouped run di
     """Rejection-sampling SFT data: per group (k samples of one seed) the samples the verifier passed, with
     the group's record (candidates, accepted, rejection reasons, hard negatives), through the gates. The
     dataset feeds `rowgym train sft`."""
-    from rowgym.errors import RowgymError
     from rowgym.trainers.rsft import build_rsft_dataset
 
-    if out.exists() and not out.is_dir():
-        _fail(f"--out {out} exists and is not a directory")
+    _dataset_out(out)
     splits = ("train", "dev") if dev else ("train",)
     cfg = _gate_config(near_dup, max_kind_share, max_per_kind, eval_file, quarantine_seeds)
-    try:
-        path, report, rows, summary = build_rsft_dataset(
-            [str(r) for r in runs], out, min_reward=min_reward, splits=splits, keep_bad_calls=not drop_bad_calls,
-            n_hard_negatives=hard_negatives, max_per_task=max_per_task, allow_unverified=allow_unverified, cfg=cfg)
-    except RowgymError as e:
-        _fail(str(e))
-    except OSError as e:
-        _fail(f"cannot write the dataset: {_os_error(e)}")
-    _print_gates(report, path)
+    path, report, rows, summary = _build_dataset(lambda: build_rsft_dataset(
+        [str(r) for r in runs], out, min_reward=min_reward, splits=splits, keep_bad_calls=not drop_bad_calls,
+        n_hard_negatives=hard_negatives, max_per_task=max_per_task, allow_unverified=allow_unverified, cfg=cfg))
     console.print(f"wrote {len(rows)} accepted conversations from {len({r['group_id'] for r in rows})} groups to {path}",
                   highlight=False, soft_wrap=True)
 
@@ -520,22 +515,14 @@ def dataset_dpo(runs: Annotated[list[Path], typer.Argument(help="Grouped run dir
                 quarantine_seeds: Annotated[int, GateOpts["quarantine_seeds"]] = 200) -> None:
     """Preference pairs (prompt, chosen, rejected) from samples of one seed's group with different final
     rewards, through the gates (both sides checked). The dataset feeds `rowgym train dpo`."""
-    from rowgym.errors import RowgymError
     from rowgym.trainers.dpo import build_dpo_dataset
 
-    if out.exists() and not out.is_dir():
-        _fail(f"--out {out} exists and is not a directory")
+    _dataset_out(out)
     splits = ("train", "dev") if dev else ("train",)
     cfg = _gate_config(near_dup, max_kind_share, max_per_kind, eval_file, quarantine_seeds)
-    try:
-        path, report, rows, summary = build_dpo_dataset(
-            [str(r) for r in runs], out, min_margin=min_margin, max_pairs_per_group=max_pairs_per_group,
-            splits=splits, allow_unverified=allow_unverified, cfg=cfg)
-    except RowgymError as e:
-        _fail(str(e))
-    except OSError as e:
-        _fail(f"cannot write the dataset: {_os_error(e)}")
-    _print_gates(report, path)
+    path, report, rows, summary = _build_dataset(lambda: build_dpo_dataset(
+        [str(r) for r in runs], out, min_margin=min_margin, max_pairs_per_group=max_pairs_per_group,
+        splits=splits, allow_unverified=allow_unverified, cfg=cfg))
     console.print(f"wrote {len(rows)} preference pairs from {len({r['group_id'] for r in rows})} groups to {path}",
                   highlight=False, soft_wrap=True)
 
