@@ -244,3 +244,24 @@ def check_step(env: Any, action: Any, obs: str, result: tuple, tally: Tally) -> 
                    terminated, truncated)
     text = row.model_dump_json()
     assert StepRow.model_validate_json(text) == row
+
+
+def fuzz_env(env: Any, seeds: list[int], n_calls: int, fuzz_seed: int) -> Tally:
+    """Drive ``env`` with ``n_calls`` hostile actions (resetting to the next seed when an episode ends),
+    checking every step with :func:`check_step`; closes the env. Any exception from ``env.step`` fails the caller."""
+    samples = [c for s in seeds for c in env.make_task(s).gold]
+    fuzz = Fuzzer(seed=fuzz_seed, tools=env.tools, samples=samples)
+    tally = Tally()
+    try:
+        obs, _ = env.reset(seed=seeds[0])
+        for i in range(n_calls):
+            action = fuzz.action()
+            result = env.step(action)  # the test: this never raises
+            check_step(env, action, obs, result, tally)
+            obs = result[0]
+            if result[2] or result[3]:
+                tally.episodes += 1
+                obs, _ = env.reset(seed=seeds[(i + 1) % len(seeds)])
+    finally:
+        env.close()
+    return tally

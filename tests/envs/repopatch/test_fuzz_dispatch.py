@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Sequence
 
 import pytest
-from fuzz_actions import Fuzzer, Tally, check_step
+from fuzz_actions import fuzz_env
 
 import rowgym
 from rowgym.envs.repopatch.grading import agent_changes
@@ -71,21 +71,7 @@ def test_ten_thousand_hostile_calls_through_the_tools_never_raise(tmp_path):
 
     env.grade = grade
     seeds = env.splits.seeds("train", 4)
-    samples = [c for s in seeds for c in env.make_task(s).gold]
-    fuzz = Fuzzer(seed=7, tools=env.tools, samples=samples)
-    tally = Tally()
-    try:
-        obs, _ = env.reset(seed=seeds[0])
-        for i in range(N_CALLS):
-            action = fuzz.action()
-            result = env.step(action)  # the test: this never raises
-            check_step(env, action, obs, result, tally)
-            obs = result[0]
-            if result[2] or result[3]:
-                tally.episodes += 1
-                obs, _ = env.reset(seed=seeds[(i + 1) % len(seeds)])
-    finally:
-        env.close()
+    tally = fuzz_env(env, seeds, N_CALLS, fuzz_seed=7)
     assert tally.crashes == [], tally.crashes[:5]
     k = tally.kinds
     assert k[None] > 300 and k["tool_error"] > 100 and k["invalid_arguments"] > 1000, k

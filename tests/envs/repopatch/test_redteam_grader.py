@@ -12,22 +12,9 @@ import textwrap
 
 import pytest
 
-from rowgym.envs.repopatch.families import CorpusEnv
 from rowgym.rows import Split
-from rowgym.sandboxes import SandboxError
 
 pytestmark = [pytest.mark.docker, pytest.mark.redteam]
-
-
-@pytest.fixture(scope="module")
-def env():
-    try:
-        e = CorpusEnv(pool_size=1)
-        e.reset(seed=0)
-    except SandboxError as exc:
-        pytest.skip(f"no sandbox backend: {exc}")
-    yield e
-    e.close()
 
 
 SEED = 3

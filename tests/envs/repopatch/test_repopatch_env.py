@@ -8,22 +8,9 @@ import json
 import pytest
 
 import rowgym
-from rowgym.envs.repopatch.families import CorpusEnv
 from rowgym.rows import Split
-from rowgym.sandboxes import SandboxError
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture(scope="module")
-def env():
-    try:
-        e = CorpusEnv(pool_size=1)
-        e.reset(seed=0)
-    except SandboxError as exc:
-        pytest.skip(f"no sandbox backend: {exc}")
-    yield e
-    e.close()
 
 
 def test_gold_and_empty(env) -> None:

@@ -9,7 +9,7 @@ here it would be a bug in our tools).
 from __future__ import annotations
 
 import pytest
-from fuzz_actions import Fuzzer, Tally, check_step
+from fuzz_actions import fuzz_env
 
 import rowgym
 
@@ -23,21 +23,7 @@ N_CALLS = -(-10_000 // len(DOMAINS))  # per domain: 10,000 for the family
 def test_ten_thousand_hostile_calls_never_raise(env_id):
     env = rowgym.make(env_id)
     seeds = env.splits.seeds("train", 8)
-    samples = [c for s in seeds for c in env.make_task(s).gold]
-    fuzz = Fuzzer(seed=DOMAINS.index(env_id), tools=env.tools, samples=samples)
-    tally = Tally()
-    try:
-        obs, _ = env.reset(seed=seeds[0])
-        for i in range(N_CALLS):
-            action = fuzz.action()
-            result = env.step(action)  # the test: this never raises
-            check_step(env, action, obs, result, tally)
-            obs = result[0]
-            if result[2] or result[3]:
-                tally.episodes += 1
-                obs, _ = env.reset(seed=seeds[(i + 1) % len(seeds)])
-    finally:
-        env.close()
+    tally = fuzz_env(env, seeds, N_CALLS, fuzz_seed=DOMAINS.index(env_id))
     assert tally.crashes == [], tally.crashes[:5]
     k = tally.kinds
     # the fuzzer reaches every stage: parsing, lookup, validation, the tools themselves and grading
