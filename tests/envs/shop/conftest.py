@@ -25,6 +25,23 @@ def shop_cache(tmp_path_factory):
         os.environ["ROWGYM_CACHE_DIR"] = old
 
 
+@pytest.fixture(scope="module")
+def shop_port(shop_cache):
+    """A private shop server port for one test module (the env starts the server there; we stop it)."""
+    from rowgym.envs.shop.server import stop_background
+    from rowgym.launcher import free_port
+
+    port = free_port()
+    old = os.environ.get("ROWGYM_SHOP_PORT")
+    os.environ["ROWGYM_SHOP_PORT"] = str(port)
+    yield port
+    stop_background(port)
+    if old is None:
+        os.environ.pop("ROWGYM_SHOP_PORT", None)
+    else:
+        os.environ["ROWGYM_SHOP_PORT"] = old
+
+
 @pytest.fixture
 def app(tmp_path):
     from rowgym.envs.shop.app import create_app

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -59,27 +58,6 @@ def test_each_loop_gets_its_own_shared_browser():
 
 
 # ------------------------------------------------------------ with Chromium
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def shop_port(shop_cache):
-    from rowgym.envs.shop.server import stop_background
-
-    port = _free_port()
-    old = os.environ.get("ROWGYM_SHOP_PORT")
-    os.environ["ROWGYM_SHOP_PORT"] = str(port)
-    yield port
-    stop_background(port)
-    if old is None:
-        os.environ.pop("ROWGYM_SHOP_PORT", None)
-    else:
-        os.environ["ROWGYM_SHOP_PORT"] = old
-
-
 def _stat(pid: int) -> tuple[str, int]:
     """A process's state letter and parent pid ("", 0 once it is gone)."""
     try:

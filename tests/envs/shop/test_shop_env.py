@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import socket
 from pathlib import Path
 
 import pytest
@@ -18,31 +16,10 @@ import rowgym  # noqa: E402
 from rowgym.envs.shop.aria import parse  # noqa: E402
 from rowgym.envs.shop.env import SUBGOALS, ShopEnv  # noqa: E402
 from rowgym.envs.shop.expert import ShopExpert  # noqa: E402
-from rowgym.envs.shop.server import stop_background  # noqa: E402
 from rowgym.rollouts.episode import EpisodeKey, play_episode  # noqa: E402
 from rowgym.rows import Split  # noqa: E402
 
-pytestmark = pytest.mark.browser
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def shop_port(shop_cache):
-    """A private shop server for this module (the env starts it; we stop it)."""
-    port = _free_port()
-    old = os.environ.get("ROWGYM_SHOP_PORT")
-    os.environ["ROWGYM_SHOP_PORT"] = str(port)
-    yield port
-    stop_background(port)
-    if old is None:
-        os.environ.pop("ROWGYM_SHOP_PORT", None)
-    else:
-        os.environ["ROWGYM_SHOP_PORT"] = old
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("shop_port")]  # a private shop server
 
 
 @pytest.fixture(scope="module")

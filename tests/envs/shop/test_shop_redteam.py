@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import httpx
 import pytest
@@ -25,16 +24,11 @@ from rowgym.envs.shop.errors import ShopServerError
 from rowgym.envs.shop.instructions import all_goals
 from rowgym.envs.shop.server import ensure_running, stop_background
 from rowgym.errors import EnvError
+from rowgym.launcher import free_port
 
 pytestmark = pytest.mark.redteam
 INSTRUCTION = "RED-TEAM-INSTRUCTION-A buy the blue kettle"
 SIMPLE = next(p for p in generate_products() if not p.options)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def raw_request(port: int, target: str, *, method: str = "GET", headers: dict[str, str] | None = None,

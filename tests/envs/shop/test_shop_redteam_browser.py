@@ -11,9 +11,7 @@
 
 from __future__ import annotations
 
-import os
 import random
-import socket
 from pathlib import Path
 
 import pytest
@@ -26,26 +24,10 @@ from shop_fuzz import INTERNAL_PATHS, action  # noqa: E402
 
 from rowgym.envs.shop.aria import refs  # noqa: E402
 from rowgym.envs.shop.env import ShopEnv  # noqa: E402
-from rowgym.envs.shop.server import stop_background  # noqa: E402
 from rowgym.rows import Split  # noqa: E402
 
-pytestmark = [pytest.mark.browser, pytest.mark.redteam]
+pytestmark = [pytest.mark.browser, pytest.mark.redteam, pytest.mark.usefixtures("shop_port")]
 N_BROWSER_CALLS = 300
-
-
-@pytest.fixture(scope="module", autouse=True)
-def shop_port(shop_cache):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    old = os.environ.get("ROWGYM_SHOP_PORT")
-    os.environ["ROWGYM_SHOP_PORT"] = str(port)
-    yield port
-    stop_background(port)
-    if old is None:
-        os.environ.pop("ROWGYM_SHOP_PORT", None)
-    else:
-        os.environ["ROWGYM_SHOP_PORT"] = old
 
 
 def seeds(n: int) -> list[int]:

@@ -2,7 +2,6 @@
 
 import asyncio
 import re
-import socket
 
 import httpx
 import pytest
@@ -12,12 +11,7 @@ from rowgym.envs.shop.client import ShopClient
 from rowgym.envs.shop.errors import GraderAuthError
 from rowgym.envs.shop.instructions import all_goals, score
 from rowgym.envs.shop.server import ensure_running, is_running, stop_background
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from rowgym.launcher import free_port
 
 
 @pytest.fixture(scope="module")
