@@ -315,11 +315,6 @@ async def run_keys(cfg: CollectConfig, keys: list[EpisodeKey], on_episode: Calla
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-# Finished episodes are stored off the event loop, several per fsync (group commit), and reported
-# (progress, summary) only once they are on disk: see rowgym.store.writer.
-_Writer = EpisodeWriter
-
-
 async def acollect(cfg: CollectConfig, hooks: Hooks | None = None) -> Summary:
     """Run a collection on the running event loop (see :func:`collect`; ``hooks``: see :class:`Hooks`).
 
@@ -371,7 +366,8 @@ async def acollect(cfg: CollectConfig, hooks: Hooks | None = None) -> Summary:
                           _hook: Callable[[Episode], None] = hooks.on_stored) -> None:
                 _bar(ep)
                 _hook(ep)
-        writer = _Writer(store, on_stored)
+        # stored off the event loop, several per write (group commit), reported only once on disk
+        writer = EpisodeWriter(store, on_stored)
         t0 = time.perf_counter()
         try:
             with bar, fewer_gc_pauses():
