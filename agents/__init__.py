@@ -6,6 +6,7 @@ environment's spec names (so plugins bring their own experts).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from rowgym.agents.base import Agent, AgentTurn
@@ -45,16 +46,25 @@ def make_agent(name: str, env: Any, **kwargs: Any) -> Agent:
 
 def check_options(cls: type, options: dict[str, Any], name: str) -> None:
     """Refuse options the agent's constructor does not take, listing those it does."""
-    import inspect
-
-    params = inspect.signature(cls.__init__).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+    accepted = _accepted_options(cls.__init__)
+    if accepted is None:
         return
-    accepted = [p for p in params if p != "self" and params[p].kind is not inspect.Parameter.VAR_POSITIONAL]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise RowgymError(f"agent {name!r} ({cls.__name__}) does not take option(s) {', '.join(unknown)}; "
                           f"it takes: {', '.join(accepted) or 'no options'}")
+
+
+@functools.lru_cache(maxsize=256)
+def _accepted_options(init: Any) -> tuple[str, ...] | None:
+    """The keyword options a constructor takes (None: any, it has ``**kwargs``); cached, since the
+    engine builds an agent per rollout worker."""
+    import inspect
+
+    params = inspect.signature(init).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return tuple(p for p in params if p != "self" and params[p].kind is not inspect.Parameter.VAR_POSITIONAL)
 
 
 __all__ = ["AGENTS", "Agent", "AgentTurn", "make_agent"]

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -50,6 +51,9 @@ __all__ = ["PolicyServerError", "ServerPool", "VLLMAgent", "load_tokenizer", "se
 
 def load_tokenizer(model_dir: str | Path) -> Any:
     """The model's tokenizer (transformers, from the ``train`` extra), cached per directory."""
+    hit = _TOKENIZERS.get(model_dir)  # the directory as given (an agent per episode asks with the same one)
+    if hit is not None:
+        return hit
     key = str(Path(model_dir).expanduser())
     if key not in _TOKENIZERS:
         try:
@@ -57,10 +61,11 @@ def load_tokenizer(model_dir: str | Path) -> Any:
         except ImportError as e:
             raise AgentError("LLM agents need transformers: pip install 'rowgym[train]'") from e
         _TOKENIZERS[key] = AutoTokenizer.from_pretrained(key)
+    _TOKENIZERS[model_dir] = _TOKENIZERS[key]
     return _TOKENIZERS[key]
 
 
-_TOKENIZERS: dict[str, Any] = {}
+_TOKENIZERS: dict[str | Path, Any] = {}
 
 
 class _SharedSession:
@@ -245,9 +250,41 @@ def policy_urls(base_url: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 
 def default_model_dir() -> Path:
-    from rowgym.agents.serving import default_model_dir as d
+    """The tiny model's directory (``rowgym.agents.serving.default_model_dir``), cached per
+    ``ROWGYM_CACHE``/``HOME`` (an agent is built per worker; the path arithmetic showed in profiles)."""
+    key = (os.environ.get("ROWGYM_CACHE"), os.environ.get("HOME"))
+    hit = _DEFAULT_DIRS.get(key)
+    if hit is None:
+        from rowgym.agents.serving import default_model_dir as d
 
-    return Path(d())
+        hit = _DEFAULT_DIRS[key] = Path(d())
+    return hit
+
+
+_DEFAULT_DIRS: dict[tuple[str | None, str | None], Path] = {}
+
+
+def model_revision(model_dir: Path) -> str | None:
+    """The ``params_hash`` of ``model_dir/rowgym_build.json`` (None without one), re-read only when
+    the file changes (its size or modification time)."""
+    meta = model_dir / "rowgym_build.json"
+    try:
+        st = os.stat(meta)
+    except OSError:
+        return None
+    key = (st.st_mtime_ns, st.st_size)
+    hit = _REVISIONS.get(meta)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    try:
+        rev = json.loads(meta.read_text()).get("params_hash")
+    except (OSError, ValueError):
+        rev = None
+    _REVISIONS[meta] = (key, rev)
+    return rev
+
+
+_REVISIONS: dict[Path, tuple[tuple[int, int], str | None]] = {}
 
 
 class VLLMAgent(TokenPolicy):
@@ -280,11 +317,7 @@ class VLLMAgent(TokenPolicy):
         self._revision = self._read_revision()
 
     def _read_revision(self) -> str | None:
-        meta = self.model_dir / "rowgym_build.json"
-        try:
-            return json.loads(meta.read_text()).get("params_hash") if meta.exists() else None
-        except (OSError, ValueError):
-            return None
+        return model_revision(self.model_dir)
 
     def policy_info(self) -> PolicyInfo:
         return PolicyInfo(agent=self.name, model=self.model, revision=self._revision,

@@ -35,7 +35,7 @@ import inspect
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -172,16 +172,37 @@ class Summary:
         return self.n_success / self.n_done if self.n_done else 0.0
 
     @classmethod
-    def of(cls, out: Path, run_id: str, episodes: list[Episode], skipped: int, wall_s: float) -> Summary:
-        n = len(episodes)
-        steps = sum(len(e.steps) for e in episodes)
-        fails: dict[str, int] = {}
+    def of(cls, out: Path, run_id: str, episodes: Iterable[Episode], skipped: int, wall_s: float) -> Summary:
+        tally = Tally()
         for e in episodes:
-            if e.failure:
-                fails[e.failure.kind] = fails.get(e.failure.kind, 0) + 1
-        return cls(out, run_id, n, skipped, sum(e.success for e in episodes), sum(fails.values()),
-                   sum(e.final_reward for e in episodes) / n if n else 0.0,
-                   sum(e.n_bad_calls for e in episodes) / steps if steps else 0.0, wall_s, fails)
+            tally.add(e)
+        return tally.summary(out, run_id, skipped, wall_s)
+
+
+@dataclass
+class Tally:
+    """The counts a :class:`Summary` is made of, added up one episode at a time (keeps no episode)."""
+
+    n: int = 0
+    success: int = 0
+    reward: float = 0.0
+    bad_calls: int = 0
+    steps: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+
+    def add(self, e: Episode) -> None:
+        self.n += 1
+        self.success += e.success
+        self.reward += e.final_reward
+        self.bad_calls += e.n_bad_calls
+        self.steps += len(e.steps)
+        if e.failure:
+            self.failures[e.failure.kind] = self.failures.get(e.failure.kind, 0) + 1
+
+    def summary(self, out: Path, run_id: str, skipped: int, wall_s: float) -> Summary:
+        return Summary(out, run_id, self.n, skipped, self.success, sum(self.failures.values()),
+                       self.reward / self.n if self.n else 0.0,
+                       self.bad_calls / self.steps if self.steps else 0.0, wall_s, dict(self.failures))
 
 
 def completion_tokens(ep: Episode) -> int:
@@ -389,9 +410,14 @@ async def acollect(cfg: CollectConfig, hooks: Hooks | None = None) -> Summary:
             store.close(complete=wanted <= store.completed_ids())
         else:  # a new run that stored nothing leaves nothing behind; otherwise it can be resumed
             store.discard()
-    # The summary covers the whole run, including episodes stored by an earlier, interrupted invocation.
-    stored = [e for e in TrajectoryStore(cfg.out, readonly=True).episodes() if e.episode_id in wanted]
-    s = Summary.of(Path(cfg.out), run_id, stored, len(keys) - len(todo), time.perf_counter() - t_wall)
+    # The summary covers the whole run, including episodes stored by an earlier, interrupted invocation:
+    # read back from the store then; when this invocation played every episode, each one's latest
+    # record is the one it stored, already tallied as it was reported stored.
+    if len(todo) == len(keys) and bar.n == len(keys):
+        s = bar.tally.summary(Path(cfg.out), run_id, 0, time.perf_counter() - t_wall)
+    else:
+        stored = (e for e in TrajectoryStore(cfg.out, readonly=True).episodes() if e.episode_id in wanted)
+        s = Summary.of(Path(cfg.out), run_id, stored, len(keys) - len(todo), time.perf_counter() - t_wall)
     s.rollout_s = (writer.last_stored - t0) if todo else 0.0
     s.n_played, s.completion_tokens = bar.n, bar.tokens
     return s
@@ -424,6 +450,7 @@ class _Progress:
         self.total, self.already = total, already
         self.n = self.ok = self.tokens = 0
         self.failed: dict[str, int] = {}
+        self.tally = Tally()
         self.t0 = time.perf_counter()
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -433,6 +460,7 @@ class _Progress:
             self.task = self.p.add_task(f"{cfg.env_id} · {cfg.agent}", total=total, completed=already, stats="")
 
     def advance(self, ep: Episode) -> None:
+        self.tally.add(ep)
         self.n += 1
         self.ok += ep.success
         self.tokens += completion_tokens(ep)

@@ -8,6 +8,7 @@ which is exactly what a random agent and a fuzz test need.
 
 from __future__ import annotations
 
+import functools
 import json
 import string
 from typing import Any
@@ -55,7 +56,7 @@ class ToolCallSpace(Space[Action]):
     def __init__(self, tools: list[Tool], malformed_p: float = 0.2, seed: int | None = None):
         self.tools = tools
         self.malformed_p = malformed_p
-        self._params = [(t.name, t.args_model.model_json_schema()) for t in tools]
+        self._params = [(t.name, _args_schema(t.args_model)) for t in tools]
         super().__init__(shape=None, dtype=None, seed=seed)
 
     @classmethod
@@ -95,6 +96,12 @@ class ToolCallSpace(Space[Action]):
         if kind == 3:
             return Action(text="I am not sure what to do.")
         return Action(tool_call=ToolCall(name=name, arguments=json.dumps(list(args.values()))))
+
+
+@functools.cache
+def _args_schema(model: type) -> dict[str, Any]:
+    """A tool's argument schema, made once per model (an env is built per rollout worker; only read)."""
+    return model.model_json_schema()
 
 
 def _random_value(schema: dict[str, Any], rng: np.random.Generator) -> Any:
