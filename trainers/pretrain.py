@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -119,6 +120,17 @@ def corpus_texts(n: int, seed: int = 0) -> list[str]:
     return ["".join(corpus.example()) for _ in range(n)]
 
 
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """Learning-rate factor: linear warm-up, then cosine decay to 0 (no late divergence at a high rate).
+
+    >>> [round(warmup_cosine(s, 2, 10), 3) for s in (0, 1, 2, 6, 10)]
+    [0.5, 1.0, 1.0, 0.5, 0.0]
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
 def pretrain(model: Any, tokenizer: Any, cfg: PretrainConfig = PretrainConfig(),
              log: Any = None) -> list[float]:
     """Train ``model`` in place on the slot-filling corpus; returns the loss of every step."""
@@ -128,7 +140,7 @@ def pretrain(model: Any, tokenizer: Any, cfg: PretrainConfig = PretrainConfig(),
     corpus = SlotFillingCorpus(tokenizer, seed=cfg.seed)
     pad = tokenizer.pad_token_id or 0
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.warmup_steps, cfg.steps))
     model.train()
     losses: list[float] = []
     for step in range(cfg.steps):
@@ -153,7 +165,8 @@ def build_pretrained_tiny_model(out: str | Path, cfg: PretrainConfig = PretrainC
                                 base: str | Path | None = None, model_config: Any = None) -> Path:
     """The tiny model (built or given as ``base``) after :func:`pretrain`, saved in ``out``.
 
-    Cached: if ``out`` holds a model pretrained with the same base and config, it is reused.
+    Cached: if ``out`` holds a model pretrained with the same base, config and code (the source of
+    this module and of the tiny model's builder), it is reused.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -163,7 +176,10 @@ def build_pretrained_tiny_model(out: str | Path, cfg: PretrainConfig = PretrainC
     out = Path(out)
     base_dir = Path(base) if base else build_tiny_model(out.parent / (out.name + "-base"),
                                                          config=model_config or TinyModelConfig())
-    info = {"base": str(base_dir), "base_build": _read_json(base_dir / "rowgym_build.json"), "pretrain": asdict(cfg)}
+    from rowgym.trainers.cache_keys import code_version
+
+    info = {"base": str(base_dir), "base_build": _read_json(base_dir / "rowgym_build.json"), "pretrain": asdict(cfg),
+            "code": code_version("rowgym.trainers.pretrain", "rowgym.trainers.tiny_model")}
     if _read_json(out / INFO_FILE) == info:
         return out
     tok = AutoTokenizer.from_pretrained(base_dir)

@@ -54,7 +54,10 @@ class SFTOptions:
     learning_rate: float = 1e-3
     """Peak learning rate (a tiny random-init model wants a large one; use ~1e-5 for real models)."""
     warmup_steps: int = 0
-    lr_scheduler_type: str = "constant_with_warmup"
+    lr_scheduler_type: str = "cosine"
+    """Warm-up then cosine decay to 0: at a constant rate a small model's loss climbs back late in the run."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping."""
     max_length: int | None = 4096
     """Longer conversations are truncated (keep_start). The tiny model's context; a Retail prompt with its
     tool schemas is ~2,400 tokens, and a limit below the prompt leaves no assistant token to train on."""
@@ -153,6 +156,7 @@ def sft_config(out_dir: str | Path, opts: SFTOptions) -> Any:
     kw: dict[str, Any] = dict(
         output_dir=str(out_dir), max_steps=opts.max_steps, per_device_train_batch_size=opts.batch_size,
         learning_rate=opts.learning_rate, warmup_steps=opts.warmup_steps, lr_scheduler_type=opts.lr_scheduler_type,
+        max_grad_norm=opts.max_grad_norm,
         logging_steps=opts.logging_steps, save_strategy="no", report_to=[], seed=opts.seed,
         assistant_only_loss=True, max_length=opts.max_length, gradient_checkpointing=False,
         disable_tqdm=True, dataloader_num_workers=0,
@@ -164,7 +168,8 @@ def sft_config(out_dir: str | Path, opts: SFTOptions) -> Any:
 
 
 def train_sft(dataset_or_run_dirs: Source, model_dir: str | Path, out_dir: str | Path,
-              opts: SFTOptions | None = None, *, model: Any = None, tokenizer: Any = None) -> SFTResult:
+              opts: SFTOptions | None = None, *, model: Any = None, tokenizer: Any = None,
+              callbacks: Sequence[Any] = ()) -> SFTResult:
     """Fine-tune ``model_dir`` on tool-use conversations and save the result in ``out_dir``.
 
     Args:
@@ -174,6 +179,8 @@ def train_sft(dataset_or_run_dirs: Source, model_dir: str | Path, out_dir: str |
         out_dir: where the fine-tuned model and tokenizer are saved (plus ``sft_result.json``).
         opts: training options.
         model, tokenizer: already-loaded objects to train instead of loading ``model_dir``.
+        callbacks: transformers ``TrainerCallback``s, e.g. a
+            :class:`rowgym.trainers.dev_selection.DevSelection` (checkpoint choice on dev seeds).
 
     Returns:
         An :class:`SFTResult` with the per-step training losses.
@@ -199,7 +206,7 @@ def train_sft(dataset_or_run_dirs: Source, model_dir: str | Path, out_dir: str |
     out = Path(out_dir)
     t0 = time.perf_counter()
     trainer = SFTTrainer(model=model, args=sft_config(out / "trainer", opts), train_dataset=trl_dataset(rows),
-                         processing_class=tokenizer)
+                         processing_class=tokenizer, callbacks=list(callbacks) or None)
     labels = trainer.train_dataset["labels"]
     n_lab = sum(sum(1 for x in lab if x != -100) for lab in labels)
     frac = n_lab / max(1, sum(len(lab) for lab in labels))
