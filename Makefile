@@ -4,7 +4,7 @@ ROWGYM  := .venv/bin/rowgym
 SHOP_PORT ?= 8765
 RUNS    ?= runs
 
-.PHONY: help setup env-up env-down quickstart demo test test-fast lint bench check-all policy-up policy-down model-tiny repopatch-verify synth-build shop-screenshots clean
+.PHONY: help setup env-up env-down quickstart demo learn test test-fast lint bench check-all policy-up policy-down model-tiny repopatch-verify synth-build shop-screenshots clean
 
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -30,6 +30,9 @@ quickstart: setup ## the main job: collect expert trajectories on the tool-API e
 
 demo: setup ## the learning demo: tiny model -> expert data -> SFT -> GRPO -> held-out success before/after, plot
 	$(PY) -m rowgym.trainers.demo --out $(RUNS)/demo
+
+learn: setup ## learning benchmark on Airline (cancel/cabin/baggage): SFT start vs more SFT, RSFT, DPO, GRPO x2 at equal budget
+	$(PY) -m rowgym.trainers.learn --out $(RUNS)/learn
 
 test: env-up ## the full test suite, with Docker, Chromium and the shop started first
 	@# exit 5 = no tests collected: not a build failure (but a run that tests nothing is worthless)

@@ -1,0 +1,174 @@
+"""The learn benchmark: bootstrap CIs, equal budgets, dev-only checkpoint choice, the kind subset, the cache."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+import rowgym
+from rowgym.envs.toolapi.airline import AirlineEnv
+from rowgym.trainers.learn import arms as A
+from rowgym.trainers.learn import cache as C
+from rowgym.trainers.learn.config import ARMS, LearnConfig
+from rowgym.trainers.learn.env import subset_env_id
+from rowgym.trainers.learn.stats import bootstrap_ci, cis_overlap, seed_summary
+
+FAMILY = "rowgym/ToolAPI-Airline-v0"
+
+
+# ------------------------------------------------------------------------------ statistics
+def test_bootstrap_ci_hand_computed_cases():
+    # constant data: every resample has the same mean
+    assert bootstrap_ci([1, 1, 1, 1]) == (1.0, 1.0)
+    assert bootstrap_ci([0] * 10) == (0.0, 0.0)
+    # two values {0, 1}: resample means are 0, 0.5, 1 with probability 1/4, 1/2, 1/4, so the 2.5% and
+    # 97.5% percentiles are exactly 0 and 1
+    assert bootstrap_ci([0, 1], n_boot=4000) == (0.0, 1.0)
+    # 100 episodes at p = 0.5: the normal approximation gives 0.5 +- 1.96 * sqrt(0.25 / 100) = 0.5 +- 0.098
+    lo, hi = bootstrap_ci([1, 0] * 50, n_boot=4000, seed=1)
+    assert 0.38 <= lo <= 0.42 and 0.58 <= hi <= 0.62
+    # deterministic for a seed
+    assert bootstrap_ci([1, 0, 0, 1, 1], seed=3) == bootstrap_ci([1, 0, 0, 1, 1], seed=3)
+
+
+def test_seed_summary_and_overlap():
+    s = seed_summary([0.2, 0.4, 0.6])
+    assert s["mean"] == pytest.approx(0.4) and s["std"] == pytest.approx(0.2) and s["n"] == 3
+    assert seed_summary([0.5])["std"] == 0.0
+    assert cis_overlap((0.1, 0.3), (0.25, 0.5)) and not cis_overlap((0.1, 0.2), (0.3, 0.4))
+
+
+# ------------------------------------------------------------------------------ equal budgets
+@pytest.mark.parametrize("budget,stages,k,p", [(128, 2, 4, 4), (96, 3, 4, 2), (256, 4, 8, 4)])
+def test_every_arm_spends_exactly_the_budget(budget, stages, k, p):
+    cfg = LearnConfig(budget=budget, stages=stages, group_size=k, grpo_prompts_per_step=p)
+    cfg.validate()
+    for arm in ARMS:
+        plan = A.planned_samples(cfg, arm)
+        assert len(plan) == stages and sum(plan) == budget, arm
+
+
+def test_a_budget_that_does_not_split_evenly_is_refused():
+    with pytest.raises(ValueError, match="budget"):
+        LearnConfig(budget=100, stages=2, group_size=4, grpo_prompts_per_step=4).validate()
+
+
+def test_scale_multiplies_budget_not_the_start():
+    cfg = LearnConfig(scale=4).scaled()
+    assert cfg.budget == 4 * LearnConfig().budget and cfg.heldout_episodes == 4 * LearnConfig().heldout_episodes
+    assert cfg.start_expert_episodes == LearnConfig().start_expert_episodes
+    assert cfg.start_sft_steps == LearnConfig().start_sft_steps
+    cfg.validate()
+
+
+# ------------------------------------------------------------------------------ dev-only choice
+def test_choose_stage_reads_dev_success_only_and_prefers_the_earliest_tie():
+    curve = [{"dev_success": 0.3, "heldout": 0.9}, {"dev_success": 0.5, "heldout": 0.1},
+             {"dev_success": 0.5, "heldout": 0.0}]
+    assert A.choose_stage(curve) == 1
+
+
+def test_run_arm_evaluates_heldout_once_on_the_dev_chosen_stage(monkeypatch, tmp_path):
+    """Every evaluation before the choice is on dev seeds; held-out is evaluated once, on the dev-best model."""
+    cfg = LearnConfig(budget=24, stages=3, group_size=2, grpo_prompts_per_step=2)
+    dev_score = {"stage-1": 0.2, "stage-2": 0.6, "stage-3": 0.4}  # stage 2 is best on dev
+    calls = []
+
+    def fake_stage_sft(ctx, i, cur, out, runs):
+        out.mkdir(parents=True)
+        return {"sampled": A.planned_samples(ctx.cfg, "sft")[i], "trained": True}
+
+    def fake_evaluate(model, tok, env_id, seeds, split, **kw):
+        calls.append((split, model))
+        s = dev_score.get(model, 0.0) if split == "dev" else 0.99
+        return A.S.EvalResult(split, list(seeds), [1] * int(s * len(seeds)) + [0] * (len(seeds) - int(s * len(seeds))),
+                              0, len(seeds), [1] * len(seeds))
+
+    monkeypatch.setattr(A, "_stage_sft", fake_stage_sft)
+    monkeypatch.setattr(A.S, "load", lambda d: (Path(d).name, None))
+    monkeypatch.setattr(A.S, "evaluate", fake_evaluate)
+    ctx = A.ArmContext(cfg, "env", 0, tmp_path / "start", tmp_path / "base", tmp_path / "expert", tmp_path / "cache",
+                       tmp_path / "arm", dev=list(range(10)), heldout=list(range(100, 110)))
+    res = A.run_arm("sft", ctx)
+    assert [c[0] for c in calls] == ["dev", "dev", "dev", "heldout"]
+    assert calls[-1] == ("heldout", "stage-2") and res.chosen_stage == 2
+    assert res.sampled_episodes == cfg.budget == res.curve[-1]["sampled_episodes"]
+    assert json.loads((tmp_path / "arm" / "arm_result.json").read_text())["chosen_stage"] == 2
+
+
+# ------------------------------------------------------------------------------ kind subset env
+def test_subset_env_keeps_the_family_split_and_tasks():
+    env_id = subset_env_id(FAMILY, ("cancel", "baggage"), "gold")
+    env = rowgym.make(env_id)
+    fam = AirlineEnv()
+    try:
+        for split in ("train", "dev", "heldout"):
+            seeds = env.splits.seeds(split, 12)
+            assert len(set(seeds)) == 12
+            for s in seeds:
+                assert fam.splits.split_of(s).value == split
+                assert env.make_task(s).kind in ("cancel", "baggage")
+                assert env.task_hash(s) == fam.task_hash(s)
+        names = {t["function"]["name"] for t in env.tools}
+        assert names == {"get_user_details", "get_reservation_details", "cancel_reservation",
+                         "update_reservation_baggages", "finish"}
+        # the gold plan still solves a held-out task with the reduced tool list
+        obs, info = env.reset(seed=env.splits.seeds("heldout", 1)[0])
+        assert info["split"] == "heldout"
+        for c in env.task.gold:
+            obs, r, term, trunc, info = env.step(c)
+        assert term and info["verdict"].success
+    finally:
+        env.close()
+        fam.close()
+
+
+# ------------------------------------------------------------------------------ cache keys
+def test_cache_key_changes_with_code_params_and_upstream(tmp_path, monkeypatch):
+    monkeypatch.setattr(C, "PACKAGE_ROOT", tmp_path)
+    (tmp_path / "mod.py").write_text("x = 1\n")
+    built = []
+
+    def build(d):
+        built.append(d)
+        (d / "out.txt").write_text(str(len(built)))
+
+    a = C.cached(tmp_path / "c", "art", {"n": 1}, build, code=["mod.py"])
+    assert C.cached(tmp_path / "c", "art", {"n": 1}, build, code=["mod.py"]) == a and len(built) == 1
+    (tmp_path / "mod.py").write_text("x = 2\n")  # same params, new code: a stale artefact must not be reused
+    b = C.cached(tmp_path / "c", "art", {"n": 1}, build, code=["mod.py"])
+    assert b != a and len(built) == 2
+    c = C.cached(tmp_path / "c", "down", {}, build, upstream=[a])
+    d = C.cached(tmp_path / "c", "down", {}, build, upstream=[b])
+    assert c != d and len(built) == 4
+
+
+def test_a_failed_build_leaves_nothing_behind(tmp_path):
+    def boom(d):
+        (d / "half.txt").write_text("x")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        C.cached(tmp_path, "art", {}, boom)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------ smoke
+@pytest.mark.train
+@pytest.mark.slow
+def test_pipeline_smoke_tiny_sizes(tmp_path, capsys):
+    from rowgym.trainers.learn.run import main
+
+    res = main(["--out", str(tmp_path / "learn"), "--arms", "sft,grpo", "--pretrain-steps", "2",
+                "--start-expert-episodes", "4", "--start-sft-steps", "1", "--budget", "8", "--stages", "2",
+                "--group-size", "2", "--grpo-prompts-per-step", "2", "--arm-sft-steps", "1", "--dev-episodes", "2",
+                "--heldout-episodes", "3", "--workers", "1", "--max-turns", "2", "--max-turn-tokens", "8"])
+    out = capsys.readouterr().out
+    assert "held-out success [95% CI]" in out and "(a) more SFT" in out and "(d) GRPO" in out
+    rows = {r["arm"]: r for r in res["summary"]["rows"]}
+    assert set(rows) == {"start", "sft", "grpo"}
+    assert rows["sft"]["sampled_episodes"] == rows["grpo"]["sampled_episodes"] == 8
+    assert all(r["episodes"] == 3 for r in rows.values())
+    html = (tmp_path / "learn" / "report.html").read_text()
+    assert "data:image/png;base64," in html and (tmp_path / "learn" / "learn.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "learn" / "results.json").read_text())["env_id"].startswith("rowgym-learn/")

@@ -1,0 +1,107 @@
+"""The options of ``make learn`` (each field is a CLI option; its docstring is the help)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+ARMS = ("sft", "rsft", "dpo", "grpo", "grpo_turn")
+"""(a) more SFT on expert data, (b) RSFT, (c) DPO, (d) GRPO --credit grpo, (e) GRPO --credit turn."""
+
+
+@dataclass
+class LearnConfig:
+    out: str = "runs/learn"
+    """Output directory (results.json, report.html, learn.png, one folder per seed and arm)."""
+    cache: str = ""
+    """Where cached artefacts live (pretrained model, expert data, SFT start); default <out>/cache."""
+    family: str = "rowgym/ToolAPI-Airline-v0"
+    """The tool-API family."""
+    kinds: str = "cancel,cabin,baggage"
+    """Comma-separated task kinds of the family (every seed of another kind is skipped)."""
+    tools: str = "gold"
+    """gold: only the tools these kinds' gold plans call (a 925-token Airline prompt); all: every family tool."""
+    seeds: str = "0"
+    """Training seeds (comma-separated): one full pipeline per seed; the table reports mean and spread."""
+    arms: str = ",".join(ARMS)
+    """Arms to run (comma-separated subset of sft, rsft, dpo, grpo, grpo_turn)."""
+    scale: int = 1
+    """Multiplies the budget, the arms' training steps and the evaluation sizes (4: a GPU box; docs/learn.md).
+    The SFT start is not scaled: it stays a start that solves a fraction of the tasks."""
+    workers: int = 2
+    """Arms trained at once, each in its own process with one torch thread."""
+    # ---- base model
+    pretrain_steps: int = 1000
+    """Generic copy pretraining of the tiny model (trainers/pretrain.py)."""
+    # ---- the SFT start
+    start_expert_episodes: int = 160
+    """Expert episodes (train seeds) the SFT start is trained on."""
+    start_sft_steps: int = 160
+    """SFT steps of the start (batch sft_batch); chosen so the start solves ~0.2-0.7 of dev tasks."""
+    sft_batch: int = 8
+    sft_lr: float = 2e-3
+    # ---- the arms
+    budget: int = 128
+    """Sampled episodes per arm (expert episodes for 'sft', policy samples for the others)."""
+    stages: int = 2
+    """Each arm spends its budget in this many equal stages; after each, dev success is measured (the
+    learning curve) and the stage with the best dev success is the arm's checkpoint."""
+    group_size: int = 4
+    """k samples per task (RSFT, DPO) = G generations per group (GRPO)."""
+    temperature: float = 1.0
+    arm_sft_steps: int = 32
+    """SFT steps per stage for 'sft' and 'rsft' (batch sft_batch)."""
+    arm_sft_lr: float = 1e-3
+    dpo_steps: int = 16
+    """DPO steps per stage (batch dpo_batch pairs)."""
+    dpo_batch: int = 4
+    dpo_lr: float = 5e-4
+    dpo_beta: float = 0.1
+    grpo_prompts_per_step: int = 4
+    """Groups per GRPO step: steps = budget / (prompts_per_step * group_size)."""
+    grpo_lr: float = 1e-4
+    # ---- evaluation
+    dev_episodes: int = 64
+    """Dev seeds for the learning curves and the checkpoint choice (never held-out)."""
+    heldout_episodes: int = 200
+    """Held-out seeds, one greedy episode each, for the reported numbers."""
+    n_boot: int = 2000
+    """Bootstrap resamples for the 95% CIs."""
+    max_turns: int = 6
+    max_turn_tokens: int = 64
+
+    def validate(self) -> None:
+        """Every arm must spend exactly ``budget`` sampled episodes in ``stages`` whole stages."""
+        self.arm_list()
+        per_step = self.grpo_prompts_per_step * self.group_size
+        if self.stages < 1 or self.group_size < 2:
+            raise ValueError("stages must be >= 1 and group_size >= 2")
+        if self.budget % (self.stages * self.group_size) or self.budget % (self.stages * per_step):
+            raise ValueError(f"budget {self.budget} must split into {self.stages} stages of whole groups of "
+                             f"{self.group_size} and of whole GRPO steps of {per_step} episodes")
+
+    def arm_list(self) -> list[str]:
+        arms = [a.strip() for a in self.arms.split(",") if a.strip()]
+        bad = [a for a in arms if a not in ARMS]
+        if bad:
+            raise ValueError(f"unknown arms {bad}; choose from {', '.join(ARMS)}")
+        return arms
+
+    def seed_list(self) -> list[int]:
+        return [int(s) for s in self.seeds.split(",") if s.strip()]
+
+    def kind_list(self) -> tuple[str, ...]:
+        return tuple(k.strip() for k in self.kinds.split(",") if k.strip())
+
+    def scaled(self) -> LearnConfig:
+        """The sizes multiplied by ``scale`` (learning rates, batch sizes and turn limits unchanged)."""
+        s = self.scale
+        if s == 1:
+            return self
+        return replace(self, budget=self.budget * s,
+                       arm_sft_steps=self.arm_sft_steps * s, dpo_steps=self.dpo_steps * s,
+                       dev_episodes=self.dev_episodes * s, heldout_episodes=self.heldout_episodes * s,
+                       stages=self.stages * 2 if s >= 4 else self.stages)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]

@@ -1,0 +1,98 @@
+"""The learn benchmark's outputs: the printed table, ``learn.png`` and ``report.html`` (the PNG embedded).
+
+Kept inside ``trainers`` (not ``evals``): the two are sibling layers that never import each other.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+COLORS = {"start": "#888888", "sft": "#2563eb", "rsft": "#16a34a", "dpo": "#9333ea", "grpo": "#f97316",
+          "grpo_turn": "#dc2626"}
+LABELS = {"start": "SFT start", "sft": "(a) more SFT", "rsft": "(b) RSFT", "dpo": "(c) DPO",
+          "grpo": "(d) GRPO credit=grpo", "grpo_turn": "(e) GRPO credit=turn"}
+
+
+def table_lines(summary: dict[str, Any]) -> list[str]:
+    """The table: arm, held-out success [95% CI], bad-call rate, turns, sampled episodes, wall seconds."""
+    rows = summary["rows"]
+    n_seeds = summary["n_seeds"]
+    head = (f"{'arm':<22} {'held-out success [95% CI]':<27} {'seed spread':<13} {'bad-call':>8} {'turns':>6} "
+            f"{'sampled eps':>11} {'wall s':>7}")
+    out = [head, "-" * len(head)]
+    for r in rows:
+        s = r["success"]
+        ci = f"{s['mean']:.3f} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]"
+        spread = f"±{s['std']:.3f} (n={n_seeds})" if n_seeds > 1 else "(1 seed)"
+        out.append(f"{LABELS.get(r['arm'], r['arm']):<22} {ci:<27} {spread:<13} {r['bad_call_rate']:>8.3f} "
+                   f"{r['mean_turns']:>6.2f} {r['sampled_episodes']:>11} {r['wall_s']:>7.0f}")
+    return out
+
+
+def plot(summary: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
+    ax = axes[0]
+    rows = summary["rows"]
+    xs = range(len(rows))
+    for i, r in enumerate(rows):
+        m, (lo, hi) = r["success"]["mean"], r["ci"]
+        ax.bar(i, m, color=COLORS.get(r["arm"], "#444"), alpha=0.85)
+        ax.errorbar(i, m, yerr=[[m - lo], [hi - m]], color="black", capsize=5, lw=1.2)
+        for v in r["per_seed"]:
+            ax.plot(i, v, "o", color="black", ms=3)
+        ax.text(i, hi + 0.02, f"{m:.2f}", ha="center", fontsize=9)
+    ax.set_xticks(list(xs), [LABELS.get(r["arm"], r["arm"]).replace(" credit=", "\n") for r in rows], fontsize=8)
+    ax.set(ylim=(0, 1.05), ylabel="held-out success",
+           title=f"held-out success, 95% bootstrap CI ({summary['heldout_episodes']} episodes"
+                 f"{', dots: seeds' if summary['n_seeds'] > 1 else ''})")
+    ax = axes[1]
+    for arm, curves in summary["curves"].items():
+        for j, c in enumerate(curves):
+            ax.plot([p[0] for p in c], [p[1] for p in c], marker="o", color=COLORS.get(arm, "#444"),
+                    label=LABELS.get(arm, arm) if j == 0 else None, alpha=0.9 if j == 0 else 0.5)
+    ax.set(xlabel="sampled episodes (training data)", ylabel="dev success", ylim=(0, 1.05),
+           title=f"learning curves on dev seeds ({summary['dev_episodes']} episodes per point)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_html(summary: dict[str, Any], results: dict[str, Any], png: Path, path: Path) -> Path:
+    img = base64.b64encode(png.read_bytes()).decode()
+    cfg = results["config"]
+    rows = "".join(
+        f"<tr><td>{html.escape(LABELS.get(r['arm'], r['arm']))}</td><td>{r['success']['mean']:.3f} "
+        f"[{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]</td><td>{' '.join(f'{v:.3f}' for v in r['per_seed'])}</td>"
+        f"<td>{r['bad_call_rate']:.3f}</td><td>{r['mean_turns']:.2f}</td><td>{r['sampled_episodes']}</td>"
+        f"<td>{r['wall_s']:.0f}</td></tr>" for r in summary["rows"])
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in results.get("notes", []))
+    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>rowgym learn benchmark</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}
+pre{{background:#f6f6f6;padding:8px;overflow:auto}}</style></head><body>
+<h1>Learning benchmark: {html.escape(results['env_id'])}</h1>
+<p>Family {html.escape(cfg['family'])}, task kinds {html.escape(cfg['kinds'])} (tools: {html.escape(cfg['tools'])},
+prompt {results.get('prompt_tokens', '?')} tokens). Every arm starts from the same SFT start and spends
+{summary['budget']} sampled episodes. Checkpoints and choices on {summary['dev_episodes']} dev seeds;
+held-out numbers on {summary['heldout_episodes']} held-out seeds (one greedy episode each), 95% percentile
+bootstrap CI over episodes (pooled over {summary['n_seeds']} training seed(s)).</p>
+<table><tr><th>arm</th><th>held-out success [95% CI]</th><th>per seed</th><th>bad-call rate</th><th>turns</th>
+<th>sampled episodes</th><th>wall s (mean per seed)</th></tr>{rows}</table>
+<p><img src="data:image/png;base64,{img}" style="width:100%"></p>
+<h2>Notes</h2><ul>{notes}</ul>
+<h2>Configuration</h2><pre>{html.escape(json.dumps(cfg, indent=2))}</pre>
+<p>Total wall {results['wall_s']:.0f} s, CPU {results['cpu_s']:.0f} s (this process; arms run in child processes).</p>
+</body></html>"""
+    path.write_text(doc)
+    return path

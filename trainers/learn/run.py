@@ -1,0 +1,208 @@
+"""The pipeline of ``make learn``: SFT start per training seed, five arms in parallel, table + report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, fields, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from rowgym.trainers.learn import stages as S
+from rowgym.trainers.learn.arms import ArmContext, ArmResult, run_arm
+from rowgym.trainers.learn.config import LearnConfig
+from rowgym.trainers.learn.env import subset_env_id
+from rowgym.trainers.learn.stats import bootstrap_ci, seed_summary
+
+BASE_SEED = 0
+"""The pretrained base model is one model for every training seed (as a real base model would be)."""
+
+
+def evaluate_start(ctx: ArmContext) -> ArmResult:
+    """The SFT start itself on dev and held-out seeds (the 'start' row of the table)."""
+    import torch
+
+    torch.set_num_threads(1)
+    subset_env_id(ctx.cfg.family, ctx.cfg.kind_list(), ctx.cfg.tools)
+    t0, c0 = time.perf_counter(), time.process_time()
+    model, _ = S.load(ctx.start)
+    _, tok = S.load(ctx.base_tokenizer)
+    ev = {"max_turns": ctx.cfg.max_turns, "max_tokens": ctx.cfg.max_turn_tokens}
+    d = S.evaluate(model, tok, ctx.env_id, ctx.dev, "dev", **ev)
+    h = S.evaluate(model, tok, ctx.env_id, ctx.heldout, "heldout", **ev)
+    res = ArmResult("start", ctx.seed, curve=[{"stage": 0, "sampled_episodes": 0, "dev_success": d.success_rate,
+                                              "dev_bad_call_rate": d.bad_call_rate, "dev_mean_turns": d.mean_turns}],
+                    heldout=h.to_json(), sampled_episodes=ctx.cfg.start_expert_episodes)
+    res.wall_s, res.cpu_s = round(time.perf_counter() - t0, 1), round(time.process_time() - c0, 1)
+    print(f"[learn] seed {ctx.seed} SFT start: dev {d.success_rate:.3f}, held-out {h.success_rate:.3f}", flush=True)
+    return res
+
+
+def _child(arm: str, ctx: ArmContext) -> ArmResult:
+    subset_env_id(ctx.cfg.family, ctx.cfg.kind_list(), ctx.cfg.tools)  # a spawned process registers the env again
+    ctx = replace(ctx, out=ctx.out / arm)
+    return evaluate_start(ctx) if arm == "start" else run_arm(arm, ctx)
+
+
+def summarize(cfg: LearnConfig, results: list[ArmResult], start_wall: dict[int, float]) -> dict[str, Any]:
+    """Per arm: mean and spread over seeds, a bootstrap CI over all held-out episodes, the curves."""
+    rows, curves = [], {}
+    arms = ["start"] + [a for a in cfg.arm_list()]
+    for arm in arms:
+        rs = sorted((r for r in results if r.arm == arm), key=lambda r: r.seed)
+        if not rs:
+            continue
+        per_seed = [r.heldout["success_rate"] for r in rs]
+        pooled = [x for r in rs for x in r.heldout["success"]]
+        steps = sum(r.heldout["turns"] and sum(r.heldout["turns"]) for r in rs)
+        bad = sum(r.heldout["bad_call_rate"] * sum(r.heldout["turns"]) for r in rs)
+        wall = [r.wall_s + (start_wall.get(r.seed, 0.0) if arm == "start" else 0.0) for r in rs]
+        rows.append({"arm": arm, "success": seed_summary(per_seed), "per_seed": per_seed,
+                     "ci": bootstrap_ci(pooled, n_boot=cfg.n_boot, seed=0), "episodes": len(pooled),
+                     "bad_call_rate": bad / max(1, steps), "mean_turns": steps / max(1, len(pooled)),
+                     "sampled_episodes": rs[0].sampled_episodes, "wall_s": sum(wall) / len(wall),
+                     "chosen_stages": [r.chosen_stage for r in rs]})
+        if arm != "start":
+            starts = {r.seed: r.curve[0]["dev_success"] for r in results if r.arm == "start"}
+            curves[arm] = [[(0, starts.get(r.seed, float("nan")))] +
+                           [(c["sampled_episodes"], c["dev_success"]) for c in r.curve] for r in rs]
+    return {"rows": rows, "curves": curves, "n_seeds": len(cfg.seed_list()), "budget": cfg.budget,
+            "dev_episodes": cfg.dev_episodes, "heldout_episodes": cfg.heldout_episodes}
+
+
+def run_learn(cfg: LearnConfig) -> dict[str, Any]:
+    import torch
+
+    import rowgym
+    from rowgym.trainers.learn import report
+
+    cfg = cfg.scaled()
+    cfg.validate()
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path(cfg.cache) if cfg.cache else out / "cache"
+    torch.set_num_threads(max(1, cfg.workers))  # the serial parts (pretraining, SFT start) use every worker's core
+    env_id = subset_env_id(cfg.family, cfg.kind_list(), cfg.tools)
+    env = rowgym.make(env_id)
+    dev, heldout = env.splits.seeds("dev", cfg.dev_episodes), env.splits.seeds("heldout", cfg.heldout_episodes)
+    env.close()
+    S.log(f"{env_id}: {len(dev)} dev and {len(heldout)} held-out seeds; arms {cfg.arm_list()}; seeds {cfg.seed_list()}")
+
+    times: dict[str, float] = {}
+    t = time.perf_counter()
+    base = S.pretrained_model(cache, cfg.pretrain_steps, BASE_SEED)
+    times["pretrained base model"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    expert = S.expert_run(cache, env_id, cfg.start_expert_episodes, 0)
+    times["expert data"] = round(time.perf_counter() - t, 1)
+    prompt_tokens = _prompt_tokens(base, env_id)
+    ctxs, start_wall = [], {}
+    for seed in cfg.seed_list():
+        t = time.perf_counter()
+        start = S.sft_start(cache, base, expert, steps=cfg.start_sft_steps, batch=cfg.sft_batch, lr=cfg.sft_lr,
+                            seed=seed)
+        start_wall[seed] = round(time.perf_counter() - t, 1)
+        times[f"SFT start seed {seed}"] = start_wall[seed]
+        ctxs.append(ArmContext(cfg, env_id, seed, start, base, expert, cache, out / f"seed-{seed}", dev, heldout))
+    torch.set_num_threads(1)
+    jobs = [(arm, ctx) for ctx in ctxs for arm in ["start"] + cfg.arm_list()]
+    t = time.perf_counter()
+    results: list[ArmResult] = []
+    if cfg.workers <= 1:
+        results = [_child(a, c) for a, c in jobs]
+    else:
+        with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=get_context("spawn")) as pool:
+            for fut in [pool.submit(_child, a, c) for a, c in jobs]:
+                results.append(fut.result())
+    times["arms (parallel)"] = round(time.perf_counter() - t, 1)
+
+    summary = summarize(cfg, results, start_wall)
+    lines = report.table_lines(summary)
+    notes = _notes(cfg, summary, results)
+    res = {"config": asdict(cfg), "env_id": env_id, "prompt_tokens": prompt_tokens, "dev_seeds": dev,
+           "heldout_seeds": heldout, "summary": summary, "arms": [r.__dict__ for r in results], "times_s": times,
+           "notes": notes, "table": lines, "wall_s": round(time.perf_counter() - t0, 1),
+           "cpu_s": round(time.process_time() - c0, 1), "cpu_count": os.cpu_count()}
+    png = report.plot(summary, out / "learn.png")
+    res["plot"], res["report"] = str(png), str(out / "report.html")
+    (out / "results.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+    report.write_html(summary, res, png, out / "report.html")
+    print()
+    print(f"rowgym learn · {env_id} · budget {cfg.budget} sampled episodes per arm · {len(heldout)} held-out "
+          f"episodes · seeds {cfg.seed_list()} · wall {res['wall_s']:.0f}s")
+    print("\n".join(lines))
+    for n in notes:
+        print(f"note: {n}")
+    print(f"report: {out / 'report.html'}  plot: {png}  results: {out / 'results.json'}")
+    return res
+
+
+def _prompt_tokens(model_dir: Path, env_id: str) -> int:
+    from transformers import AutoTokenizer
+
+    import rowgym
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    env = rowgym.make(env_id)
+    obs, _ = env.reset(seed=env.splits.seeds("train", 1)[0])
+    msgs = [{"role": "system", "content": env.system_prompt}, {"role": "user", "content": obs}]
+    n = len(tok.apply_chat_template(msgs, tools=env.tools, tokenize=True, add_generation_prompt=True,
+                                    return_dict=True)["input_ids"])
+    env.close()
+    return n
+
+
+def _notes(cfg: LearnConfig, summary: dict[str, Any], results: list[ArmResult]) -> list[str]:
+    rows = {r["arm"]: r for r in summary["rows"]}
+    notes = []
+    start = rows.get("start")
+    if start:
+        best = max((r for a, r in rows.items() if a != "start"), key=lambda r: r["success"]["mean"], default=None)
+        if best:
+            gain = best["success"]["mean"] - start["success"]["mean"]
+            sep = best["ci"][0] > start["ci"][1]
+            notes.append(f"best arm {best['arm']}: {gain:+.3f} held-out success over the SFT start; 95% CIs "
+                         f"{'do not overlap' if sep else 'overlap'} ({'meets' if gain >= 0.10 and sep else 'misses'} "
+                         f"the +0.10 / non-overlapping bar)")
+    if len(cfg.seed_list()) < 3:
+        notes.append(f"{len(cfg.seed_list())} training seed(s): the CI covers evaluation noise only; "
+                     "run with --seeds 0,1,2 for the spread over training seeds")
+    for r in results:
+        for n in r.notes:
+            notes.append(f"seed {r.seed} {r.arm}: {n}")
+    return notes
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(prog="python -m rowgym.trainers.learn",
+                                description="Which trainer moves a policy most at an equal budget of sampled "
+                                            "episodes (docs/learn.md).")
+    docs = _field_docs()
+    for f in fields(LearnConfig):
+        default = f.default
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=type(default), default=default,
+                       help=f"{docs.get(f.name, '')} (default: {default})".replace("%", "%%"))
+    return run_learn(LearnConfig(**vars(p.parse_args(argv))))
+
+
+def _field_docs() -> dict[str, str]:
+    """Field docstrings of LearnConfig (the string literal under each field) for --help."""
+    import ast
+    import inspect
+
+    from rowgym.trainers.learn import config
+
+    tree = ast.parse(inspect.getsource(config))
+    out: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == "LearnConfig":
+            body = node.body
+            for a, b in zip(body, body[1:], strict=False):
+                if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant):
+                    out[a.target.id] = " ".join(str(b.value.value).split())  # type: ignore[union-attr]
+    return out

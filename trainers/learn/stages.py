@@ -1,0 +1,138 @@
+"""The shared stages of ``make learn``: base model, expert data, SFT start, and evaluation on a split.
+
+Every artefact is cached (:mod:`rowgym.trainers.learn.cache`) under a key that names its
+parameters, its upstream artefacts and the source files that produce it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rowgym.trainers.learn.cache import cached
+
+CODE_MODEL = ["trainers/tiny_model.py", "trainers/pretrain.py"]
+CODE_DATA = ["envs/toolapi", "agents/experts.py", "rollouts", "rowgym/rows.py", "rowgym/env.py", "rowgym/tools.py",
+             "trainers/learn/env.py"]
+CODE_SFT = ["trainers/sft.py", "trainers/datasets.py", "trainers/gates"]
+
+
+def log(msg: str) -> None:
+    print(f"[learn] {msg}", flush=True)
+
+
+def pretrained_model(cache: Path, steps: int, seed: int) -> Path:
+    """The tiny Qwen3 model of ``seed`` after ``steps`` of generic copy pretraining."""
+    from rowgym.trainers.pretrain import PretrainConfig, build_pretrained_tiny_model
+    from rowgym.trainers.tiny_model import TinyModelConfig, build_tiny_model
+
+    def build(tmp: Path) -> None:
+        base = build_tiny_model(tmp / "base", config=TinyModelConfig(seed=seed))
+        if steps > 0:
+            build_pretrained_tiny_model(tmp / "model", PretrainConfig(steps=steps, seed=seed), base=base)
+        else:
+            (tmp / "model").symlink_to("base")
+
+    return cached(cache, "pretrained", {"steps": steps, "seed": seed}, build, code=CODE_MODEL, log=log) / "model"
+
+
+def expert_run(cache: Path, env_id: str, episodes: int, offset: int) -> Path:
+    """Scripted-expert episodes on train seeds ``offset .. offset + episodes - 1`` of ``env_id`` (a run dir)."""
+    from rowgym.rollouts.engine import CollectConfig, collect
+
+    def build(tmp: Path) -> None:
+        collect(CollectConfig(env_id=env_id, agent="expert", split="train", episodes=episodes, seed_offset=offset,
+                              out=tmp / "run", progress=False, concurrency=4, resume=False))
+
+    return cached(cache, "expert", {"env_id": env_id, "episodes": episodes, "offset": offset}, build,
+                  code=CODE_DATA, log=log) / "run"
+
+
+def sft_options(steps: int, batch: int, lr: float, seed: int, *, schedule: str = "cosine") -> Any:
+    """SFT options of the learn benchmark: warm-up then ``schedule``, gradient clipping at 1."""
+    from rowgym.trainers.sft import SFTOptions
+
+    return SFTOptions(max_steps=steps, batch_size=batch, learning_rate=lr, warmup_steps=max(1, steps // 10),
+                      lr_scheduler_type=schedule, max_length=4096, seed=seed, logging_steps=1,
+                      extra={"max_grad_norm": 1.0})
+
+
+def sft_start(cache: Path, model_dir: Path, run: Path, *, steps: int, batch: int, lr: float, seed: int) -> Path:
+    """The SFT start: ``model_dir`` after ``steps`` SFT steps on the expert ``run`` (warm-up + cosine decay)."""
+    from rowgym.trainers.sft import train_sft
+
+    def build(tmp: Path) -> None:
+        res = train_sft(run, model_dir, tmp / "model", sft_options(steps, batch, lr, seed))
+        (tmp / "losses.json").write_text(json.dumps(res.losses))
+
+    return cached(cache, "sft-start", {"steps": steps, "batch": batch, "lr": lr, "seed": seed}, build,
+                  code=CODE_SFT, upstream=[model_dir.parent, run.parent], log=log) / "model"
+
+
+@dataclass
+class EvalResult:
+    split: str
+    seeds: list[int]
+    success: list[int]
+    """1/0 per episode, in ``seeds`` order."""
+    bad_calls: int
+    steps: int
+    turns: list[int]
+
+    @property
+    def success_rate(self) -> float:
+        return sum(self.success) / max(1, len(self.success))
+
+    @property
+    def bad_call_rate(self) -> float:
+        return self.bad_calls / max(1, self.steps)
+
+    @property
+    def mean_turns(self) -> float:
+        return sum(self.turns) / max(1, len(self.turns))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"split": self.split, "episodes": len(self.seeds), "success_rate": self.success_rate,
+                "bad_call_rate": self.bad_call_rate, "mean_turns": self.mean_turns, "seeds": self.seeds,
+                "success": self.success, "turns": self.turns}
+
+
+def evaluate(model: Any, tokenizer: Any, env_id: str, seeds: list[int], split: str, *, max_turns: int,
+             max_tokens: int) -> EvalResult:
+    """One greedy episode per seed through the rollout engine (all in flight, turns sampled in batches)."""
+    from rowgym import aio
+    from rowgym.agents.hf_policy import BatchedSampler, HFPolicy
+    from rowgym.rollouts.engine import CollectConfig, Hooks, run_keys
+    from rowgym.rollouts.episode import EpisodeKey
+
+    sampler = BatchedSampler(model, tokenizer, temperature=0.0, max_tokens=max_tokens, max_batch=64)
+    cfg = CollectConfig(env_id=env_id, agent="hf", split=split, env_kwargs={"max_turns": max_turns}, progress=False)
+
+    def make(cfg: CollectConfig, env: Any) -> Any:
+        return HFPolicy(model=model, tokenizer=tokenizer, temperature=0.0, max_tokens=max_tokens, sampler=sampler)
+
+    keys = [EpisodeKey(f"eval-{split}", s) for s in seeds]
+    got: dict[str, Any] = {}
+    was = model.training
+    model.eval()
+    try:
+        aio.run(run_keys(cfg, keys, lambda ep: got.__setitem__(ep.episode_id, ep), concurrency=len(keys),
+                         hooks=Hooks(make_agent=make)))
+    finally:
+        model.train(was)
+    eps = [got[k.episode_id] for k in keys]
+    wrong = [e.seed for e in eps if e.split.value != split]
+    if wrong:
+        raise RuntimeError(f"seeds {wrong[:5]} are not {split} seeds")
+    return EvalResult(split, list(seeds), [int(e.success) for e in eps], sum(e.n_bad_calls for e in eps),
+                      sum(len(e.steps) for e in eps), [len(e.steps) for e in eps])
+
+
+def load(model_dir: Path) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return (AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32),
+            AutoTokenizer.from_pretrained(model_dir))
