@@ -8,10 +8,11 @@ log() { echo "[bootstrap] $*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Chromium comes from Debian: Playwright's own browser download cannot work on these machines.
-if ! command -v chromium >/dev/null; then
-  log "installing chromium (Debian) ..."
+# The headless shell (same build, no desktop layer) is what the shop env runs headless: far cheaper per episode.
+if ! command -v chromium >/dev/null || [ ! -x /usr/lib/chromium/chromium-headless-shell ]; then
+  log "installing chromium and chromium-headless-shell (Debian) ..."
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-headless-shell >/dev/null
 fi
 
 PY_BASE="${PYTHON:-python3.11}"
