@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,8 +76,11 @@ class Reader:
             except (ValueError, UnicodeDecodeError, KeyError) as e:
                 self._quarantine(shard, i, f"{type(e).__name__}: {e}"[:200])
 
-    def episodes(self) -> Iterator[Episode]:
+    def episodes(self, only: Container[str] | None = None) -> Iterator[Episode]:
         """Every stored episode, in write order, each id once: its latest record.
+
+        ``only``: ids to return (the others' lines are skipped unparsed, so a trainer that
+        reads one batch of a long run pays for that batch, not for the whole run).
 
         An id has more than one record only when a failed episode was played again
         (``collect --retry-failed``); the retry's record replaces the failed one. A line
@@ -85,7 +88,7 @@ class Reader:
         """
         last = self._last_records()
         for shard, i, line, eid in self._records():
-            if last.get(eid) == (shard, i):
+            if last.get(eid) == (shard, i) and (only is None or eid in only):
                 try:
                     yield Episode.model_validate_json(line)
                 except ValidationError as e:

@@ -103,12 +103,13 @@ class _Groups:
                 raise RowgymError(f"the collection ended but batch {j} is incomplete")
 
 
-def _read_batch(run_dir: Path, seeds: list[int]) -> list[Episode]:
+def _read_batch(run_dir: Path, seeds: list[int], ids: set[str]) -> list[Episode]:
+    """The batch's episodes (``ids``, of ``seeds``) as the store holds them; only their lines are parsed."""
     from rowgym.store import TrajectoryStore
 
     want = set(seeds)
     store = TrajectoryStore(run_dir, readonly=True)
-    eps = [e for e in store.episodes() if e.seed in want]
+    eps = [e for e in store.episodes(only=ids) if e.seed in want]
     if store.quarantined:
         raise RowgymError(f"the run store {run_dir} has malformed records: {list(store.quarantined.values())[:2]}")
     return sorted(eps, key=lambda e: (seeds.index(e.seed), e.sample_index))
@@ -281,7 +282,9 @@ async def run_grpo(env_id: str, model_dir: Path, out: Path, opts: GRPOOptions, *
             for n in range(start + 1, opts.max_steps + 1):
                 j = n - 1
                 await groups.wait(j, collector)
-                eps = await asyncio.to_thread(_read_batch, run_dir, groups.batch_seeds(j))
+                batch = groups.batch_seeds(j)
+                ids = {i for s in batch for i in groups.stored[s]}
+                eps = await asyncio.to_thread(_read_batch, run_dir, batch, ids)
                 sampled = [v.step for e in eps for s in e.steps if s.tokens and (v := s.tokens.policy_version)]
                 oldest = min(sampled, default=versions.current.step)
                 if oldest < j - k:
