@@ -35,8 +35,12 @@ class LearnConfig:
     # ---- the SFT start
     start_expert_episodes: int = 160
     """Expert episodes (train seeds) the SFT start is trained on."""
-    start_sft_steps: int = 160
-    """SFT steps of the start (batch sft_batch); chosen so the start solves ~0.2-0.7 of dev tasks."""
+    start_sft_steps: int = 240
+    """At most this many SFT steps for the start (batch sft_batch, warm-up + cosine decay over them)."""
+    start_target: float = 0.3
+    """The start stops at the first dev check whose success reaches this (a start that solves ~0.2-0.7)."""
+    start_check_every: int = 30
+    """SFT steps between the start's dev checks."""
     sft_batch: int = 8
     sft_lr: float = 2e-3
     # ---- the arms

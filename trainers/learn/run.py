@@ -101,11 +101,13 @@ def run_learn(cfg: LearnConfig) -> dict[str, Any]:
     expert = S.expert_run(cache, env_id, cfg.start_expert_episodes, 0)
     times["expert data"] = round(time.perf_counter() - t, 1)
     prompt_tokens = _prompt_tokens(base, env_id)
-    ctxs, start_wall = [], {}
+    ctxs, start_wall, starts = [], {}, {}
     for seed in cfg.seed_list():
         t = time.perf_counter()
         start = S.sft_start(cache, base, expert, steps=cfg.start_sft_steps, batch=cfg.sft_batch, lr=cfg.sft_lr,
-                            seed=seed)
+                            seed=seed, env_id=env_id, dev=dev, target=cfg.start_target,
+                            every=cfg.start_check_every, max_turns=cfg.max_turns, max_tokens=cfg.max_turn_tokens)
+        starts[seed] = json.loads((start.parent / "start.json").read_text())
         start_wall[seed] = round(time.perf_counter() - t, 1)
         times[f"SFT start seed {seed}"] = start_wall[seed]
         ctxs.append(ArmContext(cfg, env_id, seed, start, base, expert, cache, out / f"seed-{seed}", dev, heldout))
@@ -123,8 +125,10 @@ def run_learn(cfg: LearnConfig) -> dict[str, Any]:
 
     summary = summarize(cfg, results, start_wall)
     lines = report.table_lines(summary)
-    notes = _notes(cfg, summary, results)
-    res = {"config": asdict(cfg), "env_id": env_id, "prompt_tokens": prompt_tokens, "dev_seeds": dev,
+    notes = [f"seed {k}: SFT start = {v['steps']} SFT steps on {cfg.start_expert_episodes} expert episodes "
+             f"({v['stopped']}; dev success {v['dev_success']})" for k, v in starts.items()]
+    notes += _notes(cfg, summary, results)
+    res = {"config": asdict(cfg), "env_id": env_id, "prompt_tokens": prompt_tokens, "starts": starts, "dev_seeds": dev,
            "heldout_seeds": heldout, "summary": summary, "arms": [r.__dict__ for r in results], "times_s": times,
            "notes": notes, "table": lines, "wall_s": round(time.perf_counter() - t0, 1),
            "cpu_s": round(time.process_time() - c0, 1), "cpu_count": os.cpu_count()}

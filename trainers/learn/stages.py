@@ -59,16 +59,47 @@ def sft_options(steps: int, batch: int, lr: float, seed: int, *, schedule: str =
                       extra={"max_grad_norm": 1.0})
 
 
-def sft_start(cache: Path, model_dir: Path, run: Path, *, steps: int, batch: int, lr: float, seed: int) -> Path:
-    """The SFT start: ``model_dir`` after ``steps`` SFT steps on the expert ``run`` (warm-up + cosine decay)."""
+def sft_start(cache: Path, model_dir: Path, run: Path, *, steps: int, batch: int, lr: float, seed: int,
+              env_id: str, dev: list[int], target: float, every: int, max_turns: int, max_tokens: int) -> Path:
+    """The SFT start: ``model_dir`` after SFT on the expert ``run`` (warm-up + cosine decay over ``steps``),
+    stopped at the first check (every ``every`` steps) whose **dev** success reaches ``target``.
+
+    This is how the start is made weak on purpose (fewer SFT steps), by a rule that reads dev seeds
+    only. ``start.json`` beside the model records every check, the step it stopped at and why.
+    """
+    from transformers import TrainerCallback
+
     from rowgym.trainers.sft import train_sft
 
-    def build(tmp: Path) -> None:
-        res = train_sft(run, model_dir, tmp / "model", sft_options(steps, batch, lr, seed))
-        (tmp / "losses.json").write_text(json.dumps(res.losses))
+    class StopAtTarget(TrainerCallback):
+        def __init__(self) -> None:
+            self.checks: list[dict[str, Any]] = []
+            self.tok = load(model_dir)[1]
 
-    return cached(cache, "sft-start", {"steps": steps, "batch": batch, "lr": lr, "seed": seed}, build,
-                  code=CODE_SFT, upstream=[model_dir.parent, run.parent], log=log) / "model"
+        def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any) -> None:
+            if state.global_step % every and state.global_step < steps:
+                return
+            r = evaluate(model, self.tok, env_id, dev, "dev", max_turns=max_turns, max_tokens=max_tokens)
+            self.checks.append({"step": state.global_step, "dev_success": r.success_rate,
+                                "dev_bad_call_rate": r.bad_call_rate})
+            log(f"SFT start step {state.global_step}: dev success {r.success_rate:.3f}")
+            if r.success_rate >= target:
+                control.should_training_stop = True
+
+    def build(tmp: Path) -> None:
+        cb = StopAtTarget()
+        res = train_sft(run, model_dir, tmp / "model", sft_options(steps, batch, lr, seed), callbacks=[cb])
+        last = cb.checks[-1] if cb.checks else {"step": res.steps, "dev_success": None}
+        info = {"losses": res.losses, "checks": cb.checks, "steps": res.steps, "max_steps": steps,
+                "dev_success": last["dev_success"], "target": target,
+                "stopped": "reached the dev target" if last["dev_success"] is not None
+                and last["dev_success"] >= target else "max steps (target not reached)"}
+        (tmp / "start.json").write_text(json.dumps(info, indent=2) + "\n")
+
+    params = {"steps": steps, "batch": batch, "lr": lr, "seed": seed, "env_id": env_id, "dev": dev,
+              "target": target, "every": every, "max_turns": max_turns, "max_tokens": max_tokens}
+    return cached(cache, "sft-start", params, build, code=CODE_SFT + ["trainers/learn/stages.py"],
+                  upstream=[model_dir.parent, run.parent], log=log) / "model"
 
 
 @dataclass
