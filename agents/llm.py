@@ -128,6 +128,13 @@ class ServerStats:
 _STATS: dict[str, ServerStats] = {}
 
 
+def _stats(url: str) -> ServerStats:
+    st = _STATS.get(url)
+    if st is None:
+        st = _STATS[url] = ServerStats()
+    return st
+
+
 def server_stats() -> dict[str, dict[str, float | int]]:
     """Per policy server URL: requests, failures, mean/p50/p95 latency, for this process."""
     return {url: st.as_dict() for url, st in sorted(_STATS.items())}
@@ -202,7 +209,7 @@ class ServerPool:
         return min(self.servers, key=lambda s: s.down_until)
 
     def failed(self, s: _Server) -> None:
-        _STATS.setdefault(s.url, ServerStats()).failures += 1
+        _stats(s.url).failures += 1
         if s.healthy:
             s.healthy, s.cooldown_s = False, 1.0
         else:
@@ -210,7 +217,7 @@ class ServerPool:
         s.down_until = time.monotonic() + s.cooldown_s
 
     def answered(self, s: _Server, dt: float) -> None:
-        _STATS.setdefault(s.url, ServerStats()).add(dt)
+        _stats(s.url).add(dt)
         s.healthy, s.cooldown_s = True, 1.0
 
     async def _probe(self, s: _Server, session: Any) -> None:

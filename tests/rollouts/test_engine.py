@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from rowgym.rollouts import mock
-from rowgym.rollouts.engine import CollectConfig, _Progress, acollect
+from rowgym.rollouts.engine import CollectConfig, Summary, _Progress, acollect
 from rowgym.rollouts.episode import EpisodeKey, Timeouts, _failure_kind, play_episode
 from rowgym.rows import Action, Verdict
 from rowgym.store import TrajectoryStore
@@ -58,6 +58,17 @@ async def test_groups_tokens_and_masks(tmp_path, model_dir, completion):
             assert b.tokens.mask == a.tokens.mask + [0] * (len(b.tokens.prompt_ids) - len(carried)) + [1] * len(completion)
         assert ep.steps[0].tokens.logprobs == [-0.5] * len(completion)
     assert sorted(map(sorted, by_group.values())) == [[0, 1, 2, 3]] * 3
+    assert _as_tuple(s) == _as_tuple(_read_back(tmp_path, s))
+
+
+def _read_back(out, s: Summary) -> Summary:
+    """The summary computed from the stored episodes (what the engine tallies as it stores them)."""
+    return Summary.of(out, s.run_id, TrajectoryStore(out, readonly=True).episodes(), s.n_skipped, s.wall_s)
+
+
+def _as_tuple(s: Summary) -> tuple:
+    return (s.n_done, s.n_skipped, s.n_success, s.n_failed, round(s.mean_reward, 9), round(s.bad_call_rate, 9),
+            s.failures)
 
 
 async def test_outage_beyond_the_retry_budget_fails_with_reason_then_resume(tmp_path, model_dir, completion):
@@ -77,12 +88,14 @@ async def test_outage_beyond_the_retry_budget_fails_with_reason_then_resume(tmp_
         out, s = await asyncio.gather(outage(), acollect(cfg))
         assert s.n_done == 16
         assert s.failures.get("policy", 0) >= 1 and set(s.failures) == {"policy"}
+        assert _as_tuple(s) == _as_tuple(_read_back(tmp_path, s))  # tallied while storing, failures included
         eps = list(TrajectoryStore(tmp_path).episodes())
         failed = [e for e in eps if e.failure]
         assert all("unavailable" in e.failure.reason and "HTTP 503" in e.failure.reason for e in failed)
         assert sum(e.success for e in eps) == 16 - len(failed) >= 4
         again = await acollect(cfg)
         assert again.n_skipped == 16 and again.n_played == 0 and again.n_done == 16
+        assert _as_tuple(again) == _as_tuple(s)[:1] + (16,) + _as_tuple(s)[2:]  # read back from the store
 
         # --retry-failed plays exactly the failed episodes again; their new records replace the failed ones
         calls = srv.calls
@@ -219,6 +232,21 @@ def test_gc_settings_are_restored_after_a_collection_even_on_error():
 
     before = gc.get_threshold()
     with pytest.raises(RuntimeError), fewer_gc_pauses():
-        assert gc.get_freeze_count() > 0 and gc.get_threshold()[0] >= 10_000
+        assert gc.get_freeze_count() > 0 and gc.get_threshold()[0] >= 50_000
         raise RuntimeError("boom")
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_agent_revision_is_reread_when_the_build_file_changes(tmp_path):
+    """Agents are built per worker, so the model's revision is cached per directory; a rebuilt
+    model (its rowgym_build.json rewritten) is seen by the next agent."""
+    from rowgym.agents.llm import model_revision
+
+    assert model_revision(tmp_path) is None
+    meta = tmp_path / "rowgym_build.json"
+    meta.write_text(json.dumps({"params_hash": "aaa"}))
+    assert model_revision(tmp_path) == "aaa"
+    meta.write_text(json.dumps({"params_hash": "bbbb"}))  # a different size: seen even within one mtime tick
+    assert model_revision(tmp_path) == "bbbb"
+    meta.unlink()
+    assert model_revision(tmp_path) is None
