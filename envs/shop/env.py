@@ -241,7 +241,7 @@ class ShopEnv(RowEnv[Goal]):
         Args:
             warm: Also take one accessibility snapshot of the blank page (the spare context does, in the
                 background). The page's renderer then has Playwright's injected script compiled (V8 caches
-                it per process), so the episode's first snapshot is ~40% cheaper. Nothing is loaded: no
+                it per process), so the episode's first snapshot costs about a third less. Nothing is loaded: no
                 request, cookie, storage or history entry comes of it.
         """
         context = await browser.new_context(viewport={"width": 1100, "height": 760})
