@@ -340,7 +340,7 @@ class VLLMAgent(TokenPolicy):
         data = await self._post("/v1/completions", body)
         choice = data["choices"][0]
         sent = data.get("prompt_token_ids") or choice.get("prompt_token_ids")
-        if sent is not None and list(sent) != prompt_ids:
+        if sent is not None and (sent if isinstance(sent, list) else list(sent)) != prompt_ids:
             raise PolicyServerError("the server reports different prompt ids than were sent")
         ids = list(choice.get("token_ids") or [])
         lps = (choice.get("logprobs") or {}).get("token_logprobs") or []

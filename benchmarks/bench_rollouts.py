@@ -22,21 +22,32 @@ prompt) and even the plain loop falls short of the ideal: the sweep shows from w
 latency on the machine, not the engine, stops being the limit. A policy turn of a real
 model (tens of sampled tokens) takes seconds; 0.2 s is a stress setting.
 
-Prints numbers; asserts nothing. Needs the tiny model's tokenizer (``rowgym model build-tiny``).
+The machine's load changes the wall-clock ratios (the client, the mock server and anything
+else share the cores), so each latency also prints the load average and the CPU each loop
+spends per policy turn, which load changes far less.
+
+Prints numbers and records the engine/plain ratios in results/bench.json; asserts nothing.
+Needs the tiny model's tokenizer (``rowgym model build-tiny``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import aiohttp
 
 from rowgym import aio
 from rowgym.rollouts import mock
 from rowgym.rollouts.engine import CollectConfig, acollect
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results  # noqa: E402
 
 COMPLETION = '<tool_call>\n{"name": "tick", "arguments": {}}\n</tool_call>'
 
@@ -76,7 +87,7 @@ async def measure(args: argparse.Namespace, latency: float, ids: list[int], prom
         return cpu_s / (args.episodes * args.turns) * 1e3
 
     print(f"\n== latency {latency}s per call: {args.episodes} episodes in flight x {args.turns} turns, "
-          f"ideal {ideal:.2f}s")
+          f"ideal {ideal:.2f}s (load average {os.getloadavg()[0]:.2f})")
     rows = []
     with mock.MockServerProcess(ids, COMPLETION, latency) as srv:
         for rep in range(args.repeats):
@@ -90,10 +101,17 @@ async def measure(args: argparse.Namespace, latency: float, ids: list[int], prom
             print(f"[{rep}] plain  {plain:6.2f}s eff {ideal / plain:.3f} ({per_turn(c1 - c0):.2f} ms CPU/turn) | "
                   f"engine {s.rollout_s:6.2f}s eff {ideal / s.rollout_s:.3f} ({per_turn(c2 - c1):.2f} ms CPU/turn, "
                   f"whole collect() {ideal / s.wall_s:.3f}) | engine/plain {plain / s.rollout_s:.3f}")
-            rows.append((plain, s.rollout_s))
+            rows.append((plain, s.rollout_s, per_turn(c1 - c0), per_turn(c2 - c1)))
         best_plain, best_engine = min(r[0] for r in rows), min(r[1] for r in rows)
         out = {"latency": latency, "plain": ideal / best_plain, "engine": ideal / best_engine,
-               "engine/plain": best_plain / best_engine}
+               "engine/plain": best_plain / best_engine, "plain_cpu_ms": min(r[2] for r in rows),
+               "engine_cpu_ms": min(r[3] for r in rows), "load": os.getloadavg()[0]}
+        results.record(f"rollout engine, {args.episodes} in flight at {latency:g} s/call: plain / engine time",
+                       ours=best_engine, baseline=best_plain, unit="s", ratio=out["engine/plain"], target=">= 0.95",
+                       baseline_name="plain token-id loop",
+                       note=f"best of {args.repeats} interleaved runs, {args.turns} turns; CPU per turn engine "
+                            f"{out['engine_cpu_ms']:.2f} ms, plain {out['plain_cpu_ms']:.2f} ms; load average "
+                            f"{out['load']:.2f} on {os.cpu_count()} CPUs", bench="bench_rollouts.py")
         if args.ray:
             import ray
 
@@ -126,19 +144,23 @@ async def main_async(args: argparse.Namespace) -> None:
     assert mock.TURNS == args.turns, "the mock env has exactly 8 turns"
     print(f"mock server in its own process; prompt {len(prompt)} ids, completion {len(ids)} ids; "
           f"event loop {'uvloop' if aio.loop_factory() else 'asyncio'}")
-    results = []
+    table = []
     try:
         for latency in args.latency:
-            results.append(await measure(args, latency, ids, prompt))
+            table.append(await measure(args, latency, ids, prompt))
     finally:
         if args.ray:
             import ray
 
             ray.shutdown()
-    print(f"\nefficiency = ideal / measured, best of {args.repeats} (target >= 0.9)")
-    print(f"{'latency':>8} {'plain':>7} {'engine':>7} {'engine/plain':>13}" + (f" {'ray':>6}" if args.ray else ""))
-    for r in results:
-        print(f"{r['latency']:>7}s {r['plain']:>7.3f} {r['engine']:>7.3f} {r['engine/plain']:>13.3f}"
+    print(f"\nefficiency = ideal / measured, best of {args.repeats} (target: engine/plain >= 0.95); CPU: ms of this "
+          f"process per policy turn, least of {args.repeats}; load: 1-minute load average after the runs "
+          f"({os.cpu_count()} CPUs)")
+    print(f"{'latency':>8} {'plain':>7} {'engine':>7} {'engine/plain':>13} {'plain CPU':>10} {'engine CPU':>11} "
+          f"{'load':>5}" + (f" {'ray':>6}" if args.ray else ""))
+    for r in table:
+        print(f"{r['latency']:>7}s {r['plain']:>7.3f} {r['engine']:>7.3f} {r['engine/plain']:>13.3f} "
+              f"{r['plain_cpu_ms']:>10.2f} {r['engine_cpu_ms']:>11.2f} {r['load']:>5.2f}"
               + (f" {r['ray']:>6.3f}" if args.ray else ""))
 
 

@@ -433,7 +433,7 @@ def fewer_gc_pauses() -> Iterator[None]:
     per call: GC time 0.25 s -> 0.11 s of a 2.2 s collection. Even a young-generation pass
     walks every token id list recorded since the last one (a row holds its turn's whole
     prompt), so it runs every 50,000 net allocations, not 10,000: 6 passes -> 1 per
-    collection of that workload, GC time ~170 ms -> ~70 ms.
+    collection of that workload, GC time ~170 ms -> ~70 ms (a loaded 2-core machine).
     """
     old = gc.get_threshold()
     gc.freeze()

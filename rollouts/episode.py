@@ -166,7 +166,8 @@ async def _play(env: Any, agent: Agent, ep: Episode, timeouts: Timeouts, record:
         if record:
             stage.now = f"recording step {turn}"
             ep.steps.append(step_row(ep, turn, obs, out, next_obs, sinfo, terminated, truncated,
-                                     Timings(policy_s=round(t1 - t0, 6), env_s=round(t2 - t1, 6))))
+                                     # two floats made here: nothing to validate
+                                     Timings.model_construct(policy_s=round(t1 - t0, 6), env_s=round(t2 - t1, 6))))
         if terminated or truncated:
             verdict: Verdict = sinfo["verdict"]
             ep.verdict = verdict
