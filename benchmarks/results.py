@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fcntl
 import json
 import os
 import platform
@@ -76,6 +77,16 @@ def record(name: str, *, ours: float, baseline: float, unit: str, ratio: float, 
         note: How it was measured (reps, statistic).
         bench: The script that measured it.
     """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as lock:  # benchmarks run side by side must not lose each other's rows
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _record_locked(path, name, ours=ours, baseline=baseline, unit=unit, ratio=ratio, target=target,
+                              baseline_name=baseline_name, note=note, bench=bench)
+
+
+def _record_locked(path: Path, name: str, **f: Any) -> dict[str, Any]:
+    ours, baseline, unit, ratio, target = f["ours"], f["baseline"], f["unit"], f["ratio"], f["target"]
+    baseline_name, note, bench = f["baseline_name"], f["note"], f["bench"]
     data = load(path)
     row = {"name": name, "ours": round(ours, 4), "baseline": round(baseline, 4), "unit": unit,
            "baseline_name": baseline_name, "ratio": round(ratio, 3), "target": target,
@@ -83,9 +94,10 @@ def record(name: str, *, ours: float, baseline: float, unit: str, ratio: float, 
            "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "commit": _commit()}
     data["rows"] = [r for r in data["rows"] if r.get("name") != name] + [row]
     data["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
-    path.with_suffix(".md").write_text(markdown(data))
+    for p, text in ((path, json.dumps(data, indent=2) + "\n"), (path.with_suffix(".md"), markdown(data))):
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, p)
     return row
 
 
