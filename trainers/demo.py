@@ -202,7 +202,9 @@ def train_seed(cfg: DemoConfig, seed: int, model_dir: str, expert_run: str, thre
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     ev = dict(max_turns=cfg.max_turns, max_tokens=cfg.max_turn_tokens)
 
-    sel = DevSelection(lambda m: evaluate(m, tok, cfg.env_id, dev, split="dev", **ev), every=cfg.select_every)
+    sel = DevSelection(lambda m: evaluate(m, tok, cfg.env_id, dev, split="dev", **ev), every=cfg.select_every,
+                       on_check=lambda step, res: print(f"[demo seed {seed}] SFT step {step}: dev success "
+                                                        f"{res['success_rate']:.3f}", flush=True))
     sft = train_sft(expert_run, model_dir, out / "sft",
                     SFTOptions(max_steps=cfg.sft_steps, batch_size=cfg.sft_batch, learning_rate=cfg.sft_lr,
                                warmup_steps=cfg.sft_warmup, lr_scheduler_type="cosine", max_grad_norm=1.0,

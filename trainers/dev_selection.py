@@ -26,8 +26,9 @@ from transformers import TrainerCallback
 class DevSelection(TrainerCallback):
     """Keep the weights of the step with the best dev score (``score(model) -> {"success_rate": …, …}``)."""
 
-    def __init__(self, score: Callable[[Any], dict[str, float]], *, every: int, key: str = "success_rate"):
-        self.score, self.every, self.key = score, every, key
+    def __init__(self, score: Callable[[Any], dict[str, float]], *, every: int, key: str = "success_rate",
+                 on_check: Callable[[int, dict[str, float]], None] | None = None):
+        self.score, self.every, self.key, self.on_check = score, every, key, on_check
         self.history: list[dict[str, Any]] = []
         self.best_step: int | None = None
         self._best: tuple[float, dict[str, Any]] | None = None
@@ -37,6 +38,8 @@ class DevSelection(TrainerCallback):
         result = self.score(model)
         value = float(result[self.key])
         self.history.append({"step": step, **result})
+        if self.on_check is not None:  # progress: SFT itself prints nothing while it runs
+            self.on_check(step, result)
         if self._best is None or value >= self._best[0]:
             self._best = (value, {k: v.detach().clone() for k, v in model.state_dict().items()})
             self.best_step = step
