@@ -29,9 +29,11 @@ class LearnConfig:
     The SFT start is not scaled: it stays a start that solves a fraction of the tasks."""
     workers: int = 2
     """Arms trained at once, each in its own process with one torch thread."""
+    threads: int = 0
+    """torch threads of the serial parts (pretraining, SFT start); 0: one per worker."""
     # ---- base model
-    pretrain_steps: int = 1000
-    """Generic copy pretraining of the tiny model (trainers/pretrain.py)."""
+    pretrain_steps: int = 400
+    """Generic copy pretraining of the tiny model (trainers/pretrain.py; the demo uses 1000: 400 is what fits)."""
     # ---- the SFT start
     start_expert_episodes: int = 160
     """Expert episodes (train seeds) the SFT start is trained on."""

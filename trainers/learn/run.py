@@ -86,7 +86,7 @@ def run_learn(cfg: LearnConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(cfg.cache) if cfg.cache else out / "cache"
-    torch.set_num_threads(max(1, cfg.workers))  # the serial parts (pretraining, SFT start) use every worker's core
+    torch.set_num_threads(cfg.threads or max(1, cfg.workers))  # the serial parts use every worker's core
     env_id = subset_env_id(cfg.family, cfg.kind_list(), cfg.tools)
     env = rowgym.make(env_id)
     dev, heldout = env.splits.seeds("dev", cfg.dev_episodes), env.splits.seeds("heldout", cfg.heldout_episodes)
@@ -165,6 +165,10 @@ def _notes(cfg: LearnConfig, summary: dict[str, Any], results: list[ArmResult]) 
     rows = {r["arm"]: r for r in summary["rows"]}
     notes = []
     start = rows.get("start")
+    if start and not 0.2 <= start["success"]["mean"] <= 0.7:
+        notes.append(f"the SFT start's held-out success {start['success']['mean']:.3f} is outside the intended "
+                     "0.2-0.7: with a start near 0, sampled groups rarely hold a success, so RSFT accepts nothing, "
+                     "DPO finds no pairs and GRPO's group advantages are 0 (no signal)")
     if start:
         best = max((r for a, r in rows.items() if a != "start"), key=lambda r: r["success"]["mean"], default=None)
         if best:
