@@ -86,6 +86,7 @@ def test_run_arm_evaluates_heldout_once_on_the_dev_chosen_stage(monkeypatch, tmp
 
     monkeypatch.setattr(A, "_stage_sft", fake_stage_sft)
     monkeypatch.setattr(A.S, "load", lambda d: (Path(d).name, None))
+    monkeypatch.setattr(A, "load_policy", lambda d: (Path(d).name, None))
     monkeypatch.setattr(A.S, "evaluate", fake_evaluate)
     ctx = A.ArmContext(cfg, "env", 0, tmp_path / "start", tmp_path / "base", tmp_path / "expert", tmp_path / "cache",
                        tmp_path / "arm", dev=list(range(10)), heldout=list(range(100, 110)))
@@ -171,4 +172,9 @@ def test_pipeline_smoke_tiny_sizes(tmp_path, capsys):
     assert all(r["episodes"] == 3 for r in rows.values())
     html = (tmp_path / "learn" / "report.html").read_text()
     assert "data:image/png;base64," in html and (tmp_path / "learn" / "learn.png").stat().st_size > 1000
-    assert json.loads((tmp_path / "learn" / "results.json").read_text())["env_id"].startswith("rowgym-learn/")
+    results = json.loads((tmp_path / "learn" / "results.json").read_text())
+    assert results["env_id"].startswith("rowgym-learn/") and results["starts"]["0"]["checks"]
+    from rowgym.trainers.learn.report import render
+
+    png, page = render(tmp_path / "learn")  # re-rendered from results.json alone
+    assert png.stat().st_size > 1000 and "SFT start" in page.read_text()

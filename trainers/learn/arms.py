@@ -60,6 +60,16 @@ class ArmResult:
     notes: list[str] = field(default_factory=list)
 
 
+def load_policy(model_dir: Path) -> tuple[Any, Any]:
+    """A model to sample from, with the KV cache on: ``trainers.rl`` checkpoints are saved from a model in
+    training mode, whose config says ``use_cache: false`` and carries no generation config, and generating
+    without the cache recomputes the whole ~1,000-token context for every sampled token."""
+    model, tok = S.load(model_dir)
+    model.config.use_cache = True
+    model.generation_config.use_cache = True
+    return model, tok
+
+
 def planned_samples(cfg: LearnConfig, arm: str) -> list[int]:
     """Sampled episodes of each stage of ``arm``: they sum to ``cfg.budget`` for every arm (checked by
     :meth:`LearnConfig.validate`, which needs the budget divisible into whole stages, groups and steps)."""
@@ -85,7 +95,7 @@ def sample_groups(ctx: ArmContext, model_dir: Path, out: Path, *, tasks: int, of
 
     cfg = ctx.cfg
     shutil.rmtree(out, ignore_errors=True)
-    model, tok = S.load(model_dir)
+    model, tok = load_policy(model_dir)
     common = {"temperature": cfg.temperature, "max_tokens": cfg.max_turn_tokens}
     k = cfg.group_size
     sampler = BatchedSampler(model, tok, max_batch=64, **common)
@@ -189,7 +199,7 @@ def run_arm(arm: str, ctx: ArmContext) -> ArmResult:
 
     def stage_done(info: dict[str, Any], model_dir: Path) -> None:
         res.sampled_episodes += info["sampled"]
-        m, _ = S.load(model_dir)
+        m, _ = load_policy(model_dir)
         d = S.evaluate(m, tok, ctx.env_id, ctx.dev, "dev", **ev)
         res.curve.append({"stage": len(res.curve) + 1, "sampled_episodes": res.sampled_episodes,
                           "dev_success": d.success_rate, "dev_bad_call_rate": d.bad_call_rate,
@@ -221,7 +231,7 @@ def run_arm(arm: str, ctx: ArmContext) -> ArmResult:
         raise RuntimeError(f"{arm} sampled {res.sampled_episodes} episodes, not the budget {cfg.budget}")
     best = choose_stage(res.curve)
     res.chosen_stage = best + 1
-    m, _ = S.load(models[best])
+    m, _ = load_policy(models[best])
     h = S.evaluate(m, tok, ctx.env_id, ctx.heldout, "heldout", **ev)
     res.heldout = h.to_json()
     res.train_wall_s = round(train_s, 1)

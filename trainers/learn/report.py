@@ -33,13 +33,14 @@ def table_lines(summary: dict[str, Any]) -> list[str]:
     return out
 
 
-def plot(summary: dict[str, Any], path: Path) -> Path:
+def plot(summary: dict[str, Any], path: Path, starts: dict[str, Any] | None = None) -> Path:
+    """Held-out success per arm with CI bars; dev learning curves; the SFT start's loss and dev checks."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
+    fig, axes = plt.subplots(1, 3 if starts else 2, figsize=(19 if starts else 13, 4.6))
     ax = axes[0]
     rows = summary["rows"]
     xs = range(len(rows))
@@ -62,6 +63,17 @@ def plot(summary: dict[str, Any], path: Path) -> Path:
     ax.set(xlabel="sampled episodes (training data)", ylabel="dev success", ylim=(0, 1.05),
            title=f"learning curves on dev seeds ({summary['dev_episodes']} episodes per point)")
     ax.legend(fontsize=8)
+    if starts:
+        ax = axes[2]
+        ax2 = ax.twinx()
+        for seed, st in starts.items():
+            ax.plot(range(1, len(st["losses"]) + 1), st["losses"], lw=1, color="#888", label=f"loss seed {seed}")
+            ax2.plot([c["step"] for c in st["checks"]], [c["dev_success"] for c in st["checks"]], "o-",
+                     color=COLORS["sft"], label=f"dev success seed {seed}")
+        ax.set(yscale="log", xlabel="SFT step", ylabel="SFT loss (assistant tokens)",
+               title=f"the SFT start: stops when dev success >= {next(iter(starts.values()))['target']}")
+        ax2.set(ylim=(-0.02, 1.02), ylabel="dev success")
+        ax2.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -96,3 +108,11 @@ bootstrap CI over episodes (pooled over {summary['n_seeds']} training seed(s)).<
 </body></html>"""
     path.write_text(doc)
     return path
+
+
+def render(out: str | Path) -> tuple[Path, Path]:
+    """Re-render ``learn.png`` and ``report.html`` of a finished run from its ``results.json``."""
+    out = Path(out)
+    res = json.loads((out / "results.json").read_text())
+    png = plot(res["summary"], out / "learn.png", res.get("starts"))
+    return png, write_html(res["summary"], res, png, out / "report.html")

@@ -132,7 +132,7 @@ def run_learn(cfg: LearnConfig) -> dict[str, Any]:
            "heldout_seeds": heldout, "summary": summary, "arms": [r.__dict__ for r in results], "times_s": times,
            "notes": notes, "table": lines, "wall_s": round(time.perf_counter() - t0, 1),
            "cpu_s": round(time.process_time() - c0, 1), "cpu_count": os.cpu_count()}
-    png = report.plot(summary, out / "learn.png")
+    png = report.plot(summary, out / "learn.png", {str(k): v for k, v in starts.items()})
     res["plot"], res["report"] = str(png), str(out / "report.html")
     (out / "results.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
     report.write_html(summary, res, png, out / "report.html")
