@@ -71,7 +71,8 @@ class HFPolicy(TokenPolicy):
             out = self.model.generate(inp, attention_mask=torch.ones_like(inp), max_new_tokens=self.max_tokens,
                                       do_sample=self.temperature > 0, temperature=max(self.temperature, 1e-5),
                                       top_p=self.top_p, top_k=0, output_scores=True, return_dict_in_generate=True,
-                                      eos_token_id=self.conv.eos_id, pad_token_id=self.tokenizer.pad_token_id)
+                                      eos_token_id=self.conv.eos_id, pad_token_id=self.tokenizer.pad_token_id,
+                                      use_cache=True)  # a model saved by a trainer may say use_cache: false
         ids = out.sequences[0, len(prompt):].tolist()
         # scores are the processed logits the sample was drawn from (temperature/top-p applied)
         lps = [torch.log_softmax(s[0].float(), -1)[t].item() for s, t in zip(out.scores, ids, strict=False)]
@@ -149,7 +150,8 @@ class BatchedSampler:
                 out = self.model.generate(inp, attention_mask=att, max_new_tokens=self.max_tokens,
                                           do_sample=self.temperature > 0, temperature=max(self.temperature, 1e-5),
                                           top_p=self.top_p, top_k=0, output_scores=True, return_dict_in_generate=True,
-                                          eos_token_id=self.eos_id, pad_token_id=self.pad_id)
+                                          eos_token_id=self.eos_id, pad_token_id=self.pad_id,
+                                          use_cache=True)  # the trainer's model (or its checkpoint) may say false
         finally:
             self.model.train(was)
         new = out.sequences[:, width:]
