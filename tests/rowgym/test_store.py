@@ -98,3 +98,20 @@ def test_readonly_open_never_writes(tmp_path):
         ro.append(episode(1))
     with pytest.raises(StoreError, match="not a rowgym run"):
         TrajectoryStore(tmp_path / "nothing", readonly=True)
+
+
+def test_episodes_only_returns_the_asked_ids_and_leaves_other_lines_unparsed(tmp_path):
+    s = TrajectoryStore(tmp_path, shard_size=3)
+    s.start(manifest())
+    for i in range(6):
+        s.append(episode(i))
+    s.close(complete=True)
+    shard = sorted((tmp_path / "shards").iterdir())[0]
+    lines = shard.read_bytes().splitlines(keepends=True)
+    # a line the reader would quarantine if it parsed it fully (its id is still findable)
+    lines[0] = lines[0].replace(b'"env_id":"rowgym/X-v0"', b'"env_id":17', 1)
+    shard.write_bytes(b"".join(lines))
+    ro = TrajectoryStore(tmp_path, readonly=True)
+    assert [e.episode_id for e in ro.episodes(only={"r:4:0", "r:1:0"})] == ["r:1:0", "r:4:0"]
+    assert ro.quarantined == {}  # r:0:0 was never parsed
+    assert len(list(ro.episodes())) == 5 and len(ro.quarantined) == 1  # a full read does parse it
