@@ -103,29 +103,10 @@ def evaluate(model: Any, tokenizer: Any, env_id: str, seeds: list[int], *, max_t
              split: str = "heldout") -> dict:
     """Greedy evaluation with the in-process HF policy, through the rollout engine (every episode in
     flight at once, their turns sampled in batches): success rate, mean final reward, bad calls, turns."""
-    from rowgym import aio
-    from rowgym.agents.hf_policy import BatchedSampler, HFPolicy
-    from rowgym.rollouts.engine import CollectConfig, Hooks, run_keys
-    from rowgym.rollouts.episode import EpisodeKey
+    from rowgym.trainers.evaluation import greedy_episodes
 
-    sampler = BatchedSampler(model, tokenizer, temperature=0.0, max_tokens=max_tokens, max_batch=len(seeds))
-    cfg = CollectConfig(env_id=env_id, agent="hf", split=split, env_kwargs={"max_turns": max_turns},
-                        progress=False)
-
-    def make(cfg: CollectConfig, env: Any) -> Any:
-        return HFPolicy(model=model, tokenizer=tokenizer, temperature=0.0, max_tokens=max_tokens, sampler=sampler)
-
-    keys = [EpisodeKey("eval", s) for s in seeds]
-    got: dict[str, Any] = {}
-    was = model.training
-    model.eval()
-    try:
-        aio.run(run_keys(cfg, keys, lambda ep: got.__setitem__(ep.episode_id, ep), concurrency=len(keys),
-                         hooks=Hooks(make_agent=make)))
-    finally:
-        model.train(was)
-    eps = [got[k.episode_id] for k in keys]
-    assert all(e.split == split for e in eps)
+    eps = greedy_episodes(model, tokenizer, env_id, seeds, split, max_turns=max_turns, max_tokens=max_tokens,
+                          max_batch=len(seeds))
     n = len(eps)
     return {"episodes": n, "success_rate": sum(e.success for e in eps) / n,
             "mean_final_reward": sum(e.final_reward for e in eps) / n,

@@ -133,30 +133,10 @@ class EvalResult:
 def evaluate(model: Any, tokenizer: Any, env_id: str, seeds: list[int], split: str, *, max_turns: int,
              max_tokens: int) -> EvalResult:
     """One greedy episode per seed through the rollout engine (all in flight, turns sampled in batches)."""
-    from rowgym import aio
-    from rowgym.agents.hf_policy import BatchedSampler, HFPolicy
-    from rowgym.rollouts.engine import CollectConfig, Hooks, run_keys
-    from rowgym.rollouts.episode import EpisodeKey
+    from rowgym.trainers.evaluation import greedy_episodes
 
-    sampler = BatchedSampler(model, tokenizer, temperature=0.0, max_tokens=max_tokens, max_batch=64)
-    cfg = CollectConfig(env_id=env_id, agent="hf", split=split, env_kwargs={"max_turns": max_turns}, progress=False)
-
-    def make(cfg: CollectConfig, env: Any) -> Any:
-        return HFPolicy(model=model, tokenizer=tokenizer, temperature=0.0, max_tokens=max_tokens, sampler=sampler)
-
-    keys = [EpisodeKey(f"eval-{split}", s) for s in seeds]
-    got: dict[str, Any] = {}
-    was = model.training
-    model.eval()
-    try:
-        aio.run(run_keys(cfg, keys, lambda ep: got.__setitem__(ep.episode_id, ep), concurrency=len(keys),
-                         hooks=Hooks(make_agent=make)))
-    finally:
-        model.train(was)
-    eps = [got[k.episode_id] for k in keys]
-    wrong = [e.seed for e in eps if e.split.value != split]
-    if wrong:
-        raise RuntimeError(f"seeds {wrong[:5]} are not {split} seeds")
+    eps = greedy_episodes(model, tokenizer, env_id, seeds, split, max_turns=max_turns, max_tokens=max_tokens,
+                          max_batch=64, key_prefix=f"eval-{split}")
     return EvalResult(split, list(seeds), [int(e.success) for e in eps], sum(e.n_bad_calls for e in eps),
                       sum(len(e.steps) for e in eps), [len(e.steps) for e in eps])
 
