@@ -19,7 +19,10 @@ one ``<tool_call>`` whose JSON arguments copy the request's values::
 
 Slot values are words of a few everyday categories (rooms, doors, colours, cities, ...),
 numbers (copied digit by digit) and booleans (on/off, yes/no); the loss is on the answer
-only. Nothing here is an environment's task: there are no tool schemas, no tool names of
+only. With ``ids > 0`` a share of the examples copies opaque multi-token ids instead
+(``word_word_780``, ``R358806``, dates), named by a cue among same-shaped distractors or by
+key from a tool response, after filler system texts as long as a tool-schema prompt: what an
+airline or retail API asks of a model (``make learn`` uses it; the demo does not). Nothing here is an environment's task: there are no tool schemas, no tool names of
 any env, no multi-turn episodes, and no instruction phrasings of the Home env, so no
 train or held-out seed of any env is in it. The categories include house words because a
 real base model knows what a kitchen is; the demo's README section says so.
@@ -61,20 +64,30 @@ class PretrainConfig:
     learning_rate: float = 3e-3
     warmup_steps: int = 50
     seed: int = 0
+    ids: float = 0.0
+    """Share of examples that copy multi-token ids (:meth:`SlotFillingCorpus.id_example`); 0 keeps the
+    original word-slot corpus, stream for stream."""
+    micro_batch: int = 0
+    """Split each batch, sorted by length, into micro-batches of this size (gradients accumulated, the
+    loss still the mean over the batch's answer tokens), so that a few long examples do not pad the whole
+    batch to their length, and the vocabulary projection runs on answer tokens only; 0: one forward pass
+    per batch (the demo's setting)."""
 
 
 class SlotFillingCorpus:
     """Endless, seeded stream of (input ids, labels) for requests answered by one tool call."""
 
-    def __init__(self, tokenizer: Any, seed: int = 0):
+    def __init__(self, tokenizer: Any, seed: int = 0, ids: float = 0.0):
         from rowgym.trainers.tiny_model import _WORDS
 
-        self.tok, self.rng = tokenizer, random.Random(seed)
+        self.tok, self.rng, self.ids = tokenizer, random.Random(seed), ids
         self.filler = sorted(set(_WORDS) - {w for ws in CATEGORIES.values() for w in ws} - set(_TRUE + _FALSE))
 
     def example(self) -> tuple[str, str]:
         """(prompt text, answer text) of one request."""
         rng = self.rng
+        if self.ids and rng.random() < self.ids:
+            return self.id_example()
         slots: dict[str, Any] = {}
         mentions = []
         for _ in range(rng.randint(1, 3)):
@@ -106,6 +119,49 @@ class SlotFillingCorpus:
         answer = f'<tool_call>\n{{"name": "{rng.choice(self.filler)}", "arguments": {args}}}\n</tool_call><|im_end|>'
         return prompt, answer
 
+    def id_value(self) -> str:
+        """An opaque id of one of the shapes a tool API hands out: ``word_word_123``, ``R358806``,
+        ``QK12``, ``word_word_405112``, a date. Copying one takes copying 3-10 tokens in order."""
+        rng, w = self.rng, self.filler
+        shape = rng.random()
+        if shape < 0.3:
+            return f"{rng.choice(w)}_{rng.choice(w)}_{rng.randint(0, 999)}"
+        if shape < 0.6:
+            letters = "".join(rng.choices("ABCDEFGHJKLMNPQRSTUVWXYZ", k=rng.randint(1, 2)))
+            return letters + str(rng.randint(0, 10 ** rng.randint(2, 6) - 1))
+        if shape < 0.85:
+            return f"{rng.choice(w)}_{rng.choice(w)}_{rng.randint(100000, 999999)}"
+        return f"20{rng.randint(10, 39)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+
+    def id_example(self) -> tuple[str, str]:
+        """A request that names 1-3 ids by a cue (``member id nora_x_780``) among same-shaped distractors,
+        sometimes after a tool response whose JSON holds more ids; the answer copies the asked ids, from
+        the request by cue or from the response by key. Long filler system texts (up to ~400 words)
+        make the copy reach across a context as long as a tool-schema prompt."""
+        rng, w = self.rng, self.filler
+        keys = list(dict.fromkeys("_".join(rng.choices(w, k=rng.randint(1, 2))) for _ in range(rng.randint(2, 5))))
+        values = {k: self.id_value() for k in keys}
+        asked = rng.sample(keys, rng.randint(1, min(3, len(keys))))
+        system = " ".join(rng.choices(w, k=rng.choice((rng.randint(5, 60), rng.randint(60, 400)))))
+        mentions = [f"{rng.choice(('my', 'the', 'our', ''))} {k.replace('_', ' ')} {values[k]}".strip() for k in keys]
+        rng.shuffle(mentions)
+        request = rng.choice((', ', ' and ', '. ')).join(mentions)
+        turns = f"<|im_start|>user\n{request[:1].upper()}{request[1:]}.<|im_end|>\n"  # ids keep their case
+        if rng.random() < 0.5:  # a tool response with more ids; some answers copy from it by key
+            more = list(dict.fromkeys("_".join(rng.choices(w, k=rng.randint(1, 2))) for _ in range(rng.randint(2, 6))))
+            response = {k: self.id_value() for k in more if k not in values}
+            first = json.dumps({"name": rng.choice(w), "arguments": {asked[0]: values[asked[0]]}})
+            turns += (f"<|im_start|>assistant\n<tool_call>\n{first}\n</tool_call><|im_end|>\n"
+                      f"<|im_start|>user\n<tool_response>\n{json.dumps(dict(sorted(response.items())))}\n"
+                      "</tool_response><|im_end|>\n")
+            values.update(response)
+            asked = rng.sample(sorted(set(asked) | set(rng.sample(sorted(response), min(2, len(response))))),
+                               k=rng.randint(1, 3)) if response else asked
+        prompt = f"<|im_start|>system\n{system}<|im_end|>\n{turns}<|im_start|>assistant\n"
+        args = json.dumps({k: values[k] for k in asked})
+        answer = f'<tool_call>\n{{"name": "{rng.choice(w)}", "arguments": {args}}}\n</tool_call><|im_end|>'
+        return prompt, answer
+
     def sample(self) -> tuple[list[int], list[int]]:
         prompt, answer = self.example()
         p = self.tok.encode(prompt, add_special_tokens=False)
@@ -113,10 +169,10 @@ class SlotFillingCorpus:
         return p + a, [-100] * len(p) + a
 
 
-def corpus_texts(n: int, seed: int = 0) -> list[str]:
+def corpus_texts(n: int, seed: int = 0, ids: float = 0.0) -> list[str]:
     """The first ``n`` pretraining texts (prompt + answer) of seed ``seed``, as :func:`pretrain` sees them
     (the leak test walks these)."""
-    corpus = SlotFillingCorpus(None, seed=seed)
+    corpus = SlotFillingCorpus(None, seed=seed, ids=ids)
     return ["".join(corpus.example()) for _ in range(n)]
 
 
@@ -137,7 +193,7 @@ def pretrain(model: Any, tokenizer: Any, cfg: PretrainConfig = PretrainConfig(),
     import torch
 
     torch.manual_seed(cfg.seed)
-    corpus = SlotFillingCorpus(tokenizer, seed=cfg.seed)
+    corpus = SlotFillingCorpus(tokenizer, seed=cfg.seed, ids=cfg.ids)
     pad = tokenizer.pad_token_id or 0
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.warmup_steps, cfg.steps))
@@ -145,20 +201,46 @@ def pretrain(model: Any, tokenizer: Any, cfg: PretrainConfig = PretrainConfig(),
     losses: list[float] = []
     for step in range(cfg.steps):
         batch = [corpus.sample() for _ in range(cfg.batch_size)]
-        n = max(len(x) for x, _ in batch)
-        ids = torch.tensor([x + [pad] * (n - len(x)) for x, _ in batch])
-        labels = torch.tensor([y + [-100] * (n - len(y)) for _, y in batch])
-        attn = torch.tensor([[1] * len(x) + [0] * (n - len(x)) for x, _ in batch])
-        loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
-        loss.backward()
+        if cfg.micro_batch:
+            batch.sort(key=lambda xy: len(xy[0]))
+            parts = [batch[i:i + cfg.micro_batch] for i in range(0, len(batch), cfg.micro_batch)]
+        else:
+            parts = [batch]
+        answer_tokens = sum(sum(t != -100 for t in y[1:]) for _, y in batch)  # the model's shifted labels
+        loss = 0.0
+        for part in parts:
+            n = max(len(x) for x, _ in part)
+            ids = torch.tensor([x + [pad] * (n - len(x)) for x, _ in part])
+            labels = torch.tensor([y + [-100] * (n - len(y)) for _, y in part])
+            attn = torch.tensor([[1] * len(x) + [0] * (n - len(x)) for x, _ in part])
+            if cfg.micro_batch:
+                part_loss = _answer_loss(model, ids, attn, labels, answer_tokens)
+            else:
+                part_loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
+            part_loss.backward()
+            loss += part_loss.detach()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         opt.zero_grad()
-        losses.append(round(loss.item(), 5))
+        losses.append(round(float(loss), 5))
         if log is not None and (step % 100 == 0 or step == cfg.steps - 1):
             log(step, losses[-1])
     return losses
+
+
+def _answer_loss(model: Any, ids: Any, attn: Any, labels: Any, batch_tokens: int) -> Any:
+    """Summed cross-entropy of the answer tokens divided by the whole batch's answer-token count.
+
+    The vocabulary projection runs on answer positions only: with prompts of ~1,000 tokens and
+    answers of ~40, projecting every position to the vocabulary is most of a step's time.
+    """
+    import torch.nn.functional as F
+
+    hidden = model.model(input_ids=ids, attention_mask=attn).last_hidden_state[:, :-1]
+    target = labels[:, 1:]
+    keep = target != -100
+    return F.cross_entropy(model.lm_head(hidden[keep]), target[keep], reduction="sum") / batch_tokens
 
 
 def build_pretrained_tiny_model(out: str | Path, cfg: PretrainConfig = PretrainConfig(), *,

@@ -34,6 +34,9 @@ class LearnConfig:
     # ---- base model
     pretrain_steps: int = 400
     """Generic copy pretraining of the tiny model (trainers/pretrain.py; the demo uses 1000: 400 is what fits)."""
+    pretrain_ids: float = 0.5
+    """Share of pretraining examples that copy multi-token ids (member ids, reservation codes, dates) across
+    long contexts, as Airline's tasks need; 0: the demo's word-slot corpus only."""
     # ---- the SFT start
     start_expert_episodes: int = 160
     """Expert episodes (train seeds) the SFT start is trained on."""

@@ -23,19 +23,21 @@ def log(msg: str) -> None:
     print(f"[learn] {msg}", flush=True)
 
 
-def pretrained_model(cache: Path, steps: int, seed: int) -> Path:
-    """The tiny Qwen3 model of ``seed`` after ``steps`` of generic copy pretraining."""
+def pretrained_model(cache: Path, steps: int, seed: int, ids: float = 0.0) -> Path:
+    """The tiny Qwen3 model of ``seed`` after ``steps`` of generic copy pretraining (``ids``: the share of
+    examples that copy multi-token ids, :class:`rowgym.trainers.pretrain.PretrainConfig`)."""
     from rowgym.trainers.pretrain import PretrainConfig, build_pretrained_tiny_model
     from rowgym.trainers.tiny_model import TinyModelConfig, build_tiny_model
 
     def build(tmp: Path) -> None:
         base = build_tiny_model(tmp / "base", config=TinyModelConfig(seed=seed))
         if steps > 0:
-            build_pretrained_tiny_model(tmp / "model", PretrainConfig(steps=steps, seed=seed), base=base)
+            build_pretrained_tiny_model(tmp / "model", PretrainConfig(steps=steps, seed=seed, ids=ids, micro_batch=8 if ids else 0),
+                                        base=base)
         else:
             (tmp / "model").symlink_to("base")
 
-    return cached(cache, "pretrained", {"steps": steps, "seed": seed}, build, code=CODE_MODEL, log=log) / "model"
+    return cached(cache, "pretrained", {"steps": steps, "seed": seed, "ids": ids}, build, code=CODE_MODEL, log=log) / "model"
 
 
 def expert_run(cache: Path, env_id: str, episodes: int, offset: int) -> Path:
