@@ -24,10 +24,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from rowgym.rows import TokenRecord
+from rowgym.rows import TokenRecord, unvalidated
 
 _MARK = "\u2063ROWGYM_TURN_END\u2063"
 _SLOT = "\u2063ROWGYM_SLOT\u2063"
+_RECORD_SET = frozenset({"prompt_ids", "completion_ids", "logprobs", "mask", "finish_reason"})
 
 
 def observation_segment(tokenizer: Any, observation: str, role: str = "tool") -> tuple[str, str]:
@@ -174,9 +175,9 @@ class TokenConversation:
     def record(self, completion_ids: list[int], logprobs: list[float], finish_reason: str | None) -> TokenRecord:
         """The token record of the turn that just produced ``completion_ids`` from ``prompt_ids``."""
         # built without re-validating: every field is a fresh list of ints/floats made here
-        return TokenRecord.model_construct(prompt_ids=list(self.prompt_ids), completion_ids=list(completion_ids),
-                                           logprobs=[float(x) for x in logprobs],
-                                           mask=self.mask + [1] * len(completion_ids), finish_reason=finish_reason)
+        return unvalidated(TokenRecord, _RECORD_SET, prompt_ids=self.prompt_ids[:], completion_ids=list(completion_ids),
+                           logprobs=[float(x) for x in logprobs], mask=self.mask + [1] * len(completion_ids),
+                           finish_reason=finish_reason, policy_version=None)
 
     def add_completion(self, completion_ids: list[int]) -> None:
         self.prompt_ids += completion_ids

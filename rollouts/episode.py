@@ -33,12 +33,24 @@ from rowgym.agents.base import Agent, AgentTurn
 from rowgym.contract import episode_context
 from rowgym.env import describe_exception
 from rowgym.errors import EpisodeError, EpisodeTimeout
-from rowgym.rows import Action, Episode, ErrorKind, Failure, StepRow, Timings, TokenRecord, ToolCall, Verdict
+from rowgym.rows import (
+    Action,
+    Episode,
+    ErrorKind,
+    Failure,
+    StepRow,
+    Timings,
+    TokenRecord,
+    ToolCall,
+    Verdict,
+    unvalidated,
+)
 from rowgym.tools import clean_text
 
 log = logging.getLogger(__name__)
 REASON_CHARS = 2000
 ROW_ERROR_KINDS = frozenset(get_args(ErrorKind))
+_TIMINGS_SET = frozenset({"policy_s", "env_s"})
 
 
 @dataclass(frozen=True)
@@ -118,7 +130,7 @@ async def play_episode(env: Any, agent: Agent, key: EpisodeKey, timeouts: Timeou
             kind, what = _failure_kind(e), f"{stage.now}: {describe_exception(e, REASON_CHARS)}"
         ep.failure = Failure(kind=kind, reason=clean_text(what)[:REASON_CHARS])
     ep.duration_s = round(time.perf_counter() - t_start, 4)
-    return storable(ep)
+    return storable(ep, rows_from_step_row=True)
 
 
 def _privileged(agent: Any) -> bool:
@@ -167,7 +179,8 @@ async def _play(env: Any, agent: Agent, ep: Episode, timeouts: Timeouts, record:
             stage.now = f"recording step {turn}"
             ep.steps.append(step_row(ep, turn, obs, out, next_obs, sinfo, terminated, truncated,
                                      # two floats made here: nothing to validate
-                                     Timings.model_construct(policy_s=round(t1 - t0, 6), env_s=round(t2 - t1, 6))))
+                                     unvalidated(Timings, _TIMINGS_SET, policy_s=round(t1 - t0, 6),
+                                                 env_s=round(t2 - t1, 6))))
         if terminated or truncated:
             verdict: Verdict = sinfo["verdict"]
             ep.verdict = verdict
@@ -223,16 +236,27 @@ def clean_action(action: Action | ToolCall | str) -> Action:
     return Action(text=text, tool_call=call)
 
 
-def storable(ep: Episode) -> Episode:
+def storable(ep: Episode, *, rows_from_step_row: bool = False) -> Episode:
     """``ep``, made to serialise: as is (the common case), cleaned, or without its rows.
 
     The store writes ``model_dump_json()``; a field that cannot be encoded (a lone
     surrogate that reached a verdict detail, say) would stop the whole collection there.
+    ``rows_from_step_row``: every row was built by :func:`step_row` (as :func:`play_episode`
+    does), so its text is clean already and only the rest of the episode is checked.
     """
     try:
-        # token records are numbers (their one string is cleaned in step_row): skipping them keeps
-        # this check cheap next to the store's own serialisation (~0.2 ms for a tool-API episode)
-        ep.model_dump_json(exclude=_TOKENS)
+        if rows_from_step_row:
+            # step_row cleaned every string of a row but the reward keys (the rubric's names);
+            # the rows are most of an episode's bytes, so this check costs a fraction of a dump
+            ep.model_dump_json(exclude=_STEPS)
+            for row in ep.steps:
+                for k in row.reward_breakdown:
+                    if clean_text(k) is not k:
+                        raise ValueError(f"reward key {k!r} has a lone surrogate")
+        else:
+            # token records are numbers (their one string is cleaned in step_row): skipping them keeps
+            # this check cheap next to the store's own serialisation (~0.2 ms for a tool-API episode)
+            ep.model_dump_json(exclude=_TOKENS)
         return ep
     except Exception as e:  # PydanticSerializationError, or anything a plugin's field raises
         first = describe_exception(e, 300)
@@ -257,6 +281,7 @@ def storable(ep: Episode) -> Episode:
 
 
 _TOKENS = {"steps": {"__all__": {"tokens"}}}
+_STEPS = {"steps"}
 
 
 def _clean_tree(value: Any) -> Any:

@@ -50,7 +50,7 @@ from typing import Any, get_type_hints
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from rowgym.errors import ToolDefinitionError
-from rowgym.rows import Action, ErrorKind, ToolCall
+from rowgym.rows import Action, ErrorKind, ToolCall, unvalidated
 
 
 class ToolArgs(BaseModel):
@@ -269,6 +269,18 @@ _OPEN, _CLOSE = "<tool_call>", "</tool_call>"
 
 def extract_tool_call(text: str) -> ToolCall | BadCall:
     """Find one tool call in raw policy text (Hermes tags, or a bare JSON object)."""
+    found = _extract(text)
+    return found if isinstance(found, BadCall) else found[0]
+
+
+_UNDECODED: Any = object()
+"""The arguments of an extracted call are a JSON string still to decode (see :func:`_extract`)."""
+
+
+def _extract(text: str) -> tuple[ToolCall, Any] | BadCall:
+    """:func:`extract_tool_call`, also returning the decoded arguments (``_UNDECODED`` when the call
+    gave them as a string), so :func:`parse_action` does not decode what it just encoded:
+    ``json.loads(json.dumps(x)) == x`` for anything ``json.loads`` returned."""
     if len(text) > MAX_ACTION_CHARS:
         return BadCall("no_tool_call", f"The reply is too long ({len(text):,} characters; at most "
                        f"{MAX_ACTION_CHARS:,}). Reply with one short tool call.")
@@ -287,11 +299,22 @@ def extract_tool_call(text: str) -> ToolCall | BadCall:
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
         return BadCall("bad_json", 'A tool call must be a JSON object with a "name" string and "arguments".')
     args = obj.get("arguments", {})
+    if isinstance(args, str):
+        return _call(obj["name"], args), _UNDECODED
     try:
-        arguments = args if isinstance(args, str) else json.dumps(args)
+        arguments = "{}" if args == {} else json.dumps(args)
     except (ValueError, RecursionError) as e:
         return BadCall("bad_json", f"The arguments cannot be encoded as JSON ({type(e).__name__}).")
-    return ToolCall(name=obj["name"], arguments=arguments)
+    return _call(obj["name"], arguments), args
+
+
+def _call(name: str, arguments: str) -> ToolCall:
+    """A :class:`ToolCall` of two strings already checked (``ToolCall(name=..., arguments=...)`` less
+    its validation, which showed in the per-turn cost)."""
+    return unvalidated(ToolCall, _TOOLCALL_SET, name=name, arguments=arguments, id=None)
+
+
+_TOOLCALL_SET = frozenset({"name", "arguments"})
 
 
 def _call_from_dict(action: dict) -> ToolCall | BadCall:
@@ -322,12 +345,14 @@ def parse_action(action: Action | ToolCall | dict | str, tools: dict[str, Tool])
     the decoded arguments' strings are scrubbed of lone surrogates and NUL.
     """
     call: ToolCall | BadCall
+    decoded = _UNDECODED
+    if isinstance(action, Action):
+        action = action.tool_call or action.text
     if isinstance(action, str):
-        call = extract_tool_call(action)
+        found = _extract(action)
+        call, decoded = (found, _UNDECODED) if isinstance(found, BadCall) else found
     elif isinstance(action, ToolCall):
         call = action
-    elif isinstance(action, Action):
-        call = action.tool_call or extract_tool_call(action.text)
     elif isinstance(action, dict):
         call = _call_from_dict(action)
     else:
@@ -338,7 +363,10 @@ def parse_action(action: Action | ToolCall | dict | str, tools: dict[str, Tool])
     if spec is None:
         names = ", ".join(sorted(tools))
         return BadCall("unknown_tool", f"Unknown tool {_quote(call.name)}. Available tools: {names}.", call)
-    raw = _loads(call.arguments, f"Arguments of {call.name}") if call.arguments.strip() else {}
+    if decoded is not _UNDECODED and len(call.arguments) <= MAX_ARGUMENTS_CHARS:
+        raw = decoded  # decoded from the text just now; sizes and nesting were bounded there
+    else:
+        raw = _loads(call.arguments, f"Arguments of {call.name}") if call.arguments.strip() else {}
     if isinstance(raw, BadCall):
         return BadCall(raw.kind, raw.message, call)
     if not isinstance(raw, dict):
