@@ -82,6 +82,7 @@ class SlotFillingCorpus:
 
         self.tok, self.rng, self.ids = tokenizer, random.Random(seed), ids
         self.filler = sorted(set(_WORDS) - {w for ws in CATEGORIES.values() for w in ws} - set(_TRUE + _FALSE))
+        self.plain = [w for w in self.filler if "_" not in w]  # id examples: no tool or field names of any env
 
     def example(self) -> tuple[str, str]:
         """(prompt text, answer text) of one request."""
@@ -122,7 +123,7 @@ class SlotFillingCorpus:
     def id_value(self) -> str:
         """An opaque id of one of the shapes a tool API hands out: ``word_word_123``, ``R358806``,
         ``QK12``, ``word_word_405112``, a date. Copying one takes copying 3-10 tokens in order."""
-        rng, w = self.rng, self.filler
+        rng, w = self.rng, self.plain
         shape = rng.random()
         if shape < 0.3:
             return f"{rng.choice(w)}_{rng.choice(w)}_{rng.randint(0, 999)}"
@@ -138,7 +139,7 @@ class SlotFillingCorpus:
         sometimes after a tool response whose JSON holds more ids; the answer copies the asked ids, from
         the request by cue or from the response by key. Long filler system texts (up to ~400 words)
         make the copy reach across a context as long as a tool-schema prompt."""
-        rng, w = self.rng, self.filler
+        rng, w = self.rng, self.plain
         keys = list(dict.fromkeys("_".join(rng.choices(w, k=rng.randint(1, 2))) for _ in range(rng.randint(2, 5))))
         values = {k: self.id_value() for k in keys}
         asked = rng.sample(keys, rng.randint(1, min(3, len(keys))))

@@ -145,3 +145,21 @@ def test_micro_batches_give_the_full_batch_loss(base, tokenizer):
                                                               micro_batch=micro)))
     assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-4)  # same weights, same batch: same loss
     assert runs[0][2] == pytest.approx(runs[1][2], rel=1e-2)  # and the same gradient steps after it
+
+
+def test_id_examples_name_no_tool_or_field_of_any_env(tokenizer):
+    import rowgym
+
+    names = set()
+    for env_id in ("rowgym/ToolAPI-Airline-v0", "rowgym/ToolAPI-Retail-v0", "rowgym/ToolAPI-Home-v0"):
+        env = rowgym.make(env_id)
+        for tool in env.tools:
+            fields = tool["function"]["parameters"].get("properties", {})
+            names |= {tool["function"]["name"], *(f for f in fields if "_" in f)}  # "email" is just a word
+        env.close()
+    corpus = SlotFillingCorpus(tokenizer, seed=1, ids=1.0)
+    for _ in range(300):
+        prompt, answer = corpus.example()
+        calls = [json.loads(c) for c in re.findall(r"<tool_call>\n(.*?)\n</tool_call>", prompt + answer, re.S)]
+        used = {c["name"] for c in calls} | {k for c in calls for k in c["arguments"]}
+        assert not used & names, used & names
