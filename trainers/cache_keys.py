@@ -1,4 +1,4 @@
-"""Cache keys that include the code that produced an artefact.
+"""Cache keys that include the code that produced an artefact, and a cache built on them.
 
 A cached pretrained model, dataset or per-seed result is reused only when everything that
 produced it is the same: its config **and** the source of the modules that built it. A
@@ -17,8 +17,14 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+KEY_FILE = "cache_key.json"
 
 
 def code_version(*modules: str) -> str:
@@ -41,3 +47,66 @@ def cache_key(**parts: Any) -> str:
     True
     """
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose numerics shape a trained artefact."""
+    out = {}
+    for pkg in ("torch", "transformers", "trl"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "absent"
+    return out
+
+
+def artefact_key(params: dict[str, Any], *, code: Iterable[str] = (), upstream: Iterable[Path] = ()) -> dict[str, Any]:
+    """The full key of a :func:`cached` artefact: parameters, the source of the ``code`` modules, the key
+    hashes of its ``upstream`` artefacts, library versions; ``hash`` is the digest of all of them."""
+    ups = [json.loads((Path(u) / KEY_FILE).read_text())["hash"] for u in upstream]
+    key = {"params": params, "code": code_version(*sorted(set(code))), "upstream": ups,
+           "versions": library_versions()}
+    key["hash"] = cache_key(**key)
+    return key
+
+
+def cached(root: str | Path, name: str, params: dict[str, Any], build: Callable[[Path], Any], *,
+           code: Iterable[str] = (), upstream: Iterable[Path] = (), log: Callable[[str], None] | None = None) -> Path:
+    """``<root>/<name>-<hash>``, built by ``build(tmp_dir)`` unless a finished build with this key exists.
+
+    ``code`` names the modules (dotted) that produce the artefact. The build happens in a temp dir
+    next to the target, renamed into place only when it finished: a killed build never stands in for
+    a finished one, and leaves nothing behind.
+
+    >>> root = Path(tempfile.mkdtemp())
+    >>> calls = []
+    >>> def build(tmp: Path) -> None:
+    ...     calls.append(1)
+    ...     (tmp / "x.txt").write_text("hi")
+    >>> a = cached(root, "thing", {"steps": 3}, build, code=["rowgym.trainers.cache_keys"])
+    >>> b = cached(root, "thing", {"steps": 3}, build, code=["rowgym.trainers.cache_keys"])
+    >>> a == b, len(calls), (a / "x.txt").read_text()
+    (True, 1, 'hi')
+    >>> c = cached(root, "thing", {"steps": 4}, build, code=["rowgym.trainers.cache_keys"])
+    >>> c != a, len(calls)
+    (True, 2)
+    """
+    key = artefact_key(params, code=code, upstream=upstream)
+    root = Path(root)
+    out = root / f"{name}-{key['hash']}"
+    if (out / KEY_FILE).exists():
+        if log:
+            log(f"{name}: cached {out}")
+        return out
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    try:
+        build(tmp)
+        (tmp / KEY_FILE).write_text(json.dumps(key, indent=2, sort_keys=True, default=str) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

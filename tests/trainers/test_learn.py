@@ -7,8 +7,8 @@ import pytest
 
 import rowgym
 from rowgym.envs.toolapi.airline import AirlineEnv
+from rowgym.trainers import cache_keys as C
 from rowgym.trainers.learn import arms as A
-from rowgym.trainers.learn import cache as C
 from rowgym.trainers.learn.config import ARMS, LearnConfig
 from rowgym.trainers.learn.env import subset_env_id
 from rowgym.trainers.learn.stats import bootstrap_ci, cis_overlap, seed_summary
@@ -126,18 +126,19 @@ def test_subset_env_keeps_the_family_split_and_tasks():
 
 # ------------------------------------------------------------------------------ cache keys
 def test_cache_key_changes_with_code_params_and_upstream(tmp_path, monkeypatch):
-    monkeypatch.setattr(C, "PACKAGE_ROOT", tmp_path)
-    (tmp_path / "mod.py").write_text("x = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "learn_cache_mod.py").write_text("x = 1\n")
     built = []
 
     def build(d):
         built.append(d)
         (d / "out.txt").write_text(str(len(built)))
 
-    a = C.cached(tmp_path / "c", "art", {"n": 1}, build, code=["mod.py"])
-    assert C.cached(tmp_path / "c", "art", {"n": 1}, build, code=["mod.py"]) == a and len(built) == 1
-    (tmp_path / "mod.py").write_text("x = 2\n")  # same params, new code: a stale artefact must not be reused
-    b = C.cached(tmp_path / "c", "art", {"n": 1}, build, code=["mod.py"])
+    a = C.cached(tmp_path / "c", "art", {"n": 1}, build, code=["learn_cache_mod"])
+    assert C.cached(tmp_path / "c", "art", {"n": 1}, build, code=["learn_cache_mod"]) == a and len(built) == 1
+    (tmp_path / "src" / "learn_cache_mod.py").write_text("x = 2\n")  # same params, new code: a stale artefact must not be reused
+    b = C.cached(tmp_path / "c", "art", {"n": 1}, build, code=["learn_cache_mod"])
     assert b != a and len(built) == 2
     c = C.cached(tmp_path / "c", "down", {}, build, upstream=[a])
     d = C.cached(tmp_path / "c", "down", {}, build, upstream=[b])

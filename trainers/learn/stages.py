@@ -1,6 +1,6 @@
 """The shared stages of ``make learn``: base model, expert data, SFT start, and evaluation on a split.
 
-Every artefact is cached (:mod:`rowgym.trainers.learn.cache`) under a key that names its
+Every artefact is cached (:func:`rowgym.trainers.cache_keys.cached`) under a key that names its
 parameters, its upstream artefacts and the source files that produce it.
 """
 
@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rowgym.trainers.learn.cache import cached
+from rowgym.trainers.cache_keys import cached
 
-CODE_MODEL = ["trainers/tiny_model.py", "trainers/pretrain.py"]
-CODE_DATA = ["envs/toolapi", "agents/experts.py", "rollouts", "rowgym/rows.py", "rowgym/env.py", "rowgym/tools.py",
-             "trainers/learn/env.py"]
-CODE_SFT = ["trainers/sft.py", "trainers/datasets.py", "trainers/gates"]
+CODE_MODEL = ["rowgym.trainers.tiny_model", "rowgym.trainers.pretrain"]
+CODE_DATA = ["rowgym.envs.toolapi", "rowgym.agents.experts", "rowgym.rollouts", "rowgym.rows", "rowgym.env",
+             "rowgym.tools", "rowgym.trainers.learn.env"]
+CODE_SFT = ["rowgym.trainers.sft", "rowgym.trainers.datasets", "rowgym.trainers.gates"]
 
 
 def log(msg: str) -> None:
@@ -100,7 +100,7 @@ def sft_start(cache: Path, model_dir: Path, run: Path, *, steps: int, batch: int
 
     params = {"steps": steps, "batch": batch, "lr": lr, "seed": seed, "env_id": env_id, "dev": dev,
               "target": target, "every": every, "max_turns": max_turns, "max_tokens": max_tokens}
-    return cached(cache, "sft-start", params, build, code=CODE_SFT + ["trainers/learn/stages.py"],
+    return cached(cache, "sft-start", params, build, code=CODE_SFT + [__name__],
                   upstream=[model_dir.parent, run.parent], log=log) / "model"
 
 
