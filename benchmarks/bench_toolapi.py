@@ -13,12 +13,19 @@ each mode is compared):
                store, which seals the shard once per run, is timed and printed apart),
   record-sync  the same rows appended on the loop, one synchronous write per episode (before group commit).
 Prints steps/s of each and the ratios, and records them in results/bench.json; asserts nothing.
+
+The recorded overhead is the median over the rounds of each round's record / no-record time
+(the two runs of one round are seconds apart, so a change of the machine's load between rounds,
+e.g. a training job next door, cancels out); the ratio of the two medians and the CPU time of
+this process per step in each mode (which load changes far less than wall time) are printed
+next to it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -80,8 +87,11 @@ async def engine(env_id: str, seeds: list[int], mode: str) -> tuple[int, float]:
 MODES = ("bare", "no-record", "record", "record-sync")
 
 
-def measure(env_id: str, seeds: list[int], reps: int) -> dict[str, tuple[int, float]]:
-    """Median (steps, seconds) of each mode over ``reps`` interleaved runs, after one warm-up each."""
+def measure(env_id: str, seeds: list[int], reps: int) -> tuple[dict[str, tuple[int, float]], dict[str, list[float]],
+                                                             dict[str, float]]:
+    """Over ``reps`` rounds of every mode (order rotated), after one warm-up each: the median
+    (steps, seconds) of each mode, each mode's seconds per round, and the median CPU seconds of this
+    process per step of each mode."""
     def run(mode: str) -> tuple[int, float]:
         with fewer_gc_pauses():  # the engine's GC settings while episodes run
             return asyncio.run(bare(env_id, seeds) if mode == "bare" else engine(env_id, seeds, mode))
@@ -89,12 +99,16 @@ def measure(env_id: str, seeds: list[int], reps: int) -> dict[str, tuple[int, fl
     for mode in MODES:  # warm-up: task generation and the tool schemas are cached per seed
         run(mode)
     times: dict[str, list[float]] = {m: [] for m in MODES}
+    cpu: dict[str, list[float]] = {m: [] for m in MODES}
     steps: dict[str, int] = {}
     for i in range(reps):
         for mode in MODES[i % len(MODES):] + MODES[:i % len(MODES)]:  # rotate the order
+            c0 = time.process_time()
             steps[mode], secs = run(mode)
+            cpu[mode].append((time.process_time() - c0) / steps[mode])
             times[mode].append(secs)
-    return {m: (steps[m], statistics.median(times[m])) for m in MODES}
+    return ({m: (steps[m], statistics.median(times[m])) for m in MODES}, times,
+            {m: statistics.median(cpu[m]) for m in MODES})
 
 
 def main() -> None:
@@ -104,19 +118,27 @@ def main() -> None:
     args = ap.parse_args()
     for env_id in ("rowgym/ToolAPI-Retail-v0", "rowgym/ToolAPI-Airline-v0"):
         seeds = rowgym.make(env_id).splits.seeds("train", args.episodes)
-        res = measure(env_id, seeds, args.reps)
-        print(f"\n{env_id}  ({args.episodes} episodes, median of {args.reps} interleaved runs)")
+        res, times, cpu = measure(env_id, seeds, args.reps)
+        print(f"\n{env_id}  ({args.episodes} episodes, median of {args.reps} interleaved runs; "
+              f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs)")
         for name, (steps, secs) in res.items():
-            print(f"  {name:<12} {steps / secs:8.1f} steps/s  ({steps} steps in {secs:.3f} s)")
+            print(f"  {name:<12} {steps / secs:8.1f} steps/s  ({steps} steps in {secs:.3f} s; "
+                  f"{cpu[name] * 1e6:.0f} us CPU/step)")
         us = {k: t / s * 1e6 for k, (s, t) in res.items()}  # microseconds per step
-        ratio, sync = us["record"] / us["no-record"], us["record-sync"] / us["no-record"]
-        print(f"  recording overhead: record / no-record time per step = {ratio:.3f}  (target <= 1.10)")
+        paired = sorted(r / n for r, n in zip(times["record"], times["no-record"], strict=True))
+        ratio = statistics.median(paired)
+        sync = statistics.median(r / n for r, n in zip(times["record-sync"], times["no-record"], strict=True))
+        print(f"  recording overhead: record / no-record time per step = {ratio:.3f}  (target <= 1.10; median of "
+              f"the rounds' ratios, which ranged {paired[0]:.3f}-{paired[-1]:.3f}; ratio of the medians "
+              f"{us['record'] / us['no-record']:.3f}; CPU per step {cpu['record'] / cpu['no-record']:.3f})")
         print(f"  before group commit: record-sync / no-record = {sync:.3f}")
         print(f"  engine + recording vs bare env: record / bare time per step = {us['record'] / us['bare']:.3f}")
         closes = CLOSE_S.pop("record", [0.0])
         print(f"  closing the store (seal + manifest, once per run): median {statistics.median(closes) * 1000:.1f} ms")
         short = env_id.split("/")[-1]
-        note = f"{args.episodes} episodes, median of {args.reps} interleaved runs, fsync store"
+        note = (f"{args.episodes} episodes, median of {args.reps} interleaved rounds' ratios (range {paired[0]:.3f}-"
+                f"{paired[-1]:.3f}), fsync store; CPU per step {cpu['record'] * 1e6:.0f} vs "
+                f"{cpu['no-record'] * 1e6:.0f} us; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
         results.record(f"{short} step with recording / without", ours=us["record"], baseline=us["no-record"],
                        unit="us/step", ratio=ratio, target="<= 1.10", baseline_name="no recording",
                        note=note, bench="bench_toolapi.py")

@@ -242,17 +242,17 @@ def storable(ep: Episode, *, rows_from_step_row: bool = False) -> Episode:
     The store writes ``model_dump_json()``; a field that cannot be encoded (a lone
     surrogate that reached a verdict detail, say) would stop the whole collection there.
     ``rows_from_step_row``: every row was built by :func:`step_row` (as :func:`play_episode`
-    does), so its text is clean already and only the rest of the episode is checked.
+    does), so its text is clean already and only the rest of the episode is checked (the same
+    episodes pass as with the full check).
     """
     try:
         if rows_from_step_row:
-            # step_row cleaned every string of a row but the reward keys (the rubric's names);
-            # the rows are most of an episode's bytes, so this check costs a fraction of a dump
-            ep.model_dump_json(exclude=_STEPS)
-            for row in ep.steps:
-                for k in row.reward_breakdown:
-                    if clean_text(k) is not k:
-                        raise ValueError(f"reward key {k!r} has a lone surrogate")
+            # step_row cleaned every string value of a row (pydantic never refuses a dict key) and
+            # _play the tool schemas; these are most of an episode's bytes, so this check costs a
+            # fraction of a dump
+            ep.model_dump_json(exclude=_STEPS_AND_TOOLS)
+            if not isinstance(ep.tools, str) or clean_text(ep.tools) is not ep.tools:
+                raise ValueError("the tool schemas have a lone surrogate")
         else:
             # token records are numbers (their one string is cleaned in step_row): skipping them keeps
             # this check cheap next to the store's own serialisation (~0.2 ms for a tool-API episode)
@@ -281,7 +281,7 @@ def storable(ep: Episode, *, rows_from_step_row: bool = False) -> Episode:
 
 
 _TOKENS = {"steps": {"__all__": {"tokens"}}}
-_STEPS = {"steps"}
+_STEPS_AND_TOOLS = {"steps", "tools"}
 
 
 def _clean_tree(value: Any) -> Any:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from rowgym.errors import StoreError
 from rowgym.rows import Episode, RunManifest, ShardInfo, StepRow, TokenRecord
@@ -148,15 +148,15 @@ class Shards:
 def encode(episode: Episode) -> bytes:
     """One episode as its stored line: exactly ``episode.model_dump_json()`` and a newline.
 
-    Built faster than that call when the episode's rows hold token records: the token-id
-    lists (each row holds its turn's whole prompt, so they are most of a line's bytes) are
-    written by orjson, which formats ints, floats and strings as pydantic does, at about a
-    third of its cost, and spliced into pydantic's JSON of the rest (see :func:`_splice`).
-    Anything unusual (a subclass, a value orjson refuses) takes pydantic's path for the whole
-    line. tests/rowgym/test_store_encode.py checks the bytes are the same.
+    Built faster than that call (tests/rowgym/test_store_encode.py checks the bytes are the
+    same): the env's tool schemas, the same string in every episode of a run and a large part of
+    a tool-API line, are escaped once per distinct string (by pydantic) and spliced in; and when
+    the rows hold token records, their id lists (each row holds its turn's whole prompt, so they
+    are most of an LLM episode's bytes) are written by orjson, which formats ints, floats and
+    strings as pydantic does at about a third of its cost (see :func:`_splice`). Anything unusual
+    (a subclass, a value orjson refuses) takes pydantic's path for the whole line.
     """
-    steps = episode.steps
-    if type(episode) is Episode and steps and any(s.tokens is not None for s in steps):
+    if type(episode) is Episode:
         try:
             line = _splice(episode)
         except (TypeError, ValueError):  # orjson refused a value: pydantic decides (and may raise) below
@@ -166,44 +166,72 @@ def encode(episode: Episode) -> bytes:
     return episode.model_dump_json().encode() + b"\n"
 
 
-_NO_TOKENS = {"steps": {"__all__": {"tokens"}}}
+_NO_TOOLS = {"tools"}
+_NO_TOOLS_NOR_TOKENS = {"tools": True, "steps": {"__all__": {"tokens"}}}
 _STEPS_OPEN = b'"steps":[{"schema_version":'
 _ROW_BOUNDARY = b'},{"schema_version":'
 _STEPS_CLOSE = b'}],"verdict":'
+_STARTED = b',"started_at":'
 _ROW_FIELDS = list(StepRow.model_fields)
 _EPISODE_FIELDS = list(Episode.model_fields)
 assert _ROW_FIELDS[0] == "schema_version" and _ROW_FIELDS[-1] == "tokens", "_splice relies on the row's field order"
 assert _EPISODE_FIELDS[_EPISODE_FIELDS.index("steps") + 1] == "verdict", "_splice relies on the episode's field order"
+assert _EPISODE_FIELDS[-3:] == ["tools", "started_at", "duration_s"], "_splice relies on the episode's field order"
 assert list(TokenRecord.model_fields) == ["prompt_ids", "completion_ids", "logprobs", "mask", "finish_reason",
                                           "policy_version"], "_record_json writes the token record's fields in order"
+_STR = TypeAdapter(str)
+_TOOLS_JSON: dict[str, bytes] = {}
 
 
 def _splice(episode: Episode) -> bytes | None:
-    """The line of ``episode`` from pydantic's JSON of it without token records plus orjson's JSON of each.
+    """The line of ``episode`` from pydantic's JSON of it without its tool schemas and token records,
+    plus the schemas' cached JSON and orjson's JSON of each token record (None: use pydantic's path).
 
-    Each row without its tokens ends with ``"timings":{...}}`` and is followed by the next row,
-    which opens with ``{"schema_version":`` (its first field), or by ``],"verdict":`` (the
-    episode's field after ``steps``). A row's other values are strings (whose quotes are escaped),
-    numbers, or objects with string keys, so neither marker can occur inside a row; the markers
-    are counted anyway, and any surprise returns None (pydantic's path).
+    The tools go back in before ``,"started_at":``, found from the end (only the start time and
+    the duration follow it). In the rows, each row without its tokens ends with
+    ``"timings":{...}}`` and is followed by the next row, which opens with ``{"schema_version":``
+    (its first field), or by ``],"verdict":`` (the episode's field after ``steps``). A row's other
+    values are strings (whose quotes are escaped), numbers, or objects with string keys, so neither
+    marker can occur inside a row; the markers are counted anyway, and any surprise returns None.
     """
     rows = episode.steps
-    text = episode.model_dump_json(exclude=_NO_TOKENS).encode()
-    start = text.find(_STEPS_OPEN)
-    close = text.find(_STEPS_CLOSE, start)
-    if start < 0 or close < 0 or text.count(_ROW_BOUNDARY, start, close) != len(rows) - 1:
+    with_tokens = any(row.tokens is not None for row in rows)
+    text = episode.model_dump_json(exclude=_NO_TOOLS_NOR_TOKENS if with_tokens else _NO_TOOLS).encode()
+    cut = text.rfind(_STARTED)
+    tools = _tools_json(episode.tools)
+    if cut < 0 or tools is None:
         return None
-    pos = start + len(b'"steps":[')  # the first row's "{"
-    parts = [text[:pos]]
-    last = len(rows) - 1
-    for i, row in enumerate(rows):
-        if type(row) is not StepRow:
+    parts = []
+    pos = 0
+    if with_tokens:
+        start = text.find(_STEPS_OPEN)
+        close = text.find(_STEPS_CLOSE, max(start, 0))
+        if start < 0 or close < 0 or text.count(_ROW_BOUNDARY, start, close) != len(rows) - 1:
             return None
-        end = close if i == last else text.find(_ROW_BOUNDARY, pos + 1)
-        parts += (text[pos:end], b',"tokens":', _record_json(row.tokens))
-        pos = end  # from the row's closing brace on
-    parts += (text[pos:], b"\n")
+        pos = start + len(b'"steps":[')  # the first row's "{"
+        parts.append(text[:pos])
+        last = len(rows) - 1
+        for i, row in enumerate(rows):
+            if type(row) is not StepRow:
+                return None
+            end = close if i == last else text.find(_ROW_BOUNDARY, pos + 1)
+            parts += (text[pos:end], b',"tokens":', _record_json(row.tokens))
+            pos = end  # from the row's closing brace on
+    parts += (text[pos:cut], b',"tools":', tools, text[cut:], b"\n")
     return b"".join(parts)
+
+
+def _tools_json(tools: str) -> bytes | None:
+    """The JSON string of ``tools`` as pydantic writes it, escaped once per distinct string."""
+    if type(tools) is not str:
+        return None
+    hit = _TOOLS_JSON.get(tools)
+    if hit is None:
+        hit = _STR.dump_json(tools)  # raises for a lone surrogate, as the whole dump would
+        if len(_TOOLS_JSON) >= 64:
+            _TOOLS_JSON.clear()
+        _TOOLS_JSON[tools] = hit
+    return hit
 
 
 def _record_json(tokens: TokenRecord | None) -> bytes:

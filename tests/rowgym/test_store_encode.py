@@ -39,7 +39,8 @@ def _record(rng: random.Random, n_prompt: int, *, version: PolicyVersion | None 
 def _episode(rng: random.Random, *, tokens: bool = True, **kw) -> Episode:
     ep = Episode(run_id="r", episode_id="r:1:0", group_id="r:1", env_id="rowgym/X-v0", env_version="0", seed=1,
                  split="train", task_hash="h", instruction="Do \"it\" — now\n", policy=PolicyInfo(agent="vllm",
-                 sampling={"temperature": 1.0, "verdict": "x"}), reward_versions={"verdict": "1"}, tools='[{"a": 1}]',
+                 sampling={"temperature": 1.0, "verdict": "x"}), reward_versions={"verdict": "1", "started_at": "x"},
+                 tools='[{"a": 1, "b": "\\u00e9 \\"q\\" \u2028 \x7f"}],"started_at":',
                  **kw)
     for t in range(4):
         rec = None
@@ -66,8 +67,7 @@ def test_the_line_is_model_dump_json_byte_for_byte(seed):
     for ep in (_episode(rng), _episode(rng, verdict=verdict), _episode(rng, tokens=False),
                _episode(rng, failure=Failure(kind="policy", reason="down"), verdict=verdict)):
         assert encode(ep) == ep.model_dump_json().encode() + b"\n"
-        if ep.steps[1].tokens is not None:  # the fast path was taken, not pydantic's fallback
-            assert _splice(ep) == ep.model_dump_json().encode() + b"\n"
+        assert _splice(ep) == ep.model_dump_json().encode() + b"\n"  # the fast path, not pydantic's fallback
         assert Episode.model_validate_json(encode(ep)) == Episode.model_validate_json(ep.model_dump_json())
 
 
@@ -78,6 +78,10 @@ def test_values_orjson_refuses_take_pydantics_path():
     assert encode(ep) == ep.model_dump_json().encode() + b"\n"
     ep.steps[2].tokens.logprobs[:0] = [-math.inf, math.nan]  # written as null by both
     assert encode(ep) == ep.model_dump_json().encode() + b"\n"
+    ep = _episode(rng, tokens=False)
+    ep.tools = "[\ud800]"
+    with pytest.raises(Exception, match="surrogates not allowed"):
+        encode(ep)
     ep = _episode(rng)
     ep.steps[1].tokens.finish_reason = "stop\ud800"  # a lone surrogate: unstorable either way
     with pytest.raises(Exception, match="surrogates not allowed"):
@@ -95,3 +99,9 @@ def test_unvalidated_builds_what_validation_builds():
     assert fast.model_fields_set == slow.model_fields_set | {"policy_version"}
     with pytest.raises(TypeError, match="needs every field"):
         unvalidated(Timings, frozenset(), policy_s=1.0)
+
+
+def test_an_episode_without_rows_is_the_same_line():
+    ep = _episode(random.Random(1))
+    ep.steps = []
+    assert encode(ep) == _splice(ep) == ep.model_dump_json().encode() + b"\n"
