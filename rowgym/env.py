@@ -59,6 +59,8 @@ from abc import abstractmethod
 from typing import Any, ClassVar, Generic, TypeVar
 
 import gymnasium as gym
+import numpy as np
+from gymnasium.utils import seeding
 from pydantic import BaseModel
 
 from rowgym.errors import EpisodeError, GraderError, RowgymError, ToolDefinitionError
@@ -187,8 +189,41 @@ class RowEnv(gym.Env[str, Action], Generic[TaskT]):
     def task_hash(self, seed: int) -> str:
         return content_hash(self.task_content(self.make_task(seed)))
 
+    # Gymnasium's reset(seed=...) builds the generator from the seed at once (~40 us: a SeedSequence
+    # and a PCG64), every episode, though few envs ever draw from it. Here reset only records the seed,
+    # and Gymnasium's own attributes (``_np_random``, ``_np_random_seed``, read by ``np_random``, its
+    # env checker, ...) build the generator from it on first read: the same generator, later.
+    _np_random_pending: int | None = None
+    _np_rng: np.random.Generator | None = None
+    _np_rng_seed: int | None = None
+
+    def _seed_pending(self) -> None:
+        seed, self._np_random_pending = self._np_random_pending, None
+        self._np_rng, self._np_rng_seed = seeding.np_random(seed)
+
+    @property
+    def _np_random(self) -> np.random.Generator | None:
+        if self._np_random_pending is not None:
+            self._seed_pending()
+        return self._np_rng
+
+    @_np_random.setter
+    def _np_random(self, value: np.random.Generator | None) -> None:
+        self._np_random_pending, self._np_rng = None, value
+
+    @property
+    def _np_random_seed(self) -> int | None:
+        if self._np_random_pending is not None:
+            self._seed_pending()
+        return self._np_rng_seed
+
+    @_np_random_seed.setter
+    def _np_random_seed(self, value: int | None) -> None:
+        self._np_random_pending, self._np_rng_seed = None, value
+
     async def areset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
-        super().reset(seed=seed)
+        if seed is not None:  # Gymnasium's super().reset(seed=seed), the generator built on first use
+            self._np_random_pending = seed
         if seed is None:  # Gymnasium semantics: an unseeded reset draws from np_random, training seeds only
             train = self.splits.seeds(Split.TRAIN, 1000)
             seed = int(train[int(self.np_random.integers(len(train)))])

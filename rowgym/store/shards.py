@@ -211,11 +211,12 @@ def _splice(episode: Episode) -> bytes | None:
         pos = start + len(b'"steps":[')  # the first row's "{"
         parts.append(text[:pos])
         last = len(rows) - 1
+        prompts, masks = _Lists(), _Lists()
         for i, row in enumerate(rows):
             if type(row) is not StepRow:
                 return None
             end = close if i == last else text.find(_ROW_BOUNDARY, pos + 1)
-            parts += (text[pos:end], b',"tokens":', _record_json(row.tokens))
+            parts += (text[pos:end], b',"tokens":', _record_json(row.tokens, prompts, masks))
             pos = end  # from the row's closing brace on
     parts += (text[pos:cut], b',"tools":', tools, text[cut:], b"\n")
     return b"".join(parts)
@@ -234,16 +235,39 @@ def _tools_json(tools: str) -> bytes | None:
     return hit
 
 
-def _record_json(tokens: TokenRecord | None) -> bytes:
+class _Lists:
+    """JSON of a growing id list, row after row: a row's prompt (and mask) starts with the previous
+    row's, so only the new ids are written and appended to the previous row's JSON (checked, not
+    assumed: a list that does not extend the last one is written whole)."""
+
+    def __init__(self) -> None:
+        self.last: list[int] = []
+        self.last_json = b"[]"
+
+    def json(self, ids: list[int]) -> bytes:
+        if type(ids) is not list:
+            raise TypeError("an id sequence that is not a list")
+        n = len(self.last)
+        if n and len(ids) >= n and ids[:n] == self.last:
+            rest = ids[n:]
+            out = self.last_json if not rest else self.last_json[:-1] + b"," + orjson.dumps(rest)[1:]
+        else:
+            out = orjson.dumps(ids)
+        self.last, self.last_json = ids, out
+        return out
+
+
+def _record_json(tokens: TokenRecord | None, prompts: _Lists, masks: _Lists) -> bytes:
     if tokens is None:
         return b"null"
     if type(tokens) is not TokenRecord:
         raise TypeError("a TokenRecord subclass")
     d = tokens.__dict__
     version = d["policy_version"]
-    return orjson.dumps({"prompt_ids": d["prompt_ids"], "completion_ids": d["completion_ids"],
-                         "logprobs": d["logprobs"], "mask": d["mask"], "finish_reason": d["finish_reason"],
-                         "policy_version": None if version is None else orjson.Fragment(version.model_dump_json())})
+    return b"".join((b'{"prompt_ids":', prompts.json(d["prompt_ids"]), b',"completion_ids":',
+                     orjson.dumps(d["completion_ids"]), b',"logprobs":', orjson.dumps(d["logprobs"]),
+                     b',"mask":', masks.json(d["mask"]), b',"finish_reason":', orjson.dumps(d["finish_reason"]),
+                     b',"policy_version":', b"null" if version is None else version.model_dump_json().encode(), b"}"))
 
 
 def write_durably(fh: Any, data: bytes) -> None:

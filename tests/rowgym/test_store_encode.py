@@ -105,3 +105,21 @@ def test_an_episode_without_rows_is_the_same_line():
     ep = _episode(random.Random(1))
     ep.steps = []
     assert encode(ep) == _splice(ep) == ep.model_dump_json().encode() + b"\n"
+
+
+def test_prompts_that_extend_the_last_rows_and_ones_that_do_not():
+    rng = random.Random(2)
+    ep = _episode(rng)
+    prompt: list[int] = []
+    for i, row in enumerate(ep.steps):
+        if i == 2:
+            prompt = [7, 7, 7]  # a fresh conversation: not an extension of the last row
+        elif i == 3:
+            prompt = prompt[:]  # the same prompt again (nothing new)
+        else:
+            prompt = prompt + [rng.randrange(100) for _ in range(5)]
+        row.tokens.prompt_ids = prompt
+        row.tokens.mask = [0] * len(prompt) + [1] * len(row.tokens.completion_ids)
+    assert _splice(ep) == ep.model_dump_json().encode() + b"\n"
+    ep.steps[0].tokens.prompt_ids = []
+    assert _splice(ep) == ep.model_dump_json().encode() + b"\n"
