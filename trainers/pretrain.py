@@ -67,6 +67,8 @@ class PretrainConfig:
     ids: float = 0.0
     """Share of examples that copy multi-token ids (:meth:`SlotFillingCorpus.id_example`); 0 keeps the
     original word-slot corpus, stream for stream."""
+    long_context: float = 0.5
+    """Share of id examples whose filler system text is long (60-400 words instead of 5-60)."""
     micro_batch: int = 0
     """Split each batch, sorted by length, into micro-batches of this size (gradients accumulated, the
     loss still the mean over the batch's answer tokens), so that a few long examples do not pad the whole
@@ -77,10 +79,10 @@ class PretrainConfig:
 class SlotFillingCorpus:
     """Endless, seeded stream of (input ids, labels) for requests answered by one tool call."""
 
-    def __init__(self, tokenizer: Any, seed: int = 0, ids: float = 0.0):
+    def __init__(self, tokenizer: Any, seed: int = 0, ids: float = 0.0, long_context: float = 0.5):
         from rowgym.trainers.tiny_model import _WORDS
 
-        self.tok, self.rng, self.ids = tokenizer, random.Random(seed), ids
+        self.tok, self.rng, self.ids, self.long_context = tokenizer, random.Random(seed), ids, long_context
         self.filler = sorted(set(_WORDS) - {w for ws in CATEGORIES.values() for w in ws} - set(_TRUE + _FALSE))
         self.plain = [w for w in self.filler if "_" not in w]  # id examples: no tool or field names of any env
 
@@ -137,13 +139,15 @@ class SlotFillingCorpus:
     def id_example(self) -> tuple[str, str]:
         """A request that names 1-3 ids by a cue (``member id nora_x_780``) among same-shaped distractors,
         sometimes after a tool response whose JSON holds more ids; the answer copies the asked ids, from
-        the request by cue or from the response by key. Long filler system texts (up to ~400 words)
-        make the copy reach across a context as long as a tool-schema prompt."""
+        the request by cue or from the response by key. Long filler system texts (60-400 words, a
+        ``long_context`` share of them) make the copy reach across a context as long as a tool-schema
+        prompt."""
         rng, w = self.rng, self.plain
         keys = list(dict.fromkeys("_".join(rng.choices(w, k=rng.randint(1, 2))) for _ in range(rng.randint(2, 5))))
         values = {k: self.id_value() for k in keys}
         asked = rng.sample(keys, rng.randint(1, min(3, len(keys))))
-        system = " ".join(rng.choices(w, k=rng.choice((rng.randint(5, 60), rng.randint(60, 400)))))
+        long = rng.random() < self.long_context
+        system = " ".join(rng.choices(w, k=rng.randint(60, 400) if long else rng.randint(5, 60)))
         mentions = [f"{rng.choice(('my', 'the', 'our', ''))} {k.replace('_', ' ')} {values[k]}".strip() for k in keys]
         rng.shuffle(mentions)
         request = rng.choice((', ', ' and ', '. ')).join(mentions)
@@ -156,8 +160,8 @@ class SlotFillingCorpus:
                       f"<|im_start|>user\n<tool_response>\n{json.dumps(dict(sorted(response.items())))}\n"
                       "</tool_response><|im_end|>\n")
             values.update(response)
-            asked = rng.sample(sorted(set(asked) | set(rng.sample(sorted(response), min(2, len(response))))),
-                               k=rng.randint(1, 3)) if response else asked
+            pool = sorted(set(asked) | set(rng.sample(sorted(response), min(2, len(response)))))
+            asked = rng.sample(pool, k=rng.randint(1, min(3, len(pool))))
         prompt = f"<|im_start|>system\n{system}<|im_end|>\n{turns}<|im_start|>assistant\n"
         args = json.dumps({k: values[k] for k in asked})
         answer = f'<tool_call>\n{{"name": "{rng.choice(w)}", "arguments": {args}}}\n</tool_call><|im_end|>'
@@ -194,7 +198,7 @@ def pretrain(model: Any, tokenizer: Any, cfg: PretrainConfig = PretrainConfig(),
     import torch
 
     torch.manual_seed(cfg.seed)
-    corpus = SlotFillingCorpus(tokenizer, seed=cfg.seed, ids=cfg.ids)
+    corpus = SlotFillingCorpus(tokenizer, seed=cfg.seed, ids=cfg.ids, long_context=cfg.long_context)
     pad = tokenizer.pad_token_id or 0
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.warmup_steps, cfg.steps))
