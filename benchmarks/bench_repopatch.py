@@ -3,6 +3,7 @@
     python benchmarks/bench_repopatch.py                      # reset + grading ratios, records them
     python benchmarks/bench_repopatch.py --reps 7 --backend docker
     python benchmarks/bench_repopatch.py --throughput --jobs 12 --parallel 4
+    python benchmarks/bench_repopatch.py --only grade --reps 9 --no-record   # grading only, print only
 
 Reset: ``env.areset`` until the work dir is ready (snapshot copied in, a git repository
 with one commit), p50 over ``--reps`` resets per task, next to the old way of making the
@@ -107,17 +108,19 @@ async def bench_reset(named: list[tuple[str, RepoPatchTask]], reps: int, backend
     return out
 
 
-async def bench_grade(named: list[tuple[str, RepoPatchTask]], reps: int, backend: str) -> dict[str, tuple]:
+async def bench_grade(named: list[tuple[str, RepoPatchTask]], reps: int, backend: str,
+                      warm: bool = True) -> dict[str, tuple]:
     snaps = SnapshotCache()
     out = {}
-    async with G.Boxes(backend, pool_size=2) as boxes:
+    async with G.Boxes(backend, pool_size=2, warm=warm) as boxes:
         await (await boxes.acquire()).close()
         for label, task in named:
             snap = snaps.get(task)
             changes = G.gold_changes(task, snap)
             grade, floor, harness, phases = [], [], [], []
             for _ in range(reps):
-                await asyncio.sleep(0.5)  # the pool refills between episodes
+                await asyncio.sleep(0.5)  # the pool refills (and warms) between episodes
+                await boxes.settle()
                 t0 = time.perf_counter()
                 g = await G.grade_changes(task, snap, changes, boxes)
                 grade.append(time.perf_counter() - t0)
@@ -131,6 +134,7 @@ async def bench_grade(named: list[tuple[str, RepoPatchTask]], reps: int, backend
                 G._stage(snap, stage, kept, task.hidden_files)
                 (stage / call.conf_name).write_bytes(call.conf_bytes())
                 ph["stage"] = T() - t0
+                await boxes.settle()
                 sb = await boxes.acquire()
                 t0 = T()
                 await sb.copy_in(stage)
@@ -165,12 +169,13 @@ async def bench_grade(named: list[tuple[str, RepoPatchTask]], reps: int, backend
     return out
 
 
-async def throughput(jobs: int, parallel: int, backend: str) -> float:
+async def throughput(jobs: int, parallel: int, backend: str, warm: bool = True) -> float:
     tasks = corpus_tasks()
     snaps = SnapshotCache()
     sem = asyncio.Semaphore(parallel)
-    async with G.Boxes(backend, pool_size=parallel) as boxes:
+    async with G.Boxes(backend, pool_size=parallel, warm=warm) as boxes:
         await (await boxes.acquire()).close()  # warm the pool before timing
+        await boxes.settle()
 
         async def one(i: int) -> float:
             t = tasks[i % len(tasks)]
@@ -193,19 +198,31 @@ def main() -> None:
     ap.add_argument("--throughput", action="store_true", help="gradings/s with 1 vs --parallel sandboxes")
     ap.add_argument("--jobs", type=int, default=12)
     ap.add_argument("--parallel", type=int, default=4)
+    ap.add_argument("--only", choices=("all", "reset", "grade"), default="all",
+                    help="run only the reset or only the grading part")
+    ap.add_argument("--no-record", action="store_true", help="print only; leave results/bench.json alone")
+    ap.add_argument("--no-warm", action="store_true", help="grading sandboxes without the warm-up (Boxes(warm=False))")
+    ap.add_argument("--harness", type=Path, help="grade with this harness source instead (A/B of harness versions; "
+                    "implies --no-record)")
     a = ap.parse_args()
+    if a.harness:
+        G.HARNESS_SOURCE = a.harness.read_text()
+    a.no_record = a.no_record or bool(a.harness) or a.no_warm
     print(f"cpus={os.cpu_count()}")
     if a.throughput:
-        one = asyncio.run(throughput(a.jobs, 1, a.backend))
-        many = asyncio.run(throughput(a.jobs, a.parallel, a.backend))
+        one = asyncio.run(throughput(a.jobs, 1, a.backend, not a.no_warm))
+        many = asyncio.run(throughput(a.jobs, a.parallel, a.backend, not a.no_warm))
         print(f"grading, 1 sandbox:  {one:.2f} gradings/s")
         print(f"grading, {a.parallel} sandboxes: {many:.2f} gradings/s")
         print(f"ratio N/1: {many / one:.2f}x")
         return
     named = pick_tasks()
-    resets = asyncio.run(bench_reset(named, a.reps, a.backend))
-    grades = asyncio.run(bench_grade(named, a.reps, a.backend))
-    allp = sorted(v[0] for v in resets.values())
+    resets = asyncio.run(bench_reset(named, a.reps, a.backend)) if a.only in ("all", "reset") else {}
+    grades = asyncio.run(bench_grade(named, a.reps, a.backend, not a.no_warm)) if a.only in ("all", "grade") else {}
+    if resets:
+        print(f"reset p50 over tasks: {statistics.median(v[0] for v in resets.values()) * 1e3:.0f} ms")
+    if a.no_record:
+        return
     for label, (ours, old, _) in resets.items():
         record(f"repopatch reset p50 ({label}): work dir ready", ours=ours * 1e3, baseline=200.0, unit="ms",
                ratio=ours / 0.2, target="<= 1.0", baseline_name="target 0.2 s",
@@ -215,7 +232,6 @@ def main() -> None:
                baseline=floor * 1e3, unit="ms", ratio=grade / floor, target="<= 1.5",
                baseline_name="same pytest run, warm container",
                note=f"{a.reps} gradings; harness run alone {harness * 1e3:.0f} ms", bench=BENCH)
-    print(f"reset p50 over tasks: {statistics.median(allp) * 1e3:.0f} ms")
 
 
 if __name__ == "__main__":
