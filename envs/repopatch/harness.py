@@ -31,9 +31,8 @@ import sys
 
 def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     import base64
-    import hashlib
-    import hmac
     import json
+    import operator
     import os
     import types
 
@@ -55,13 +54,20 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     conf = json.loads(raw)
     del raw
     out_fd = os.dup(2)
-    signer = hmac.new(bytes.fromhex(conf.pop("key")), digestmod=hashlib.sha256)
+    try:  # the interpreter's built-in SHA-256: hashlib would load OpenSSL (~3 ms) for two records
+        from _sha256 import sha256
+    except ImportError:
+        from hashlib import sha256
+    key = bytes.fromhex(conf.pop("key")).ljust(64, b"\0")  # HMAC (RFC 2104) with a 32-byte key
+    inner, outer = sha256(bytes(b ^ 0x36 for b in key)), sha256(bytes(b ^ 0x5C for b in key))
+    del key
 
     def emit(kind, payload):
         body = base64.b64encode(json.dumps(payload, sort_keys=True).encode()).decode()
-        mac = signer.copy()
+        mac, out = inner.copy(), outer.copy()
         mac.update(f"{kind}:{body}".encode())
-        line = f"\n@@rowgym-harness {kind} {mac.hexdigest()} {body}\n".encode()
+        out.update(mac.digest())
+        line = f"\n@@rowgym-harness {kind} {out.hexdigest()} {body}\n".encode()
         while line:
             line = line[write(out_fd, line):]
 
@@ -104,49 +110,67 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             if name in watched_mods or name.split(".")[0] in ("_pytest", "pytest", "pluggy"):
                 yield name, mod
 
-    def members(obj, label, out, classes):
-        for k, v in list(vars(obj).items()):
-            key = f"{label}.{k}"
-            if isinstance(v, (types.FunctionType, types.BuiltinFunctionType, types.MethodType,
-                              classmethod, staticmethod, property, types.MethodDescriptorType,
-                              types.WrapperDescriptorType, type)):
-                out[key] = v
-                fn = getattr(v, "__func__", None) or (v.fget if isinstance(v, property) else v)
-                code = getattr(fn, "__code__", None)
-                if code is not None:
-                    out[key + ".__code__"] = code
-                if (isinstance(v, type) and classes is not None and v.__module__ == getattr(obj, "__name__", "")
-                        and label.split(".")[0] in ("_pytest", "pytest", "pluggy", "unittest")):
-                    classes[key] = v
-            elif label == "builtins":
-                out[key] = v
+    code_types = (types.FunctionType, types.MethodType, classmethod, staticmethod, property)
+    watched_types = code_types + (types.BuiltinFunctionType, types.MethodDescriptorType,
+                                  types.WrapperDescriptorType, type)
+    graded_roots = ("_pytest", "pytest", "pluggy", "unittest")
+    missing = object()
+    code_of = operator.attrgetter("__code__")
+
+    def members(obj, label, snap, classes):
+        """Record ``obj``'s functions, classes, descriptors (all of ``builtins``) and their code objects."""
+        groups, fns, classes_out = snap[1], snap[2], classes
+        d = vars(obj)
+        keys = list(d) if label == "builtins" else [k for k, v in d.items() if isinstance(v, watched_types)]
+        if not keys:
+            return
+        get = operator.itemgetter(*keys, keys[0])  # always a tuple (one key would give a bare value)
+        vals = get(d)
+        groups.append((label, obj, keys, get, vals))
+        own = getattr(obj, "__name__", "") if classes_out is not None else None
+        for k, v in zip(keys, vals, strict=False):  # vals ends with keys[0] again
+            if isinstance(v, code_types):
+                fn = v.fget if isinstance(v, property) else getattr(v, "__func__", v)
+                if getattr(fn, "__code__", None) is not None:
+                    fns.append((f"{label}.{k}", fn))
+            elif own is not None and isinstance(v, type) and v.__module__ == own:
+                classes_out.append((f"{label}.{k}", v))
 
     def fingerprint():
-        funcs, classes = {}, {}
-        mods = {}
+        """What grades, by identity: taken once before the repository runs, re-checked by :func:`changed`."""
+        snap = ({}, [], [], None, [])
+        classes = []
         for name, mod in watched_modules():
-            mods[name] = mod
-            members(mod, name, funcs, classes)
-        for key, cls in list(classes.items()):
-            members(cls, key, funcs, None)
-            funcs[key + ".__keys__"] = frozenset(vars(cls))
-        members(Reporter, "harness.Reporter", funcs, None)
-        return mods, funcs
+            snap[0][name] = mod
+            members(mod, name, snap, classes if name.split(".")[0] in graded_roots else None)
+        for label, cls in classes:
+            members(cls, label, snap, None)
+            snap[4].append((label, cls, frozenset(vars(cls))))
+        members(Reporter, "harness.Reporter", snap, None)
+        return snap[:3] + (list(map(code_of, (fn for _, fn in snap[2]))), snap[4])
 
     benign_attrs = {"_pytest_diamond_inheritance_warning_shown"}  # pytest >= 8 sets it lazily
 
-    def compare(before, after):
-        mods0, funcs0 = before
-        mods1, funcs1 = after
-        bad = [f"sys.modules[{n!r}] replaced" for n, m in mods0.items() if mods1.get(n) is not m]
-        for k, v in funcs0.items():
-            w = funcs1.get(k)
-            if k.endswith(".__keys__"):
-                diff = sorted(set(v).symmetric_difference(w or ()) - benign_attrs)[:5]
+    def changed(before):
+        """Everything of ``before`` that is no longer the same object (C-level compares, details on a miss)."""
+        mods0, groups, fns, codes0, keysets = before
+        bad = [f"sys.modules[{n!r}] replaced" for n, m in mods0.items() if sys.modules.get(n, missing) is not m]
+        for label, obj, keys, get, vals0 in groups:
+            d = vars(obj)
+            try:
+                if not any(map(operator.is_not, vals0, get(d))):
+                    continue
+            except KeyError:
+                pass
+            bad += [f"{label}.{k} changed" for k, v in zip(keys, vals0, strict=False) if d.get(k, missing) is not v]
+        if any(map(operator.is_not, codes0, map(code_of, (fn for _, fn in fns)))):
+            bad += [f"{label}.__code__ changed" for (label, fn), c in zip(fns, codes0, strict=True) if fn.__code__ is not c]
+        for label, cls, keys0 in keysets:
+            now = vars(cls).keys()
+            if now != keys0:
+                diff = sorted(keys0.symmetric_difference(now) - benign_attrs)[:5]
                 if diff:
-                    bad.append(f"{k[:-9]}: attributes added or removed: {diff}")
-            elif w is not v:
-                bad.append(f"{k} changed")
+                    bad.append(f"{label}: attributes added or removed: {diff}")
         return bad
 
     findings = []
@@ -330,7 +354,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     repo_running[0] = False
     if not reporter.checked:
         findings.append("pytest session did not finish normally")
-    problems = compare(before, fingerprint())
+    problems = changed(before)
     # Libraries add import finders too (toolz's `tlz`); one whose code the agent wrote is suspect.
     new_finders = [type(f).__qualname__ for f in sys.meta_path if f not in meta0 and written_by_agent(f)]
     if new_finders:

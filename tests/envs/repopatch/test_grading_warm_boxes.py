@@ -98,3 +98,28 @@ def test_warmed_docker_box_is_fresh_and_grades_gold() -> None:
         finally:
             snaps.close()
     asyncio.run(go())
+
+
+# ------------------------------------------------ the harness's fingerprint (identity snapshot, C-level re-check)
+
+@pytest.mark.redteam
+@pytest.mark.parametrize("init,expect", [
+    # a property's getter code swapped (the fingerprint follows property.fget)
+    ("from _pytest.reports import BaseReport\nBaseReport.passed.fget.__code__ = (lambda self: True).__code__\n",
+     "_pytest.reports.BaseReport.passed.__code__ changed"),
+    # a module-level function of pytest removed (the re-check's missing-key path)
+    ("import _pytest.runner as m\ndel m.show_test_item\n", "_pytest.runner.show_test_item changed"),
+    # a function swapped in a class dict
+    ("from _pytest.runner import CallInfo\nCallInfo.from_call = classmethod(lambda cls, *a, **k: None)\n",
+     "_pytest.runner.CallInfo.from_call changed"),
+    # an attribute added to a pytest class
+    ("from _pytest.reports import TestReport\nTestReport.extra_flag = 1\n", "TestReport: attributes added or removed"),
+    # the harness's own reporter patched through gc
+    ("import gc\nfor o in gc.get_objects():\n    if type(o).__name__ == 'Reporter' and hasattr(type(o), 'check'):\n"
+     "        type(o).check = lambda self, pm: None\n", "harness.Reporter.check changed"),
+])
+def test_fingerprint_detects(tmp_path, init: str, expect: str) -> None:
+    from test_grader_harness import _repo, _run_harness
+
+    fin, _ = _run_harness(_repo(tmp_path, init), ["pkg/__init__.py"])
+    assert fin is not None and any(expect in t for t in fin["tamper"]), fin
