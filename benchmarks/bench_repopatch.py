@@ -15,7 +15,9 @@ fresh pooled sandbox, the hardened harness) against its floor, the same tests ru
 plain ``python3 -m pytest`` (same arguments) in a warm container that already holds the
 graded tree. Target: grade p50 <= 1.5x floor p50, on a corpus task and on synthesized
 inflection and toolz tasks. The phases of one grading (copy-out, stage, copy-in, the
-harness run, the plain pytest run) are printed for docs/repopatch.md.
+harness run, the plain pytest run) are printed for docs/repopatch.md. Each grading starts after
+the pool has refilled and warmed (``Boxes.settle``), as between episodes; ``--no-warm`` grades
+in unwarmed pool containers, ``--harness OLD.py`` with another harness source (A/B runs).
 
 Ratios go to ``results/bench.json`` through :func:`benchmarks.results.record`.
 Nothing is asserted about timings (they are noisy on small shared machines).
