@@ -28,7 +28,7 @@ async def verify_tasks(tasks: list[RepoPatchTask], workers: int = 2, backend: st
     snaps = SnapshotCache()
     sem = asyncio.Semaphore(workers)
     done = 0
-    async with Boxes(backend, pool_size=workers) as boxes:
+    async with Boxes(backend, pool_size=workers, warm=False) as boxes:  # batch: throughput over latency
         async def one(t: RepoPatchTask) -> tuple[str, float, float, str]:
             nonlocal done
             async with sem:
@@ -58,7 +58,7 @@ async def refresh_corpus(workers: int = 2, backend: str = "auto") -> dict[str, d
     sem = asyncio.Semaphore(workers)
     out: dict[str, dict[str, list[str]]] = {}
     problems: list[str] = []
-    async with Boxes(backend, pool_size=workers) as boxes:
+    async with Boxes(backend, pool_size=workers, warm=False) as boxes:  # batch: throughput over latency
         async def one(t: RepoPatchTask) -> None:
             async with sem:
                 snap = await asyncio.to_thread(snaps.get, t)
