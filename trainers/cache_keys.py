@@ -19,7 +19,8 @@ import importlib
 import json
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -92,21 +93,38 @@ def cached(root: str | Path, name: str, params: dict[str, Any], build: Callable[
     (True, 2)
     """
     key = artefact_key(params, code=code, upstream=upstream)
-    root = Path(root)
-    out = root / f"{name}-{key['hash']}"
+    out = Path(root) / f"{name}-{key['hash']}"
     if (out / KEY_FILE).exists():
         if log:
             log(f"{name}: cached {out}")
         return out
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
-    try:
+    with atomic_dir(out) as tmp:
         build(tmp)
         (tmp / KEY_FILE).write_text(json.dumps(key, indent=2, sort_keys=True, default=str) + "\n")
+    return out
+
+
+@contextmanager
+def atomic_dir(out: str | Path, mode: int | None = None) -> Iterator[Path]:
+    """A temp dir next to ``out`` that replaces ``out`` when the block finishes, and is removed if it raises:
+    a killed or failed build never leaves a half-written artefact that a later call would take for a good one.
+
+    >>> root = Path(tempfile.mkdtemp())
+    >>> with atomic_dir(root / "model") as tmp:
+    ...     _ = (tmp / "w.bin").write_text("1")
+    >>> sorted(p.name for p in root.iterdir()), (root / "model" / "w.bin").read_text()
+    (['model'], '1')
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    if mode is not None:
+        tmp.chmod(mode)
+    try:
+        yield tmp
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out

@@ -263,7 +263,7 @@ def build_pretrained_tiny_model(out: str | Path, cfg: PretrainConfig = PretrainC
     out = Path(out)
     base_dir = Path(base) if base else build_tiny_model(out.parent / (out.name + "-base"),
                                                          config=model_config or TinyModelConfig())
-    from rowgym.trainers.cache_keys import code_version
+    from rowgym.trainers.cache_keys import atomic_dir, code_version
 
     info = {"base": str(base_dir), "base_build": _read_json(base_dir / "rowgym_build.json"), "pretrain": asdict(cfg),
             "code": code_version("rowgym.trainers.pretrain", "rowgym.trainers.tiny_model")}
@@ -274,12 +274,12 @@ def build_pretrained_tiny_model(out: str | Path, cfg: PretrainConfig = PretrainC
     t0 = time.perf_counter()
     losses = pretrain(model, tok, cfg, log=lambda s, loss: print(f"[pretrain] step {s} loss {loss:.3f} "
                                                                 f"({time.perf_counter() - t0:.0f}s)", flush=True))
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    _fix_tokenizer_config(out)
-    (out / LOSSES_FILE).write_text(json.dumps(losses))
-    (out / INFO_FILE).write_text(json.dumps(info, indent=2))
+    with atomic_dir(out, mode=0o755) as tmp:  # a killed run leaves no half-written model to reuse
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        _fix_tokenizer_config(tmp)
+        (tmp / LOSSES_FILE).write_text(json.dumps(losses))
+        (tmp / INFO_FILE).write_text(json.dumps(info, indent=2))
     return out
 
 

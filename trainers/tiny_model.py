@@ -27,8 +27,6 @@ import hashlib
 import json
 import os
 import random
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -381,23 +379,14 @@ def build_tiny_model(
     tokenizer = train_tokenizer(cfg, template)
     model = _make_model(cfg, tokenizer)
 
-    # Build next to the target and swap it in, so a killed build never leaves a
-    # half-written model that a later call would mistake for a good one.
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it 0700; the server may run as another user
-    try:
+    from rowgym.trainers.cache_keys import atomic_dir
+
+    with atomic_dir(out, mode=0o755) as tmp:  # 0755: the server may run as another user
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         _fix_tokenizer_config(tmp)
         info = {"params_hash": want, "builder_version": BUILDER_VERSION, "params": dataclasses.asdict(cfg)}
         (tmp / BUILD_INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
