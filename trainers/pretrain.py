@@ -22,7 +22,8 @@ numbers (copied digit by digit) and booleans (on/off, yes/no); the loss is on th
 only. With ``ids > 0`` a share of the examples copies opaque multi-token ids instead
 (``word_word_780``, ``R358806``, dates), named by a cue among same-shaped distractors or by
 key from a tool response, after filler system texts as long as a tool-schema prompt: what an
-airline or retail API asks of a model (``make learn`` uses it; the demo does not). Nothing here is an environment's task: there are no tool schemas, no tool names of
+airline or retail API asks of a model (``make learn --pretrain-ids``; off by default and in the
+demo; docs/learn.md has what it measured). Nothing here is an environment's task: there are no tool schemas, no tool names of
 any env, no multi-turn episodes, and no instruction phrasings of the Home env, so no
 train or held-out seed of any env is in it. The categories include house words because a
 real base model knows what a kitchen is; the demo's README section says so.
