@@ -294,6 +294,25 @@ def model_revision(model_dir: Path) -> str | None:
 _REVISIONS: dict[Path, tuple[tuple[int, int], str | None]] = {}
 
 
+def _same_ids(sent: Any, prompt_ids: list[int], payload: bytes, at: int) -> bool:
+    """Whether the prompt ids a server echoed (``sent``, parsed JSON) equal ``prompt_ids``, whose JSON
+    starts at offset ``at`` of the request's ``payload``: the same answer as ``list(sent) == prompt_ids``.
+
+    Cheaper for the usual faithful echo: the echo is encoded once and its bytes compared with the
+    request's (a memcmp, against a Python comparison per id). Equal bytes mean equal lists: a JSON
+    array's text ends where its brackets close, so a match at ``at`` is the whole prompt, and no other
+    JSON value encodes like an int. Anything else (different bytes, an echo that cannot be encoded) is
+    decided by the plain list comparison.
+    """
+    if type(sent) is list and len(sent) == len(prompt_ids) and at > 0:
+        try:
+            if payload.startswith(aio.dumps(sent), at):
+                return True
+        except (TypeError, ValueError, OverflowError):
+            pass
+    return (sent if isinstance(sent, list) else list(sent)) == prompt_ids
+
+
 class VLLMAgent(TokenPolicy):
     """A policy served over HTTP; samples one completion per turn from the token-id prompt."""
 
@@ -322,6 +341,7 @@ class VLLMAgent(TokenPolicy):
         self.conv: TokenConversation | None = None
         self._session: Any = None
         self._revision = self._read_revision()
+        self._offset: tuple[str, int] | None = None
 
     def _read_revision(self) -> str | None:
         return model_revision(self.model_dir)
@@ -337,32 +357,45 @@ class VLLMAgent(TokenPolicy):
                 "return_token_ids": True, "skip_special_tokens": False}
         if self.seed is not None:
             body["seed"] = seed
-        data = await self._post("/v1/completions", body)
+        payload = aio.dumps(body)
+        data = await self._post("/v1/completions", payload)
         choice = data["choices"][0]
         sent = data.get("prompt_token_ids") or choice.get("prompt_token_ids")
-        if sent is not None and (sent if isinstance(sent, list) else list(sent)) != prompt_ids:
+        if sent is not None and not _same_ids(sent, prompt_ids, payload, self._prompt_offset()):
             raise PolicyServerError("the server reports different prompt ids than were sent")
-        ids = list(choice.get("token_ids") or [])
+        ids = choice.get("token_ids") or []
+        if type(ids) is not list:
+            ids = list(ids)
         lps = (choice.get("logprobs") or {}).get("token_logprobs") or []
         if len(lps) != len(ids):
             raise PolicyServerError(f"server returned {len(ids)} token ids but {len(lps)} logprobs; "
                                     "is this vLLM with return_token_ids support?")
         return ids, lps, choice.get("finish_reason")
 
+    def _prompt_offset(self) -> int:
+        """Where the prompt's JSON starts in a request body (right after the model's name); 0 if unknown."""
+        hit = self._offset
+        if hit is None or hit[0] != self.model:
+            head = aio.dumps({"model": self.model, "prompt": []})
+            at = len(head) - 3 if head.endswith(b'"prompt":[]}') else 0
+            hit = self._offset = (self.model, at)
+        return hit[1]
+
     async def reset(self, ctx: Any) -> None:
         self._server = None  # a new conversation: routed by load, then kept on its server
         await super().reset(ctx)
 
-    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        import aiohttp
-
+    async def _post(self, path: str, body: dict[str, Any] | bytes) -> dict[str, Any]:
         if self._session is None:
+            import aiohttp
+
             self._session = _SharedSession.acquire()
             self._timeout = aiohttp.ClientTimeout(total=self.request_timeout_s)
+            self._retriable = (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.retry_budget_s
         delay, attempt, last = 0.5, 0, ""
-        payload = aio.dumps(body)
+        payload = body if isinstance(body, bytes) else aio.dumps(body)
         while True:
             attempt += 1
             server = self.pool.pick(self._server if self.locality else None, self._session)
@@ -381,7 +414,7 @@ class VLLMAgent(TokenPolicy):
                         raise PolicyServerError(f"policy server {server.url} rejected the request ({r.status}): "
                                                 f"{text}")
                     last = f"{server.url}: HTTP {r.status}: {text}"
-            except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
+            except self._retriable as e:
                 last = f"{server.url}: {type(e).__name__}: {e}"
             finally:
                 server.outstanding -= 1

@@ -59,15 +59,35 @@ class Rubric:
     def __init__(self, terms: Sequence[tuple[LocalReward, float]]):
         self.terms = tuple(terms)
 
+    @property
+    def terms(self) -> tuple[tuple[LocalReward, float], ...]:
+        return self._terms
+
+    @terms.setter
+    def terms(self, terms: Sequence[tuple[LocalReward, float]]) -> None:
+        self._terms = tuple(terms)
+        self._scorers: tuple[tuple[str, Callable[[StepOutcome], float] | None, LocalReward, float], ...] | None = None
+        self._signals: frozenset[str] | None = None
+
     def score(self, outcome: StepOutcome) -> tuple[float, dict[str, float]]:
         """Total local reward of a step and its breakdown by ``name@version``."""
-        breakdown = {fn.key: round(w * fn(outcome), 6) for fn, w in self.terms}
+        scorers = self._scorers
+        if scorers is None:
+            # scored every env step: each term's key and plain function are looked up once, on the first step
+            # (a LocalReward is frozen; a subclass that overrides ``__call__`` is still called as itself)
+            scorers = self._scorers = tuple(
+                (fn.key, fn.fn if isinstance(fn, LocalReward) and type(fn).__call__ is LocalReward.__call__ else None,
+                 fn, w) for fn, w in self._terms)
+        breakdown = {key: round(w * (float(f(outcome)) if f is not None else fn(outcome)), 6)
+                     for key, f, fn, w in scorers}
         return round(sum(breakdown.values()), 6), breakdown
 
     @property
     def signals(self) -> frozenset[str]:
         """Every signal name some term of the rubric reads."""
-        return frozenset(s for fn, _ in self.terms for s in fn.signals)
+        if self._signals is None:
+            self._signals = frozenset(s for fn, _ in self._terms for s in fn.signals)
+        return self._signals
 
     def versions(self) -> dict[str, str]:
         return {fn.name: fn.version for fn, _ in self.terms}
