@@ -294,6 +294,19 @@ def model_revision(model_dir: Path) -> str | None:
 _REVISIONS: dict[Path, tuple[tuple[int, int], str | None]] = {}
 
 
+_RETRIABLE: tuple[type[BaseException], ...] = ()
+
+
+def _retriable() -> tuple[type[BaseException], ...]:
+    """The errors a request is retried after (aiohttp imported once, not on every request)."""
+    global _RETRIABLE
+    if not _RETRIABLE:
+        import aiohttp
+
+        _RETRIABLE = (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
+    return _RETRIABLE
+
+
 def _same_ids(sent: Any, prompt_ids: list[int], payload: bytes, at: int) -> bool:
     """Whether the prompt ids a server echoed (``sent``, parsed JSON) equal ``prompt_ids``, whose JSON
     starts at offset ``at`` of the request's ``payload``: the same answer as ``list(sent) == prompt_ids``.
@@ -391,7 +404,7 @@ class VLLMAgent(TokenPolicy):
 
             self._session = _SharedSession.acquire()
             self._timeout = aiohttp.ClientTimeout(total=self.request_timeout_s)
-            self._retriable = (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
+        retriable = _RETRIABLE or _retriable()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.retry_budget_s
         delay, attempt, last = 0.5, 0, ""
@@ -414,7 +427,7 @@ class VLLMAgent(TokenPolicy):
                         raise PolicyServerError(f"policy server {server.url} rejected the request ({r.status}): "
                                                 f"{text}")
                     last = f"{server.url}: HTTP {r.status}: {text}"
-            except self._retriable as e:
+            except retriable as e:
                 last = f"{server.url}: {type(e).__name__}: {e}"
             finally:
                 server.outstanding -= 1
