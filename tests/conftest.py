@@ -16,6 +16,18 @@ def rowgym_cli() -> list[str]:
     return [sys.executable, "-m", "rowgym.cli"]
 
 
+@pytest.fixture
+def fresh_server_pools():
+    """No policy-server pool or server statistics carried in from another test, nor out of this one."""
+    from rowgym.agents import llm
+
+    llm.ServerPool.pools.clear()
+    llm.reset_server_stats()
+    yield
+    llm.ServerPool.pools.clear()
+    llm.reset_server_stats()
+
+
 @pytest.fixture(autouse=True)
 def _no_color(monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")

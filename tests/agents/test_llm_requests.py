@@ -22,12 +22,8 @@ LOGPROBS = [-0.5, -0.25, -0.125]
 
 
 @pytest.fixture(autouse=True)
-def _fresh_pools():
-    llm.ServerPool.pools.clear()
-    llm.reset_server_stats()
-    yield
-    llm.ServerPool.pools.clear()
-    llm.reset_server_stats()
+def _fresh_pools(fresh_server_pools):
+    """Every test here starts and ends with no server pools (tests/conftest.py)."""
 
 
 def answer(prompt: list[int], *, top: Any = None, in_choice: Any = "same", ids: Any = SAMPLED,

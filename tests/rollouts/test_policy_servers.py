@@ -23,11 +23,8 @@ def completion(tiny_model_dir):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_pools():
-    llm.ServerPool.pools.clear()
-    llm.reset_server_stats()
-    yield
-    llm.ServerPool.pools.clear()
+def _fresh_pools(fresh_server_pools):
+    """Every test here starts and ends with no server pools (tests/conftest.py)."""
 
 
 def _cfg(out, urls, model_dir, **kw) -> CollectConfig:
