@@ -23,9 +23,14 @@ only. With ``ids > 0`` a share of the examples copies opaque multi-token ids ins
 (``word_word_780``, ``R358806``, dates), named by a cue among same-shaped distractors or by
 key from a tool response, after filler system texts as long as a tool-schema prompt: what an
 airline or retail API asks of a model (``make learn --pretrain-ids``; off by default and in the
-demo; docs/learn.md has what it measured). Nothing here is an environment's task: there are no tool schemas, no tool names of
-any env, no multi-turn episodes, and no instruction phrasings of the Home env, so no
-train or held-out seed of any env is in it. The categories include house words because a
+demo; docs/learn.md has what it measured).
+
+Nothing here is an environment's task: there are no tool schemas, no tool of the Home env,
+no env's episodes, and no instruction phrasings of the Home env, so no train or held-out seed
+of any env is in it. The word-slot examples draw their filler (and their random tool names)
+from the tokenizer's generic word list, which holds a few tool-like words such as
+``get_user_details``; the id examples use only its words without an underscore, so they name
+no tool or field of any env. The categories include house words because a
 real base model knows what a kitchen is; the demo's README section says so.
 """
 
@@ -210,9 +215,9 @@ def pretrain(model: Any, tokenizer: Any, cfg: PretrainConfig = PretrainConfig(),
         if cfg.micro_batch:
             batch.sort(key=lambda xy: len(xy[0]))
             parts = [batch[i:i + cfg.micro_batch] for i in range(0, len(batch), cfg.micro_batch)]
+            answer_tokens = sum(sum(t != -100 for t in y[1:]) for _, y in batch)  # the model's shifted labels
         else:
             parts = [batch]
-        answer_tokens = sum(sum(t != -100 for t in y[1:]) for _, y in batch)  # the model's shifted labels
         loss = 0.0
         for part in parts:
             n = max(len(x) for x, _ in part)

@@ -32,8 +32,10 @@ def pretrained_model(cache: Path, steps: int, seed: int, ids: float = 0.0) -> Pa
     def build(tmp: Path) -> None:
         base = build_tiny_model(tmp / "base", config=TinyModelConfig(seed=seed))
         if steps > 0:
-            build_pretrained_tiny_model(tmp / "model", PretrainConfig(steps=steps, seed=seed, ids=ids, micro_batch=8 if ids else 0),
-                                        base=base)
+            # micro-batches only with id examples (their long contexts): the word-slot path stays the
+            # demo's, loss for loss
+            cfg = PretrainConfig(steps=steps, seed=seed, ids=ids, micro_batch=8 if ids else 0)
+            build_pretrained_tiny_model(tmp / "model", cfg, base=base)
         else:
             (tmp / "model").symlink_to("base")
 
