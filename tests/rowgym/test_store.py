@@ -18,12 +18,17 @@ def manifest(run: str = "r", seeds=(1, 2, 3), agent: str = "a") -> RunManifest:
                                         seed_set_hash="h"))
 
 
-def test_append_seal_and_manifest_hashes(tmp_path):
-    s = TrajectoryStore(tmp_path, shard_size=2)
+def complete_run(path, n: int, shard_size: int) -> None:
+    """A finished run of episodes 0..n-1 in ``path``."""
+    s = TrajectoryStore(path, shard_size=shard_size)
     s.start(manifest())
-    for i in range(5):
+    for i in range(n):
         s.append(episode(i))
     s.close(complete=True)
+
+
+def test_append_seal_and_manifest_hashes(tmp_path):
+    complete_run(tmp_path, 5, shard_size=2)
     m = json.loads((tmp_path / "manifest.json").read_text())
     assert m["status"] == "complete" and m["n_episodes"] == 5
     assert [sh["n_episodes"] for sh in m["shards"]] == [2, 2, 1]
@@ -101,11 +106,7 @@ def test_readonly_open_never_writes(tmp_path):
 
 
 def test_episodes_only_returns_the_asked_ids_and_leaves_other_lines_unparsed(tmp_path):
-    s = TrajectoryStore(tmp_path, shard_size=3)
-    s.start(manifest())
-    for i in range(6):
-        s.append(episode(i))
-    s.close(complete=True)
+    complete_run(tmp_path, 6, shard_size=3)
     shard = sorted((tmp_path / "shards").iterdir())[0]
     lines = shard.read_bytes().splitlines(keepends=True)
     # a line the reader would quarantine if it parsed it fully (its id is still findable)
