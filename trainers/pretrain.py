@@ -81,6 +81,11 @@ class PretrainConfig:
     batch to their length, and the vocabulary projection runs on answer tokens only; 0: one forward pass
     per batch (the demo's setting)."""
 
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.ids <= 1.0 and 0.0 <= self.long_context <= 1.0) or self.micro_batch < 0:
+            raise ValueError(f"ids and long_context are shares in [0, 1] and micro_batch >= 0; got ids={self.ids}, "
+                             f"long_context={self.long_context}, micro_batch={self.micro_batch}")
+
 
 class SlotFillingCorpus:
     """Endless, seeded stream of (input ids, labels) for requests answered by one tool call."""

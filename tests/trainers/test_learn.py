@@ -53,6 +53,11 @@ def test_a_budget_that_does_not_split_evenly_is_refused():
         LearnConfig(budget=100, stages=2, group_size=4, grpo_prompts_per_step=4).validate()
 
 
+def test_a_pretrain_ids_share_outside_0_1_is_refused_before_any_work():
+    with pytest.raises(ValueError, match="pretrain_ids is a share"):
+        LearnConfig(pretrain_ids=1.5).validate()
+
+
 def test_scale_multiplies_budget_not_the_start():
     cfg = LearnConfig(scale=4).scaled()
     assert cfg.budget == 4 * LearnConfig().budget and cfg.heldout_episodes == 4 * LearnConfig().heldout_episodes

@@ -112,6 +112,7 @@ def test_pretraining_corpus_has_no_quarantined_text(quarantine):
     from rowgym.trainers.pretrain import corpus_texts
 
     assert not leaks(corpus_texts(3000), quarantine)
+    assert not leaks(corpus_texts(3000, ids=1.0), quarantine)  # make learn --pretrain-ids
 
 
 def test_dataset_files_have_no_quarantined_text(quarantine, tmp_path):

@@ -163,3 +163,9 @@ def test_id_examples_name_no_tool_or_field_of_any_env(tokenizer):
         calls = [json.loads(c) for c in re.findall(r"<tool_call>\n(.*?)\n</tool_call>", prompt + answer, re.S)]
         used = {c["name"] for c in calls} | {k for c in calls for k in c["arguments"]}
         assert not used & names, used & names
+
+
+@pytest.mark.parametrize("bad", [{"ids": 1.5}, {"ids": -0.1}, {"long_context": 2.0}, {"micro_batch": -1}])
+def test_config_refuses_shares_outside_0_1(bad):
+    with pytest.raises(ValueError, match="shares in \\[0, 1\\]"):
+        PretrainConfig(**bad)

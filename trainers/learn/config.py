@@ -85,6 +85,8 @@ class LearnConfig:
         per_step = self.grpo_prompts_per_step * self.group_size
         if self.stages < 1 or self.group_size < 2:
             raise ValueError("stages must be >= 1 and group_size >= 2")
+        if not 0.0 <= self.pretrain_ids <= 1.0:
+            raise ValueError(f"pretrain_ids is a share in [0, 1]; got {self.pretrain_ids}")
         if self.budget % (self.stages * self.group_size) or self.budget % (self.stages * per_step):
             raise ValueError(f"budget {self.budget} must split into {self.stages} stages of whole groups of "
                              f"{self.group_size} and of whole GRPO steps of {per_step} episodes")
