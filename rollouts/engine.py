@@ -387,8 +387,9 @@ async def acollect(cfg: CollectConfig, hooks: Hooks | None = None) -> Summary:
                           _hook: Callable[[Episode], None] = hooks.on_stored) -> None:
                 _bar(ep)
                 _hook(ep)
-        # stored off the event loop, several per write (group commit), reported only once on disk
-        writer = EpisodeWriter(store, on_stored)
+        # stored off the event loop, several per write (group commit), reported only once on disk; the
+        # last episode is committed at once (the writer knows how many come)
+        writer = EpisodeWriter(store, on_stored, expect=len(todo))
         t0 = time.perf_counter()
         try:
             with bar, fewer_gc_pauses():

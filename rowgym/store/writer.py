@@ -15,14 +15,16 @@
 ...     asyncio.run(main(store))
 ['r:1:0']
 
-``put`` never blocks the loop: it queues the episode. One background task takes everything
-queued, serialises it on the loop and hands the lines to
+``put`` never blocks the loop long: it serialises the episode (as each finishes, so the work is
+spread over the collection instead of piling up behind the last one) and queues it. One
+background task takes everything queued and hands the lines to
 :meth:`TrajectoryStore.append_lines` in a worker thread (one synchronous ``write``; at most
 one commit per ``min_interval_s``), and only then reports each episode through
 ``on_stored``: an episode is durable when it is reported stored. While one commit is in
 flight, the episodes that finish meanwhile queue up and share the next one, so the number
 of commits falls as the rate of finished episodes rises, and the loop never waits for the
-disk.
+disk. A writer told how many episodes to ``expect`` commits the last of them at once rather
+than after the interval.
 """
 
 from __future__ import annotations
@@ -47,13 +49,17 @@ class EpisodeWriter:
             last commit wait (at most this long) and share the next one. Each commit wakes a
             worker thread that must take the GIL from the loop and give it back, which on a
             busy machine (every core taken) costs the loop more than the disk wait itself.
+        expect: How many episodes will be put, if known: once that many are queued, no more can
+            join a commit, so the rest is committed without waiting out the interval.
     """
 
     def __init__(self, store: TrajectoryStore, on_stored: Callable[[Episode], None], *,
-                 min_interval_s: float = 0.1):
+                 min_interval_s: float = 0.1, expect: int | None = None):
         self.store, self.on_stored = store, on_stored
         self.min_interval_s = min_interval_s
-        self.queue: asyncio.Queue[Episode | None] = asyncio.Queue()
+        self.expect = expect
+        self.n_put = 0
+        self.queue: asyncio.Queue[tuple[Episode, bytes | None] | None] = asyncio.Queue()
         self.task = asyncio.create_task(self._run())
         self.last_stored = time.perf_counter()
         self.n_commits = 0
@@ -62,11 +68,28 @@ class EpisodeWriter:
         self._nap: asyncio.Future[None] | None = None
 
     def put(self, ep: Episode) -> None:
-        """Queue one finished episode (raises the writer's error if it stopped, e.g. disk full)."""
+        """Serialise and queue one finished episode (raises the writer's error if it stopped, e.g. disk full).
+
+        An episode that cannot be serialised is queued as it is: the writer serialises it again
+        and stops with that error, as it would have without this early attempt.
+        """
         if self.task.done():
             self.task.result()
             raise RowgymError("the store writer stopped early")
-        self.queue.put_nowait(ep)
+        try:
+            line: bytes | None = encode(ep)
+        except Exception:  # raised again, by the writer, in order (see _run)
+            line = None
+        self.queue.put_nowait((ep, line))
+        self.n_put += 1
+        if self.expect is not None and self.n_put >= self.expect:
+            self._last_in()
+
+    def _last_in(self) -> None:
+        """Nothing more will join a commit: stop waiting out the interval."""
+        self.closing = True
+        if self._nap is not None:
+            self._nap.cancel()
 
     async def _run(self) -> None:
         while True:
@@ -77,9 +100,11 @@ class EpisodeWriter:
                 await asyncio.wait({self._nap})  # cut short by close()
             while not self.queue.empty():
                 batch.append(self.queue.get_nowait())
-            eps = [e for e in batch if e is not None]
+            items = [b for b in batch if b is not None]
+            eps = [e for e, _ in items]
             if eps:
-                lines = [encode(e) for e in eps]  # on the loop: the thread then holds the GIL only briefly
+                # serialised on the loop (by put, or here if that failed): the thread holds the GIL only briefly
+                lines = [line if line is not None else encode(e) for e, line in items]
                 await asyncio.to_thread(self.store.append_lines, lines)
                 self.n_commits += 1
                 self.last_stored = self.last_commit = time.perf_counter()
@@ -91,8 +116,6 @@ class EpisodeWriter:
     async def close(self) -> None:
         """Store everything queued now (no waiting out the interval), then stop (raises the writer's
         error, if any)."""
-        self.closing = True
-        if self._nap is not None:
-            self._nap.cancel()
+        self._last_in()
         self.queue.put_nowait(None)
         await self.task
