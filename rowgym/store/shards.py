@@ -150,10 +150,10 @@ def encode(episode: Episode) -> bytes:
 
     Built faster than that call (tests/rowgym/test_store_encode.py checks the bytes are the
     same): the env's tool schemas, the same string in every episode of a run and a large part of
-    a tool-API line, are escaped once per distinct string (by pydantic) and spliced in; and when
-    the rows hold token records, their id lists (each row holds its turn's whole prompt, so they
-    are most of an LLM episode's bytes) are written by orjson, which formats ints, floats and
-    strings as pydantic does at about a third of its cost (see :func:`_splice`). Anything unusual
+    a tool-API line, are escaped once per distinct string (by pydantic) and spliced in; and the
+    rows' token records, whose id lists (each row holds its turn's whole prompt) are most of an
+    LLM episode's bytes, are written by orjson, which formats ints, floats and strings as
+    pydantic does at about a third of its cost (see :func:`_splice`). Anything unusual
     (a subclass, a value orjson refuses) takes pydantic's path for the whole line.
     """
     if type(episode) is Episode:
@@ -167,58 +167,55 @@ def encode(episode: Episode) -> bytes:
 
 
 _NO_TOOLS = {"tools"}
-_NO_TOOLS_NOR_TOKENS = {"tools": True, "steps": {"__all__": {"tokens"}}}
-_STEPS_OPEN = b'"steps":[{"schema_version":'
-_ROW_BOUNDARY = b'},{"schema_version":'
-_STEPS_CLOSE = b'}],"verdict":'
+_NO_TOKENS = {"tokens"}
+_NO_STEPS = b'"steps":[],"verdict":'
 _STARTED = b',"started_at":'
 _ROW_FIELDS = list(StepRow.model_fields)
 _EPISODE_FIELDS = list(Episode.model_fields)
-assert _ROW_FIELDS[0] == "schema_version" and _ROW_FIELDS[-1] == "tokens", "_splice relies on the row's field order"
+assert _ROW_FIELDS[-1] == "tokens", "_splice relies on the row's field order"
 assert _EPISODE_FIELDS[_EPISODE_FIELDS.index("steps") + 1] == "verdict", "_splice relies on the episode's field order"
 assert _EPISODE_FIELDS[-3:] == ["tools", "started_at", "duration_s"], "_splice relies on the episode's field order"
 assert list(TokenRecord.model_fields) == ["prompt_ids", "completion_ids", "logprobs", "mask", "finish_reason",
                                           "policy_version"], "_record_json writes the token record's fields in order"
 _STR = TypeAdapter(str)
+_ROW_JSON = StepRow.__pydantic_serializer__.to_json
 _TOOLS_JSON: dict[str, bytes] = {}
 
 
 def _splice(episode: Episode) -> bytes | None:
-    """The line of ``episode`` from pydantic's JSON of it without its tool schemas and token records,
-    plus the schemas' cached JSON and orjson's JSON of each token record (None: use pydantic's path).
+    """The line of ``episode`` from pieces (None: use pydantic's path): pydantic's JSON of the episode
+    with no rows and no tool schemas, pydantic's JSON of each row without its token record, orjson's
+    JSON of each token record, and the schemas' cached JSON.
 
     The tools go back in before ``,"started_at":``, found from the end (only the start time and
-    the duration follow it). In the rows, each row without its tokens ends with
-    ``"timings":{...}}`` and is followed by the next row, which opens with ``{"schema_version":``
-    (its first field), or by ``],"verdict":`` (the episode's field after ``steps``). A row's other
-    values are strings (whose quotes are escaped), numbers, or objects with string keys, so neither
-    marker can occur inside a row; the markers are counted anyway, and any surprise returns None.
+    the duration follow it). The rows go where the episode's JSON has ``"steps":[],"verdict":``
+    (``verdict`` follows ``steps``): that text can occur only once, as the top-level field, since
+    strings escape their quotes and no other field of an episode holds a list under a key
+    ``steps``; it is counted anyway, and any surprise returns None. A row's own JSON is what the
+    episode's JSON holds for it (same serializer); it ends with its last field before ``tokens``,
+    and its token record is appended after it. Dumping the rows one by one costs less than one dump
+    that excludes a field of every row.
     """
     rows = episode.steps
-    with_tokens = any(row.tokens is not None for row in rows)
-    text = episode.model_dump_json(exclude=_NO_TOOLS_NOR_TOKENS if with_tokens else _NO_TOOLS).encode()
-    cut = text.rfind(_STARTED)
-    tools = _tools_json(episode.tools)
-    if cut < 0 or tools is None:
+    if type(rows) is not list:
         return None
-    parts = []
-    pos = 0
-    if with_tokens:
-        start = text.find(_STEPS_OPEN)
-        close = text.find(_STEPS_CLOSE, max(start, 0))
-        if start < 0 or close < 0 or text.count(_ROW_BOUNDARY, start, close) != len(rows) - 1:
+    text = episode.model_copy(update={"steps": []}).model_dump_json(exclude=_NO_TOOLS).encode()
+    cut = text.rfind(_STARTED)
+    at = text.find(_NO_STEPS)
+    tools = _tools_json(episode.tools)
+    if cut < 0 or at < 0 or tools is None or text.count(_NO_STEPS) != 1:
+        return None
+    at += len(b'"steps":[')
+    parts = [text[:at]]
+    prompts, masks = _Lists(), _Lists()
+    for i, row in enumerate(rows):
+        if type(row) is not StepRow:
             return None
-        pos = start + len(b'"steps":[')  # the first row's "{"
-        parts.append(text[:pos])
-        last = len(rows) - 1
-        prompts, masks = _Lists(), _Lists()
-        for i, row in enumerate(rows):
-            if type(row) is not StepRow:
-                return None
-            end = close if i == last else text.find(_ROW_BOUNDARY, pos + 1)
-            parts += (text[pos:end], b',"tokens":', _record_json(row.tokens, prompts, masks))
-            pos = end  # from the row's closing brace on
-    parts += (text[pos:cut], b',"tools":', tools, text[cut:], b"\n")
+        row_json = _ROW_JSON(row, exclude=_NO_TOKENS)
+        if row_json[-1:] != b"}":
+            return None
+        parts += (b"," if i else b"", row_json[:-1], b',"tokens":', _record_json(row.tokens, prompts, masks), b"}")
+    parts += (text[at:cut], b',"tools":', tools, text[cut:], b"\n")
     return b"".join(parts)
 
 

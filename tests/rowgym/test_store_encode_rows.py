@@ -1,0 +1,70 @@
+"""The store's line encoder writes rows one by one: still byte-for-byte ``model_dump_json()``."""
+
+from __future__ import annotations
+
+import random
+
+from rowgym.rows import Action, Episode, PolicyInfo, StepRow, TokenRecord, ToolCall, Verdict
+from rowgym.store import shards
+from rowgym.store.shards import _splice, encode
+
+_NASTY = ['"steps":[],"verdict":', '}],"verdict":', '},{"schema_version":', ',"tokens":null}', ',"started_at":',
+          "\u2028\u2029", "\x00\x01\x1f\x7f", "caf\u00e9 😀", "\\", '"', "", " " * 3, "\ufffd"]
+
+
+def _text(rng: random.Random) -> str:
+    return "".join(rng.choice(_NASTY) for _ in range(rng.randrange(4)))
+
+
+def _episode(rng: random.Random) -> Episode:
+    ep = Episode(run_id="r", episode_id="r:1:0", group_id="r:1", env_id="e", env_version="0", seed=1, split="dev",
+                 task_hash=_text(rng), instruction=_text(rng),
+                 policy=PolicyInfo(agent="vllm", sampling={"steps": _text(rng), "verdict": 1.5}),
+                 reward_versions={_text(rng): _text(rng)}, tools=_text(rng) or "[]",
+                 verdict=rng.choice([None, Verdict(reward=-0.0, success=False, verifier=_text(rng),
+                                                   verifier_version="1", breakdown={"steps": 1e300})]))
+    prompt: list[int] = []
+    for t in range(rng.randrange(6)):
+        tokens = None
+        if rng.random() < 0.7:  # rows with and without token records, mixed
+            prompt = prompt + [rng.randrange(200_000) for _ in range(rng.randrange(30))]
+            completion = [rng.randrange(200_000) for _ in range(rng.randrange(5))]
+            tokens = TokenRecord(prompt_ids=prompt, completion_ids=completion,
+                                 logprobs=[rng.uniform(-30, 0) for _ in completion],
+                                 mask=[rng.randrange(2) for _ in range(len(prompt) + len(completion))],
+                                 finish_reason=rng.choice([None, "stop", _text(rng)]))
+        call = ToolCall(name=_text(rng), arguments=_text(rng)) if rng.random() < 0.5 else None
+        ep.steps.append(StepRow(run_id="r", episode_id="r:1:0", group_id="r:1", env_id="e", env_version="0", seed=1,
+                                split="dev", turn=t, observation=_text(rng), next_observation=_text(rng),
+                                action=Action(text=_text(rng), tool_call=call),
+                                reward=rng.choice([0.0, -0.1, 1e-7, 5e-324, 123456789.125]),
+                                reward_breakdown={_text(rng): rng.uniform(-1, 1)}, bad_call=rng.random() < 0.5,
+                                tokens=tokens))
+    return ep
+
+
+def test_rows_written_one_by_one_are_the_episodes_json_byte_for_byte():
+    rng = random.Random(7)
+    for _ in range(300):
+        ep = _episode(rng)
+        line = ep.model_dump_json().encode() + b"\n"
+        assert _splice(ep) == line  # the fast path, not pydantic's fallback
+        assert encode(ep) == line
+
+
+def test_a_row_of_a_subclass_takes_pydantics_path():
+    class MyRow(StepRow):
+        pass
+
+    ep = next(e for e in map(_episode, map(random.Random, range(100))) if e.steps)
+    ep.steps[0] = MyRow(**ep.steps[0].__dict__)
+    assert _splice(ep) is None
+    assert encode(ep) == ep.model_dump_json().encode() + b"\n"
+
+
+def test_a_place_for_the_rows_found_twice_takes_pydantics_path(monkeypatch):
+    ep = _episode(random.Random(5))
+    # pretend the marker is text every episode holds twice: the rows' place is ambiguous
+    monkeypatch.setattr(shards, "_NO_STEPS", b'"')
+    assert _splice(ep) is None
+    assert encode(ep) == ep.model_dump_json().encode() + b"\n"
