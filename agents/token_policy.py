@@ -18,7 +18,7 @@ from rowgym.agents.base import Agent, AgentTurn
 from rowgym.agents.chat_tokens import TokenConversation
 from rowgym.contract import EpisodeContext
 from rowgym.errors import AgentError
-from rowgym.rows import Action, PolicyVersion, unvalidated
+from rowgym.rows import Action, PolicyVersion
 
 
 class PolicyVersions:
@@ -127,20 +127,12 @@ class TokenPolicy(Agent):
             record = self.conv.record(ids, lps, finish)
             record.policy_version = version
         self.conv.add_completion(ids)
-        text = self.decode(ids)
-        # a str is all that validating Action(text=...) would check (it keeps the str as is)
-        action = unvalidated(Action, _TEXT_SET, text=text, tool_call=None) if type(text) is str else Action(text=text)
-        return AgentTurn(action, record)
+        return AgentTurn(Action(text=self.decode(ids)), record)
 
     def decode(self, ids: list[int]) -> str:
         """The completion's text for the env to parse (the end-of-turn token dropped, tool tags kept)."""
-        eos = self.conv.eos_id
-        if eos in ids:
-            ids = [i for i in ids if i != eos]
+        ids = [i for i in ids if i != self.conv.eos_id]
         rust = getattr(self.tokenizer, "backend_tokenizer", None)
         if rust is not None:
             return rust.decode(ids, skip_special_tokens=False)
         return self.tokenizer.decode(ids, skip_special_tokens=False)
-
-
-_TEXT_SET = frozenset({"text"})

@@ -1,4 +1,4 @@
-"""A token policy's turn: the action built without validation is the one validation builds."""
+"""A token policy's turn: its action is the decoded completion (end-of-turn ids dropped), as a validated Action."""
 
 from __future__ import annotations
 
