@@ -20,9 +20,11 @@ def tokenizer(tiny_model_dir):
     return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
-@pytest.mark.parametrize("pairs,filler", [(1, False), (2, True), (4, False)])
-def test_examples_ask_for_one_of_their_values(tokenizer, pairs, filler):
-    task = RecallTask(tokenizer, ProbeConfig(pairs=pairs, filler=filler, seed=3))
+@pytest.mark.parametrize("pairs,filler,adjacent", [(1, False, False), (2, True, False), (4, False, False),
+                                                  (2, True, True)])
+def test_examples_ask_for_one_of_their_values(tokenizer, pairs, filler, adjacent):
+    task = RecallTask(tokenizer, ProbeConfig(pairs=pairs, filler=filler, adjacent=adjacent, seed=3))
+    sep = 0 if adjacent else 1  # the ":" between a key and its value
     lengths = set()
     for _ in range(200):
         x, y = task.example()
@@ -31,13 +33,15 @@ def test_examples_ask_for_one_of_their_values(tokenizer, pairs, filler):
         assert len(answer) == DIGITS and all(t in task.digits for t in answer)
         assert x[-DIGITS:] == answer and y[:-DIGITS] == [-100] * (len(x) - DIGITS)  # loss on the answer only
         prompt = x[:-DIGITS]
-        assert prompt[-3] == task.query and prompt[-1] == task.colon
-        asked = prompt[-2]
-        starts = [i for i, t in enumerate(prompt[:-3]) if t == task.colon]
-        assert len(starts) == pairs  # one colon per pair, none in the filler
-        named = [prompt[i - 1] for i in starts]
+        assert prompt[-2 - sep] == task.query and (adjacent or prompt[-1] == task.colon)
+        asked = prompt[-1 - sep]
+        body = prompt[:-2 - sep]
+        starts = [i for i, t in enumerate(body) if t in task.digits and body[i - 1] not in task.digits]
+        assert len(starts) == pairs  # one value per pair, no digits in the filler
+        assert all(body[i - 1] == task.colon for i in starts) != adjacent
+        named = [body[i - 1 - sep] for i in starts]
         assert len(set(named)) == pairs and asked in named
-        assert prompt[starts[named.index(asked)] + 1:][:DIGITS] == answer  # the value the query's key names
+        assert body[starts[named.index(asked)]:][:DIGITS] == answer  # the value the query's key names
         lengths.add(len(x))
     assert (len(lengths) > 1) == filler  # filler moves the value; without it the layout is fixed
 

@@ -9,6 +9,7 @@ names. This probe isolates that skill on short token sequences, cheap enough to 
 of steps on a CPU:
 
     [filler words] k1 : 3 5 8 8 0 6 ; k2 : 7 1 0 2 9 4 ; [filler words] ? k2 :  ->  7 1 0 2 9 4
+    --adjacent:    k1 3 5 8 8 0 6 ; k2 7 1 0 2 9 4 ; ? k2  ->  7 1 0 2 9 4
 
 ``pairs`` key/value pairs (random one-token words as keys, six random digits as values), then a
 query naming one key; the loss is on the six answer digits only. ``--filler`` puts 0-30 random
@@ -34,6 +35,9 @@ DIGITS = 6
 class ProbeConfig:
     pairs: int = 2
     filler: bool = False
+    adjacent: bool = False
+    """No ``:`` after a key: its value follows it directly and the query ends with the key, so that the
+    token before the answer is the key itself (a one-token match, what an induction head does)."""
     steps: int = 1000
     batch_size: int = 64
     learning_rate: float = 2e-3
@@ -59,12 +63,13 @@ class RecallTask:
         keys = rng.sample(self.words, cfg.pairs)
         values = [[rng.choice(self.digits) for _ in range(DIGITS)] for _ in keys]
         x = [rng.choice(self.words) for _ in range(rng.randint(0, 30))] if cfg.filler else []
+        sep = [] if cfg.adjacent else [self.colon]
         for k, v in zip(keys, values, strict=True):
-            x += [k, self.colon, *v, self.semi]
+            x += [k, *sep, *v, self.semi]
         if cfg.filler:
             x += [rng.choice(self.words) for _ in range(rng.randint(0, 10))]
         asked = rng.randrange(cfg.pairs)
-        x += [self.query, keys[asked], self.colon]
+        x += [self.query, keys[asked], *sep]
         return x + values[asked], [-100] * len(x) + values[asked]
 
     def batch(self, n: int, pad: int) -> tuple[Any, Any]:
