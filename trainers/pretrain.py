@@ -203,6 +203,27 @@ def warmup_cosine(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
+class ClippedAdamW:
+    """AdamW (no weight decay) under :func:`warmup_cosine` over ``total`` steps, gradients clipped at 1:
+    the optimiser of the copy pretraining and of the recall probe (``trainers/learn/recall_probe.py``)."""
+
+    def __init__(self, model: Any, lr: float, warmup: int, total: int):
+        import torch
+
+        self.model = model
+        self.opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: warmup_cosine(s, warmup, total))
+
+    def step(self) -> None:
+        """Clip the accumulated gradients, take the step, advance the schedule, clear the gradients."""
+        import torch
+
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad()
+
+
 def pretrain(model: Any, tokenizer: Any, cfg: PretrainConfig = PretrainConfig(),
              log: Any = None) -> list[float]:
     """Train ``model`` in place on the slot-filling corpus; returns the loss of every step."""
@@ -211,8 +232,7 @@ def pretrain(model: Any, tokenizer: Any, cfg: PretrainConfig = PretrainConfig(),
     torch.manual_seed(cfg.seed)
     corpus = SlotFillingCorpus(tokenizer, seed=cfg.seed, ids=cfg.ids, long_context=cfg.long_context)
     pad = tokenizer.pad_token_id or 0
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.warmup_steps, cfg.steps))
+    opt = ClippedAdamW(model, cfg.learning_rate, cfg.warmup_steps, cfg.steps)
     model.train()
     losses: list[float] = []
     for step in range(cfg.steps):
@@ -235,10 +255,7 @@ def pretrain(model: Any, tokenizer: Any, cfg: PretrainConfig = PretrainConfig(),
                 part_loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
             part_loss.backward()
             loss += part_loss.detach()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        sched.step()
-        opt.zero_grad()
         losses.append(round(float(loss), 5))
         if log is not None and (step % 100 == 0 or step == cfg.steps - 1):
             log(step, losses[-1])

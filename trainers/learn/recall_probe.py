@@ -101,13 +101,12 @@ def run(model: Any, tokenizer: Any, cfg: ProbeConfig, log: Any = print) -> list[
     """Train ``model`` in place on the probe; returns the measurements (step 0, every ``every``, the last)."""
     import torch
 
-    from rowgym.trainers.pretrain import warmup_cosine
+    from rowgym.trainers.pretrain import ClippedAdamW
 
     torch.manual_seed(cfg.seed)
     task = RecallTask(tokenizer, cfg)
     pad = tokenizer.pad_token_id or 0
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.warmup_steps, cfg.steps))
+    opt = ClippedAdamW(model, cfg.learning_rate, cfg.warmup_steps, cfg.steps)
     curve, t0 = [], time.perf_counter()
     for step in range(cfg.steps + 1):
         if step % cfg.every == 0 or step == cfg.steps:
@@ -118,10 +117,7 @@ def run(model: Any, tokenizer: Any, cfg: ProbeConfig, log: Any = print) -> list[
             break
         x, y = task.batch(cfg.batch_size, pad)
         model(input_ids=x, labels=y).loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        sched.step()
-        opt.zero_grad()
     return curve
 
 
