@@ -59,3 +59,15 @@ def test_one_value_is_learned_and_measure_sees_it(tiny_model_dir, tokenizer):
     assert curve[-1]["digit_acc"] > 0.9 and curve[-1]["first_digit_acc"] > 0.9  # a fixed-offset copy is easy
     again = measure(model, RecallTask(tokenizer, ProbeConfig(pairs=1, seed=99)))
     assert again["digit_acc"] > 0.9  # on examples of another seed too
+
+
+@pytest.mark.parametrize("bad", [{"pairs": 0}, {"steps": 0}, {"batch_size": 0}, {"every": 0}, {"warmup_steps": -1},
+                                 {"learning_rate": 0.0}])
+def test_config_refuses_sizes_that_cannot_train(bad):
+    with pytest.raises(ValueError, match="must be >= 1"):
+        ProbeConfig(**bad)
+
+
+def test_more_pairs_than_key_words_is_refused(tokenizer):
+    with pytest.raises(ValueError, match="pairs must be at most"):
+        RecallTask(tokenizer, ProbeConfig(pairs=100_000))

@@ -45,6 +45,13 @@ class ProbeConfig:
     every: int = 250
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        small = {k: v for k, v in (("pairs", self.pairs), ("steps", self.steps), ("batch_size", self.batch_size),
+                                   ("every", self.every)) if v < 1}
+        if small or self.warmup_steps < 0 or not self.learning_rate > 0:
+            raise ValueError(f"pairs, steps, batch_size and every must be >= 1, warmup_steps >= 0 and learning_rate "
+                             f"> 0; got {small or {'warmup_steps': self.warmup_steps, 'learning_rate': self.learning_rate}}")
+
 
 class RecallTask:
     """Endless seeded stream of (input ids, labels) of the probe, from the tokenizer's own tokens."""
@@ -56,6 +63,9 @@ class RecallTask:
         self.digits = [enc(str(d))[0] for d in range(10)]
         self.words = sorted({enc(w)[0] for w in _WORDS if "_" not in w and len(enc(w)) == 1})
         self.colon, self.semi, self.query = (enc(s)[0] for s in (":", ";", "?"))
+        if cfg.pairs > len(self.words):
+            raise ValueError(f"pairs must be at most {len(self.words)} (the one-token words the keys are drawn from); "
+                             f"got {cfg.pairs}")
         self.cfg, self.rng = cfg, random.Random(cfg.seed)
 
     def example(self) -> tuple[list[int], list[int]]:
@@ -137,15 +147,22 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
             p.add_argument(f"--{f.replace('_', '-')}", type=type(default), default=default)
     a = vars(p.parse_args(argv))
     model_dir, threads = a.pop("model"), a.pop("threads")
+    try:
+        cfg = ProbeConfig(**a)
+    except ValueError as e:
+        p.error(str(e))
     if model_dir is None:
         from rowgym.trainers.tiny_model import build_tiny_model
 
         model_dir = build_tiny_model(default_model_dir())
     torch.set_num_threads(threads)
-    cfg = ProbeConfig(**a)
     print(f"{cfg}; first-digit accuracy of a random pick among the pairs: {1 / cfg.pairs + (1 - 1 / cfg.pairs) / 10:.3f}")
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    return run(model, AutoTokenizer.from_pretrained(model_dir), cfg)
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32), AutoTokenizer.from_pretrained(model_dir)
+    try:
+        RecallTask(tokenizer, cfg)  # refuses more pairs than there are key words, before any training
+    except ValueError as e:
+        p.error(str(e))
+    return run(model, tokenizer, cfg)
 
 
 if __name__ == "__main__":
