@@ -392,7 +392,7 @@ async def acollect(cfg: CollectConfig, hooks: Hooks | None = None) -> Summary:
         writer = EpisodeWriter(store, on_stored, expect=len(todo))
         t0 = time.perf_counter()
         try:
-            with bar, fewer_gc_pauses():
+            with bar, fewer_gc_pauses(min(cfg.concurrency, len(todo))):
                 if cfg.backend == "ray":
                     from rowgym.rollouts.ray_backend import run_keys_on_ray
 
@@ -425,9 +425,9 @@ async def acollect(cfg: CollectConfig, hooks: Hooks | None = None) -> Summary:
 
 
 @contextmanager
-def fewer_gc_pauses() -> Iterator[None]:
+def fewer_gc_pauses(in_flight: int = 0) -> Iterator[None]:
     """While episodes run, keep the cyclic GC off the objects built before (modules, tokenizer,
-    envs) and let it run less often; restored afterwards.
+    envs) and let it run less often; restored afterwards. ``in_flight``: episodes played at once.
 
     Hundreds of episodes in flight allocate rows and id lists fast, and every full collection
     re-scans everything alive. Measured with benchmarks/bench_rollouts.py's workload at 0.2 s
@@ -435,10 +435,18 @@ def fewer_gc_pauses() -> Iterator[None]:
     walks every token id list recorded since the last one (a row holds its turn's whole
     prompt), so it runs every 50,000 net allocations, not 10,000: 6 passes -> 1 per
     collection of that workload, GC time ~170 ms -> ~70 ms (a loaded 2-core machine).
+
+    The young generation counts net allocations (a freed object takes its count back), so
+    what makes it grow is what the episodes in flight hold until they are stored: their rows,
+    conversations, tasks and connections (measured: ~270 objects per episode in flight, 8
+    turns each). A pass over them frees nothing (measured: 0 objects collected) yet walks
+    every id list, ~40 ms with the event loop stopped at 256 in flight. So the threshold
+    also grows by 500 per episode in flight: the rows of in-flight episodes alone do not
+    trigger passes, cyclic garbage still does, and it stays bounded by the threshold.
     """
     old = gc.get_threshold()
     gc.freeze()
-    gc.set_threshold(max(old[0], 50_000), old[1], old[2])
+    gc.set_threshold(max(old[0], 50_000 + 500 * max(0, in_flight)), old[1], old[2])
     try:
         yield
     finally:

@@ -237,6 +237,21 @@ def test_gc_settings_are_restored_after_a_collection_even_on_error():
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
 
 
+def test_gc_threshold_grows_with_the_episodes_in_flight():
+    """What in-flight episodes hold until stored (rows, id lists) must not trigger young passes by itself."""
+    import gc
+
+    from rowgym.rollouts.engine import fewer_gc_pauses
+
+    before = gc.get_threshold()
+    with fewer_gc_pauses(4):
+        few = gc.get_threshold()[0]
+    with fewer_gc_pauses(256):
+        many = gc.get_threshold()
+    assert many[0] >= few + 500 * 252 and many[1:] == before[1:]
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
 def test_agent_revision_is_reread_when_the_build_file_changes(tmp_path):
     """Agents are built per worker, so the model's revision is cached per directory; a rebuilt
     model (its rowgym_build.json rewritten) is seen by the next agent."""
