@@ -82,7 +82,7 @@ class RolloutActor:
         task = asyncio.create_task(run_keys(self.cfg, [EpisodeKey(*k) for k in keys], done.put_nowait,
                                             concurrency=concurrency))
         remaining = len(keys)
-        with fewer_gc_pauses():
+        with fewer_gc_pauses(min(concurrency, len(keys))):
             while remaining:
                 get = asyncio.ensure_future(done.get())
                 await asyncio.wait({get, task}, return_when=asyncio.FIRST_COMPLETED)
