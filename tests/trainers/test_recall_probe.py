@@ -71,3 +71,24 @@ def test_config_refuses_sizes_that_cannot_train(bad):
 def test_more_pairs_than_key_words_is_refused(tokenizer):
     with pytest.raises(ValueError, match="pairs must be at most"):
         RecallTask(tokenizer, ProbeConfig(pairs=100_000))
+
+
+@pytest.mark.parametrize("argv", [["--layers", "0"], ["--layers", "3", "--model", "/nonexistent"]])
+def test_layers_option_refuses_what_it_cannot_build(argv, capsys):
+    from rowgym.trainers.learn.recall_probe import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv + ["--steps", "1"])
+    assert e.value.code == 2 and "--layers must be >= 1 and cannot be combined with --model" in capsys.readouterr().err
+
+
+def test_layers_option_trains_a_deeper_model_of_the_same_vocabulary(tmp_path, monkeypatch, tiny_model_dir, capsys):
+    import json
+
+    monkeypatch.setenv("ROWGYM_CACHE", str(tmp_path))  # the deeper model is built beside the default one
+    curve = __import__("rowgym.trainers.learn.recall_probe", fromlist=["main"]).main(
+        ["--layers", "3", "--steps", "2", "--every", "1", "--batch-size", "4"])
+    built = json.loads((tmp_path / "models" / "tiny-qwen3-3-layers" / "config.json").read_text())
+    assert built["num_hidden_layers"] == 3 and built["vocab_size"] == json.loads(
+        (tiny_model_dir / "config.json").read_text())["vocab_size"]
+    assert [c["step"] for c in curve] == [0, 1, 2]

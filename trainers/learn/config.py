@@ -32,6 +32,9 @@ class LearnConfig:
     threads: int = 0
     """torch threads of the serial parts (pretraining, SFT start); 0: one per worker."""
     # ---- base model
+    layers: int = 2
+    """Decoder layers of the tiny model (2: the demo's). With 2 layers it cannot look a value up by a key
+    that is not the token right before it (the recall probe, docs/learn.md); 3 can."""
     pretrain_steps: int = 400
     """Generic copy pretraining of the tiny model (trainers/pretrain.py; the demo uses 1000: 400 is what fits)."""
     pretrain_ids: float = 0.0
@@ -85,6 +88,8 @@ class LearnConfig:
         per_step = self.grpo_prompts_per_step * self.group_size
         if self.stages < 1 or self.group_size < 2:
             raise ValueError("stages must be >= 1 and group_size >= 2")
+        if self.layers < 1:
+            raise ValueError(f"layers must be >= 1; got {self.layers}")
         if not 0.0 <= self.pretrain_ids <= 1.0:
             raise ValueError(f"pretrain_ids is a share in [0, 1]; got {self.pretrain_ids}")
         if self.budget % (self.stages * self.group_size) or self.budget % (self.stages * per_step):
