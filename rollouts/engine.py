@@ -290,18 +290,24 @@ def collect(cfg: CollectConfig) -> Summary:
 
 
 async def run_keys(cfg: CollectConfig, keys: list[EpisodeKey], on_episode: Callable[[Episode], Any],
-                   concurrency: int | None = None, hooks: Hooks | None = None) -> None:
+                   concurrency: int | None = None, hooks: Hooks | None = None,
+                   drain: Callable[[], Awaitable[Any]] | None = None) -> None:
     """Play ``keys`` with at most ``concurrency`` episodes in flight; call ``on_episode`` on each.
 
     The worker pool of both backends (a Ray actor runs this over its slice of keys). Each
     worker makes its env and agent lazily, so a pool wider than the work builds nothing
-    extra, and closes them when the queue is empty.
+    extra, and closes them when the queue is empty. ``drain`` is awaited once, by the worker
+    that played the last episode, before it closes its env and agent: the collection passes
+    its store writer's close, so the last commit does not wait behind the teardown on the
+    loop (closing the shared HTTP session and its connections: ~10-20 ms at 256 in flight).
     """
     queue: asyncio.Queue[EpisodeKey] = asyncio.Queue()
     for k in keys:
         queue.put_nowait(k)
     timeouts = cfg.timeouts
     hooks = hooks or Hooks()
+    n = max(1, min(concurrency or cfg.concurrency, len(keys)))
+    running = [n]  # workers still playing
 
     async def worker() -> None:
         env = agent = None
@@ -310,6 +316,9 @@ async def run_keys(cfg: CollectConfig, keys: list[EpisodeKey], on_episode: Calla
                 try:
                     key = queue.get_nowait()
                 except asyncio.QueueEmpty:
+                    running[0] -= 1
+                    if running[0] == 0 and drain is not None:
+                        await drain()
                     return
                 if env is None:
                     env = rowgym.make(cfg.env_id, **cfg.env_kwargs)
@@ -326,7 +335,6 @@ async def run_keys(cfg: CollectConfig, keys: list[EpisodeKey], on_episode: Calla
             if agent is not None:
                 await agent.aclose()
 
-    n = max(1, min(concurrency or cfg.concurrency, len(keys)))
     tasks = [asyncio.create_task(worker()) for _ in range(n)]
     try:
         await asyncio.gather(*tasks)
@@ -398,8 +406,8 @@ async def acollect(cfg: CollectConfig, hooks: Hooks | None = None) -> Summary:
 
                     t0 = await run_keys_on_ray(cfg, todo, writer.put)
                 else:
-                    await (run_keys(cfg, todo, writer.put, hooks=hooks) if hooks is not None
-                           else run_keys(cfg, todo, writer.put))
+                    # the last worker stores everything before it tears down (see run_keys)
+                    await run_keys(cfg, todo, writer.put, hooks=hooks, drain=writer.close)
                 await writer.close()
         finally:
             if not writer.task.done():

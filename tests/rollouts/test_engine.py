@@ -265,3 +265,62 @@ def test_agent_revision_is_reread_when_the_build_file_changes(tmp_path):
     assert model_revision(tmp_path) == "bbbb"
     meta.unlink()
     assert model_revision(tmp_path) is None
+
+
+async def test_the_last_worker_drains_before_it_closes_its_env_and_agent():
+    """run_keys awaits ``drain`` once, after every episode was handed over and before the last
+    worker's teardown (the collection drains its store writer there)."""
+    import rowgym
+    from rowgym.agents import make_agent
+    from rowgym.rollouts.engine import Hooks, run_keys
+
+    events: list[str] = []
+
+    def agent_factory(cfg, env):
+        agent = make_agent("expert", env)
+        close = agent.aclose
+
+        async def aclose():
+            events.append("close")
+            await close()
+
+        agent.aclose = aclose
+        return agent
+
+    async def drain():
+        events.append("drain")
+        await asyncio.sleep(0)
+
+    cfg = CollectConfig(env_id="rowgym/ToolAPI-Retail-v0", agent="expert", progress=False)
+    seeds = rowgym.make(cfg.env_id).splits.seeds("train", 5)
+    keys = [EpisodeKey("r", s) for s in seeds]
+    await run_keys(cfg, keys, lambda ep: events.append("ep"), concurrency=3, hooks=Hooks(make_agent=agent_factory),
+                   drain=drain)
+    assert events.count("drain") == 1 and events.count("ep") == 5 and events.count("close") == 3
+    at = events.index("drain")
+    assert "ep" not in events[at:] and events[-1] == "close"  # every episode before it; the last close after it
+
+
+async def test_a_collection_stores_every_episode_before_the_last_agent_closes(tmp_path, model_dir, completion):
+    from rowgym.agents import make_agent
+    from rowgym.rollouts.engine import Hooks
+
+    stored_at_close: list[int] = []
+
+    def agent_factory(cfg, env):
+        agent = make_agent(cfg.agent, env, **cfg.agent_kwargs)
+        close = agent.aclose
+
+        async def aclose():
+            if (tmp_path / "shards").is_dir():  # not the probe agent, closed before the run starts
+                stored_at_close.append(len(TrajectoryStore(tmp_path, readonly=True).completed_ids()))
+            await close()
+
+        agent.aclose = aclose
+        return agent
+
+    async with mock.MockCompletionsServer(completion, COMPLETION, latency_s=0.01) as srv:
+        s = await acollect(_cfg(tmp_path, srv, model_dir, episodes=4, concurrency=4),
+                           Hooks(make_agent=agent_factory))
+    assert s.n_done == 4
+    assert len(stored_at_close) == 4 and stored_at_close[-1] == 4  # the last agent closed after the last commit

@@ -182,7 +182,7 @@ def test_config_validation_matches_the_dataclass():
 
 
 def test_a_run_that_dies_before_storing_anything_leaves_nothing(tmp_path, monkeypatch):
-    async def dead(cfg, keys, on_episode, concurrency=None):
+    async def dead(cfg, keys, on_episode, concurrency=None, **kw):
         raise RowgymError("backend unavailable")
 
     monkeypatch.setattr(engine, "run_keys", dead)
@@ -195,7 +195,7 @@ def test_a_run_that_dies_before_storing_anything_leaves_nothing(tmp_path, monkey
 def test_a_run_that_dies_after_storing_episodes_is_kept_for_resume(tmp_path, monkeypatch):
     real = engine.run_keys
 
-    async def dies_late(cfg, keys, on_episode, concurrency=None):
+    async def dies_late(cfg, keys, on_episode, concurrency=None, **kw):
         await real(cfg, keys[:2], on_episode, concurrency)
         raise RowgymError("killed")
 

@@ -205,3 +205,28 @@ async def test_an_episode_that_cannot_be_serialised_still_stops_the_writer_and_w
     with pytest.raises(PydanticSerializationError):
         writer.put(episode(2))
     store.close()
+
+
+async def test_a_full_batch_is_committed_without_waiting_out_the_interval(tmp_path):
+    with TrajectoryStore(tmp_path) as store:
+        store.start(manifest())
+        stored: list[int] = []
+        three = asyncio.Event()
+
+        def on_stored(ep):
+            stored.append(ep.seed)
+            if len(stored) == 3:
+                three.set()
+
+        one = len(episode(1).model_dump_json()) + 1
+        writer = EpisodeWriter(store, on_stored, min_interval_s=600, max_batch_bytes=2 * one)
+        writer.put(episode(0))  # committed at once (no commit yet)
+        await asyncio.sleep(0.05)
+        writer.put(episode(1))  # half a batch: it naps (600 s)
+        await asyncio.sleep(0.05)
+        assert stored == [0]
+        writer.put(episode(2))  # the batch is full: committed now, without close()
+        await asyncio.wait_for(three.wait(), 60)
+        assert stored == [0, 1, 2] and writer.n_commits == 2
+        assert store.completed_ids() == {"r:0:0", "r:1:0", "r:2:0"}
+        await writer.close()
