@@ -93,23 +93,33 @@ class EpisodeWriter:
             self.queued_bytes += len(line)
         if self.expect is not None and self.n_put >= self.expect:
             self._last_in()
-        elif self.queued_bytes >= self.max_batch_bytes and self._nap is not None:
-            self._nap.cancel()  # a full batch: commit it now
+        elif self.queued_bytes >= self.max_batch_bytes:
+            self._wake()  # a full batch: commit it now
 
     def _last_in(self) -> None:
         """Nothing more will join a commit: stop waiting out the interval."""
         self.closing = True
-        if self._nap is not None:
-            self._nap.cancel()
+        self._wake()
+
+    def _wake(self) -> None:
+        """End the writer's nap, if it naps (it runs in the loop's next round: a busy loop's round at the
+        end of a collection, when every episode finishes, can take tens of ms)."""
+        if self._nap is not None and not self._nap.done():
+            self._nap.set_result(None)
 
     async def _run(self) -> None:
         while True:
             batch = [await self.queue.get()]
             wait = self.last_commit + self.min_interval_s - time.perf_counter()
             if wait > 0 and batch[0] is not None and not self.closing and self.queued_bytes < self.max_batch_bytes:
-                self._nap = asyncio.ensure_future(asyncio.sleep(wait))
-                await asyncio.wait({self._nap})  # cut short by close() or a full batch
-                self._nap = None
+                loop = asyncio.get_running_loop()
+                self._nap = nap = loop.create_future()
+                timer = loop.call_later(wait, self._wake)
+                try:
+                    await nap  # cut short by close(), the last expected episode or a full batch
+                finally:
+                    timer.cancel()
+                    self._nap = None
             while not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             self.queued_bytes = 0

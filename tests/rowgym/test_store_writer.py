@@ -230,3 +230,21 @@ async def test_a_full_batch_is_committed_without_waiting_out_the_interval(tmp_pa
         assert stored == [0, 1, 2] and writer.n_commits == 2
         assert store.completed_ids() == {"r:0:0", "r:1:0", "r:2:0"}
         await writer.close()
+
+
+async def test_the_writer_wakes_in_the_loops_next_round(tmp_path):
+    """A busy loop's round at the end of a collection can take tens of ms: the last expected episode
+    ends the writer's nap in one round, not three (a cancelled sleep task, then asyncio.wait)."""
+    with TrajectoryStore(tmp_path) as store:
+        store.start(manifest())
+        writer = EpisodeWriter(store, lambda ep: None, min_interval_s=600, expect=3)
+        writer.put(episode(0))
+        await asyncio.sleep(0.05)  # committed at once
+        writer.put(episode(1))
+        await asyncio.sleep(0.05)
+        assert writer._nap is not None and not writer._nap.done()  # waiting for company
+        writer.put(episode(2))  # the last one
+        await asyncio.sleep(0)
+        assert writer._nap is None  # the writer already ran past its nap
+        await asyncio.wait_for(writer.close(), 60)
+        assert store.completed_ids() == {"r:0:0", "r:1:0", "r:2:0"}
