@@ -25,9 +25,9 @@ flight, the episodes that finish meanwhile queue up and share the next one, so t
 of commits falls as the rate of finished episodes rises, and the loop never waits for the
 disk. A writer told how many episodes to ``expect`` commits the last of them at once rather
 than after the interval, and a batch of ``max_batch_bytes`` or more does not wait out the
-interval either: a commit's cost grows with its bytes (a loaded 2-core machine, the loop busy:
-~10 ms for 1 MB, 35-70 ms for 6 MB), so when episodes finish in a burst, as all of a collection's
-do at its end, the one commit the collection waits for after its last episode stays small.
+interval either: a commit's cost grows with its bytes (6 MB took 10-20 ms with the loop idle and
+33-69 ms with it busy, on a loaded 2-core machine), so when episodes finish in a burst, as all of a
+collection's do at its end, the commit the collection waits for after its last episode stays small.
 """
 
 from __future__ import annotations
