@@ -58,6 +58,12 @@ def test_a_pretrain_ids_share_outside_0_1_is_refused_before_any_work():
         LearnConfig(pretrain_ids=1.5).validate()
 
 
+@pytest.mark.parametrize("bad", [{"layers": 0}, {"architecture": "gpt2"}])
+def test_a_base_model_that_cannot_be_built_is_refused_before_any_work(bad):
+    with pytest.raises(ValueError, match="layers must be >= 1 and architecture qwen3 or llama"):
+        LearnConfig(**bad).validate()
+
+
 def test_scale_multiplies_budget_not_the_start():
     cfg = LearnConfig(scale=4).scaled()
     assert cfg.budget == 4 * LearnConfig().budget and cfg.heldout_episodes == 4 * LearnConfig().heldout_episodes

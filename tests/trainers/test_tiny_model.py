@@ -73,6 +73,24 @@ def test_cache_hit_skips_rebuild_and_param_change_rebuilds(model_dir, tmp_path):
     assert info["params"]["intermediate_size"] == 128
 
 
+def test_llama_network_has_the_same_vocabulary_and_template(model_dir, tokenizer, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    d = build_tiny_model(tmp_path / "llama", config=TinyModelConfig(architecture="llama", num_hidden_layers=3))
+    model = AutoModelForCausalLM.from_pretrained(d)
+    assert type(model).__name__ == "LlamaForCausalLM" and model.config.num_hidden_layers == 3
+    assert not any("q_norm" in n for n, _ in model.named_parameters())  # what sets it apart from qwen3
+    assert _files(d)["tokenizer.json"] == _files(model_dir)["tokenizer.json"]
+    ids = AutoTokenizer.from_pretrained(d).apply_chat_template(MESSAGES, tools=TOOLS, tokenize=True, return_dict=True)
+    assert ids["input_ids"] == tokenizer.apply_chat_template(MESSAGES, tools=TOOLS, tokenize=True,
+                                                             return_dict=True)["input_ids"]
+    with torch.no_grad():
+        assert model(input_ids=torch.tensor([ids["input_ids"]])).logits.shape[-1] == len(tokenizer)
+    with pytest.raises(ValueError, match="architecture must be one of"):
+        build_tiny_model(tmp_path / "x", config=TinyModelConfig(architecture="gpt2"))
+
+
 def test_default_dir_honours_rowgym_cache(monkeypatch, tmp_path):
     from rowgym.agents.serving import default_model_dir as serving_default
 

@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     p.add_argument("--model", default=None, help="model dir (default: the tiny model, built if missing)")
     p.add_argument("--layers", type=int, default=None,
                    help="a fresh tiny model with this many decoder layers instead (the default tiny model has 2)")
+    p.add_argument("--architecture", choices=("qwen3", "llama"), default=None,
+                   help="a fresh tiny model of this network instead (the default tiny model is qwen3)")
     p.add_argument("--threads", type=int, default=1)
     for f, default in asdict(ProbeConfig()).items():
         if isinstance(default, bool):
@@ -148,8 +150,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
         else:
             p.add_argument(f"--{f.replace('_', '-')}", type=type(default), default=default)
     a = vars(p.parse_args(argv))
-    model_dir, threads, layers = a.pop("model"), a.pop("threads"), a.pop("layers")
-    if layers is not None and (layers < 1 or model_dir is not None):
+    model_dir, threads, layers, arch = a.pop("model"), a.pop("threads"), a.pop("layers"), a.pop("architecture")
+    fresh = layers is not None or arch is not None
+    if (layers is not None and layers < 1) or (fresh and model_dir is not None):
         p.error(f"--layers must be >= 1 and cannot be combined with --model; got {layers}")
     try:
         cfg = ProbeConfig(**a)
@@ -158,12 +161,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     if model_dir is None:
         from rowgym.trainers.tiny_model import TinyModelConfig, build_tiny_model
 
-        if layers is None:
+        if not fresh:
             model_dir = build_tiny_model(default_model_dir())
-        else:  # same vocabulary, width and seed: only the depth differs
-            d = default_model_dir()
-            model_dir = build_tiny_model(d.with_name(f"{d.name}-{layers}-layers"),
-                                         config=TinyModelConfig(num_hidden_layers=layers))
+        else:  # same vocabulary, width and seed: only the depth or the network differs
+            d, cfg_ = default_model_dir(), TinyModelConfig()
+            layers, arch = layers or cfg_.num_hidden_layers, arch or cfg_.architecture
+            model_dir = build_tiny_model(d.with_name(f"tiny-{arch}-{layers}-layers"),
+                                         config=TinyModelConfig(num_hidden_layers=layers, architecture=arch))
     torch.set_num_threads(threads)
     print(f"{cfg}; first-digit accuracy of a random pick among the pairs: {1 / cfg.pairs + (1 - 1 / cfg.pairs) / 10:.3f}")
     model, tokenizer = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32), AutoTokenizer.from_pretrained(model_dir)

@@ -23,15 +23,18 @@ def log(msg: str) -> None:
     print(f"[learn] {msg}", flush=True)
 
 
-def pretrained_model(cache: Path, steps: int, seed: int, ids: float = 0.0, layers: int = 2) -> Path:
-    """The tiny Qwen3 model of ``seed`` with ``layers`` decoder layers after ``steps`` of generic copy
+def pretrained_model(cache: Path, steps: int, seed: int, ids: float = 0.0, layers: int = 2,
+                     architecture: str = "qwen3") -> Path:
+    """The tiny model (``architecture``, :class:`rowgym.trainers.tiny_model.TinyModelConfig`) of ``seed``
+    with ``layers`` decoder layers after ``steps`` of generic copy
     pretraining (``ids``: the share of examples that copy multi-token ids,
     :class:`rowgym.trainers.pretrain.PretrainConfig`)."""
     from rowgym.trainers.pretrain import PretrainConfig, build_pretrained_tiny_model
     from rowgym.trainers.tiny_model import TinyModelConfig, build_tiny_model
 
     def build(tmp: Path) -> None:
-        base = build_tiny_model(tmp / "base", config=TinyModelConfig(seed=seed, num_hidden_layers=layers))
+        base = build_tiny_model(tmp / "base", config=TinyModelConfig(seed=seed, num_hidden_layers=layers,
+                                                                         architecture=architecture))
         if steps > 0:
             # micro-batches only with id examples (their long contexts): the word-slot path stays the
             # demo's, loss for loss
@@ -40,7 +43,8 @@ def pretrained_model(cache: Path, steps: int, seed: int, ids: float = 0.0, layer
         else:
             (tmp / "model").symlink_to("base")
 
-    return cached(cache, "pretrained", {"steps": steps, "seed": seed, "ids": ids, "layers": layers}, build, code=CODE_MODEL, log=log) / "model"
+    return cached(cache, "pretrained", {"steps": steps, "seed": seed, "ids": ids, "layers": layers, "architecture": architecture},
+                  build, code=CODE_MODEL, log=log) / "model"
 
 
 def expert_run(cache: Path, env_id: str, episodes: int, offset: int) -> Path:
