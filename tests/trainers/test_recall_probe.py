@@ -12,6 +12,8 @@ pytest.importorskip("trl", reason="needs the train extra (scripts/setup_train.sh
 
 from rowgym.trainers.learn.recall_probe import DIGITS, ProbeConfig, RecallTask, measure, run  # noqa: E402
 
+STEPS_LLAMA = 500
+
 
 @pytest.fixture(scope="module")
 def tokenizer(tiny_model_dir):
@@ -92,3 +94,28 @@ def test_layers_option_trains_a_deeper_model_of_the_same_vocabulary(tmp_path, mo
     assert built["num_hidden_layers"] == 3 and built["vocab_size"] == json.loads(
         (tiny_model_dir / "config.json").read_text())["vocab_size"]
     assert [c["step"] for c in curve] == [0, 1, 2]
+
+
+def test_repeated_examples_repeat_and_are_scored_on_the_repeat_only(tokenizer):
+    task = RecallTask(tokenizer, ProbeConfig(repeated=True, seed=3))
+    for _ in range(200):
+        x, y = task.example()
+        scored = [i for i, t in enumerate(y) if t != -100]
+        n = len(scored) + 1  # the repeat's first token cannot be known yet: not scored
+        assert 8 <= n <= 30 and scored == list(range(len(x) - n + 1, len(x)))
+        assert x[-n:] == x[-2 * n:-n] and [y[i] for i in scored] == x[-n + 1:]
+
+
+def test_llama_network_learns_to_copy_a_repeat_and_measure_sees_it(tokenizer, tmp_path):
+    """The induction head docs/learn.md found missing in the qwen3 tiny model forms in the llama one."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rowgym.trainers.tiny_model import TinyModelConfig, build_tiny_model
+
+    d = build_tiny_model(tmp_path / "llama", config=TinyModelConfig(architecture="llama"))
+    torch.set_num_threads(1)
+    model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32)
+    curve = run(model, tokenizer, ProbeConfig(repeated=True, steps=STEPS_LLAMA, every=STEPS_LLAMA, warmup_steps=30),
+                log=lambda s: None)
+    assert curve[0]["copy_acc"] < 0.1 and curve[-1]["copy_acc"] > 0.9

@@ -2,6 +2,7 @@
 
     python -m rowgym.trainers.learn.recall_probe --pairs 1 --steps 250            # one id: copied
     python -m rowgym.trainers.learn.recall_probe --pairs 2 --filler --steps 750   # two ids: the lookup
+    python -m rowgym.trainers.learn.recall_probe --repeated --architecture llama  # is there an induction head?
 
 An Airline task names several same-shaped values (member id, reservation id, flight number, a
 date, the reservations in a tool response), and each call must copy the one its argument's key
@@ -38,6 +39,11 @@ class ProbeConfig:
     adjacent: bool = False
     """No ``:`` after a key: its value follows it directly and the query ends with the key, so that the
     token before the answer is the key itself (a one-token match, what an induction head does)."""
+    repeated: bool = False
+    """Instead of key/value pairs: 8-30 random tokens (after 0-20 others; any token but the chat template's), then
+    the same tokens again, with
+    the loss on the repeat. Only an induction head (find where the current token stood before, copy what
+    followed it) gets the repeat right; the measure is its token accuracy (``copy_acc``)."""
     steps: int = 1000
     batch_size: int = 64
     learning_rate: float = 2e-3
@@ -63,6 +69,7 @@ class RecallTask:
         self.digits = [enc(str(d))[0] for d in range(10)]
         self.words = sorted({enc(w)[0] for w in _WORDS if "_" not in w and len(enc(w)) == 1})
         self.colon, self.semi, self.query = (enc(s)[0] for s in (":", ";", "?"))
+        self.ordinary = sorted(set(range(len(tokenizer))) - set(tokenizer.added_tokens_decoder))
         if cfg.pairs > len(self.words):
             raise ValueError(f"pairs must be at most {len(self.words)} (the one-token words the keys are drawn from); "
                              f"got {cfg.pairs}")
@@ -70,6 +77,11 @@ class RecallTask:
 
     def example(self) -> tuple[list[int], list[int]]:
         rng, cfg = self.rng, self.cfg
+        if cfg.repeated:  # from every ordinary token, so a token rarely stands twice in one sequence
+            pool = self.ordinary
+            before = [rng.choice(pool) for _ in range(rng.randint(0, 20))]
+            seq = [rng.choice(pool) for _ in range(rng.randint(8, 30))]
+            return before + seq + seq, [-100] * (len(before) + len(seq) + 1) + seq[1:]
         keys = rng.sample(self.words, cfg.pairs)
         values = [[rng.choice(self.digits) for _ in range(DIGITS)] for _ in keys]
         x = [rng.choice(self.words) for _ in range(rng.randint(0, 30))] if cfg.filler else []
@@ -102,6 +114,8 @@ def measure(model: Any, task: RecallTask, n: int = 256, pad: int = 0) -> dict[st
     model.train()
     target = y[:, 1:]
     keep = target != -100
+    if task.cfg.repeated:
+        return {"copy_acc": round((pred[keep] == target[keep]).float().mean().item(), 3)}
     hits = (pred[keep] == target[keep]).view(n, DIGITS)
     return {"digit_acc": round(hits.float().mean().item(), 3), "first_digit_acc": round(hits[:, 0].float().mean().item(), 3),
             "exact": round(hits.all(-1).float().mean().item(), 3)}
@@ -169,7 +183,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
             model_dir = build_tiny_model(d.with_name(f"tiny-{arch}-{layers}-layers"),
                                          config=TinyModelConfig(num_hidden_layers=layers, architecture=arch))
     torch.set_num_threads(threads)
-    print(f"{cfg}; first-digit accuracy of a random pick among the pairs: {1 / cfg.pairs + (1 - 1 / cfg.pairs) / 10:.3f}")
+    print(f"{cfg}" + ("" if cfg.repeated else "; first-digit accuracy of a random pick among the pairs: "
+                                               f"{1 / cfg.pairs + (1 - 1 / cfg.pairs) / 10:.3f}"))
     model, tokenizer = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32), AutoTokenizer.from_pretrained(model_dir)
     try:
         RecallTask(tokenizer, cfg)  # refuses more pairs than there are key words, before any training
