@@ -75,13 +75,14 @@ def test_more_pairs_than_key_words_is_refused(tokenizer):
         RecallTask(tokenizer, ProbeConfig(pairs=100_000))
 
 
-@pytest.mark.parametrize("argv", [["--layers", "0"], ["--layers", "3", "--model", "/nonexistent"]])
+@pytest.mark.parametrize("argv", [["--layers", "0"], ["--layers", "3", "--model", "/nonexistent"],
+                                  ["--architecture", "llama", "--model", "/nonexistent"]])
 def test_layers_option_refuses_what_it_cannot_build(argv, capsys):
     from rowgym.trainers.learn.recall_probe import main
 
     with pytest.raises(SystemExit) as e:
         main(argv + ["--steps", "1"])
-    assert e.value.code == 2 and "--layers must be >= 1 and cannot be combined with --model" in capsys.readouterr().err
+    assert e.value.code == 2 and "--layers must be >= 1, and --layers and --architecture build a fresh" in capsys.readouterr().err
 
 
 def test_layers_option_trains_a_deeper_model_of_the_same_vocabulary(tmp_path, monkeypatch, tiny_model_dir, capsys):

@@ -40,10 +40,10 @@ class ProbeConfig:
     """No ``:`` after a key: its value follows it directly and the query ends with the key, so that the
     token before the answer is the key itself (a one-token match, what an induction head does)."""
     repeated: bool = False
-    """Instead of key/value pairs: 8-30 random tokens (after 0-20 others; any token but the chat template's), then
-    the same tokens again, with
-    the loss on the repeat. Only an induction head (find where the current token stood before, copy what
-    followed it) gets the repeat right; the measure is its token accuracy (``copy_acc``)."""
+    """Instead of key/value pairs: 8-30 random tokens (after 0-20 others; any token but the chat
+    template's), then the same tokens again, with the loss on the repeat. Only an induction head (find
+    where the current token stood before, copy what followed it) gets the repeat right; the measure is
+    its token accuracy (``copy_acc``)."""
     steps: int = 1000
     batch_size: int = 64
     learning_rate: float = 2e-3
@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     model_dir, threads, layers, arch = a.pop("model"), a.pop("threads"), a.pop("layers"), a.pop("architecture")
     fresh = layers is not None or arch is not None
     if (layers is not None and layers < 1) or (fresh and model_dir is not None):
-        p.error(f"--layers must be >= 1 and cannot be combined with --model; got {layers}")
+        p.error(f"--layers must be >= 1, and --layers and --architecture build a fresh model, so they cannot be "
+                f"combined with --model; got --layers {layers}, --architecture {arch}, --model {model_dir}")
     try:
         cfg = ProbeConfig(**a)
     except ValueError as e:

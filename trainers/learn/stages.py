@@ -25,10 +25,9 @@ def log(msg: str) -> None:
 
 def pretrained_model(cache: Path, steps: int, seed: int, ids: float = 0.0, layers: int = 2,
                      architecture: str = "qwen3") -> Path:
-    """The tiny model (``architecture``, :class:`rowgym.trainers.tiny_model.TinyModelConfig`) of ``seed``
-    with ``layers`` decoder layers after ``steps`` of generic copy
-    pretraining (``ids``: the share of examples that copy multi-token ids,
-    :class:`rowgym.trainers.pretrain.PretrainConfig`)."""
+    """The tiny model of ``seed`` (``architecture`` with ``layers`` decoder layers,
+    :class:`rowgym.trainers.tiny_model.TinyModelConfig`) after ``steps`` of generic copy pretraining
+    (``ids``: the share of examples that copy multi-token ids, :class:`rowgym.trainers.pretrain.PretrainConfig`)."""
     from rowgym.trainers.pretrain import PretrainConfig, build_pretrained_tiny_model
     from rowgym.trainers.tiny_model import TinyModelConfig, build_tiny_model
 
@@ -43,8 +42,8 @@ def pretrained_model(cache: Path, steps: int, seed: int, ids: float = 0.0, layer
         else:
             (tmp / "model").symlink_to("base")
 
-    return cached(cache, "pretrained", {"steps": steps, "seed": seed, "ids": ids, "layers": layers, "architecture": architecture},
-                  build, code=CODE_MODEL, log=log) / "model"
+    params = {"steps": steps, "seed": seed, "ids": ids, "layers": layers, "architecture": architecture}
+    return cached(cache, "pretrained", params, build, code=CODE_MODEL, log=log) / "model"
 
 
 def expert_run(cache: Path, env_id: str, episodes: int, offset: int) -> Path:
