@@ -58,9 +58,9 @@ def test_a_pretrain_ids_share_outside_0_1_is_refused_before_any_work():
         LearnConfig(pretrain_ids=1.5).validate()
 
 
-@pytest.mark.parametrize("bad", [{"layers": 0}, {"architecture": "gpt2"}])
+@pytest.mark.parametrize("bad", [{"layers": 0}, {"architecture": "gpt2"}, {"induction_steps": -1}])
 def test_a_base_model_that_cannot_be_built_is_refused_before_any_work(bad):
-    with pytest.raises(ValueError, match="layers must be >= 1 and architecture qwen3 or llama"):
+    with pytest.raises(ValueError, match="layers must be >= 1, architecture qwen3 or llama and induction_steps >= 0"):
         LearnConfig(**bad).validate()
 
 
@@ -190,3 +190,20 @@ def test_pipeline_smoke_tiny_sizes(tmp_path, capsys):
 
     png, page = render(tmp_path / "learn")  # re-rendered from results.json alone
     assert png.stat().st_size > 1000 and "SFT start" in page.read_text()
+
+
+def test_pretrained_base_with_an_induction_warm_up(tmp_path):
+    """make learn's base: the llama network, a few repeated-token steps, then the copy pretraining."""
+    import json
+
+    from transformers import AutoConfig
+
+    from rowgym.trainers.learn import stages as S
+
+    model = S.pretrained_model(tmp_path, steps=1, seed=0, architecture="llama", induction_steps=3)
+    curve = json.loads((model.parent / "induced" / "induction.json").read_text())
+    assert [c["step"] for c in curve] == [0, 3] and all(0 <= c["copy_acc"] <= 1 for c in curve)
+    assert AutoConfig.from_pretrained(model).model_type == "llama"
+    assert json.loads((model / "rowgym_pretrain.json").read_text())["base"].endswith("induced")
+    plain = S.pretrained_model(tmp_path, steps=1, seed=0, architecture="llama")
+    assert plain != model and not (plain.parent / "induced").exists()  # the warm-up is part of the key

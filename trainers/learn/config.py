@@ -35,6 +35,9 @@ class LearnConfig:
     architecture: str = "qwen3"
     """The tiny model's network: qwen3 (the demo's) or llama (the same without Qwen3's query/key normalisation,
     which in this tiny model keeps an induction head from forming: docs/learn.md)."""
+    induction_steps: int = 0
+    """Steps of a repeated-token warm-up before the copy pretraining (recall_probe --repeated), which forms the
+    induction head id lookups need in the llama network (600: copy accuracy 0.985; docs/learn.md); 0: none."""
     layers: int = 2
     """Decoder layers of the tiny model (2: the demo's). With 2 layers it cannot look a value up by a key
     that is not the token right before it (the recall probe, docs/learn.md); 3 can."""
@@ -91,9 +94,9 @@ class LearnConfig:
         per_step = self.grpo_prompts_per_step * self.group_size
         if self.stages < 1 or self.group_size < 2:
             raise ValueError("stages must be >= 1 and group_size >= 2")
-        if self.layers < 1 or self.architecture not in ("qwen3", "llama"):
-            raise ValueError(f"layers must be >= 1 and architecture qwen3 or llama; got {self.layers}, "
-                             f"{self.architecture!r}")
+        if self.layers < 1 or self.architecture not in ("qwen3", "llama") or self.induction_steps < 0:
+            raise ValueError(f"layers must be >= 1, architecture qwen3 or llama and induction_steps >= 0; got "
+                             f"{self.layers}, {self.architecture!r}, {self.induction_steps}")
         if not 0.0 <= self.pretrain_ids <= 1.0:
             raise ValueError(f"pretrain_ids is a share in [0, 1]; got {self.pretrain_ids}")
         if self.budget % (self.stages * self.group_size) or self.budget % (self.stages * per_step):

@@ -96,7 +96,7 @@ def run_learn(cfg: LearnConfig) -> dict[str, Any]:
     times: dict[str, float] = {}
     t = time.perf_counter()
     base = S.pretrained_model(cache, cfg.pretrain_steps, BASE_SEED, cfg.pretrain_ids, cfg.layers,
-                              cfg.architecture)
+                              cfg.architecture, cfg.induction_steps)
     times["pretrained base model"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
     expert = S.expert_run(cache, env_id, cfg.start_expert_episodes, 0)

@@ -13,7 +13,7 @@ from typing import Any
 
 from rowgym.trainers.cache_keys import cached
 
-CODE_MODEL = ["rowgym.trainers.tiny_model", "rowgym.trainers.pretrain"]
+CODE_MODEL = ["rowgym.trainers.tiny_model", "rowgym.trainers.pretrain", "rowgym.trainers.learn.recall_probe"]
 CODE_DATA = ["rowgym.envs.toolapi", "rowgym.agents.experts", "rowgym.rollouts", "rowgym.rows", "rowgym.env",
              "rowgym.tools", "rowgym.trainers.learn.env"]
 CODE_SFT = ["rowgym.trainers.sft", "rowgym.trainers.datasets", "rowgym.trainers.gates"]
@@ -24,16 +24,19 @@ def log(msg: str) -> None:
 
 
 def pretrained_model(cache: Path, steps: int, seed: int, ids: float = 0.0, layers: int = 2,
-                     architecture: str = "qwen3") -> Path:
+                     architecture: str = "qwen3", induction_steps: int = 0) -> Path:
     """The tiny model of ``seed`` (``architecture`` with ``layers`` decoder layers,
-    :class:`rowgym.trainers.tiny_model.TinyModelConfig`) after ``steps`` of generic copy pretraining
-    (``ids``: the share of examples that copy multi-token ids, :class:`rowgym.trainers.pretrain.PretrainConfig`)."""
+    :class:`rowgym.trainers.tiny_model.TinyModelConfig`) after ``induction_steps`` of the repeated-token
+    warm-up (:func:`induction_warmup`) and ``steps`` of generic copy pretraining (``ids``: the share of
+    examples that copy multi-token ids, :class:`rowgym.trainers.pretrain.PretrainConfig`)."""
     from rowgym.trainers.pretrain import PretrainConfig, build_pretrained_tiny_model
     from rowgym.trainers.tiny_model import TinyModelConfig, build_tiny_model
 
     def build(tmp: Path) -> None:
         base = build_tiny_model(tmp / "base", config=TinyModelConfig(seed=seed, num_hidden_layers=layers,
                                                                          architecture=architecture))
+        if induction_steps > 0:
+            base = induction_warmup(base, tmp / "induced", induction_steps, seed)
         if steps > 0:
             # micro-batches only with id examples (their long contexts): the word-slot path stays the
             # demo's, loss for loss
@@ -42,8 +45,33 @@ def pretrained_model(cache: Path, steps: int, seed: int, ids: float = 0.0, layer
         else:
             (tmp / "model").symlink_to("base")
 
-    params = {"steps": steps, "seed": seed, "ids": ids, "layers": layers, "architecture": architecture}
+    params = {"steps": steps, "seed": seed, "ids": ids, "layers": layers, "architecture": architecture,
+              "induction_steps": induction_steps}
     return cached(cache, "pretrained", params, build, code=CODE_MODEL, log=log) / "model"
+
+
+def induction_warmup(base: Path, out: Path, steps: int, seed: int) -> Path:
+    """``base`` after ``steps`` of ``recall_probe --repeated`` (random tokens, then the same again, loss on
+    the repeat), saved in ``out`` with its copy-accuracy curve (``induction.json``).
+
+    The repeat is dense practice for the induction head (copy what followed the current token last
+    time), which every id lookup of a tool-API task is built on and which the sparse answers of the
+    copy pretraining do not form in 400 steps (docs/learn.md)."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rowgym.trainers.learn.recall_probe import ProbeConfig, run
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    curve = run(model, AutoTokenizer.from_pretrained(base),
+                ProbeConfig(repeated=True, steps=steps, every=100, warmup_steps=min(30, steps), seed=seed),
+                log=lambda line: log(f"induction warm-up {line}"))
+    shutil.copytree(base, out)  # tokenizer, chat template, build info; the weights are replaced
+    model.save_pretrained(out)
+    (out / "induction.json").write_text(json.dumps(curve, indent=2) + "\n")
+    return out
 
 
 def expert_run(cache: Path, env_id: str, episodes: int, offset: int) -> Path:
