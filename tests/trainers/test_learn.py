@@ -207,3 +207,12 @@ def test_pretrained_base_with_an_induction_warm_up(tmp_path):
     assert json.loads((model / "rowgym_pretrain.json").read_text())["base"].endswith("induced")
     plain = S.pretrained_model(tmp_path, steps=1, seed=0, architecture="llama")
     assert plain != model and not (plain.parent / "induced").exists()  # the warm-up is part of the key
+
+
+def test_loading_a_model_dir_without_a_tokenizer_fails_loudly(tmp_path):
+    """An RL checkpoint holds weights only; AutoTokenizer would give an empty tokenizer for it, silently."""
+    from rowgym.trainers.learn import stages as S
+
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="holds no tokenizer"):
+        S.load(tmp_path)

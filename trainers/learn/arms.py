@@ -175,6 +175,9 @@ def _grpo(ctx: ArmContext, arm: str) -> list[tuple[dict[str, Any], Path]]:
     stages = []
     for n in range(every, steps + 1, every):
         ck = out / CHECKPOINTS / f"step-{n:06d}" / "model"
+        for f in ctx.start.iterdir():  # checkpoints hold weights only; the tokenizer is the start's
+            if f.name.startswith(("tokenizer", "chat_template", "special_tokens")):
+                shutil.copy(f, ck / f.name)
         sl = slice(n - every, n)
         stages.append(({"sampled": every * per_step, "trained": True, "grpo_steps": list(range(n - every + 1, n + 1)),
                         "step_rewards": res.step_rewards[sl], "step_success": res.step_success[sl],

@@ -181,5 +181,8 @@ def load(model_dir: Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if not (Path(model_dir) / "tokenizer_config.json").exists():
+        # AutoTokenizer would not fail here: for a qwen3 config it builds an empty tokenizer (1 token)
+        raise FileNotFoundError(f"{model_dir} holds no tokenizer (tokenizer_config.json)")
     return (AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32),
             AutoTokenizer.from_pretrained(model_dir))
