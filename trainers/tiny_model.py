@@ -35,6 +35,8 @@ from pathlib import Path
 # (3 read seeds 0..N-1 of every split, so dev and held-out task text shaped the vocabulary).
 BUILDER_VERSION = 4
 BUILD_INFO_FILE = "rowgym_build.json"
+ARCHITECTURES = ("qwen3", "llama")
+"""The networks :class:`TinyModelConfig` can build (``architecture``)."""
 
 # Special tokens in vocabulary order (ids 0..8), as in Qwen3's tokenizer. The first
 # three are "special" (skipped when decoding with skip_special_tokens=True); the

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
+from rowgym.trainers.tiny_model import ARCHITECTURES
+
 ARMS = ("sft", "rsft", "dpo", "grpo", "grpo_turn")
 """(a) more SFT on expert data, (b) RSFT, (c) DPO, (d) GRPO --credit grpo, (e) GRPO --credit turn."""
 
@@ -39,8 +41,7 @@ class LearnConfig:
     """Steps of a repeated-token warm-up before the copy pretraining (recall_probe --repeated), which forms the
     induction head id lookups need in the llama network (600: copy accuracy 0.985; docs/learn.md); 0: none."""
     layers: int = 2
-    """Decoder layers of the tiny model (2: the demo's). With 2 layers it cannot look a value up by a key
-    that is not the token right before it (the recall probe, docs/learn.md); 3 can."""
+    """Decoder layers of the tiny model (2: the demo's; the recall probe's results by depth: docs/learn.md)."""
     pretrain_steps: int = 400
     """Generic copy pretraining of the tiny model (trainers/pretrain.py; the demo uses 1000: 400 is what fits)."""
     pretrain_ids: float = 0.0
@@ -94,7 +95,7 @@ class LearnConfig:
         per_step = self.grpo_prompts_per_step * self.group_size
         if self.stages < 1 or self.group_size < 2:
             raise ValueError("stages must be >= 1 and group_size >= 2")
-        if self.layers < 1 or self.architecture not in ("qwen3", "llama") or self.induction_steps < 0:
+        if self.layers < 1 or self.architecture not in ARCHITECTURES or self.induction_steps < 0:
             raise ValueError(f"layers must be >= 1, architecture qwen3 or llama and induction_steps >= 0; got "
                              f"{self.layers}, {self.architecture!r}, {self.induction_steps}")
         if not 0.0 <= self.pretrain_ids <= 1.0:

@@ -149,13 +149,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rowgym.trainers.tiny_model import default_model_dir
+    from rowgym.trainers.tiny_model import ARCHITECTURES, default_model_dir
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default=None, help="model dir (default: the tiny model, built if missing)")
     p.add_argument("--layers", type=int, default=None,
                    help="a fresh tiny model with this many decoder layers instead (the default tiny model has 2)")
-    p.add_argument("--architecture", choices=("qwen3", "llama"), default=None,
+    p.add_argument("--architecture", choices=ARCHITECTURES, default=None,
                    help="a fresh tiny model of this network instead (the default tiny model is qwen3)")
     p.add_argument("--threads", type=int, default=1)
     for f, default in asdict(ProbeConfig()).items():
