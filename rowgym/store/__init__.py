@@ -21,7 +21,8 @@ episodes goes out with one synchronous write (``O_DSYNC``: on disk when it retur
 that write returned), so a killed collection loses at most the episodes that were not yet
 reported stored. A shard is sealed by fsync + rename once it
 holds ``shard_size`` episodes, and its hash goes into the manifest (written to a temporary
-file, fsynced and renamed). Re-opening a run repairs a torn last line of the active shard,
+file, fsynced and renamed); the writer hashes the lines as it writes them, so sealing does not
+read the shard back. Re-opening a run repairs a torn last line of the active shard,
 seals it, and reports which episode ids are done so a resume skips them.
 
 One writer per run: a writable store holds an exclusive ``flock`` on ``.lock`` from open to

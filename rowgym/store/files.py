@@ -53,6 +53,32 @@ def digest(path: Path) -> tuple[str, int]:
     return h.hexdigest(), lines
 
 
+class RunningDigest:
+    """What :func:`digest` would read back from a file that was empty when this started, kept up
+    as bytes are appended to it (a writer owns the bytes it writes, so sealing need not re-read
+    the shard), plus the file's expected size.
+
+    >>> d = RunningDigest()
+    >>> d.add(b'{"x": 1}\\n')
+    >>> d.result() == (hashlib.sha256(b'{"x": 1}\\n').hexdigest(), 1) and d.size == 9
+    True
+    """
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self.size = 0
+        self.lines = 0
+
+    def add(self, data: bytes) -> None:
+        """Count ``data``, appended to the file (call it once they are written, never for a failed write)."""
+        self._sha.update(data)  # hashlib lets go of the GIL for data over 2 KiB, as the write does
+        self.size += len(data)
+        self.lines += data.count(b"\n")
+
+    def result(self) -> tuple[str, int]:
+        return self._sha.hexdigest(), self.lines
+
+
 def stat_key(st: os.stat_result) -> list[int]:
     """What the hash cache compares: size, mtime, ctime, inode."""
     # ctime cannot be set back by `touch`, so an edit that restores the mtime still misses the cache

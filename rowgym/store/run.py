@@ -53,6 +53,7 @@ class TrajectoryStore(Shards, Integrity, Reader):
         self._active: Path | None = None
         self._active_count = 0
         self._fh: Any = None
+        self._written = None
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"{self.root} exists and is not a directory; choose another output directory")
         if readonly:

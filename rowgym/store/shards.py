@@ -11,7 +11,10 @@ thread needs the GIL only around that one call). A new shard's directory entry i
 when it is created. A killed writer loses at
 most the lines of the batch in flight (never one that was reported stored), and re-opening
 the run drops a torn last line. A shard is sealed by fsync + rename once it holds
-``shard_size`` episodes; its sha256 and line count go into the manifest first.
+``shard_size`` episodes; its sha256 and line count go into the manifest first. They are kept
+up as its lines are written (:class:`~rowgym.store.files.RunningDigest`), so sealing does not
+read the shard back; a shard this writer did not write whole (one repaired after a crash, or
+whose size on disk is not what was written) is hashed from the file as it is on disk.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pydantic import TypeAdapter, ValidationError
 from rowgym.errors import StoreError
 from rowgym.rows import Episode, RunManifest, ShardInfo, StepRow, TokenRecord
 from rowgym.store import files
-from rowgym.store.files import PARTIAL, fsync_dir
+from rowgym.store.files import PARTIAL, RunningDigest, fsync_dir
 from rowgym.store.lock import RunLock
 
 
@@ -43,6 +46,7 @@ class Shards:
     _active: Path | None
     _active_count: int
     _fh: Any
+    _written: RunningDigest | None  # the active shard's bytes as written (None: unknown, read the file back)
 
     if TYPE_CHECKING:  # provided by the other halves of TrajectoryStore
         def _write_manifest(self) -> None:
@@ -78,15 +82,20 @@ class Shards:
                     os.fsync(f.fileno())
             self._seal(p)
 
-    def _seal(self, partial: Path) -> None:
+    def _seal(self, partial: Path, written: RunningDigest | None = None) -> None:
+        """Seal ``partial``; ``written``: its bytes as this writer wrote them, if it wrote them all."""
         final = partial.with_name(partial.name[: -len(PARTIAL)])
-        if partial.stat().st_size == 0:
+        size = partial.stat().st_size
+        if size == 0:
             partial.unlink()
             return
         # manifest first, then the rename: a reader never finds a sealed shard the manifest does not
         # list (only, for an instant, a listed one still named .partial), and after a crash in
-        # between, reopening seals the partial again with the same hash
-        digest, n = files.digest(partial)
+        # between, reopening seals the partial again with the same hash (read from the file)
+        if written is not None and written.size == size:
+            digest, n = written.result()
+        else:  # bytes this writer did not count (or a write that failed part-way): hash what is on disk
+            digest, n = files.digest(partial)
         if self.manifest is not None:
             self.manifest.shards = [s for s in self.manifest.shards if s.name != final.name]
             self.manifest.shards.append(ShardInfo(name=final.name, sha256=digest, n_episodes=n))
@@ -128,8 +137,14 @@ class Shards:
                 self._fh = open(fd, "ab", buffering=0)
                 fsync_dir(self.shard_dir)  # the new shard's name survives a power loss too
                 self._active_count = 0
+                self._written = RunningDigest() if os.fstat(fd).st_size == 0 else None
             n = min(len(lines), self.shard_size - self._active_count)
-            write_durably(self._fh, b"".join(lines[:n]))
+            data = b"".join(lines[:n])
+            written, self._written = self._written, None  # unknown until this write has returned
+            write_durably(self._fh, data)
+            if written is not None:
+                written.add(data)
+                self._written = written
             self._active_count += n
             lines = lines[n:]
             if self._active_count >= self.shard_size:
@@ -141,7 +156,8 @@ class Shards:
             self._fh.close()
             self._fh = None
             assert self._active is not None
-            self._seal(self._active)
+            written, self._written = self._written, None
+            self._seal(self._active, written)
             self._active = None
 
 
