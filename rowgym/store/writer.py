@@ -33,6 +33,7 @@ collection's do at its end, the commit the collection waits for after its last e
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 
@@ -70,7 +71,7 @@ class EpisodeWriter:
         self.task = asyncio.create_task(self._run())
         self.last_stored = time.perf_counter()
         self.n_commits = 0
-        self.last_commit = 0.0
+        self.last_commit = -math.inf  # the first commit never waits (perf_counter may start near 0 after a boot)
         self.closing = False
         self._nap: asyncio.Future[None] | None = None
 
