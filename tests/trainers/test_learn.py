@@ -172,7 +172,7 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path):
 def test_pipeline_smoke_tiny_sizes(tmp_path, capsys):
     from rowgym.trainers.learn.run import main
 
-    res = main(["--out", str(tmp_path / "learn"), "--arms", "sft,grpo", "--pretrain-steps", "2",
+    res = main(["--out", str(tmp_path / "learn"), "--arms", "sft,grpo", "--pretrain-steps", "2", "--induction-steps", "2",
                 "--start-expert-episodes", "4", "--start-sft-steps", "1", "--budget", "8", "--stages", "2",
                 "--group-size", "2", "--grpo-prompts-per-step", "2", "--arm-sft-steps", "1", "--dev-episodes", "2",
                 "--heldout-episodes", "3", "--workers", "1", "--max-turns", "2", "--max-turn-tokens", "8"])

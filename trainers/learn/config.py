@@ -34,20 +34,19 @@ class LearnConfig:
     threads: int = 0
     """torch threads of the serial parts (pretraining, SFT start); 0: one per worker."""
     # ---- base model
-    architecture: str = "qwen3"
-    """The tiny model's network: qwen3 (the demo's) or llama (the same without Qwen3's query/key normalisation,
-    which in this tiny model keeps an induction head from forming: docs/learn.md)."""
-    induction_steps: int = 0
+    architecture: str = "llama"
+    """The tiny model's network: llama, or qwen3 (the demo's: the same with Qwen3's per-head query/key
+    normalisation, which in this tiny model keeps an induction head from forming and its SFT start at 0: docs/learn.md)."""
+    induction_steps: int = 600
     """Steps of a repeated-token warm-up before the copy pretraining (recall_probe --repeated), which forms the
     induction head id lookups need in the llama network (600: copy accuracy 0.985; docs/learn.md); 0: none."""
     layers: int = 2
     """Decoder layers of the tiny model (2: the demo's; the recall probe's results by depth: docs/learn.md)."""
     pretrain_steps: int = 400
     """Generic copy pretraining of the tiny model (trainers/pretrain.py; the demo uses 1000: 400 is what fits)."""
-    pretrain_ids: float = 0.0
+    pretrain_ids: float = 0.5
     """Share of pretraining examples that copy multi-token ids (member ids, reservation codes, dates) across
-    long contexts, as Airline's tasks need; 0: the demo's word-slot corpus only. Off by default: 400 steps
-    at 0.5 lifted digit-copy accuracy only to 0.175 (docs/learn.md)."""
+    long contexts, as Airline's tasks need; 0: the demo's word-slot corpus only (docs/learn.md)."""
     # ---- the SFT start
     start_expert_episodes: int = 160
     """Expert episodes (train seeds) the SFT start is trained on."""
