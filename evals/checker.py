@@ -267,7 +267,7 @@ def _splits(c: _Ctx) -> tuple[bool, str]:
     problems = [f"seed {sd} is listed in {' and '.join(map(str, ss))}" for sd, ss in owners.items() if len(ss) > 1]
     problems += [f"seed {sd} is listed in {s} but split_of() says {env.splits.split_of(sd)}"
                  for s, ids in by_split.items() for sd in ids if env.splits.split_of(sd) != s][:5]
-    hashes = {s: {sd: env.task_hash(sd) for sd in ids} for s, ids in by_split.items()}
+    hashes = {s: env.task_hashes(ids) for s, ids in by_split.items()}
     clashes = find_contamination(hashes)
     if clashes:
         shown = "; ".join(f"task {h[:10]} is in {sa} (seed {a}) and in {sb} (seed {b})" for h, sa, a, sb, b in clashes[:3])

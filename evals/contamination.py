@@ -185,7 +185,7 @@ def heldout_hashes(env_id: str, seeds: Iterable[int]) -> dict[int, str]:
     """``seed -> task content hash`` for the tasks of ``env_id`` about to be evaluated."""
     env = rowgym.make(env_id)
     try:
-        return {s: env.unwrapped.task_hash(s) for s in seeds}
+        return env.unwrapped.task_hashes(seeds)
     finally:
         env.close()
 

@@ -56,6 +56,7 @@ import asyncio
 import json
 import logging
 from abc import abstractmethod
+from collections.abc import Iterable
 from typing import Any, ClassVar, Generic, TypeVar
 
 import gymnasium as gym
@@ -188,6 +189,10 @@ class RowEnv(gym.Env[str, Action], Generic[TaskT]):
 
     def task_hash(self, seed: int) -> str:
         return content_hash(self.task_content(self.make_task(seed)))
+
+    def task_hashes(self, seeds: Iterable[int]) -> dict[int, str]:
+        """``seed -> task_hash(seed)`` (an env served over HTTP answers them in one round trip)."""
+        return {int(s): self.task_hash(int(s)) for s in seeds}
 
     # Gymnasium's reset(seed=...) builds the generator from the seed at once (~40 us: a SeedSequence
     # and a PCG64), every episode, though few envs ever draw from it. Here reset only records the seed,

@@ -31,6 +31,7 @@ import threading
 import typing
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,6 +47,7 @@ from rowgym.splits import as_split
 
 _INFO: dict[tuple[str, str, str], dict[str, Any]] = {}
 _SPLIT_CACHE: dict[tuple[str, str], dict[int, Split]] = {}
+_HASH_CACHE: dict[tuple[str, str, str], dict[int, str]] = {}
 _LOCK = threading.Lock()
 
 
@@ -295,7 +297,22 @@ class RemoteEnv(gym.Env[str, Action]):
         return dict(self._reward_versions)
 
     def task_hash(self, seed: int) -> str:
-        return self._call_sync("POST", "/v1/task_hashes", {"seeds": [seed]})["hashes"][0]
+        return self.task_hashes([seed])[seed]
+
+    def task_hashes(self, seeds: Iterable[int]) -> dict[int, str]:
+        """``seed -> task content hash``: one round trip for the seeds not asked before (cached per process,
+        as a seed's task never changes for a served env id and version)."""
+        seeds = [int(s) for s in seeds]
+        cache = _HASH_CACHE.setdefault((self.base_url, self.env_id, self.version), {})
+        missing = list(dict.fromkeys(s for s in seeds if s not in cache))
+        for i in range(0, len(missing), P.MAX_HASH_SEEDS):
+            chunk = missing[i:i + P.MAX_HASH_SEEDS]
+            hashes = self._call_sync("POST", "/v1/task_hashes", {"seeds": chunk})["hashes"]
+            if len(hashes) != len(chunk):
+                raise EnvError(f"{self.env_id}: the server answered {len(hashes)} task hashes for {len(chunk)} seeds")
+            with _LOCK:
+                cache.update(zip(chunk, map(str, hashes), strict=True))
+        return {s: cache[s] for s in seeds}
 
     # ------------------------------------------------------- the sync face
     def _run(self, coro: Any) -> Any:

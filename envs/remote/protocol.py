@@ -73,8 +73,12 @@ class SplitsBody(Body):
     seeds: list[int] | None = Field(None, max_length=100_000)
 
 
+MAX_HASH_SEEDS = 10_000
+"""Seeds per ``/v1/task_hashes`` call (the client splits longer lists)."""
+
+
 class HashesBody(Body):
-    seeds: list[int] = Field(max_length=10_000)
+    seeds: list[int] = Field(max_length=MAX_HASH_SEEDS)
 
 
 def dumps(obj: Any) -> bytes:

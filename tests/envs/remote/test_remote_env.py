@@ -9,6 +9,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from typing import Any
 
 import pytest
 
@@ -106,6 +107,25 @@ def test_64_concurrent_remote_episodes_on_one_server(tmp_path, retail_server):
     assert (s.n_done, s.n_success, s.n_failed) == (64, 64, 0)
     assert len({e.episode_id for e in TrajectoryStore(tmp_path).episodes()}) == 64
     assert _health(retail_server)["sessions"] == 0
+
+
+def test_task_hashes_are_one_round_trip_and_cached(retail_server, monkeypatch):
+    local, remote = rowgym.make(RETAIL), rowgym.make(f"{retail_server}/{RETAIL}")
+    calls: list[tuple[str, Any]] = []
+    real = remote._call_sync
+    monkeypatch.setattr(remote, "_call_sync", lambda m, path, body: calls.append((path, body)) or real(m, path, body))
+    try:
+        seeds = list(range(100, 160))
+        assert remote.task_hashes(seeds) == local.task_hashes(seeds)
+        assert [c[0] for c in calls] == ["/v1/task_hashes"]
+        assert remote.task_hash(130) == local.task_hash(130) and remote.task_hashes([159, 100]) == {
+            159: local.task_hash(159), 100: local.task_hash(100)}
+        assert len(calls) == 1  # every later ask is answered from the cache
+        remote.task_hashes([100, 7, 7])
+        assert calls[-1] == ("/v1/task_hashes", {"seeds": [7]})  # only the new seed, once
+    finally:
+        local.close()
+        remote.close()
 
 
 def test_the_remote_env_has_the_local_api(retail_server):
