@@ -216,3 +216,46 @@ def test_loading_a_model_dir_without_a_tokenizer_fails_loudly(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="holds no tokenizer"):
         S.load(tmp_path)
+
+
+@pytest.mark.train
+def test_the_sft_start_is_its_best_dev_check_and_stops_at_the_target(tmp_path, monkeypatch):
+    """Dev success 0.0, 0.5, 0.25, 0.25 at steps 1-4 (scripted: the test is about the choice, not the
+    evaluation): the start holds step 2's weights, not the last step's. A target of 0.5 stops it at step 2."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rowgym.trainers.learn import stages as S
+
+    env_id = subset_env_id(FAMILY, ("cancel",), "gold")
+    base = S.pretrained_model(tmp_path, steps=1, seed=0)
+    expert = S.expert_run(tmp_path, env_id, 4, 0)
+
+    def run(cache: Path, target: float) -> tuple[Path, dict, list[dict]]:
+        dev_success, weights = iter([0.0, 0.5, 0.25, 0.25]), []
+
+        def scripted(model, tok, env_id, seeds, split, **kw):
+            weights.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+            return S.EvalResult(split, list(seeds), [0] * len(seeds), 0, 1, [1] * len(seeds)), next(dev_success)
+
+        monkeypatch.setattr(S, "evaluate", lambda *a, **kw: _with_rate(*scripted(*a, **kw)))
+        start = S.sft_start(cache, base, expert, steps=4, batch=2, lr=1e-3, seed=0, env_id=env_id, dev=[1, 2, 3, 4],
+                            target=target, every=1, max_turns=2, max_tokens=8)
+        return start, json.loads((start.parent / "start.json").read_text()), weights
+
+    start, info, weights = run(tmp_path / "never", target=1.0)
+    assert [c["step"] for c in info["checks"]] == [1, 2, 3, 4] and info["steps"] == 4
+    assert info["chosen_step"] == 2 and info["dev_success"] == 0.5 and info["stopped"].startswith("max steps")
+    saved = AutoModelForCausalLM.from_pretrained(start, dtype=torch.float32).state_dict()
+    assert all(torch.equal(saved[k], weights[1][k]) for k in weights[1])  # step 2's weights
+    assert not all(torch.equal(saved[k], weights[3][k]) for k in weights[3])  # not the last step's
+    _, info, _ = run(tmp_path / "target", target=0.5)
+    assert [c["step"] for c in info["checks"]] == [1, 2] and info["chosen_step"] == 2
+    assert info["stopped"] == "reached the dev target"
+
+
+def _with_rate(result, rate: float):
+    """An EvalResult whose success rate is ``rate`` (the scripted dev success of a check)."""
+    n = len(result.seeds)
+    result.success = [1] * round(rate * n) + [0] * (n - round(rate * n))
+    return result

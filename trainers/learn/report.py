@@ -70,8 +70,11 @@ def plot(summary: dict[str, Any], path: Path, starts: dict[str, Any] | None = No
             ax.plot(range(1, len(st["losses"]) + 1), st["losses"], lw=1, color="#888", label=f"loss seed {seed}")
             ax2.plot([c["step"] for c in st["checks"]], [c["dev_success"] for c in st["checks"]], "o-",
                      color=COLORS["sft"], label=f"dev success seed {seed}")
+            chosen = [c for c in st["checks"] if c["step"] == st.get("chosen_step")]
+            ax2.plot([c["step"] for c in chosen], [c["dev_success"] for c in chosen], "*", ms=14, color="#d62728",
+                     label="chosen checkpoint" if seed == next(iter(starts)) else None)
         ax.set(yscale="log", xlabel="SFT step", ylabel="SFT loss (assistant tokens)",
-               title=f"the SFT start: stops when dev success >= {next(iter(starts.values()))['target']}")
+               title=f"the SFT start: best dev check (*), stops at dev success >= {next(iter(starts.values()))['target']}")
         ax2.set(ylim=(-0.02, 1.02), ylabel="dev success")
         ax2.legend(fontsize=8, loc="upper right")
     fig.tight_layout()

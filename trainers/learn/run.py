@@ -126,8 +126,9 @@ def run_learn(cfg: LearnConfig) -> dict[str, Any]:
 
     summary = summarize(cfg, results, start_wall)
     lines = report.table_lines(summary)
-    notes = [f"seed {k}: SFT start = {v['steps']} SFT steps on {cfg.start_expert_episodes} expert episodes "
-             f"({v['stopped']}; dev success {v['dev_success']})" for k, v in starts.items()]
+    notes = [f"seed {k}: SFT start = the checkpoint of step {v['chosen_step']} (dev success {v['dev_success']}) of "
+             f"{v['steps']} SFT steps on {cfg.start_expert_episodes} expert episodes ({v['stopped']})"
+             for k, v in starts.items()]
     notes += _notes(cfg, summary, results)
     res = {"config": asdict(cfg), "env_id": env_id, "prompt_tokens": prompt_tokens, "starts": starts, "dev_seeds": dev,
            "heldout_seeds": heldout, "summary": summary, "arms": [r.__dict__ for r in results], "times_s": times,
