@@ -8,9 +8,11 @@ the mock answers after ``latency`` seconds (vLLM's response shape, nothing token
 Ideal time = turns × latency. Efficiency = ideal / measured. For each latency, three
 loops in one run:
 
-* plain   — 256 coroutines posting the same token-id JSON over one aiohttp session and
+* plain   — 256 coroutines posting the same token-id JSON over keep-alive connections and
             appending the returned ids (the floor: the leanest client loop, with the same
-            event loop and JSON library as the engine);
+            event loop, JSON library and HTTP client — rowgym.agents.http_transport — as the
+            engine, so the ratio is the engine's own overhead); the same loop over one aiohttp
+            session is printed beside it (``plain aiohttp``: what the HTTP client alone costs);
 * engine  — ``rowgym`` collect with the ``vllm`` agent (token-in/token-out prompts,
             rows with ids/logprobs/masks, the env, the store with fsync);
 * ray     — the same collection with ``backend="ray"`` (actor start-up excluded from
@@ -43,6 +45,7 @@ from pathlib import Path
 import aiohttp
 
 from rowgym import aio
+from rowgym.agents.http_transport import LeanHTTP
 from rowgym.rollouts import mock
 from rowgym.rollouts.engine import CollectConfig, acollect
 
@@ -57,7 +60,29 @@ def completion_ids(tokenizer) -> list[int]:
 
 
 async def plain_loop(base_url: str, episodes: int, turns: int, prompt: list[int]) -> float:
-    """The baseline: one shared session, JSON posts, parse only what is needed."""
+    """The baseline: the agent's lean HTTP client, JSON posts, parse only what is needed."""
+    lean = LeanHTTP()
+    target = lean.target(base_url + "/v1/completions")
+
+    async def episode() -> None:
+        ids = list(prompt)
+        for _ in range(turns):
+            body = {"model": "m", "prompt": ids, "max_tokens": 64, "logprobs": 0, "return_token_ids": True}
+            status, raw = await lean.post(target, aio.dumps(body), 120.0)
+            assert status == 200, raw[:200]
+            data = aio.loads(raw)
+            ids += data["choices"][0]["token_ids"] + prompt[:8]
+
+    t0 = time.perf_counter()
+    try:
+        await asyncio.gather(*(episode() for _ in range(episodes)))
+    finally:
+        lean.close()
+    return time.perf_counter() - t0
+
+
+async def plain_aiohttp_loop(base_url: str, episodes: int, turns: int, prompt: list[int]) -> float:
+    """The same loop over one aiohttp session (the agent's transport for https servers)."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as sess:
         async def episode() -> None:
             ids = list(prompt)
@@ -98,19 +123,24 @@ async def measure(args: argparse.Namespace, latency: float, ids: list[int], prom
                 s = await acollect(engine_config(d, args.episodes, srv.base_url))
             c2 = time.process_time()
             assert s.n_done == args.episodes and s.n_success == args.episodes, s
-            print(f"[{rep}] plain  {plain:6.2f}s eff {ideal / plain:.3f} ({per_turn(c1 - c0):.2f} ms CPU/turn) | "
+            plain_aio = await plain_aiohttp_loop(srv.base_url, args.episodes, args.turns, prompt)
+            c3 = time.process_time()
+            print(f"[{rep}] plain  {plain:6.2f}s eff {ideal / plain:.3f} ({per_turn(c1 - c0):.2f} ms CPU/turn; "
+                  f"plain aiohttp {plain_aio:.2f}s eff {ideal / plain_aio:.3f}, {per_turn(c3 - c2):.2f} ms) | "
                   f"engine {s.rollout_s:6.2f}s eff {ideal / s.rollout_s:.3f} ({per_turn(c2 - c1):.2f} ms CPU/turn, "
                   f"whole collect() {ideal / s.wall_s:.3f}) | engine/plain {plain / s.rollout_s:.3f}")
-            rows.append((plain, s.rollout_s, per_turn(c1 - c0), per_turn(c2 - c1)))
+            rows.append((plain, s.rollout_s, per_turn(c1 - c0), per_turn(c2 - c1), plain_aio, per_turn(c3 - c2)))
         best_plain, best_engine = min(r[0] for r in rows), min(r[1] for r in rows)
         out = {"latency": latency, "plain": ideal / best_plain, "engine": ideal / best_engine,
                "engine/plain": best_plain / best_engine, "plain_cpu_ms": min(r[2] for r in rows),
-               "engine_cpu_ms": min(r[3] for r in rows), "load": os.getloadavg()[0]}
+               "engine_cpu_ms": min(r[3] for r in rows), "load": os.getloadavg()[0],
+               "plain_aiohttp": ideal / min(r[4] for r in rows), "plain_aiohttp_cpu_ms": min(r[5] for r in rows)}
         results.record(f"rollout engine, {args.episodes} in flight at {latency:g} s/call: plain / engine time",
                        ours=best_engine, baseline=best_plain, unit="s", ratio=out["engine/plain"], target=">= 0.95",
                        baseline_name="plain token-id loop",
                        note=f"best of {args.repeats} interleaved runs, {args.turns} turns; CPU per turn engine "
-                            f"{out['engine_cpu_ms']:.2f} ms, plain {out['plain_cpu_ms']:.2f} ms; load average "
+                            f"{out['engine_cpu_ms']:.2f} ms, plain {out['plain_cpu_ms']:.2f} ms (over aiohttp "
+                            f"{out['plain_aiohttp_cpu_ms']:.2f} ms); load average "
                             f"{out['load']:.2f} on {os.cpu_count()} CPUs", bench="bench_rollouts.py")
         if args.ray:
             import ray
@@ -157,10 +187,11 @@ async def main_async(args: argparse.Namespace) -> None:
           f"process per policy turn, least of {args.repeats}; load: 1-minute load average after the runs "
           f"({os.cpu_count()} CPUs)")
     print(f"{'latency':>8} {'plain':>7} {'engine':>7} {'engine/plain':>13} {'plain CPU':>10} {'engine CPU':>11} "
-          f"{'load':>5}" + (f" {'ray':>6}" if args.ray else ""))
+          f"{'plain aiohttp':>14} {'its CPU':>8} {'load':>5}" + (f" {'ray':>6}" if args.ray else ""))
     for r in table:
         print(f"{r['latency']:>7}s {r['plain']:>7.3f} {r['engine']:>7.3f} {r['engine/plain']:>13.3f} "
-              f"{r['plain_cpu_ms']:>10.2f} {r['engine_cpu_ms']:>11.2f} {r['load']:>5.2f}"
+              f"{r['plain_cpu_ms']:>10.2f} {r['engine_cpu_ms']:>11.2f} {r['plain_aiohttp']:>14.3f} "
+              f"{r['plain_aiohttp_cpu_ms']:>8.2f} {r['load']:>5.2f}"
               + (f" {r['ray']:>6.3f}" if args.ray else ""))
 
 
