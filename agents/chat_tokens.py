@@ -94,13 +94,18 @@ class _TemplatePieces:
             self._obs[role] = pieces
         return self._obs[role]
 
-    def first_prompt(self, system: str, tools: list[dict] | None, first_user: str) -> list[int]:
+    def first_prompt(self, system: str, tools: list[dict] | None, first_user: str,
+                     tools_json: str | None = None) -> list[int]:
         """Ids of the first prompt: the cached system+tools prefix ids, then the user turn's ids.
 
         The split is at the special token that opens the user turn; a tokenizer never merges
-        across a special token, so the two encodings concatenate to the full one.
+        across a special token, so the two encodings concatenate to the full one. ``tools_json``:
+        ``tools`` already dumped with sorted keys (the episode context's), the cache key without
+        dumping them again (~150 us per episode for 14 tool schemas).
         """
-        key = (system, json.dumps(tools, sort_keys=True) if tools else "")
+        if tools_json is None:
+            tools_json = json.dumps(tools, sort_keys=True)
+        key = (system, tools_json if tools else "")
         if key not in self._first:
             self._first[key] = self._split_first(system, tools)
         cached = self._first[key]
@@ -162,13 +167,15 @@ class TokenConversation:
     tools: list[dict] | None
     first_user: str
     obs_role: str = "tool"
+    tools_json: str | None = None
+    """``tools`` dumped with sorted keys, if the caller has it (the episode context does)."""
     prompt_ids: list[int] = field(default_factory=list)
     mask: list[int] = field(default_factory=list)
     """One entry per id in ``prompt_ids``: 1 where the policy produced the id."""
 
     def __post_init__(self) -> None:
         self._pieces = _template_pieces(self.tokenizer)
-        self.prompt_ids = self._pieces.first_prompt(self.system, self.tools, self.first_user)
+        self.prompt_ids = self._pieces.first_prompt(self.system, self.tools, self.first_user, self.tools_json)
         self.mask = [0] * len(self.prompt_ids)
         self.eos_id = self.tokenizer.convert_tokens_to_ids(self.tokenizer.eos_token)
 

@@ -97,7 +97,8 @@ class TokenPolicy(Agent):
     """Set by a trainer that updates the weights while this policy samples (each turn records its version)."""
 
     async def reset(self, ctx: EpisodeContext) -> None:
-        self.conv = TokenConversation(self.tokenizer, ctx.system_prompt, ctx.tools, ctx.observation)
+        self.conv = TokenConversation(self.tokenizer, ctx.system_prompt, ctx.tools, ctx.observation,
+                                      tools_json=ctx.tools_json)
         self._first = True
         self._turn = 0
         # a seeded policy still samples differently for each of a group's k samples and each turn

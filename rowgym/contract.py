@@ -24,7 +24,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rowgym.rows import Action, PolicyInfo, Split, TokenRecord
 
@@ -43,11 +43,18 @@ class EpisodeContext(BaseModel):
     episode_id: str = ""
     system_prompt: str
     tools: list[dict[str, Any]] = Field(description="OpenAI-style function schemas.")
-    tools_json: str = "[]"
+    tools_json: str = Field("", description="``tools`` as JSON with sorted keys (a cache key for agents); "
+                            "filled in from ``tools`` when not given.")
     observation: str = Field(description="The first observation.")
     instruction: str = ""
     max_turns: int
     task: Any = Field(None, description="The task itself: set only for agents with privileged = True.")
+
+    @model_validator(mode="after")
+    def _tools_json_of_tools(self) -> EpisodeContext:
+        if "tools_json" not in self.model_fields_set:  # never a default that disagrees with ``tools``
+            object.__setattr__(self, "tools_json", json.dumps(self.tools, sort_keys=True))
+        return self
 
 
 def env_tools(env: Any) -> tuple[list[dict], str]:

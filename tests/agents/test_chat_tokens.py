@@ -38,6 +38,26 @@ def test_cached_pieces_equal_full_render(tokenizer, env_id):
     assert _template_pieces(tokenizer).observation("tool") is not None, "the fast path is in use"
 
 
+def test_a_context_always_carries_its_own_tools_json_the_prompt_cache_key(tokenizer):
+    """The token policy keys its prompt cache by ctx.tools_json: a context built without one must not get a
+    default that two different tool lists share (that would give one env's episodes another env's prompt)."""
+    from rowgym.contract import EpisodeContext
+
+    retail, home = rowgym.make("rowgym/ToolAPI-Retail-v0"), rowgym.make("rowgym/ToolAPI-Home-v0")
+    system = "The same system prompt."  # only the tools differ between the two prompts
+    convs = []
+    for env in (retail, home):
+        obs, _ = env.reset(seed=0)
+        ctx = EpisodeContext(env_id="e", seed=0, split="train", system_prompt=system, tools=env.tools,
+                             observation=obs, max_turns=4)
+        assert ctx.tools_json == env.tools_json()
+        conv = TokenConversation(tokenizer, system, ctx.tools, obs, tools_json=ctx.tools_json)
+        assert conv.prompt_ids == _render_first_prompt(tokenizer, system, env.tools, obs)
+        convs.append(conv)
+        env.close()
+    assert convs[0].prompt_ids != convs[1].prompt_ids
+
+
 def test_add_observation_appends_only_new_ids(tokenizer):
     env = rowgym.make("rowgym/ToolAPI-Home-v0")
     obs, _ = env.reset(seed=1)
