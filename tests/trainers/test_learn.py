@@ -259,3 +259,15 @@ def _with_rate(result, rate: float):
     n = len(result.seeds)
     result.success = [1] * round(rate * n) + [0] * (n - round(rate * n))
     return result
+
+
+def test_arm_e_credits_turns_unlike_arm_d():
+    """With the env's per-step rewards at weight 0 (and gamma 1), turn credit is exactly GRPO's: (e) must use them."""
+    from dataclasses import asdict
+
+    cfg = LearnConfig()
+    d, e = A.grpo_options(cfg, "grpo", 0), A.grpo_options(cfg, "grpo_turn", 0)
+    assert (d.credit, d.local_reward_weight) == ("grpo", 0.0)
+    assert e.credit == "turn" and e.local_reward_weight == cfg.turn_local_weight > 0
+    rest = lambda o: {k: v for k, v in asdict(o).items() if k not in ("credit", "local_reward_weight")}  # noqa: E731
+    assert rest(d) == rest(e) and d.max_steps * d.batch_size == cfg.budget  # everything else equal, the same budget

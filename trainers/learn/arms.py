@@ -156,9 +156,26 @@ def _stage_groups(ctx: ArmContext, arm: str, i: int, cur: Path, out: Path) -> di
     return info
 
 
+def grpo_options(cfg: LearnConfig, arm: str, seed: int) -> Any:
+    """The GRPO options of arm (d) ``grpo`` or (e) ``grpo_turn``.
+
+    (e) credits each turn with its return-to-go, which includes the env's per-step rewards weighted by
+    ``turn_local_weight``: with that weight at 0 (and gamma 1) every turn's return is the final reward and
+    ``turn`` credit is exactly ``grpo`` (rewards/credit.py), which made (e) a copy of (d) until this was set.
+    """
+    from rowgym.trainers.grpo import GRPOOptions
+
+    steps = max(1, cfg.budget // (cfg.grpo_prompts_per_step * cfg.group_size))
+    turn = arm == "grpo_turn"
+    return GRPOOptions(max_steps=steps, num_generations=cfg.group_size, prompts_per_step=cfg.grpo_prompts_per_step,
+                       learning_rate=cfg.grpo_lr, temperature=cfg.temperature, max_turn_tokens=cfg.max_turn_tokens,
+                       max_turns=cfg.max_turns, seed=seed, credit="turn" if turn else "grpo",
+                       local_reward_weight=cfg.turn_local_weight if turn else 0.0, keep_checkpoints=steps)
+
+
 def _grpo(ctx: ArmContext, arm: str) -> list[tuple[dict[str, Any], Path]]:
     """Run the whole GRPO budget; return (stage info, model dir) at each stage boundary."""
-    from rowgym.trainers.grpo import GRPOOptions, train_grpo
+    from rowgym.trainers.grpo import train_grpo
     from rowgym.trainers.rl.loop import CHECKPOINTS
 
     cfg = ctx.cfg
@@ -167,11 +184,7 @@ def _grpo(ctx: ArmContext, arm: str) -> list[tuple[dict[str, Any], Path]]:
     every = max(1, steps // cfg.stages)
     out = ctx.out / "grpo"
     shutil.rmtree(out, ignore_errors=True)
-    opts = GRPOOptions(max_steps=steps, num_generations=cfg.group_size, prompts_per_step=cfg.grpo_prompts_per_step,
-                       learning_rate=cfg.grpo_lr, temperature=cfg.temperature, max_turn_tokens=cfg.max_turn_tokens,
-                       max_turns=cfg.max_turns, seed=ctx.seed, credit="turn" if arm == "grpo_turn" else "grpo",
-                       keep_checkpoints=steps)
-    res = train_grpo(ctx.env_id, ctx.start, out, opts)
+    res = train_grpo(ctx.env_id, ctx.start, out, grpo_options(cfg, arm, ctx.seed))
     stages = []
     for n in range(every, steps + 1, every):
         ck = out / CHECKPOINTS / f"step-{n:06d}" / "model"

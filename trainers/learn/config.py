@@ -78,6 +78,8 @@ class LearnConfig:
     grpo_prompts_per_step: int = 4
     """Groups per GRPO step: steps = budget / (prompts_per_step * group_size)."""
     grpo_lr: float = 1e-4
+    turn_local_weight: float = 1.0
+    """Weight of the env's per-step rewards in arm (e)'s per-turn returns (0 would make (e) equal (d))."""
     # ---- evaluation
     dev_episodes: int = 64
     """Dev seeds for the learning curves and the checkpoint choice (never held-out)."""
