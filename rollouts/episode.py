@@ -138,37 +138,25 @@ def _privileged(agent: Any) -> bool:
 
 
 class _Stage:
-    """What the episode is doing now, for failure reasons ("env step 3", "policy turn 2").
+    """What the episode is doing now, for failure reasons ("env step 3", "policy turn 2")."""
 
-    Kept as a label and a turn, and put into words only when a failure reason needs them
-    (formatting four such strings every turn cost ~0.7 us of the engine's per-turn CPU).
-    """
-
-    what = "env reset"
-    turn: int | None = None
-
-    def at(self, what: str, turn: int | None = None) -> None:
-        self.what, self.turn = what, turn
-
-    @property
-    def now(self) -> str:
-        return self.what if self.turn is None else f"{self.what} {self.turn}"
+    now = "env reset"
 
 
 async def _play(env: Any, agent: Agent, ep: Episode, timeouts: Timeouts, record: bool, stage: _Stage) -> None:
     obs, info = await _env_call(env.areset(seed=ep.seed), timeouts.step_s, "reset")
-    stage.at("episode setup")
+    stage.now = "episode setup"
     obs = clean_text(obs)
     # the sample index lets stochastic agents differ within a GRPO group (same seed, k samples)
     ctx = episode_context(env, obs, info, sample_index=ep.sample_index, episode_id=ep.episode_id,
                           privileged=_privileged(agent))
     ep.task_hash, ep.instruction = info["task_hash"], clean_text(info.get("instruction", ""))
     ep.reward_versions, ep.tools = env.reward_versions(), clean_text(ctx.tools_json)
-    stage.at("agent reset")
+    stage.now = "agent reset"
     await agent.reset(ctx)
     turn = 0
     while True:
-        stage.at("policy turn", turn)
+        stage.now = f"policy turn {turn}"
         t0 = time.perf_counter()
         if timeouts.turn_s is None:
             out = await agent.act(obs)
@@ -182,13 +170,13 @@ async def _play(env: Any, agent: Agent, ep: Episode, timeouts: Timeouts, record:
                     raise  # raised inside the agent, not our deadline
                 raise EpisodeTimeout(f"the policy did not answer turn {turn} within {timeouts.turn_s}s") from e
         t1 = time.perf_counter()
-        stage.at("env step", turn)
+        stage.now = f"env step {turn}"
         next_obs, reward, terminated, truncated, sinfo = await _env_call(env.astep(out.action), timeouts.step_s,
-                                                                         "step", turn)
+                                                                         f"step {turn}")
         t2 = time.perf_counter()
         next_obs = clean_text(next_obs)
         if record:
-            stage.at("recording step", turn)
+            stage.now = f"recording step {turn}"
             ep.steps.append(step_row(ep, turn, obs, out, next_obs, sinfo, terminated, truncated,
                                      # two floats made here: nothing to validate
                                      unvalidated(Timings, _TIMINGS_SET, policy_s=round(t1 - t0, 6),
@@ -306,8 +294,7 @@ def _clean_tree(value: Any) -> Any:
     return value
 
 
-async def _env_call(coro: Any, limit: float | None, what: str, turn: int | None = None) -> Any:
-    """Await ``coro`` within ``limit`` seconds; ``what`` (and ``turn``) name it in the timeout's message."""
+async def _env_call(coro: Any, limit: float | None, what: str) -> Any:
     if limit is None:
         return await coro
     step_deadline = asyncio.timeout(limit)
@@ -317,5 +304,4 @@ async def _env_call(coro: Any, limit: float | None, what: str, turn: int | None 
     except TimeoutError as e:
         if not step_deadline.expired():
             raise
-        what = what if turn is None else f"{what} {turn}"
         raise EpisodeTimeout(f"env {what} (tool call, sandbox or grading) exceeded {limit}s") from e
