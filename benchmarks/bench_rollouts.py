@@ -59,43 +59,45 @@ def completion_ids(tokenizer) -> list[int]:
     return tokenizer.encode(COMPLETION, add_special_tokens=False) + [tokenizer.convert_tokens_to_ids("<|im_end|>")]
 
 
-async def plain_loop(base_url: str, episodes: int, turns: int, prompt: list[int]) -> float:
-    """The baseline: the agent's lean HTTP client, JSON posts, parse only what is needed."""
-    lean = LeanHTTP()
-    target = lean.target(base_url + "/v1/completions")
-
+async def _token_loop(post, episodes: int, turns: int, prompt: list[int]) -> float:
+    """``episodes`` coroutines of ``turns`` token-id JSON posts each (``post(payload) -> body bytes``),
+    parsing only what is needed: the same loop for both transports, so they differ in the client only."""
     async def episode() -> None:
         ids = list(prompt)
         for _ in range(turns):
             body = {"model": "m", "prompt": ids, "max_tokens": 64, "logprobs": 0, "return_token_ids": True}
-            status, raw = await lean.post(target, aio.dumps(body), 120.0)
-            assert status == 200, raw[:200]
-            data = aio.loads(raw)
+            data = aio.loads(await post(aio.dumps(body)))
             ids += data["choices"][0]["token_ids"] + prompt[:8]
 
     t0 = time.perf_counter()
+    await asyncio.gather(*(episode() for _ in range(episodes)))
+    return time.perf_counter() - t0
+
+
+async def plain_loop(base_url: str, episodes: int, turns: int, prompt: list[int]) -> float:
+    """The baseline: the agent's lean HTTP client."""
+    lean = LeanHTTP()
+    target = lean.target(base_url + "/v1/completions")
+
+    async def post(payload: bytes) -> bytes:
+        status, raw = await lean.post(target, payload, 120.0)
+        assert status == 200, raw[:200]
+        return raw
+
     try:
-        await asyncio.gather(*(episode() for _ in range(episodes)))
+        return await _token_loop(post, episodes, turns, prompt)
     finally:
         lean.close()
-    return time.perf_counter() - t0
 
 
 async def plain_aiohttp_loop(base_url: str, episodes: int, turns: int, prompt: list[int]) -> float:
     """The same loop over one aiohttp session (the agent's transport for https servers)."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as sess:
-        async def episode() -> None:
-            ids = list(prompt)
-            for _ in range(turns):
-                body = {"model": "m", "prompt": ids, "max_tokens": 64, "logprobs": 0, "return_token_ids": True}
-                async with sess.post(base_url + "/v1/completions", data=aio.dumps(body),
-                                     headers=aio.JSON_HEADERS) as r:
-                    data = aio.loads(await r.read())
-                ids += data["choices"][0]["token_ids"] + prompt[:8]
+        async def post(payload: bytes) -> bytes:
+            async with sess.post(base_url + "/v1/completions", data=payload, headers=aio.JSON_HEADERS) as r:
+                return await r.read()
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(episode() for _ in range(episodes)))
-        return time.perf_counter() - t0
+        return await _token_loop(post, episodes, turns, prompt)
 
 
 def engine_config(out: str, episodes: int, base_url: str, backend: str = "asyncio") -> CollectConfig:
