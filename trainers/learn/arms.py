@@ -178,13 +178,12 @@ def _grpo(ctx: ArmContext, arm: str) -> list[tuple[dict[str, Any], Path]]:
     from rowgym.trainers.grpo import train_grpo
     from rowgym.trainers.rl.loop import CHECKPOINTS
 
-    cfg = ctx.cfg
-    per_step = cfg.grpo_prompts_per_step * cfg.group_size
-    steps = max(1, cfg.budget // per_step)
-    every = max(1, steps // cfg.stages)
+    opts = grpo_options(ctx.cfg, arm, ctx.seed)
+    steps, per_step = opts.max_steps, opts.batch_size
+    every = max(1, steps // ctx.cfg.stages)
     out = ctx.out / "grpo"
     shutil.rmtree(out, ignore_errors=True)
-    res = train_grpo(ctx.env_id, ctx.start, out, grpo_options(cfg, arm, ctx.seed))
+    res = train_grpo(ctx.env_id, ctx.start, out, opts)
     stages = []
     for n in range(every, steps + 1, every):
         ck = out / CHECKPOINTS / f"step-{n:06d}" / "model"

@@ -98,7 +98,7 @@ class LearnConfig:
         if self.stages < 1 or self.group_size < 2:
             raise ValueError("stages must be >= 1 and group_size >= 2")
         if self.layers < 1 or self.architecture not in ARCHITECTURES or self.induction_steps < 0:
-            raise ValueError(f"layers must be >= 1, architecture qwen3 or llama and induction_steps >= 0; got "
+            raise ValueError(f"layers must be >= 1, architecture {' or '.join(ARCHITECTURES)} and induction_steps >= 0; got "
                              f"{self.layers}, {self.architecture!r}, {self.induction_steps}")
         if not 0.0 <= self.pretrain_ids <= 1.0:
             raise ValueError(f"pretrain_ids is a share in [0, 1]; got {self.pretrain_ids}")
