@@ -79,6 +79,14 @@ def test_choose_stage_reads_dev_success_only_and_prefers_the_earliest_tie():
     assert A.choose_stage(curve) == 1
 
 
+def test_capped_steps_bound_the_passes_over_a_stage_s_data():
+    # 3 DPO pairs in batches of 4, 2 passes: 2 steps (the first runs made 16 = 21 passes and collapsed)
+    assert A.capped_steps(3, 4, 2.0, 16) == 2
+    assert A.capped_steps(11, 8, 2.0, 32) == 3
+    assert A.capped_steps(1000, 8, 2.0, 32) == 32  # plenty of data: the cap is the step limit
+    assert A.capped_steps(1, 8, 0.5, 32) == 1  # at least one step when there is data
+
+
 def test_run_arm_evaluates_heldout_once_on_the_dev_chosen_stage(monkeypatch, tmp_path):
     """Every evaluation before the choice is on dev seeds; held-out is evaluated once, on the dev-best model."""
     cfg = LearnConfig(budget=24, stages=3, group_size=2, grpo_prompts_per_step=2)

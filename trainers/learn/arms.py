@@ -8,9 +8,11 @@ on a tie) is the arm's checkpoint, and only that one is evaluated on held-out se
   ``arm_sft_steps`` SFT steps on the start's expert data plus every new expert episode so far.
 * ``rsft``: each stage samples ``group_size`` episodes per task from the current policy (temperature
   ``temperature``) on fresh train seeds, builds ``rowgym dataset rsft`` (accepted samples, gated),
-  and trains ``arm_sft_steps`` SFT steps on them (a stage with nothing accepted trains nothing).
+  and trains on them for ``arm_epochs`` passes, at most ``arm_sft_steps`` SFT steps (a stage with nothing
+  accepted trains nothing).
 * ``dpo``: the same sampling, ``rowgym dataset dpo`` pairs (same group, different final rewards),
-  ``dpo_steps`` steps of ``train dpo`` with the stage's starting model as the reference.
+  ``arm_epochs`` passes over them (at most ``dpo_steps`` steps) of ``train dpo`` with the stage's starting
+  model as the reference.
 * ``grpo`` / ``grpo_turn``: ``trainers.rl`` with ``--credit grpo`` / ``--credit turn``, ``budget /
   (grpo_prompts_per_step * group_size)`` optimizer steps; the checkpoints at stage boundaries are
   the stages' models.
@@ -19,6 +21,7 @@ on a tie) is the arm's checkpoint, and only that one is evaluated on held-out se
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -82,6 +85,12 @@ def planned_samples(cfg: LearnConfig, arm: str) -> list[int]:
     return [steps // cfg.stages * per_step] * cfg.stages
 
 
+def capped_steps(n_rows: int, batch: int, epochs: float, most: int) -> int:
+    """Optimizer steps for ``epochs`` passes over ``n_rows`` examples in batches of ``batch``, at most ``most``
+    and at least 1: a stage with a handful of examples makes a few steps, not ``most`` passes over them."""
+    return max(1, min(most, math.ceil(epochs * n_rows / batch)))
+
+
 def choose_stage(curve: list[dict[str, Any]]) -> int:
     """Index of the stage with the best dev success (the earliest on a tie). Only dev numbers are read."""
     return max(range(len(curve)), key=lambda j: (curve[j]["dev_success"], -j))
@@ -136,8 +145,9 @@ def _stage_groups(ctx: ArmContext, arm: str, i: int, cur: Path, out: Path) -> di
         _, _, rows, summary = build_rsft_dataset([run], data)
         info.update(accepted=summary.n_accepted, candidates=summary.n_candidates, rows=len(rows))
         if rows:
-            res = train_sft(data, cur, out, S.sft_options(cfg.arm_sft_steps, cfg.sft_batch, cfg.arm_sft_lr, ctx.seed))
-            info.update(trained=True, loss_first=res.losses[0], loss_last=res.losses[-1], losses=res.losses)
+            steps = capped_steps(len(rows), cfg.sft_batch, cfg.arm_epochs, cfg.arm_sft_steps)
+            res = train_sft(data, cur, out, S.sft_options(steps, cfg.sft_batch, cfg.arm_sft_lr, ctx.seed))
+            info.update(trained=True, steps=steps, loss_first=res.losses[0], loss_last=res.losses[-1], losses=res.losses)
     else:
         from rowgym.trainers.dpo import DPOOptions, build_dpo_dataset, train_dpo
 
@@ -146,13 +156,14 @@ def _stage_groups(ctx: ArmContext, arm: str, i: int, cur: Path, out: Path) -> di
         _, _, rows, summary = build_dpo_dataset([run], data)
         info.update(pairs=len(rows), pairs_before_gates=summary.n_pairs, groups_with_pairs=summary.groups_with_pairs)
         if rows:
-            res = train_dpo(data, cur, out, DPOOptions(max_steps=cfg.dpo_steps, batch_size=cfg.dpo_batch,
+            steps = capped_steps(len(rows), cfg.dpo_batch, cfg.arm_epochs, cfg.dpo_steps)
+            res = train_dpo(data, cur, out, DPOOptions(max_steps=steps, batch_size=cfg.dpo_batch,
                                                       learning_rate=cfg.dpo_lr, beta=cfg.dpo_beta,
-                                                      warmup_steps=max(1, cfg.dpo_steps // 10),
+                                                      warmup_steps=max(1, steps // 10),
                                                       lr_scheduler_type="cosine", seed=ctx.seed,
                                                       extra={"max_grad_norm": 1.0}))
-            info.update(trained=True, loss_first=res.losses[0], loss_last=res.losses[-1], losses=res.losses,
-                        margins=res.margins)
+            info.update(trained=True, steps=steps, loss_first=res.losses[0], loss_last=res.losses[-1],
+                        losses=res.losses, margins=res.margins)
     return info
 
 

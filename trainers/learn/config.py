@@ -69,12 +69,18 @@ class LearnConfig:
     """k samples per task (RSFT, DPO) = G generations per group (GRPO)."""
     temperature: float = 1.0
     arm_sft_steps: int = 32
-    """SFT steps per stage for 'sft' and 'rsft' (batch sft_batch)."""
-    arm_sft_lr: float = 1e-3
+    """At most this many SFT steps per stage for 'sft' and 'rsft' (batch sft_batch; see arm_epochs)."""
+    arm_sft_lr: float = 2e-4
+    """Peak learning rate of the arms' SFT, a tenth of the start's: the start has already decayed to ~0, and
+    1e-3 (the first runs) lowered the start's dev success in every SFT-based arm (docs/learn.md)."""
+    arm_epochs: float = 2.0
+    """At most this many passes over a stage's own new data (RSFT's accepted samples, DPO's pairs): the
+    first runs trained 20+ passes over 3-11 examples, drove the loss to ~1e-3 and collapsed the policy."""
     dpo_steps: int = 16
-    """DPO steps per stage (batch dpo_batch pairs)."""
+    """At most this many DPO steps per stage (batch dpo_batch pairs; see arm_epochs)."""
     dpo_batch: int = 4
-    dpo_lr: float = 5e-4
+    dpo_lr: float = 5e-5
+    """A tenth of the first runs' 5e-4, which took the DPO arm to a bad-call rate of 0.66-1.0."""
     dpo_beta: float = 0.1
     grpo_prompts_per_step: int = 4
     """Groups per GRPO step: steps = budget / (prompts_per_step * group_size)."""
