@@ -15,6 +15,13 @@ COLORS = {"start": "#888888", "sft": "#2563eb", "rsft": "#16a34a", "dpo": "#9333
           "grpo_turn": "#dc2626"}
 LABELS = {"start": "SFT start", "sft": "(a) more SFT", "rsft": "(b) RSFT", "dpo": "(c) DPO",
           "grpo": "(d) GRPO credit=grpo", "grpo_turn": "(e) GRPO credit=turn"}
+SEED_COLORS = ("#1d4ed8", "#0d9488", "#a16207", "#be185d", "#4b5563")
+"""The SFT start's dev checks, one colour per training seed."""
+
+
+def _top(values: list[float]) -> float:
+    """A success axis that fits the data (low numbers stay readable) and never goes past 1."""
+    return min(1.05, max(0.3, 1.25 * max(values, default=0.0)))
 
 
 def table_lines(summary: dict[str, Any]) -> list[str]:
@@ -50,9 +57,9 @@ def plot(summary: dict[str, Any], path: Path, starts: dict[str, Any] | None = No
         ax.errorbar(i, m, yerr=[[m - lo], [hi - m]], color="black", capsize=5, lw=1.2)
         for v in r["per_seed"]:
             ax.plot(i, v, "o", color="black", ms=3)
-        ax.text(i, hi + 0.02, f"{m:.2f}", ha="center", fontsize=9)
+        ax.text(i, max([hi, *r["per_seed"]]) + 0.01, f"{m:.2f}", ha="center", va="bottom", fontsize=9)
     ax.set_xticks(list(xs), [LABELS.get(r["arm"], r["arm"]).replace(" credit=", "\n") for r in rows], fontsize=8)
-    ax.set(ylim=(0, 1.05), ylabel="held-out success",
+    ax.set(ylim=(0, _top([max([r["ci"][1], *r["per_seed"]]) for r in rows]) + 0.03), ylabel="held-out success",
            title=f"held-out success, 95% bootstrap CI ({summary['heldout_episodes']} episodes"
                  f"{', dots: seeds' if summary['n_seeds'] > 1 else ''})")
     ax = axes[1]
@@ -60,22 +67,24 @@ def plot(summary: dict[str, Any], path: Path, starts: dict[str, Any] | None = No
         for j, c in enumerate(curves):
             ax.plot([p[0] for p in c], [p[1] for p in c], marker="o", color=COLORS.get(arm, "#444"),
                     label=LABELS.get(arm, arm) if j == 0 else None, alpha=0.9 if j == 0 else 0.5)
-    ax.set(xlabel="sampled episodes (training data)", ylabel="dev success", ylim=(0, 1.05),
+    dev = [p[1] for curves in summary["curves"].values() for c in curves for p in c]
+    ax.set(xlabel="sampled episodes (training data)", ylabel="dev success", ylim=(0, _top(dev)),
            title=f"learning curves on dev seeds ({summary['dev_episodes']} episodes per point)")
     ax.legend(fontsize=8)
     if starts:
         ax = axes[2]
         ax2 = ax.twinx()
-        for seed, st in starts.items():
+        for k, (seed, st) in enumerate(starts.items()):
             ax.plot(range(1, len(st["losses"]) + 1), st["losses"], lw=1, color="#888", label=f"loss seed {seed}")
             ax2.plot([c["step"] for c in st["checks"]], [c["dev_success"] for c in st["checks"]], "o-",
-                     color=COLORS["sft"], label=f"dev success seed {seed}")
+                     color=SEED_COLORS[k % len(SEED_COLORS)], label=f"dev success seed {seed}")
             chosen = [c for c in st["checks"] if c["step"] == st.get("chosen_step")]
             ax2.plot([c["step"] for c in chosen], [c["dev_success"] for c in chosen], "*", ms=14, color="#d62728",
                      label="chosen checkpoint" if seed == next(iter(starts)) else None)
         ax.set(yscale="log", xlabel="SFT step", ylabel="SFT loss (assistant tokens)",
                title=f"the SFT start: best dev check (*), stops at dev success >= {next(iter(starts.values()))['target']}")
-        ax2.set(ylim=(-0.02, 1.02), ylabel="dev success")
+        checks = [c["dev_success"] for st in starts.values() for c in st["checks"]]
+        ax2.set(ylim=(-0.02, _top(checks)), ylabel="dev success")
         ax2.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
