@@ -147,7 +147,7 @@ class Learner:
             loss, st = grpo_loss(logps, b["sampling_logprobs"], b["advantages"], b["mask"], n_tokens=n_tok,
                                  is_cap=o.is_cap, clip_eps=o.clip_eps)
             loss.backward()
-            total += float(loss)
+            total += float(loss.detach())
             for k, v in st.items():
                 agg.setdefault(k, []).append(v)
         gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), o.max_grad_norm)
