@@ -21,7 +21,7 @@ from typing import Literal
 from pydantic import Field
 
 from rowgym.envs.toolapi import names
-from rowgym.envs.toolapi.base import ToolAPIEnv, ToolAPITask, call, dumps
+from rowgym.envs.toolapi.base import ToolAPIEnv, ToolAPITask, call, dumps, fresh_id
 from rowgym.tools import NoArgs, ToolArgs, ToolError, tool
 
 SCHEMA = """
@@ -109,6 +109,7 @@ class AirlineEnv(ToolAPIEnv):
         flights = list({(f[0], f[1]): f for f in flights}.values())
         users, payments, reservations = [], [], []
         seen: set[str] = set()
+        pay_ids: set[str] = set()
         for _ in range(10):
             first, last = rng.choice(names.FIRST), rng.choice(names.LAST)
             uid = f"{first.lower()}_{last.lower()}_{rng.randrange(100, 999)}"
@@ -117,17 +118,14 @@ class AirlineEnv(ToolAPIEnv):
             seen.add(uid)
             users.append((uid, first, last, f"{first.lower()}{rng.randrange(10, 99)}@example.org",
                           rng.choice(["regular", "silver", "gold"])))
-            pays = [(f"{k}_{rng.randrange(10**5, 10**6)}", uid, k) for k in rng.sample(["credit_card", "travel_voucher"],
-                                                                                       rng.randint(1, 2))]
+            pays = [(fresh_id(lambda k=k: f"{k}_{rng.randrange(10**5, 10**6)}", pay_ids), uid, k)
+                    for k in rng.sample(["credit_card", "travel_voucher"], rng.randint(1, 2))]
             payments += pays
             for f in rng.sample([f for f in flights if f[5] != "cancelled"], rng.randint(1, 3)):
                 cabin = rng.choice(list(CABIN_COL))
                 pax, bags = rng.randint(1, 3), rng.randint(0, 3)
                 price = {"basic_economy": f[6], "economy": f[7], "business": f[8]}[cabin]
-                rid = f"R{rng.randrange(10**5, 10**6)}"
-                while rid in seen:  # ids are a primary key: redraw on a (rare) collision
-                    rid = f"R{rng.randrange(10**5, 10**6)}"
-                seen.add(rid)
+                rid = fresh_id(lambda: f"R{rng.randrange(10**5, 10**6)}", seen)
                 reservations.append((rid, uid, f[0], f[1], cabin, pax, bags,
                                      rng.choice(pays)[0], "active", round(price * pax + BAG_FEE * bags, 2)))
         return {"users": users, "payments": payments, "flights": flights, "reservations": reservations}

@@ -27,6 +27,7 @@ import json
 import random
 import sqlite3
 from abc import abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -59,6 +60,20 @@ MAX_EXPRESSION_CHARS = 1000
 
 class CalculateArgs(ToolArgs):
     expression: str = Field(description="An arithmetic expression with numbers, + - * / and parentheses.")
+
+
+def fresh_id(draw: Callable[[], str], taken: set[str]) -> str:
+    """A primary key not in ``taken`` (then added): ``draw()`` is called again only on a repeat.
+
+    Worlds draw ids at random; a repeat (Airline's payment ids: seeds 9480, 18353, 20682, ...; Retail's
+    order ids: seed 10127) used to fail the world's INSERT and crash whoever listed or reset that seed.
+    Redrawing only on a repeat leaves every other seed's world, and so every task, as it was.
+    """
+    value = draw()
+    while value in taken:
+        value = draw()
+    taken.add(value)
+    return value
 
 
 def call(name: str, **args: Any) -> ToolCall:

@@ -22,7 +22,7 @@ from typing import Literal
 from pydantic import Field
 
 from rowgym.envs.toolapi import names
-from rowgym.envs.toolapi.base import ToolAPIEnv, ToolAPITask, call, dumps
+from rowgym.envs.toolapi.base import ToolAPIEnv, ToolAPITask, call, dumps, fresh_id
 from rowgym.tools import NoArgs, ToolArgs, ToolError, tool
 
 SCHEMA = """
@@ -102,15 +102,19 @@ class RetailEnv(ToolAPIEnv):
     def build_world(self, rng: random.Random) -> dict[str, list[tuple]]:
         users, payments, products, items, orders, order_items = [], [], [], [], [], []
         by_product: dict[str, list[tuple]] = {}
+        product_ids: set[str] = set()  # primary keys drawn at random: fresh_id redraws a repeat within a table
+        item_ids: set[str] = set()
+        pay_ids: set[str] = set()
+        order_ids: set[str] = set()
         for name, opts in names.PRODUCTS.items():
-            pid = str(rng.randrange(10**9, 10**10))
+            pid = fresh_id(lambda: str(rng.randrange(10**9, 10**10)), product_ids)
             products.append((pid, name))
             combos = [{}]
             for key, values in opts.items():
                 combos = [{**c, key: v} for c in combos for v in values]
             base = rng.uniform(15, 180)
             for combo in rng.sample(combos, min(len(combos), rng.randint(4, 7))):
-                row = (str(rng.randrange(10**9, 10**10)), pid, json.dumps(combo, sort_keys=True),
+                row = (fresh_id(lambda: str(rng.randrange(10**9, 10**10)), item_ids), pid, json.dumps(combo, sort_keys=True),
                        round(base * rng.uniform(0.9, 1.1), 2), int(rng.random() < 0.85))
                 items.append(row)
                 by_product.setdefault(pid, []).append(row)
@@ -126,11 +130,12 @@ class RetailEnv(ToolAPIEnv):
             users.append((uid, first, last, f"{first.lower()}.{last.lower()}{rng.randrange(10, 99)}@example.com", *addr))
             pays = []
             for kind in rng.sample(["credit_card", "paypal", "gift_card"], rng.randint(1, 2)):
-                pays.append((f"{kind}_{rng.randrange(10**6, 10**7)}", uid, kind, str(rng.randrange(1000, 9999))))
+                pays.append((fresh_id(lambda k=kind: f"{k}_{rng.randrange(10**6, 10**7)}", pay_ids), uid, kind,
+                             str(rng.randrange(1000, 9999))))
             payments += pays
             for status in rng.sample(["pending", "pending", "processed", "delivered", "delivered", "cancelled"],
                                      rng.randint(2, 4)):
-                oid = f"#W{rng.randrange(10**6, 10**7)}"
+                oid = fresh_id(lambda: f"#W{rng.randrange(10**6, 10**7)}", order_ids)
                 orders.append((oid, uid, status, *addr, rng.choice(pays)[0], ""))
                 for row in rng.sample(items, rng.randint(1, 3)):
                     order_items.append((oid, row[0], row[3], "ordered", None))

@@ -52,6 +52,35 @@ def test_thousands_of_distinct_tasks(env_id):
     assert len(hashes) >= 990
 
 
+# seeds whose worlds drew a primary key twice (found by scanning 60,000 Airline / 30,000 Retail seeds); listing,
+# resetting or grading them raised sqlite3.IntegrityError, which crashed make learn's expert data at 3,840 episodes
+REPEATED_ID_SEEDS = [("rowgym/ToolAPI-Airline-v0", 9480, "payments"), ("rowgym/ToolAPI-Airline-v0", 18353, "payments"),
+                     ("rowgym/ToolAPI-Retail-v0", 10127, "orders")]
+
+
+@pytest.mark.parametrize("env_id,seed,table", REPEATED_ID_SEEDS)
+def test_a_world_that_draws_an_id_twice_redraws_it_and_plays(env_id, seed, table):
+    env = rowgym.make(env_id)
+    world = env.build_world(env.world_rng(seed))
+    keys = [row[0] for row in world[table]]
+    assert len(keys) == len(set(keys))
+    task = env.make_task(seed)  # builds the world's database: raised IntegrityError before
+    obs, _ = env.reset(seed=seed)
+    assert task.instruction in obs
+    for c in task.gold:  # the gold plan still passes on that world
+        *_, terminated, _, info = env.step(c)
+    assert terminated and info["verdict"].success
+
+
+def test_fresh_id_redraws_only_a_repeat():
+    from rowgym.envs.toolapi.base import fresh_id
+
+    draws = iter(["a", "b", "a", "a", "c"])
+    taken: set[str] = set()
+    assert [fresh_id(lambda: next(draws), taken) for _ in range(3)] == ["a", "b", "c"]  # the two repeats redrawn
+    assert taken == {"a", "b", "c"}
+
+
 def test_same_seed_same_task_and_gold_state_everywhere():
     a, b = rowgym.make("rowgym/ToolAPI-Retail-v0"), rowgym.make("rowgym/ToolAPI-Retail-v0")
     assert a.make_task(42) == b.make_task(42)
