@@ -279,3 +279,50 @@ def test_arm_e_credits_turns_unlike_arm_d():
     assert e.credit == "turn" and e.local_reward_weight == cfg.turn_local_weight > 0
     rest = lambda o: {k: v for k, v in asdict(o).items() if k not in ("credit", "local_reward_weight")}  # noqa: E731
     assert rest(d) == rest(e) and d.max_steps * d.batch_size == cfg.budget  # everything else equal, the same budget
+
+
+# ------------------------------------------------------------------------------ the dev-only sweep
+def test_sweep_grid_is_every_combination_and_refuses_what_is_not_a_recipe():
+    from rowgym.trainers.learn.sweep import parse_grid
+
+    grid = parse_grid(["temperature=0.7,1.0", "grpo-lr=1e-4,3e-4"])
+    assert grid == [{"temperature": 0.7, "grpo_lr": 1e-4}, {"temperature": 0.7, "grpo_lr": 3e-4},
+                    {"temperature": 1.0, "grpo_lr": 1e-4}, {"temperature": 1.0, "grpo_lr": 3e-4}]
+    assert parse_grid([]) == [{}]  # no grid: the defaults, once
+    assert parse_grid(["arm_sft_steps=8"]) == [{"arm_sft_steps": 8}]  # typed as the option
+    for bad, said in [("nope=1", "one of make learn's options"), ("grpo_lr", "OPTION=V1"),
+                      ("grpo_lr=fast", "could not convert"), ("temperature=", "no values"),
+                      ("heldout_episodes=10,20", "not a recipe option"), ("seeds=0,1", "not a recipe option")]:
+        with pytest.raises(ValueError, match=said):
+            parse_grid([bad])
+
+
+@pytest.mark.train
+@pytest.mark.slow
+def test_sweep_trains_each_point_and_never_plays_a_heldout_seed(tmp_path, monkeypatch, capsys):
+    from rowgym.trainers.learn import stages
+    from rowgym.trainers.learn.sweep import main
+
+    played = []
+    real = stages.evaluate
+
+    def spy(model, tokenizer, env_id, seeds, split, **kw):
+        played.append((split, tuple(seeds)))
+        return real(model, tokenizer, env_id, seeds, split, **kw)
+
+    monkeypatch.setattr(stages, "evaluate", spy)
+    res = main(["--out", str(tmp_path / "sweep"), "--arms", "grpo", "--grid", "grpo_lr=1e-4,1e-2",
+                "--pretrain-steps", "2", "--induction-steps", "2", "--start-expert-episodes", "4",
+                "--start-sft-steps", "1", "--budget", "8", "--stages", "2", "--group-size", "2",
+                "--grpo-prompts-per-step", "2", "--dev-episodes", "2", "--heldout-episodes", "3", "--workers", "1",
+                "--max-turns", "2", "--max-turn-tokens", "8"])
+    out = capsys.readouterr().out
+    assert "grpo_lr=0.0001" in out and "grpo_lr=0.01" in out and "held-out episodes played: 0" in out
+    assert [r["point"] for r in res["rows"]] == [{"grpo_lr": 1e-4}, {"grpo_lr": 1e-2}]
+    assert all(len(r["curves"]) == 1 and len(r["curves"][0]) == 2 for r in res["rows"])  # one seed, two stages
+    heldout = set(rowgym.make(subset_env_id(FAMILY, ["cancel", "cabin", "baggage"], "gold")).splits.seeds("heldout", 3))
+    assert played and {s for s, _ in played} == {"dev"}
+    assert not heldout & {x for _, seeds in played for x in seeds}
+    assert json.loads((tmp_path / "sweep" / "sweep.json").read_text())["heldout_episodes_played"] == 0
+    # both points share the one cached start: its options are not swept
+    assert len(list((tmp_path / "sweep" / "cache").glob("sft-start-*"))) == 1

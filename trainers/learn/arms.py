@@ -209,7 +209,8 @@ def _grpo(ctx: ArmContext, arm: str) -> list[tuple[dict[str, Any], Path]]:
 
 
 def run_arm(arm: str, ctx: ArmContext) -> ArmResult:
-    """Train ``arm`` stage by stage from the SFT start, choose its checkpoint on dev, evaluate it on held-out."""
+    """Train ``arm`` stage by stage from the SFT start, choose its checkpoint on dev, evaluate it on held-out
+    (unless ``ctx.heldout`` is empty: ``learn.sweep`` chooses recipes on dev alone)."""
     import torch
 
     torch.set_num_threads(1)
@@ -257,12 +258,14 @@ def run_arm(arm: str, ctx: ArmContext) -> ArmResult:
         raise RuntimeError(f"{arm} sampled {res.sampled_episodes} episodes, not the budget {cfg.budget}")
     best = choose_stage(res.curve)
     res.chosen_stage = best + 1
-    m, _ = load_policy(models[best])
-    h = S.evaluate(m, tok, ctx.env_id, ctx.heldout, "heldout", **ev)
-    res.heldout = h.to_json()
+    said = "no held-out seeds (a dev-only sweep)"
+    if ctx.heldout:
+        m, _ = load_policy(models[best])
+        h = S.evaluate(m, tok, ctx.env_id, ctx.heldout, "heldout", **ev)
+        res.heldout, said = h.to_json(), f"held-out success {h.success_rate:.3f}"
     res.train_wall_s = round(train_s, 1)
     res.wall_s, res.cpu_s = round(time.perf_counter() - t0, 1), round(time.process_time() - c0, 1)
     (ctx.out / "arm_result.json").write_text(json.dumps(res.__dict__, indent=2, default=str) + "\n")
-    print(f"[learn] seed {ctx.seed} {arm}: chose stage {res.chosen_stage} on dev; held-out success "
-          f"{h.success_rate:.3f} ({res.wall_s:.0f}s wall)", flush=True)
+    print(f"[learn] seed {ctx.seed} {arm}: chose stage {res.chosen_stage} on dev; {said} ({res.wall_s:.0f}s wall)",
+          flush=True)
     return res

@@ -7,7 +7,7 @@ import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -74,17 +74,28 @@ def summarize(cfg: LearnConfig, results: list[ArmResult], start_wall: dict[int, 
             "dev_episodes": cfg.dev_episodes, "heldout_episodes": cfg.heldout_episodes}
 
 
-def run_learn(cfg: LearnConfig) -> dict[str, Any]:
+@dataclass
+class Setup:
+    """What every arm of every training seed starts from: the env, its splits and the cached artefacts."""
+
+    env_id: str
+    dev: list[int]
+    heldout: list[int]
+    base: Path
+    expert: Path
+    ctxs: list[ArmContext]
+    starts: dict[int, dict[str, Any]]
+    """Per training seed: the start's ``start.json`` (its dev checks, the step chosen, where it stopped)."""
+    times: dict[str, float]
+    start_wall: dict[int, float]
+
+
+def prepare(cfg: LearnConfig, out: Path) -> Setup:
+    """Build (or take from the cache) the base model, the expert data and one SFT start per training seed."""
     import torch
 
     import rowgym
-    from rowgym.trainers.learn import report
 
-    cfg = cfg.scaled()
-    cfg.validate()
-    t0, c0 = time.perf_counter(), time.process_time()
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     cache = Path(cfg.cache) if cfg.cache else out / "cache"
     torch.set_num_threads(cfg.threads or max(1, cfg.workers))  # the serial parts use every worker's core
     env_id = subset_env_id(cfg.family, cfg.kind_list(), cfg.tools)
@@ -101,7 +112,6 @@ def run_learn(cfg: LearnConfig) -> dict[str, Any]:
     t = time.perf_counter()
     expert = S.expert_run(cache, env_id, cfg.start_expert_episodes, 0)
     times["expert data"] = round(time.perf_counter() - t, 1)
-    prompt_tokens = _prompt_tokens(base, env_id)
     ctxs, start_wall, starts = [], {}, {}
     for seed in cfg.seed_list():
         t = time.perf_counter()
@@ -112,16 +122,35 @@ def run_learn(cfg: LearnConfig) -> dict[str, Any]:
         start_wall[seed] = round(time.perf_counter() - t, 1)
         times[f"SFT start seed {seed}"] = start_wall[seed]
         ctxs.append(ArmContext(cfg, env_id, seed, start, base, expert, cache, out / f"seed-{seed}", dev, heldout))
+    return Setup(env_id, dev, heldout, base, expert, ctxs, starts, times, start_wall)
+
+
+def run_jobs(cfg: LearnConfig, jobs: list[tuple[str, ArmContext]]) -> list[ArmResult]:
+    """Run (arm, context) jobs, ``cfg.workers`` at a time, each in its own process with one torch thread."""
+    import torch
+
     torch.set_num_threads(1)
-    jobs = [(arm, ctx) for ctx in ctxs for arm in ["start"] + cfg.arm_list()]
-    t = time.perf_counter()
-    results: list[ArmResult] = []
     if cfg.workers <= 1:
-        results = [_child(a, c) for a, c in jobs]
-    else:
-        with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=get_context("spawn")) as pool:
-            for fut in [pool.submit(_child, a, c) for a, c in jobs]:
-                results.append(fut.result())
+        return [_child(a, c) for a, c in jobs]
+    with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=get_context("spawn")) as pool:
+        return [fut.result() for fut in [pool.submit(_child, a, c) for a, c in jobs]]
+
+
+def run_learn(cfg: LearnConfig) -> dict[str, Any]:
+    from rowgym.trainers.learn import report
+
+    cfg = cfg.scaled()
+    cfg.validate()
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    setup = prepare(cfg, out)
+    env_id, dev, heldout, times, start_wall, starts = (setup.env_id, setup.dev, setup.heldout, setup.times,
+                                                       setup.start_wall, setup.starts)
+    prompt_tokens = _prompt_tokens(setup.base, env_id)
+    jobs = [(arm, ctx) for ctx in setup.ctxs for arm in ["start"] + cfg.arm_list()]
+    t = time.perf_counter()
+    results = run_jobs(cfg, jobs)
     times["arms (parallel)"] = round(time.perf_counter() - t, 1)
 
     summary = summarize(cfg, results, start_wall)
@@ -188,15 +217,20 @@ def _notes(cfg: LearnConfig, summary: dict[str, Any], results: list[ArmResult]) 
     return notes
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(prog="python -m rowgym.trainers.learn",
-                                description="Which trainer moves a policy most at an equal budget of sampled "
-                                            "episodes (docs/learn.md).")
+def config_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """A parser with one option per LearnConfig field, its docstring as the help."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
     docs = _field_docs()
     for f in fields(LearnConfig):
         default = f.default
         p.add_argument(f"--{f.name.replace('_', '-')}", type=type(default), default=default,
                        help=f"{docs.get(f.name, '')} (default: {default})".replace("%", "%%"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = config_parser("python -m rowgym.trainers.learn",
+                      "Which trainer moves a policy most at an equal budget of sampled episodes (docs/learn.md).")
     return run_learn(LearnConfig(**vars(p.parse_args(argv))))
 
 
