@@ -117,6 +117,22 @@ def test_run_arm_evaluates_heldout_once_on_the_dev_chosen_stage(monkeypatch, tmp
 
 
 # ------------------------------------------------------------------------------ kind subset env
+def test_notes_say_where_the_start_lies_and_how_many_grpo_steps_had_no_signal():
+    from rowgym.trainers.learn.run import _notes
+
+    def row(arm, mean, ci):
+        return {"arm": arm, "success": {"mean": mean}, "ci": ci}
+
+    grpo = [A.ArmResult("grpo", s, curve=[{"grpo_steps": [1, 2, 3, 4], "skipped_steps": k}]) for s, k in [(0, 3), (1, 1)]]
+    summary = {"rows": [row("start", 0.15, [0.12, 0.18]), row("grpo", 0.30, [0.26, 0.34])]}
+    notes = _notes(LearnConfig(seeds="0,1"), summary, grpo)
+    assert any("below the intended 0.2-0.7" in n for n in notes)
+    assert "grpo: 4 of 8 optimizer steps had no signal (every group's rewards equal)" in notes
+    assert any("+0.150" in n and "do not overlap" in n and "meets" in n for n in notes)
+    summary["rows"][0] = row("start", 0.8, [0.75, 0.85])
+    assert any("above the intended" in n for n in _notes(LearnConfig(), summary, []))
+
+
 def test_subset_env_keeps_the_family_split_and_tasks():
     env_id = subset_env_id(FAMILY, ("cancel", "baggage"), "gold")
     env = rowgym.make(env_id)

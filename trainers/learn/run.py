@@ -196,10 +196,19 @@ def _notes(cfg: LearnConfig, summary: dict[str, Any], results: list[ArmResult]) 
     rows = {r["arm"]: r for r in summary["rows"]}
     notes = []
     start = rows.get("start")
-    if start and not 0.2 <= start["success"]["mean"] <= 0.7:
-        notes.append(f"the SFT start's held-out success {start['success']['mean']:.3f} is outside the intended "
-                     "0.2-0.7: with a start near 0, sampled groups rarely hold a success, so RSFT accepts nothing, "
-                     "DPO finds no pairs and GRPO's group advantages are 0 (no signal)")
+    if start and start["success"]["mean"] < 0.2:
+        notes.append(f"the SFT start's held-out success {start['success']['mean']:.3f} is below the intended "
+                     "0.2-0.7: sampled groups rarely hold a success, so RSFT accepts few samples, DPO finds few "
+                     "pairs and many GRPO groups have advantage 0 (no signal)")
+    elif start and start["success"]["mean"] > 0.7:
+        notes.append(f"the SFT start's held-out success {start['success']['mean']:.3f} is above the intended "
+                     "0.2-0.7: little is left for the arms to gain")
+    for arm in ("grpo", "grpo_turn"):
+        stages = [c for r in results if r.arm == arm for c in r.curve]
+        steps = sum(len(c.get("grpo_steps", [])) for c in stages)
+        if steps:
+            skipped = sum(int(c.get("skipped_steps", 0)) for c in stages)
+            notes.append(f"{arm}: {skipped} of {steps} optimizer steps had no signal (every group's rewards equal)")
     if start:
         best = max((r for a, r in rows.items() if a != "start"), key=lambda r: r["success"]["mean"], default=None)
         if best:
