@@ -133,6 +133,47 @@ def test_notes_say_where_the_start_lies_and_how_many_grpo_steps_had_no_signal():
     assert any("above the intended" in n for n in _notes(LearnConfig(), summary, []))
 
 
+def test_departures_name_the_first_call_that_leaves_the_gold_plan():
+    from types import SimpleNamespace
+
+    from rowgym.rows import Action
+    from rowgym.trainers.learn.departures import ON_PLAN, SUCCESS, count_departures, departure, merge
+
+    env = rowgym.make(subset_env_id(FAMILY, ["cancel", "cabin", "baggage"], "gold"))
+    tools = {t.name: t for t in env.tool_list}
+    seed = next(s for s in env.splits.seeds("train", 40) if env.make_task(s).kind == "cancel")
+    gold = env.make_task(seed).gold
+
+    def text(name, args):
+        return f'<think>\n\n</think>\n\n<tool_call>\n{json.dumps({"name": name, "arguments": args})}\n</tool_call>'
+
+    def steps(*texts):
+        return [SimpleNamespace(action=Action(text=t)) for t in texts]
+
+    plan = [text(g.name, json.loads(g.arguments)) for g in gold]
+    assert departure(gold, steps(*plan), tools, success=True) == SUCCESS
+    assert departure(gold, steps(*plan), tools, success=False) == ON_PLAN
+    # the same arguments, keys reordered and spaced differently, are the same call
+    args = json.loads(gold[0].arguments)
+    respaced = '<tool_call>\n{"arguments": ' + json.dumps(dict(reversed(list(args.items()))), indent=2) + \
+        f', "name": "{gold[0].name}"}}\n</tool_call>'
+    assert departure(gold, steps(respaced, *plan[1:]), tools, success=False) == ON_PLAN
+    wrong_tool = text("update_reservation_baggages", {"reservation_id": json.loads(gold[2].arguments)["reservation_id"],
+                                                      "total_baggages": 1})
+    assert departure(gold, steps(*plan[:2], wrong_tool), tools, False) == "call 3 (cancel_reservation): wrong tool"
+    wrong_id = text(gold[1].name, {"reservation_id": "R000000"})
+    assert departure(gold, steps(plan[0], wrong_id), tools, False) == "call 2 (get_reservation_details): wrong arguments"
+    assert departure(gold, steps("<tool_call>{nope"), tools, False) == "call 1 (get_user_details): malformed"
+    assert departure(gold, steps(text("no_such_tool", {})), tools, False) == "call 1 (get_user_details): wrong tool"
+    assert departure(gold, steps(*plan[:2]), tools, False) == "call 3 (cancel_reservation): not made (episode ended)"
+    eps = [SimpleNamespace(seed=seed, steps=steps(*plan), success=True),
+           SimpleNamespace(seed=seed, steps=steps(*plan[:2], wrong_tool), success=False)] * 2
+    counts = count_departures(env, eps)
+    assert counts == {SUCCESS: 2, "call 3 (cancel_reservation): wrong tool": 2}
+    assert merge([counts, {SUCCESS: 1}]) == {SUCCESS: 3, "call 3 (cancel_reservation): wrong tool": 2}
+    assert count_departures(object(), eps) == {}  # an env without gold plans: nothing to compare
+
+
 def test_subset_env_keeps_the_family_split_and_tasks():
     env_id = subset_env_id(FAMILY, ("cancel", "baggage"), "gold")
     env = rowgym.make(env_id)

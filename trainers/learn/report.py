@@ -101,6 +101,7 @@ def write_html(summary: dict[str, Any], results: dict[str, Any], png: Path, path
         f"<td>{r['bad_call_rate']:.3f}</td><td>{r['mean_turns']:.2f}</td><td>{r['sampled_episodes']}</td>"
         f"<td>{r['wall_s']:.0f}</td></tr>" for r in summary["rows"])
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in results.get("notes", []))
+    departures = departures_table(summary["rows"])
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>rowgym learn benchmark</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}
@@ -114,12 +115,29 @@ bootstrap CI over episodes (pooled over {summary['n_seeds']} training seed(s)).<
 <table><tr><th>arm</th><th>held-out success [95% CI]</th><th>per seed</th><th>bad-call rate</th><th>turns</th>
 <th>sampled episodes</th><th>wall s (mean per seed)</th></tr>{rows}</table>
 <p><img src="data:image/png;base64,{img}" style="width:100%"></p>
+{departures}
 <h2>Notes</h2><ul>{notes}</ul>
 <h2>Configuration</h2><pre>{html.escape(json.dumps(cfg, indent=2))}</pre>
 <p>Total wall {results['wall_s']:.0f} s, CPU {results['cpu_s']:.0f} s (this process; arms run in child processes).</p>
 </body></html>"""
     path.write_text(doc)
     return path
+
+
+def departures_table(rows: list[dict[str, Any]]) -> str:
+    """Where each arm's held-out episodes first leave the gold plan (pooled over seeds), as an HTML table;
+    rows ordered by the first arm's (the start's) counts. Empty when no run recorded departures."""
+    if not any(r.get("departures") for r in rows):
+        return ""
+    labels: list[str] = []
+    for r in rows:
+        labels += [k for k in r.get("departures", {}) if k not in labels]
+    head = "".join(f"<th>{html.escape(LABELS.get(r['arm'], r['arm']))}</th>" for r in rows)
+    body = "".join(f"<tr><td>{html.escape(k)}</td>" + "".join(f"<td>{r.get('departures', {}).get(k, 0)}</td>"
+                                                              for r in rows) + "</tr>" for k in labels)
+    return (f"<h2>Where held-out episodes leave the gold plan</h2><p>The first call of each episode that differs "
+            f"from its task's gold plan (after the env's own parsing), episodes pooled over seeds.</p>"
+            f"<table><tr><th>first departure</th>{head}</tr>{body}</table>")
 
 
 def render(out: str | Path) -> tuple[Path, Path]:

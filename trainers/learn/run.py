@@ -15,6 +15,7 @@ from typing import Any
 from rowgym.trainers.learn import stages as S
 from rowgym.trainers.learn.arms import ArmContext, ArmResult, run_arm
 from rowgym.trainers.learn.config import LearnConfig
+from rowgym.trainers.learn.departures import merge as merge_departures
 from rowgym.trainers.learn.env import subset_env_id
 from rowgym.trainers.learn.stats import bootstrap_ci, seed_summary
 
@@ -65,7 +66,8 @@ def summarize(cfg: LearnConfig, results: list[ArmResult], start_wall: dict[int, 
                      "ci": bootstrap_ci(pooled, n_boot=cfg.n_boot, seed=0), "episodes": len(pooled),
                      "bad_call_rate": bad / max(1, steps), "mean_turns": steps / max(1, len(pooled)),
                      "sampled_episodes": rs[0].sampled_episodes, "wall_s": sum(wall) / len(wall),
-                     "chosen_stages": [r.chosen_stage for r in rs]})
+                     "chosen_stages": [r.chosen_stage for r in rs],
+                     "departures": merge_departures([r.heldout.get("departures", {}) for r in rs])})
         if arm != "start":
             starts = {r.seed: r.curve[0]["dev_success"] for r in results if r.arm == "start"}
             curves[arm] = [[(0, starts.get(r.seed, float("nan")))] +

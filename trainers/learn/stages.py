@@ -7,7 +7,7 @@ parameters, its upstream artefacts and the source files that produce it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +152,8 @@ class EvalResult:
     bad_calls: int
     steps: int
     turns: list[int]
+    departures: dict[str, int] = field(default_factory=dict)
+    """Where the episodes left the gold plan (``learn.departures``), label -> count."""
 
     @property
     def success_rate(self) -> float:
@@ -168,18 +170,25 @@ class EvalResult:
     def to_json(self) -> dict[str, Any]:
         return {"split": self.split, "episodes": len(self.seeds), "success_rate": self.success_rate,
                 "bad_call_rate": self.bad_call_rate, "mean_turns": self.mean_turns, "seeds": self.seeds,
-                "success": self.success, "turns": self.turns}
+                "success": self.success, "turns": self.turns, "departures": self.departures}
 
 
 def evaluate(model: Any, tokenizer: Any, env_id: str, seeds: list[int], split: str, *, max_turns: int,
              max_tokens: int) -> EvalResult:
     """One greedy episode per seed through the rollout engine (all in flight, turns sampled in batches)."""
+    import rowgym
     from rowgym.trainers.evaluation import greedy_episodes
+    from rowgym.trainers.learn.departures import count_departures
 
     eps = greedy_episodes(model, tokenizer, env_id, seeds, split, max_turns=max_turns, max_tokens=max_tokens,
                           max_batch=64, key_prefix=f"eval-{split}")
+    env = rowgym.make(env_id)
+    try:
+        departures = count_departures(env, eps)
+    finally:
+        env.close()
     return EvalResult(split, list(seeds), [int(e.success) for e in eps], sum(e.n_bad_calls for e in eps),
-                      sum(len(e.steps) for e in eps), [len(e.steps) for e in eps])
+                      sum(len(e.steps) for e in eps), [len(e.steps) for e in eps], departures)
 
 
 def load(model_dir: Path) -> tuple[Any, Any]:
