@@ -247,7 +247,9 @@ def test_pipeline_smoke_tiny_sizes(tmp_path, capsys):
     assert set(rows) == {"start", "sft", "grpo"}
     assert rows["sft"]["sampled_episodes"] == rows["grpo"]["sampled_episodes"] == 8
     assert all(r["episodes"] == 3 for r in rows.values())
+    assert all(sum(r["departures"].values()) == 3 for r in rows.values())  # every held-out episode placed
     html = (tmp_path / "learn" / "report.html").read_text()
+    assert "Where held-out episodes leave the gold plan" in html
     assert "data:image/png;base64," in html and (tmp_path / "learn" / "learn.png").stat().st_size > 1000
     results = json.loads((tmp_path / "learn" / "results.json").read_text())
     assert results["env_id"].startswith("rowgym-learn/") and results["starts"]["0"]["checks"]
