@@ -84,7 +84,6 @@ class Setup:
     dev: list[int]
     heldout: list[int]
     base: Path
-    expert: Path
     ctxs: list[ArmContext]
     starts: dict[int, dict[str, Any]]
     """Per training seed: the start's ``start.json`` (its dev checks, the step chosen, where it stopped)."""
@@ -124,7 +123,7 @@ def prepare(cfg: LearnConfig, out: Path) -> Setup:
         start_wall[seed] = round(time.perf_counter() - t, 1)
         times[f"SFT start seed {seed}"] = start_wall[seed]
         ctxs.append(ArmContext(cfg, env_id, seed, start, base, expert, cache, out / f"seed-{seed}", dev, heldout))
-    return Setup(env_id, dev, heldout, base, expert, ctxs, starts, times, start_wall)
+    return Setup(env_id, dev, heldout, base, ctxs, starts, times, start_wall)
 
 
 def run_jobs(cfg: LearnConfig, jobs: list[tuple[str, ArmContext]]) -> list[ArmResult]:
