@@ -16,6 +16,7 @@ fi
 mkdir -p "$STATE_DIR"
 log() { echo "[env-up] $*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+source scripts/daemon_pids.sh
 
 # 1. Packages. apt-get update only when something is actually missing.
 missing=()
@@ -34,6 +35,11 @@ docker_ok() { timeout 5 docker info >/dev/null 2>&1; }
 if docker_ok; then
   log "docker daemon already answering"
 else
+  # A daemon killed without cleanup leaves its pid files behind. If that pid now belongs to
+  # another process, dockerd takes it for its containerd ("containerd is still running") and
+  # waits for a socket that never comes: drop pid files whose process is not the named daemon.
+  clear_stale_pid /var/run/docker/containerd/containerd.pid containerd
+  clear_stale_pid /var/run/docker.pid dockerd
   log "starting dockerd (log: $DOCKERD_LOG) ..."
   # setsid + nohup: the daemon must outlive this shell (make runs each recipe in its own).
   # dockerd writes its own pid file; we copy it so env-down knows we started it.
