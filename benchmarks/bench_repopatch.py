@@ -37,11 +37,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from results import record  # noqa: E402
 from rowgym.envs.repopatch import grading as G  # noqa: E402
 from rowgym.envs.repopatch.corpus import corpus_tasks  # noqa: E402
 from rowgym.envs.repopatch.families import CorpusEnv  # noqa: E402
 from rowgym.envs.repopatch.task import RepoPatchTask, SnapshotCache, read_tree, split_guarded  # noqa: E402
+
+from results import record  # noqa: E402
 
 BENCH = "benchmarks/bench_repopatch.py"
 GIT_IN_SANDBOX = ("git init -q && git add -A && git -c user.name=rowgym -c user.email=rowgym@localhost "
