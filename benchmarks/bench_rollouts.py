@@ -40,6 +40,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -48,6 +49,7 @@ from rowgym import aio
 from rowgym.agents.http_transport import LeanHTTP
 from rowgym.rollouts import mock
 from rowgym.rollouts.engine import CollectConfig, acollect
+from rowgym.store import TrajectoryStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import results  # noqa: E402
@@ -59,22 +61,24 @@ def completion_ids(tokenizer) -> list[int]:
     return tokenizer.encode(COMPLETION, add_special_tokens=False) + [tokenizer.convert_tokens_to_ids("<|im_end|>")]
 
 
-async def _token_loop(post, episodes: int, turns: int, prompt: list[int]) -> float:
+async def _token_loop(post, episodes: int, turns: int, prompt: Prompt) -> float:
     """``episodes`` coroutines of ``turns`` token-id JSON posts each (``post(payload) -> body bytes``),
-    parsing only what is needed: the same loop for both transports, so they differ in the client only."""
+    parsing only what is needed: the same loop for both transports, so they differ in the client only.
+    Each request has the engine's fields, and its prompt the engine's ids (see :func:`engine_prompts`)."""
     async def episode() -> None:
-        ids = list(prompt)
-        for _ in range(turns):
-            body = {"model": "m", "prompt": ids, "max_tokens": 64, "logprobs": 0, "return_token_ids": True}
+        ids = list(prompt.first)
+        for turn in range(turns):
+            body = {"model": "m", "prompt": ids, "max_tokens": 64, "temperature": 1.0, "top_p": 1.0, "logprobs": 0,
+                    "return_token_ids": True, "skip_special_tokens": False}
             data = aio.loads(await post(aio.dumps(body)))
-            ids += data["choices"][0]["token_ids"] + prompt[:8]
+            ids += data["choices"][0]["token_ids"] + prompt.observation(turn)
 
     t0 = time.perf_counter()
     await asyncio.gather(*(episode() for _ in range(episodes)))
     return time.perf_counter() - t0
 
 
-async def plain_loop(base_url: str, episodes: int, turns: int, prompt: list[int]) -> float:
+async def plain_loop(base_url: str, episodes: int, turns: int, prompt: Prompt) -> float:
     """The baseline: the agent's lean HTTP client."""
     lean = LeanHTTP()
     target = lean.target(base_url + "/v1/completions")
@@ -90,7 +94,7 @@ async def plain_loop(base_url: str, episodes: int, turns: int, prompt: list[int]
         lean.close()
 
 
-async def plain_aiohttp_loop(base_url: str, episodes: int, turns: int, prompt: list[int]) -> float:
+async def plain_aiohttp_loop(base_url: str, episodes: int, turns: int, prompt: Prompt) -> float:
     """The same loop over one aiohttp session (the agent's transport for https servers)."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as sess:
         async def post(payload: bytes) -> bytes:
@@ -100,13 +104,35 @@ async def plain_aiohttp_loop(base_url: str, episodes: int, turns: int, prompt: l
         return await _token_loop(post, episodes, turns, prompt)
 
 
+@dataclass
+class Prompt:
+    """The engine's prompts for the mock env: the first one, and the ids each observation appends."""
+
+    first: list[int]
+    observations: list[list[int]]
+
+    def observation(self, turn: int) -> list[int]:
+        return self.observations[min(turn, len(self.observations) - 1)]
+
+
+async def engine_prompts(base_url: str, completion: list[int]) -> Prompt:
+    """One engine episode's prompts, read back from its rows, so the plain loop posts the same ids."""
+    with tempfile.TemporaryDirectory() as d:
+        await acollect(engine_config(d, 1, base_url))
+        steps = next(TrajectoryStore(d, readonly=True).episodes()).steps
+    prompts = [s.tokens.prompt_ids for s in steps]
+    segments = [b[len(a) + len(completion):] for a, b in zip(prompts, prompts[1:], strict=False)]
+    assert all(b[:len(a)] == a for a, b in zip(prompts, prompts[1:], strict=False)), "prompts must only grow"
+    return Prompt(first=prompts[0], observations=segments)
+
+
 def engine_config(out: str, episodes: int, base_url: str, backend: str = "asyncio") -> CollectConfig:
     return CollectConfig(env_id=mock.COUNTDOWN_ID, agent="vllm", episodes=episodes, out=out, concurrency=episodes,
                          progress=False, backend=backend, setup_modules=["rowgym.rollouts.mock"],
                          agent_kwargs={"base_url": base_url, "max_tokens": 64})
 
 
-async def measure(args: argparse.Namespace, latency: float, ids: list[int], prompt: list[int]) -> dict:
+async def measure(args: argparse.Namespace, latency: float, ids: list[int]) -> dict:
     """plain vs engine (and ray) at one latency; the best of ``repeats`` runs of each."""
     ideal = args.turns * latency
 
@@ -117,6 +143,10 @@ async def measure(args: argparse.Namespace, latency: float, ids: list[int], prom
           f"ideal {ideal:.2f}s (load average {os.getloadavg()[0]:.2f})")
     rows = []
     with mock.MockServerProcess(ids, COMPLETION, latency) as srv:
+        prompt = await engine_prompts(srv.base_url, ids)
+        if latency == args.latency[0]:
+            print(f"prompts: {len(prompt.first)} ids, then + {len(ids)} completion ids + "
+                  f"{len(prompt.observation(0))} observation ids a turn (the engine's, read from its rows)")
         for rep in range(args.repeats):
             c0 = time.process_time()
             plain = await plain_loop(srv.base_url, args.episodes, args.turns, prompt)
@@ -168,18 +198,13 @@ async def main_async(args: argparse.Namespace) -> None:
 
     tok = load_tokenizer(args.model_dir or default_model_dir())
     ids = completion_ids(tok)
-    env = mock.CountdownEnv()
-    obs, _ = await env.areset(seed=0)
-    prompt = tok.apply_chat_template([{"role": "system", "content": env.system_prompt},
-                                      {"role": "user", "content": obs}], tools=env.tools, tokenize=True,
-                                     add_generation_prompt=True, return_dict=True)["input_ids"]
     assert mock.TURNS == args.turns, "the mock env has exactly 8 turns"
-    print(f"mock server in its own process; prompt {len(prompt)} ids, completion {len(ids)} ids; "
+    print(f"mock server in its own process; completion {len(ids)} ids; "
           f"event loop {'uvloop' if aio.loop_factory() else 'asyncio'}")
     table = []
     try:
         for latency in args.latency:
-            table.append(await measure(args, latency, ids, prompt))
+            table.append(await measure(args, latency, ids))
     finally:
         if args.ray:
             import ray
