@@ -20,7 +20,7 @@ command -v "$PY_BASE" >/dev/null || PY_BASE=python3
 if [ ! -x .venv/bin/python ]; then
   log "creating .venv with $PY_BASE"
   "$PY_BASE" -m venv .venv
-  .venv/bin/pip install -q --upgrade pip "setuptools>=69" wheel
+  .venv/bin/pip install -q --upgrade pip "setuptools>=77" wheel
 fi
 want="$(cat pyproject.toml setup.py | sha256sum | cut -c1-16)"
 stamp=.venv/.rowgym-stamp
