@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 CACHE="${ROWGYM_CACHE:-$HOME/.cache/rowgym}"
 STATE_DIR="$CACHE/run"
 log() { echo "[env-down] $*"; }
+source scripts/daemon_pids.sh
 
 if [ -d scripts/env_down.d ]; then
   for f in scripts/env_down.d/*.sh; do
@@ -32,15 +33,14 @@ fi
 
 pidfile="$STATE_DIR/dockerd.pid"
 if [ -f "$pidfile" ]; then
-  pid=$(cat "$pidfile")
   # Only stop it if that pid is still a dockerd (pids are reused).
-  if [ -r "/proc/$pid/comm" ] && grep -qx dockerd "/proc/$pid/comm"; then
+  if pid=$(daemon_pid "$pidfile" dockerd); then
     log "stopping dockerd (pid $pid, started by env-up)"
     kill "$pid"
     for _ in $(seq 1 40); do [ -e "/proc/$pid" ] || break; sleep 0.25; done
     [ -e "/proc/$pid" ] && { log "dockerd still alive; sending KILL"; kill -9 "$pid"; }
   else
-    log "dockerd pid $pid is gone"
+    log "dockerd pid $(cat "$pidfile") is gone"
   fi
   rm -f "$pidfile"
 else

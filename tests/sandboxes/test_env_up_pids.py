@@ -57,3 +57,18 @@ def test_dead_or_garbage_pid_is_removed(tmp_path: Path, content: str) -> None:
 
 def test_missing_file_is_fine(tmp_path: Path) -> None:
     assert _clear(tmp_path / "absent.pid", "dockerd") == ""
+
+
+def test_daemon_pid_names_only_a_live_process_of_that_name(tmp_path: Path, live_sleep: int) -> None:
+    """env-down stops dockerd only through this check: a reused pid must never be killed."""
+    pid_file = tmp_path / "dockerd.pid"
+    pid_file.write_text(str(live_sleep))
+
+    def daemon_pid(name: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", "-c", f'source scripts/daemon_pids.sh; daemon_pid "{pid_file}" "{name}"'],
+                              cwd=REPO, capture_output=True, text=True, timeout=10)
+
+    named = daemon_pid("sleep")
+    assert named.returncode == 0 and named.stdout.strip() == str(live_sleep)
+    other = daemon_pid("dockerd")
+    assert other.returncode != 0 and other.stdout == ""
