@@ -115,10 +115,11 @@ class Prompt:
         return self.observations[min(turn, len(self.observations) - 1)]
 
 
-async def engine_prompts(base_url: str, completion: list[int]) -> Prompt:
-    """One engine episode's prompts, read back from its rows, so the plain loop posts the same ids."""
-    with tempfile.TemporaryDirectory() as d:
-        await acollect(engine_config(d, 1, base_url))
+async def engine_prompts(completion: list[int]) -> Prompt:
+    """One engine episode's prompts (against a mock that answers at once), read back from its rows,
+    so the plain loop posts the same ids; they do not depend on the latency."""
+    with mock.MockServerProcess(completion, COMPLETION, 0.0) as srv, tempfile.TemporaryDirectory() as d:
+        await acollect(engine_config(d, 1, srv.base_url))
         steps = next(TrajectoryStore(d, readonly=True).episodes()).steps
     prompts = [s.tokens.prompt_ids for s in steps]
     segments = [b[len(a) + len(completion):] for a, b in zip(prompts, prompts[1:], strict=False)]
@@ -132,7 +133,7 @@ def engine_config(out: str, episodes: int, base_url: str, backend: str = "asynci
                          agent_kwargs={"base_url": base_url, "max_tokens": 64})
 
 
-async def measure(args: argparse.Namespace, latency: float, ids: list[int]) -> dict:
+async def measure(args: argparse.Namespace, latency: float, ids: list[int], prompt: Prompt) -> dict:
     """plain vs engine (and ray) at one latency; the best of ``repeats`` runs of each."""
     ideal = args.turns * latency
 
@@ -143,10 +144,6 @@ async def measure(args: argparse.Namespace, latency: float, ids: list[int]) -> d
           f"ideal {ideal:.2f}s (load average {os.getloadavg()[0]:.2f})")
     rows = []
     with mock.MockServerProcess(ids, COMPLETION, latency) as srv:
-        prompt = await engine_prompts(srv.base_url, ids)
-        if latency == args.latency[0]:
-            print(f"prompts: {len(prompt.first)} ids, then + {len(ids)} completion ids + "
-                  f"{len(prompt.observation(0))} observation ids a turn (the engine's, read from its rows)")
         for rep in range(args.repeats):
             c0 = time.process_time()
             plain = await plain_loop(srv.base_url, args.episodes, args.turns, prompt)
@@ -199,12 +196,14 @@ async def main_async(args: argparse.Namespace) -> None:
     tok = load_tokenizer(args.model_dir or default_model_dir())
     ids = completion_ids(tok)
     assert mock.TURNS == args.turns, "the mock env has exactly 8 turns"
-    print(f"mock server in its own process; completion {len(ids)} ids; "
+    prompt = await engine_prompts(ids)
+    print(f"mock server in its own process; prompts: {len(prompt.first)} ids, then + {len(ids)} completion ids + "
+          f"{len(prompt.observation(0))} observation ids a turn (the engine's, read from its rows); "
           f"event loop {'uvloop' if aio.loop_factory() else 'asyncio'}")
     table = []
     try:
         for latency in args.latency:
-            table.append(await measure(args, latency, ids))
+            table.append(await measure(args, latency, ids, prompt))
     finally:
         if args.ray:
             import ray
