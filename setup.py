@@ -14,5 +14,7 @@ for folder in FOLDERS:
     packages.append(f"rowgym.{folder}")
     packages += [f"rowgym.{folder}.{p}" for p in find_packages(where=folder)]
 
-setup(package_dir=package_dir, packages=sorted(set(packages)), include_package_data=True,
+# the data files are named by package_data alone: include_package_data would also take every tracked
+# file under a package, and warn that folders like envs/shop/templates look like unlisted packages
+setup(package_dir=package_dir, packages=sorted(set(packages)), include_package_data=False,
       package_data={"": ["*.jinja", "*.html", "*.css", "*.json", "*.txt", "templates/*", "static/*"]})
