@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from rowgym.errors import SandboxError
 
-__all__ = ["SandboxClosed", "SandboxError", "SandboxPathError", "SandboxQuotaError", "SandboxUnavailable"]
+__all__ = ["SandboxClosed", "SandboxCopyLimit", "SandboxError", "SandboxPathError", "SandboxQuotaError",
+           "SandboxUnavailable"]
 
 
 class SandboxUnavailable(SandboxError):
@@ -26,3 +27,8 @@ class SandboxPathError(SandboxError):
 
 class SandboxQuotaError(SandboxError):
     """The work dir is full (its size or file-count quota); the message names the quota."""
+
+
+class SandboxCopyLimit(SandboxQuotaError):
+    """``copy_out`` found more bytes than its limit: what the sandbox's processes wrote, not a fault of the
+    machine (sparse files and hard links can hold more bytes than the work dir's disk quota)."""

@@ -31,7 +31,7 @@ import stat
 from collections.abc import Collection
 from pathlib import Path
 
-from rowgym.sandboxes.errors import SandboxError, SandboxPathError, SandboxQuotaError
+from rowgym.sandboxes.errors import SandboxCopyLimit, SandboxError, SandboxPathError, SandboxQuotaError
 
 WORKSPACE = "/workspace"
 LINK_ERROR = "a path component is a symbolic link"
@@ -271,7 +271,7 @@ class WorkdirFS:
         ``dest`` is removed, so whatever reads the copy later cannot reach host files.
 
         Raises:
-            SandboxError: More than ``limit`` bytes.
+            SandboxCopyLimit: More than ``limit`` bytes.
         """
         parts = rel_parts(remote_dir)
         dest = Path(dest)
@@ -309,7 +309,7 @@ class WorkdirFS:
                         data = f.read(budget[1] - budget[0] + 1)
                         budget[0] += len(data)
                         if budget[0] > budget[1]:
-                            raise SandboxError(f"copy_out: more than {budget[1] >> 20} MiB; raise max_copy_out_mb")
+                            raise SandboxCopyLimit(f"copy_out: more than {budget[1] >> 20} MiB; raise max_copy_out_mb")
                         target.write_bytes(data)
             except (OSError, ValueError):
                 continue  # swapped or removed while we looked (ELOOP, ENOTDIR, ENOENT, EINVAL): skip it

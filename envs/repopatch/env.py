@@ -35,8 +35,10 @@ from rowgym.envs.repopatch.grading import (
     VERIFIER_VERSION,
     Boxes,
     HarnessCall,
+    WorkdirTooLarge,
     agent_changes,
     grade_changes,
+    oversize_grade,
     pythonpath_env,
 )
 from rowgym.envs.repopatch.splits import assign_splits
@@ -215,8 +217,12 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
     async def grade(self) -> Verdict:
         assert self.task is not None and self.sb is not None
         snap = self.snapshots.get(self.task)
-        changes = await agent_changes(self.sb, snap)
-        self.last_grade = await grade_changes(self.task, snap, changes, self.boxes)
+        try:
+            changes = await agent_changes(self.sb, snap)
+        except WorkdirTooLarge as e:
+            self.last_grade = oversize_grade(self.task, str(e))
+        else:
+            self.last_grade = await grade_changes(self.task, snap, changes, self.boxes)
         return self.last_grade.verdict()
 
     # ------------------------------------------------------------------ helpers

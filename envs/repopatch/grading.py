@@ -42,6 +42,7 @@ from pathlib import Path
 from rowgym.envs.repopatch.task import (
     RepoPatchTask,
     changed_files,
+    graded_module_names,
     read_tree,
     split_guarded,
     write_tree,
@@ -50,6 +51,7 @@ from rowgym.errors import GraderError
 from rowgym.rows import Check, Verdict
 from rowgym.sandboxes import ExecResult, Sandbox, SandboxConfig, SandboxError, open_sandbox, pick_backend
 from rowgym.sandboxes.cleanup import owned_mkdtemp, owner_prefix
+from rowgym.sandboxes.errors import SandboxCopyLimit
 
 VERIFIER = "hidden_tests"
 VERIFIER_VERSION = "2"
@@ -300,7 +302,8 @@ class HarnessCall:
         self.conf_name = f".rowgym-harness-{secrets.token_hex(12)}.json"
         self.env = {**pythonpath_env(task), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTEST_ADDOPTS": ""}
         self.conf = {"key": self.key.hex(), "root": WORKSPACE, "paths": path_dirs(task),
-                     "args": [*PYTEST_ARGS, *paths], "agent_files": sorted(agent_files)}
+                     "args": [*PYTEST_ARGS, *paths], "agent_files": sorted(agent_files),
+                     "test_files": sorted({p.split("::", 1)[0] for p in paths})}
 
     def conf_bytes(self) -> bytes:
         return json.dumps(self.conf).encode()
@@ -374,20 +377,43 @@ def gold_changes(task: RepoPatchTask, snapshot: Path) -> dict[str, bytes | None]
     return files
 
 
+class WorkdirTooLarge(Exception):
+    """The agent's work dir holds more bytes than are copied out for grading: the agent's doing, graded 0
+    (see :func:`oversize_grade`), never an infrastructure failure an episode could hide behind."""
+
+
 async def agent_changes(sb: Sandbox, snapshot: Path) -> dict[str, bytes | None]:
     """The agent's final edits: its work dir copied out and compared with the pristine snapshot.
 
     Bytecode, ``__pycache__`` and ``*.egg-info`` are kept in the comparison (they are dropped
     and flagged later, never graded).
+
+    Raises:
+        WorkdirTooLarge: the work dir's files add up to more than the sandbox's copy-out limit.
     """
     with tempfile.TemporaryDirectory(prefix=owner_prefix("rp-out")) as out:
         try:
             await sb.copy_out(".", out)
+        except SandboxCopyLimit as e:
+            raise WorkdirTooLarge(f"the work dir's files add up to more than the copy-out limit ({e})") from e
         except SandboxError as e:
             raise SandboxError(f"could not copy the agent's work dir out: {e}") from e
         after = await asyncio.to_thread(read_tree, Path(out), planted=True)
     base = await asyncio.to_thread(read_tree, snapshot, planted=True)
     return changed_files(base, after)
+
+
+def oversize_grade(task: RepoPatchTask, reason: str) -> Grade:
+    """The grade of a submission whose work dir was too large to copy out: 0, flagged ``oversize_workdir``.
+
+    Sparse files and hard links can hold far more bytes than the work dir's disk quota; were this
+    a sandbox failure, a policy could end any episode it is losing that way, and RL (which drops
+    infrastructure failures from its groups) would never see the loss.
+    """
+    checks = [Check(name=node, passed=False, detail=f"{kind}: not run") for kind, ids in
+              (("FAIL_TO_PASS", task.fail_to_pass), ("PASS_TO_PASS", task.pass_to_pass)) for node in ids]
+    checks.append(Check(name="workdir_size", passed=False, detail=reason[:500]))
+    return Grade(0.0, {}, checks, ["oversize_workdir"])
 
 
 def _roots(task: RepoPatchTask) -> tuple[str, ...]:
@@ -398,7 +424,8 @@ async def grade_changes(task: RepoPatchTask, snapshot: Path, changes: dict[str, 
                         timeout: float = GRADE_TIMEOUT_S) -> Grade:
     """Grade file ``changes`` against ``task``'s hidden tests in a fresh sandbox (see module docstring)."""
     base = await asyncio.to_thread(read_tree, snapshot)
-    kept, tests, tooling = split_guarded(base, changes, roots=_roots(task))
+    kept, tests, tooling = split_guarded(base, changes, roots=_roots(task),
+                                         test_modules=graded_module_names(task.test_paths))
     dropped = sorted(tests + [p for p, _ in tooling])
     flags = ["edited_tests"] if dropped else []
     if tooling:

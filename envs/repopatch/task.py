@@ -99,26 +99,56 @@ def is_test_config(path: str, test_globs: tuple[str, ...] = ()) -> bool:
     name = parts[-1]
     if name in TEST_CONFIG_FILES or name.endswith(".pth"):
         return True
-    if any(d in ("tests", "test", "testing") for d in parts[:-1]):
+    if any(d in ("tests", "test", "testing") or is_test_module_name(d) for d in parts[:-1]):
         return True
     if fnmatch.fnmatch(name, "test_*.py") or fnmatch.fnmatch(name, "*_test.py"):
         return True
     return any(fnmatch.fnmatch(p, g) for g in test_globs)
 
 
-def tooling_reason(path: str, *, new: bool = False, roots: tuple[str, ...] = ("",)) -> str | None:
+def is_test_module_name(name: str) -> bool:
+    """True when ``name`` (a file or dir; its module name is what precedes the first dot) is named like a
+    test module, ``test_*`` or ``*_test``: pytest may import a test file by that bare name.
+
+    >>> is_test_module_name("test_calc"), is_test_module_name("calc_test.cpython-311-x86_64-linux-gnu.so")
+    (True, True)
+    >>> is_test_module_name("latest.py"), is_test_module_name("pytest_x")
+    (False, False)
+    """
+    stem = name.split(".", 1)[0]
+    return stem.startswith("test_") or stem.endswith("_test")
+
+
+def graded_module_names(test_paths: list[str] | tuple[str, ...]) -> frozenset[str]:
+    """The bare module names of the test files a grader runs (``tests/test_x.py::t`` -> ``test_x``).
+
+    pytest imports a test file outside a package by its bare name, so a module or package of
+    that name earlier on ``sys.path`` would be imported in its place.
+
+    >>> sorted(graded_module_names(["tests/test_calc.py::test_div", "tests/checks.py"]))
+    ['checks', 'test_calc']
+    """
+    return frozenset(posixpath.basename(p.split("::", 1)[0]).split(".", 1)[0] for p in test_paths)
+
+
+def tooling_reason(path: str, *, new: bool = False, roots: tuple[str, ...] = ("",),
+                   test_modules: frozenset[str] = frozenset()) -> str | None:
     """Why a change to ``path`` touches the test tooling (``None`` when it does not).
 
     Tooling is what pytest imports or reads besides the tests: ``conftest.py``, pytest's own
     modules and their dependencies shadowed by a file of the repository, ``sitecustomize``,
     ``*.pth``, package metadata (``*.dist-info`` entry points load plugins), bytecode. ``new``:
     the file is not in the snapshot (a new top-level module named like a standard-library
-    module is tooling too). ``roots``: the dirs that go on ``sys.path`` (``""`` = repo root).
+    module, or like a graded test file, is tooling too: pytest would import it in place of
+    the test). ``roots``: the dirs that go on ``sys.path`` (``""`` = repo root). ``test_modules``:
+    the bare names of the graded test files (:func:`graded_module_names`).
 
     >>> tooling_reason("pytest.py"), tooling_reason("pkg/__pycache__/a.cpython-311.pyc"), tooling_reason("pkg/a.py")
     ('pytest.py shadows test tooling', 'bytecode or metadata: pkg/__pycache__/a.cpython-311.pyc', None)
     >>> tooling_reason("json.py", new=True), tooling_reason("pkg/json.py", new=True)
     ('new top-level module json shadows the standard library', None)
+    >>> tooling_reason("test_calc/__init__.py", new=True, test_modules=frozenset({"test_calc"}))
+    'new top-level module test_calc shadows a graded test module'
     """
     import sys
 
@@ -136,6 +166,8 @@ def tooling_reason(path: str, *, new: bool = False, roots: tuple[str, ...] = (""
         if rel is None:
             continue
         rparts = rel.split("/")
+        if new and rparts[0].split(".", 1)[0] in test_modules:
+            return f"new top-level module {rparts[0].split('.', 1)[0]} shadows a graded test module"
         top = rparts[0].removesuffix(".py") if len(rparts) == 1 else rparts[0]
         if len(rparts) == 1 and not rel.endswith(".py"):
             continue
@@ -345,7 +377,7 @@ def split_test_edits(base: dict[str, bytes], changes: dict[str, bytes | None],
 
 
 def split_guarded(base: dict[str, bytes], changes: dict[str, bytes | None], test_globs: tuple[str, ...] = (),
-                  roots: tuple[str, ...] = ("",)
+                  roots: tuple[str, ...] = ("",), test_modules: frozenset[str] = frozenset()
                   ) -> tuple[dict[str, bytes | None], list[str], list[tuple[str, str]]]:
     """Sort ``changes`` into (kept, dropped test edits, dropped tooling edits with their reason).
 
@@ -361,7 +393,7 @@ def split_guarded(base: dict[str, bytes], changes: dict[str, bytes | None], test
     tooling: list[tuple[str, str]] = []
     for rel, data in changes.items():
         name = posixpath.basename(rel)
-        why = tooling_reason(rel, new=rel not in base, roots=roots)
+        why = tooling_reason(rel, new=rel not in base, roots=roots, test_modules=test_modules)
         if why is None and name == "pyproject.toml" and pyproject_touches_tests(text(base.get(rel)), text(data)):
             why = "pyproject.toml: [tool.pytest] changed"
         if why is None and name == "setup.cfg" and setup_cfg_touches_pytest(text(base.get(rel)), text(data)):
