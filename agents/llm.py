@@ -47,6 +47,7 @@ from rowgym.agents.chat_tokens import TokenConversation
 from rowgym.agents.token_policy import TokenPolicy
 from rowgym.errors import AgentError, PolicyServerError
 from rowgym.rows import PolicyInfo
+from rowgym.store.shards import all_finite, first_non_finite
 
 __all__ = ["PolicyServerError", "ServerPool", "VLLMAgent", "load_tokenizer", "server_stats"]
 
@@ -395,6 +396,9 @@ class VLLMAgent(TokenPolicy):
         if len(lps) != len(ids):
             raise PolicyServerError(f"server returned {len(ids)} token ids but {len(lps)} logprobs; "
                                     "is this vLLM with return_token_ids support?")
+        if not all_finite(lps):  # null (what JSON writers make of NaN and the infinities): unusable, unstorable
+            raise PolicyServerError(f"server returned a logprob that is not a finite number "
+                                    f"({first_non_finite(lps)!r}) for one of {len(ids)} sampled tokens")
         return ids, lps, choice.get("finish_reason")
 
     def _prompt_offset(self) -> int:
@@ -433,7 +437,10 @@ class VLLMAgent(TokenPolicy):
                 else:
                     status, raw = await self._aiohttp_post(server.url + path, payload)
                 if status == 200:
-                    data = aio.loads(raw)
+                    try:
+                        data = aio.loads(raw)
+                    except ValueError as e:  # e.g. a NaN literal, which is not JSON: the policy's failure, not the env's
+                        raise PolicyServerError(f"policy server {server.url} answered with invalid JSON: {e}") from None
                     self.pool.answered(server, time.perf_counter() - t0)
                     self._server = server
                     return data

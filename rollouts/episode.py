@@ -16,9 +16,12 @@ done and why (never an empty reason), and the rows recorded so far are kept.
 Whatever an episode holds can be stored. Agent and env text goes into rows with every
 lone UTF-16 surrogate replaced by U+FFFD (an LLM client that decodes a cut multi-byte
 sequence produces them, and no UTF-8 writer accepts them); token ids, the training
-truth, are kept exactly. A finished episode is checked to serialise; one that still
-does not is cleaned field by field, and as a last resort stored without its rows, with
-the reason as its failure, so one episode's data never stops a collection.
+truth, are kept exactly. A number JSON cannot hold (a NaN or infinite logprob, reward or
+verdict reward; it would be stored as null and never read back) ends the episode with a
+failure of the part that produced it, keeping the rows before it. A finished episode is
+checked to serialise; one that still does not is cleaned field by field, and as a last
+resort stored without its rows, with the reason as its failure, so one episode's data
+never stops a collection.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any, get_args
 from rowgym.agents.base import Agent, AgentTurn
 from rowgym.contract import episode_context
 from rowgym.env import describe_exception
-from rowgym.errors import EpisodeError, EpisodeTimeout
+from rowgym.errors import AgentError, EnvError, EpisodeError, EpisodeTimeout, GraderError
 from rowgym.rows import (
     Action,
     Episode,
@@ -45,6 +48,7 @@ from rowgym.rows import (
     Verdict,
     unvalidated,
 )
+from rowgym.store.shards import all_finite, first_non_finite, non_finite
 from rowgym.tools import clean_text
 
 log = logging.getLogger(__name__)
@@ -183,6 +187,10 @@ async def _play(env: Any, agent: Agent, ep: Episode, timeouts: Timeouts, record:
                                                  env_s=round(t2 - t1, 6))))
         if terminated or truncated:
             verdict: Verdict = sinfo["verdict"]
+            rewards = [verdict.reward, *verdict.breakdown.values()] if verdict is not None else []
+            if not all_finite(rewards):  # stored as null, it would never read back
+                raise GraderError(f"the verifier returned a non-finite reward ({first_non_finite(rewards)}) "
+                                  f"at step {turn}")
             ep.verdict = verdict
             return
         obs, turn = next_obs, turn + 1
@@ -190,8 +198,16 @@ async def _play(env: Any, agent: Agent, ep: Episode, timeouts: Timeouts, record:
 
 def step_row(ep: Episode, turn: int, obs: str, out: AgentTurn, next_obs: str, sinfo: dict[str, Any],
              terminated: bool, truncated: bool, timings: Timings | None = None) -> StepRow:
-    """The row of one step, with agent and env text made storable (token ids kept exactly)."""
+    """The row of one step, with agent and env text made storable (token ids kept exactly).
+
+    Raises :class:`~rowgym.errors.EnvError` for a NaN or infinite reward and
+    :class:`~rowgym.errors.AgentError` for such a logprob (see :func:`_clean_tokens`).
+    """
     error_kind = sinfo["error_kind"]
+    reward, breakdown = sinfo["local_reward"], sinfo["reward_breakdown"]
+    rewards = [reward, *breakdown.values()]
+    if not all_finite(rewards):  # stored as null, it would never read back
+        raise EnvError(f"the env returned a non-finite reward ({first_non_finite(rewards)}) at step {turn}")
     if error_kind is not None and error_kind not in ROW_ERROR_KINDS:
         # a failure kind the row schema does not list yet (e.g. an env's own): keep the row,
         # recorded as a tool error; the observation text says what happened
@@ -199,15 +215,27 @@ def step_row(ep: Episode, turn: int, obs: str, out: AgentTurn, next_obs: str, si
     return StepRow(
         run_id=ep.run_id, episode_id=ep.episode_id, group_id=ep.group_id, env_id=ep.env_id,
         env_version=ep.env_version, seed=ep.seed, split=ep.split, turn=turn, observation=clean_text(obs),
-        action=clean_action(out.action), next_observation=clean_text(next_obs), reward=sinfo["local_reward"],
-        reward_breakdown=sinfo["reward_breakdown"], bad_call=sinfo["bad_call"], error_kind=error_kind,
+        action=clean_action(out.action), next_observation=clean_text(next_obs), reward=reward,
+        reward_breakdown=breakdown, bad_call=sinfo["bad_call"], error_kind=error_kind,
         repaired=sinfo["repaired"], terminated=terminated, truncated=truncated, timings=timings or Timings(),
-        tokens=_clean_tokens(out.tokens))
+        tokens=_clean_tokens(out.tokens, turn))
 
 
-def _clean_tokens(tokens: TokenRecord | None) -> TokenRecord | None:
-    """The token record as is (ids, logprobs and mask are never touched), its finish reason storable."""
-    if tokens is None or tokens.finish_reason is None:
+def _clean_tokens(tokens: TokenRecord | None, turn: int) -> TokenRecord | None:
+    """The token record as is (ids, logprobs and mask are never touched), its finish reason storable.
+
+    A logprob that is not a finite number (NaN, an infinity, or None from an agent that builds
+    its record unvalidated) raises :class:`~rowgym.errors.AgentError`: JSON would hold ``null``
+    there, the stored episode would never read back, and no trainer can use it. The episode
+    ends as the policy's failure with the rows before this turn. This runs for every row of every
+    agent: one sum, about 0.5 µs for 17 logprobs (see :func:`rowgym.store.shards.all_finite`).
+    """
+    if tokens is None:
+        return None
+    if not all_finite(tokens.logprobs):
+        raise AgentError(f"the policy returned a non-finite logprob ({first_non_finite(tokens.logprobs)}) "
+                         f"at turn {turn}")
+    if tokens.finish_reason is None:
         return tokens
     reason = clean_text(tokens.finish_reason)
     return tokens if reason is tokens.finish_reason else tokens.model_copy(update={"finish_reason": reason})
@@ -242,8 +270,11 @@ def storable(ep: Episode, *, rows_from_step_row: bool = False) -> Episode:
     The store writes ``model_dump_json()``; a field that cannot be encoded (a lone
     surrogate that reached a verdict detail, say) would stop the whole collection there.
     ``rows_from_step_row``: every row was built by :func:`step_row` (as :func:`play_episode`
-    does), so its text is clean already and only the rest of the episode is checked (the same
-    episodes pass as with the full check).
+    does), so its text is clean already and its numbers finite, and only the rest of the episode
+    is checked (the same episodes pass as with the full check).
+
+    A NaN or infinite float (which the store refuses: it would not read back) cannot be cleaned:
+    such an episode is stored without its rows.
     """
     try:
         if rows_from_step_row:
@@ -257,12 +288,14 @@ def storable(ep: Episode, *, rows_from_step_row: bool = False) -> Episode:
             # token records are numbers (their one string is cleaned in step_row): skipping them keeps
             # this check cheap next to the store's own serialisation (~0.2 ms for a tool-API episode)
             ep.model_dump_json(exclude=_TOKENS)
+        _finite(ep, rows=not rows_from_step_row)
         return ep
     except Exception as e:  # PydanticSerializationError, or anything a plugin's field raises
         first = describe_exception(e, 300)
     try:
         cleaned = Episode.model_validate(_clean_tree(ep.model_dump()))
         cleaned.model_dump_json()
+        _finite(cleaned)
         return cleaned
     except Exception as e:
         log.warning("episode %s cannot be serialised, stored without its rows: %s", ep.episode_id, first)
@@ -271,6 +304,7 @@ def storable(ep: Episode, *, rows_from_step_row: bool = False) -> Episode:
                                      "failure": Failure(kind="env", reason=clean_text(reason)[:REASON_CHARS])})
         try:
             bare.model_dump_json()
+            _finite(bare)
             return bare
         except Exception:  # the ids themselves: keep only what identifies the episode
             return Episode(run_id=ep.run_id, episode_id=ep.episode_id, group_id=ep.group_id,
@@ -278,6 +312,13 @@ def storable(ep: Episode, *, rows_from_step_row: bool = False) -> Episode:
                            seed=ep.seed, split=ep.split, task_hash=clean_text(ep.task_hash),
                            policy=ep.policy.model_copy(update={"agent": clean_text(ep.policy.agent)}),
                            failure=Failure(kind="env", reason=clean_text(reason)[:REASON_CHARS]))
+
+
+def _finite(ep: Episode, *, rows: bool = True) -> None:
+    """Raise ValueError if ``ep`` holds a float the store refuses (NaN, an infinity)."""
+    where = non_finite(ep, rows=rows)
+    if where is not None:
+        raise ValueError(where)
 
 
 _TOKENS = {"steps": {"__all__": {"tokens"}}}

@@ -86,10 +86,15 @@ class Integrity:
             self._cache_dirty = False
 
     def _hash(self, path: Path, *, use_cache: bool = True) -> tuple[str, int]:
+        """(sha256, line count) of a shard: from the hash cache if its entry matches the file's stat
+        and is well formed (anything else in ``.hashes.json``, e.g. ``"lines": "two"``, is a miss:
+        the cache is a file in the run, not trusted to be what a writer left)."""
         st = path.stat()
         hit = self._hash_cache.get(path.name)
         if use_cache and isinstance(hit, dict) and hit.get("stat") == stat_key(st):
-            return str(hit.get("sha256")), int(hit.get("lines", -1))
+            digest, lines = hit.get("sha256"), hit.get("lines")
+            if type(digest) is str and type(lines) is int and lines >= 0:
+                return digest, lines
         digest, lines = files.digest(path)
         self._hash_cache[path.name] = {"stat": stat_key(st), "sha256": digest, "lines": lines}
         self._cache_dirty = True

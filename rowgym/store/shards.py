@@ -10,25 +10,45 @@ serialised (the engine's writer serialises on the event loop and writes in a thr
 thread needs the GIL only around that one call). A new shard's directory entry is fsynced
 when it is created. A killed writer loses at
 most the lines of the batch in flight (never one that was reported stored), and re-opening
-the run drops a torn last line. A shard is sealed by fsync + rename once it holds
-``shard_size`` episodes; its sha256 and line count go into the manifest first. They are kept
+the run drops a torn last line: one without its newline (a complete line is never cut, even one
+that does not parse; see :meth:`Shards._repair_partials`). A shard is sealed by fsync + rename
+once it holds ``shard_size`` episodes; its sha256 and line count go into the manifest first. They are kept
 up as its lines are written (:class:`~rowgym.store.files.RunningDigest`), so sealing does not
 read the shard back; a shard this writer did not write whole (one repaired after a crash, or
 whose size on disk is not what was written) is hashed from the file as it is on disk.
+
+A line is written only if it reads back: JSON has no NaN or infinity (pydantic and orjson write
+``null`` for them, which a float field refuses on read), so :func:`encode` refuses an episode
+holding one (:func:`non_finite`) rather than store a line that every reader would quarantine.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from rowgym.errors import StoreError
-from rowgym.rows import Episode, RunManifest, ShardInfo, StepRow, TokenRecord
+from rowgym.rows import (
+    Action,
+    Check,
+    Episode,
+    Failure,
+    PolicyInfo,
+    PolicyVersion,
+    RunManifest,
+    ShardInfo,
+    StepRow,
+    Timings,
+    TokenRecord,
+    ToolCall,
+    Verdict,
+)
 from rowgym.store import files
 from rowgym.store.files import PARTIAL, RunningDigest, fsync_dir
 from rowgym.store.lock import RunLock
@@ -64,17 +84,17 @@ class Shards:
     def _repair_partials(self) -> None:
         """Drop a torn last line from a partial shard and seal it (after a crash).
 
-        A crash can only tear the last line; a bad line before it is not a crash's doing, so it
-        is kept and quarantined (reported) rather than silently cut with everything after it.
+        Only a last line without its newline is torn: each batch is one ``O_DSYNC`` write of whole
+        lines, so a crash can cut the last one short but never leaves a line that ends in a newline
+        incomplete. A complete line that does not parse (a value this version refuses, a newer
+        schema's field) is not a crash's doing: like a bad line before it, it is kept, counted in
+        the manifest and quarantined (reported) by readers, never silently cut.
         """
         for p in self._shard_paths():
             if not p.name.endswith(PARTIAL):
                 continue
             data = p.read_bytes()
-            lines = data.splitlines(keepends=True)
-            keep = len(data)
-            if lines and (not lines[-1].endswith(b"\n") or not _parses(lines[-1])):
-                keep -= len(lines[-1])
+            keep = data.rfind(b"\n") + 1  # 0 when no line is complete
             if keep != len(data):
                 with open(p, "r+b") as f:
                     f.truncate(keep)
@@ -171,7 +191,14 @@ def encode(episode: Episode) -> bytes:
     LLM episode's bytes, are written by orjson, which formats ints, floats and strings as
     pydantic does at about a third of its cost (see :func:`_splice`). Anything unusual
     (a subclass, a value orjson refuses) takes pydantic's path for the whole line.
+
+    Raises :class:`StoreError` for an episode with a NaN or infinite float (see :func:`non_finite`):
+    its line would hold ``null`` there and never read back.
     """
+    where = non_finite(episode)
+    if where is not None:
+        raise StoreError(f"episode {episode.episode_id} cannot be stored: {where} (JSON has no NaN or infinity; "
+                         "it would be written as null and not read back)")
     if type(episode) is Episode:
         try:
             line = _splice(episode)
@@ -290,9 +317,93 @@ def write_durably(fh: Any, data: bytes) -> None:
         view = view[fh.write(view):]
 
 
-def _parses(line: bytes) -> bool:
+# ------------------------------------------------------------ non-finite floats
+_isfinite = math.isfinite
+
+
+def all_finite(values: Iterable[float]) -> bool:
+    """Whether every value of a list (or dict view) is a finite number: False for NaN, an infinity, None.
+
+    A sum is finite when every term is (NaN and the infinities carry through it, and
+    ``inf + -inf`` is NaN), and summing 256 logprobs costs about a quarter of testing each
+    (1.6 µs against 7.6; 0.4 against 0.8 for 17); only a sum that overflowed, or that failed on
+    a value that is not a number, is looked at value by value.
+
+    >>> all_finite([-0.5, -1e-9]), all_finite([-0.5, float("nan")]), all_finite([1e308, 1e308]), all_finite([None])
+    (True, False, True, False)
+    """
     try:
-        Episode.model_validate_json(line)
-        return True
-    except ValidationError:
+        return _isfinite(sum(values)) or all(map(_isfinite, values))
+    except (TypeError, OverflowError):
         return False
+
+
+def first_non_finite(values: Iterable[Any]) -> Any:
+    """The first value that is not a finite number, for messages (None if there is none, or if it is None).
+
+    >>> first_non_finite([-0.5, float("-inf"), float("nan")])
+    -inf
+    """
+    for v in values:
+        try:
+            if not _isfinite(v):
+                return v
+        except (TypeError, OverflowError):
+            return v
+    return None
+
+
+def non_finite(episode: Episode, *, rows: bool = True) -> str | None:
+    """Where ``episode`` holds a float that JSON cannot (NaN or an infinity), or None if it holds none.
+
+    Every float field of an episode is looked at (the assertion below keeps this list whole), except
+    the policy's ``sampling`` values, which may be null and so read back (as None). ``rows=False``
+    skips the rows. Per row this is one sum of its floats, about 1 µs for a 17-token turn.
+    """
+    if rows:
+        for i, row in enumerate(episode.steps):
+            where = _row_non_finite(row, i)
+            if where is not None:
+                return where
+    verdict = episode.verdict
+    try:  # the common case: one finite sum
+        if _isfinite(episode.duration_s + (0.0 if verdict is None else verdict.reward + sum(verdict.breakdown.values()))):
+            return None
+    except (TypeError, OverflowError):
+        pass
+    checks = [("duration_s", [episode.duration_s])]
+    if verdict is not None:
+        checks += [("verdict.reward", [verdict.reward]), ("verdict.breakdown", verdict.breakdown.values())]
+    return _first_bad_field(checks)
+
+
+def _row_non_finite(row: StepRow, i: int) -> str | None:
+    t, tokens = row.timings, row.tokens
+    try:  # the common case: one finite sum
+        if _isfinite(row.reward + t.policy_s + t.env_s + sum(row.reward_breakdown.values())
+                     + (sum(tokens.logprobs) if tokens is not None else 0.0)):
+            return None
+    except (TypeError, OverflowError):
+        pass
+    logprobs = tokens.logprobs if tokens is not None else []
+    return _first_bad_field([("reward", [row.reward]), ("reward_breakdown", row.reward_breakdown.values()),
+                             ("timings", [t.policy_s, t.env_s]), ("tokens.logprobs", logprobs)], f"steps[{i}].")
+
+
+def _first_bad_field(checks: list[tuple[str, Iterable[Any]]], prefix: str = "") -> str | None:
+    for name, values in checks:
+        if not all_finite(values):
+            return f"a non-finite value ({first_non_finite(values)}) in {prefix}{name}"
+    return None
+
+
+def _float_fields() -> set[str]:
+    """Every field of an episode's models whose type holds a float."""
+    models = (Episode, PolicyInfo, StepRow, Action, ToolCall, Timings, TokenRecord, PolicyVersion, Verdict, Check,
+              Failure)
+    return {f"{m.__name__}.{f}" for m in models for f, info in m.model_fields.items() if "float" in str(info.annotation)}
+
+
+assert _float_fields() == {"Episode.duration_s", "StepRow.reward", "StepRow.reward_breakdown", "Timings.policy_s",
+                           "Timings.env_s", "TokenRecord.logprobs", "Verdict.reward", "Verdict.breakdown",
+                           "PolicyInfo.sampling"}, "non_finite must look at every float field of an episode"

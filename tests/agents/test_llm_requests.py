@@ -4,6 +4,8 @@ server echoed the prompt ids it was sent, and the errors of a rejecting, failing
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -58,7 +60,8 @@ class Server:
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
             status, out = self.respond(aio.loads(raw))
-            return web.Response(status=status, body=aio.dumps(out), content_type="application/json")
+            body = out if isinstance(out, bytes) else aio.dumps(out)  # bytes: sent as they are
+            return web.Response(status=status, body=body, content_type="application/json")
 
         app = web.Application()
         app.router.add_post("/v1/completions", completions)
@@ -145,6 +148,40 @@ async def test_logprobs_must_match_the_sampled_ids(tiny_model_dir):
                 await a.generate(list(PROMPT), 1)
         finally:
             await a.aclose()
+
+
+@pytest.mark.parametrize("lps, shown", [([-0.5, None, -0.125], "None"), ([-0.5, "-inf", -0.125], "'-inf'"),
+                                        ([-0.5, -0.25, {}], "{}")])
+async def test_a_logprob_that_is_not_a_finite_number_is_refused(tiny_model_dir, lps, shown):
+    """JSON's null (how NaN and the infinities come out of most JSON writers) would be stored as null and never
+    read back."""
+    async with Server(lambda b: (200, answer(b["prompt"], lps=lps))) as srv:
+        a = agent(srv.url, tiny_model_dir)
+        try:
+            with pytest.raises(PolicyServerError, match=rf"^server returned a logprob that is not a finite number "
+                                                        rf"\({re.escape(shown)}\) for one of 3 sampled tokens$"):
+                await a.generate(list(PROMPT), 1)
+        finally:
+            await a.aclose()
+    assert len(srv.bodies) == 1
+
+
+@pytest.mark.parametrize("loads", ["orjson", "json"])
+async def test_a_nan_literal_in_the_answer_is_the_policys_failure(tiny_model_dir, monkeypatch, loads):
+    """A NaN literal is not JSON: orjson refuses the answer, the stdlib parser reads a NaN; a policy error either way."""
+    if loads == "json":
+        monkeypatch.setattr(llm.aio, "loads", json.loads)
+    raw = aio.dumps(answer(PROMPT, lps=[-0.5, 1234.5, -0.125])).replace(b"1234.5", b"NaN")
+    async with Server(lambda b: (200, raw)) as srv:
+        a = agent(srv.url, tiny_model_dir)
+        try:
+            with pytest.raises(PolicyServerError) as e:
+                await a.generate(list(PROMPT), 1)
+        finally:
+            await a.aclose()
+    want = (f"policy server {srv.url} answered with invalid JSON: " if loads == "orjson"
+            else "server returned a logprob that is not a finite number (nan)")
+    assert str(e.value).startswith(want), e.value
 
 
 async def test_a_rejected_request_fails_at_once_with_the_answer(tiny_model_dir):

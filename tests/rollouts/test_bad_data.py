@@ -193,3 +193,93 @@ def test_token_ids_are_kept_exactly_and_the_finish_reason_made_storable():
     assert row.tokens.completion_ids == [55357] and row.tokens.logprobs == [-0.25] and row.tokens.mask == [0, 0, 1]
     assert row.tokens.finish_reason == "stop\ufffd" and row.action.text == "\ufffd"
     row.model_dump_json()
+
+
+# ----------------------------------------------------------------- numbers JSON cannot hold
+# JSON has no NaN or infinity: pydantic and orjson write null, which a float field refuses on read,
+# so such an episode used to be reported stored and then quarantined by every reader.
+
+class _NonFiniteLogprobAgent(Agent):
+    """Ticks with a token record per turn; turn ``at``'s logprob is ``value``."""
+
+    name = "nonfinite-logprob"
+
+    def __init__(self, value: object, at: int = 2):
+        self.value, self.at = float(value) if isinstance(value, str) else value, at  # a str: a collect option
+
+    async def reset(self, ctx: EpisodeContext) -> None:
+        self.turn = 0
+
+    async def act(self, obs: str) -> AgentTurn:
+        from rowgym.rows import TokenRecord, unvalidated
+
+        lp = self.value if self.turn == self.at else -0.5
+        self.turn += 1
+        fields = dict(prompt_ids=[1, 2], completion_ids=[7, 8], logprobs=[-0.25, lp], mask=[0, 0, 1, 1],
+                      finish_reason="stop", policy_version=None)
+        # as TokenConversation.record builds it: unvalidated, so even None gets through
+        return AgentTurn(Action.call("tick"), unvalidated(TokenRecord, frozenset(fields), **fields))
+
+
+def _reads_back(tmp_path, ep: Episode) -> Episode:
+    with TrajectoryStore(tmp_path / "run") as store:
+        store.append(ep)
+    back = TrajectoryStore(tmp_path / "run", readonly=True)
+    eps = list(back.episodes())
+    assert back.quarantined == {} and len(eps) == 1
+    return eps[0]
+
+
+@pytest.mark.parametrize("value, shown", [(float("nan"), "nan"), (float("inf"), "inf"), (float("-inf"), "-inf"),
+                                          (None, "None")])
+async def test_a_non_finite_logprob_ends_the_episode_as_the_policys_failure(tmp_path, value, shown):
+    ep = await play_episode(mock.CountdownEnv(), _NonFiniteLogprobAgent(value), EpisodeKey("r", 3))
+    assert ep.failure is not None and ep.failure.kind == "policy"
+    assert ep.failure.reason.endswith(f"AgentError: the policy returned a non-finite logprob ({shown}) at turn 2")
+    assert [s.turn for s in ep.steps] == [0, 1]  # the rows before it are kept
+    assert _reads_back(tmp_path, ep) == ep
+
+
+def test_a_collection_with_a_nan_logprob_stores_readable_failed_episodes(tmp_path):
+    s = collect(CollectConfig(env_id=mock.COUNTDOWN_ID, agent=f"{__name__}:_NonFiniteLogprobAgent",
+                              agent_kwargs={"value": "nan", "at": 1}, episodes=2, out=tmp_path, progress=False))
+    assert s.n_done == 2 and s.n_failed == 2
+    store = TrajectoryStore(tmp_path, readonly=True)
+    eps = list(store.episodes())
+    assert len(eps) == 2 and store.problems == [] and store.verify() == []
+    assert all(e.failure.kind == "policy" and "non-finite logprob (nan) at turn 1" in e.failure.reason
+               and len(e.steps) == 1 for e in eps)
+
+
+class _NanRewardEnv(mock.CountdownEnv):
+    """Step 3's reward is NaN (a reward function that divides by zero, say)."""
+
+    async def astep(self, action):
+        obs, reward, terminated, truncated, info = await super().astep(action)
+        if self.ticks == 4:
+            info = {**info, "local_reward": float("nan")}
+        return obs, reward, terminated, truncated, info
+
+
+class _InfVerdictEnv(mock.CountdownEnv):
+    async def grade(self) -> Verdict:
+        return (await super().grade()).model_copy(update={"breakdown": {"ticks": float("-inf")}})
+
+
+@pytest.mark.parametrize("env, kind, reason, n_rows", [
+    (_NanRewardEnv, "env", "EnvError: the env returned a non-finite reward (nan) at step 3", 3),
+    (_InfVerdictEnv, "grader", "GraderError: the verifier returned a non-finite reward (-inf) at step 7", 8),
+])
+async def test_a_non_finite_reward_ends_the_episode_as_its_makers_failure(tmp_path, env, kind, reason, n_rows):
+    ep = await play_episode(env(), _TickOnce(), EpisodeKey("r", 3))
+    assert ep.failure is not None and ep.failure.kind == kind and ep.failure.reason.endswith(reason), ep.failure
+    assert len(ep.steps) == n_rows and ep.verdict is None
+    assert _reads_back(tmp_path, ep) == ep
+
+
+def test_storable_stores_an_episode_with_a_non_finite_float_without_its_rows(tmp_path):
+    ep = _episode(verdict=Verdict(reward=float("nan"), success=True, verifier="v", verifier_version="1"))
+    out = storable(ep)
+    assert out.verdict is None and out.failure.kind == "env"
+    assert "a non-finite value (nan) in verdict.reward" in out.failure.reason
+    assert _reads_back(tmp_path, out) == out

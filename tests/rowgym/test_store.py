@@ -59,6 +59,42 @@ def test_torn_last_line_is_repaired_on_reopen(tmp_path):
     assert [e.seed for e in TrajectoryStore(tmp_path, readonly=True).episodes()] == [0, 1, 2]
 
 
+def _crashed_with_last_line(tmp_path, last: bytes) -> TrajectoryStore:
+    """A run killed before sealing, whose active shard ends with ``last``; reopened (which repairs it)."""
+    s = TrajectoryStore(tmp_path)
+    s.start(manifest())
+    s.append_many([episode(0), episode(1)])
+    s._fh.write(last)
+    s.lock.release()
+    return TrajectoryStore(tmp_path)
+
+
+@pytest.mark.parametrize("last, why", [
+    (episode(2).model_dump_json().replace('"duration_s":0.0', '"duration_s":null').encode() + b"\n",
+     "duration_s: Input should be a valid number"),  # what a NaN used to be written as
+    (episode(2).model_dump_json()[:-1].encode() + b',"a_newer_field":1}\n', "a_newer_field: Extra inputs"),
+])
+def test_a_complete_last_line_that_does_not_parse_is_kept_and_quarantined_not_cut(tmp_path, last, why):
+    again = _crashed_with_last_line(tmp_path, last)
+    (shard,) = again.shard_dir.iterdir()
+    assert shard.read_bytes().endswith(last)  # written whole (one O_DSYNC write): not a crash's doing
+    again.close()
+    ro = TrajectoryStore(tmp_path, readonly=True)
+    assert [e.seed for e in ro.episodes()] == [0, 1] and ro.manifest.n_episodes == 3
+    (q,) = ro.problems  # reported, as a bad line in the middle is; the sealed shard matches the manifest
+    assert (q.kind, q.shard, q.line) == ("malformed", shard.name, 3) and why in q.detail
+    assert [p.kind for p in ro.verify()] == ["malformed"]
+
+
+def test_only_the_unterminated_tail_is_cut(tmp_path):
+    again = _crashed_with_last_line(tmp_path, episode(2).model_dump_json().encode())  # all but its newline
+    (shard,) = again.shard_dir.iterdir()
+    assert shard.read_bytes().count(b"\n") == 2 and shard.read_bytes().endswith(b"}\n")
+    again.close()
+    ro = TrajectoryStore(tmp_path, readonly=True)
+    assert [e.seed for e in ro.episodes()] == [0, 1] and ro.problems == [] and ro.manifest.n_episodes == 2
+
+
 def test_a_different_run_in_the_same_dir_is_refused(tmp_path):
     s = TrajectoryStore(tmp_path)
     s.start(manifest())

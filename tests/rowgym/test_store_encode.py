@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 import random
+import re
 
 import pytest
 
+from rowgym.errors import StoreError
 from rowgym.rows import (
     Action,
     Check,
@@ -21,7 +23,7 @@ from rowgym.rows import (
     Verdict,
     unvalidated,
 )
-from rowgym.store.shards import _splice, encode
+from rowgym.store.shards import _splice, encode, non_finite
 
 
 def _record(rng: random.Random, n_prompt: int, *, version: PolicyVersion | None = None, finish: str | None = "stop",
@@ -76,8 +78,6 @@ def test_values_orjson_refuses_take_pydantics_path():
     ep = _episode(rng)
     ep.steps[0].tokens.prompt_ids.append(2 ** 70)  # beyond 64 bits: orjson refuses, pydantic writes it
     assert encode(ep) == ep.model_dump_json().encode() + b"\n"
-    ep.steps[2].tokens.logprobs[:0] = [-math.inf, math.nan]  # written as null by both
-    assert encode(ep) == ep.model_dump_json().encode() + b"\n"
     ep = _episode(rng, tokens=False)
     ep.tools = "[\ud800]"
     with pytest.raises(Exception, match="surrogates not allowed"):
@@ -123,3 +123,43 @@ def test_prompts_that_extend_the_last_rows_and_ones_that_do_not():
     assert _splice(ep) == ep.model_dump_json().encode() + b"\n"
     ep.steps[0].tokens.prompt_ids = []
     assert _splice(ep) == ep.model_dump_json().encode() + b"\n"
+
+
+class _SubEpisode(Episode):
+    """A subclass: encode takes pydantic's path for the whole line."""
+
+
+NON_FINITE = {
+    "a logprob": (lambda ep, x: ep.steps[2].tokens.logprobs.insert(0, x), "steps[2].tokens.logprobs"),
+    "a row's reward": (lambda ep, x: setattr(ep.steps[1], "reward", x), "steps[1].reward"),
+    "a reward breakdown": (lambda ep, x: ep.steps[0].reward_breakdown.update(b=x), "steps[0].reward_breakdown"),
+    "a timing": (lambda ep, x: setattr(ep.steps[3].timings, "env_s", x), "steps[3].timings"),
+    "the verdict's reward": (lambda ep, x: setattr(ep.verdict, "reward", x), "verdict.reward"),
+    "the verdict's breakdown": (lambda ep, x: ep.verdict.breakdown.update(c=x), "verdict.breakdown"),
+    "the duration": (lambda ep, x: setattr(ep, "duration_s", x), "duration_s"),
+}
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("cls", [Episode, _SubEpisode])
+@pytest.mark.parametrize("case", list(NON_FINITE.values()), ids=list(NON_FINITE))
+def test_a_non_finite_float_is_refused_not_written_as_null(case, cls, value):
+    """pydantic and orjson both write NaN and the infinities as null, which no reader accepts for a float."""
+    put, where = case
+    ep = _episode(random.Random(3), verdict=Verdict(reward=1.0, success=True, verifier="v", verifier_version="1"))
+    ep = cls.model_validate(ep.model_dump())
+    encode(ep)
+    put(ep, value)
+    with pytest.raises(StoreError, match=rf"^episode r:1:0 cannot be stored: a non-finite value \({value}\) in "
+                                         rf"{re.escape(where)} \(JSON has no NaN"):
+        encode(ep)
+
+
+def test_only_floats_that_do_not_read_back_are_refused():
+    ep = _episode(random.Random(4))
+    ep.steps[0].tokens.logprobs[:0] = [-1e308, -1e308]  # a sum that overflows: each value is finite
+    ep.steps[1].reward_breakdown["x"] = 1e308
+    ep.policy.sampling["temperature"] = math.nan  # written as null, read back as None: readable
+    assert non_finite(ep) is None
+    line = encode(ep)
+    assert Episode.model_validate_json(line).steps[0].tokens.logprobs[:2] == [-1e308, -1e308]

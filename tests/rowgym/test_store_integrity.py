@@ -175,3 +175,24 @@ def test_train_sft_refuses_a_damaged_run_before_loading_a_model(run, tmp_path):
     res = _cli("train", "sft", str(run), "--model-dir", str(model), "--out", str(tmp_path / "sft"))
     assert res.exit_code == 2 and "fails verification" in res.output and "--allow-unverified" in res.output
     assert not (tmp_path / "sft").exists()
+
+
+@pytest.mark.parametrize("entry", [{"lines": "two"}, {"lines": None}, {"lines": 1.5}, {"lines": True}, {"lines": -1},
+                                   {"sha256": 7}, {"sha256": None}])
+def test_a_malformed_hash_cache_entry_is_a_miss_not_a_crash(run, monkeypatch, entry):
+    with TrajectoryStore(run):  # caches the shard's hash
+        pass
+    cache_file = run / store_files.HASH_CACHE
+    cache = json.loads(cache_file.read_text())
+    (name,) = cache
+    cache[name].update(entry)  # the stat still matches the shard
+    cache_file.write_text(json.dumps(cache))
+    calls = []
+    real = store_files.digest
+    monkeypatch.setattr(store_files, "digest", lambda p: calls.append(p) or real(p))
+    ro = TrajectoryStore(run, readonly=True)
+    assert ro.problems == [] and len(list(ro.episodes())) == N
+    assert len(calls) == 1  # hashed again
+    for cmd in (["verify", str(run)], ["dataset", "sft", str(run), "--out", str(run.parent / "ds")]):
+        res = _cli(*cmd)
+        assert res.exit_code == 0, res.output
