@@ -90,6 +90,9 @@ class RowEnv(gym.Env[str, Action], Generic[TaskT]):
     default_max_turns: ClassVar[int] = 30
     local_rubric: ClassVar[Rubric] = DEFAULT_LOCAL
     system_prompt: ClassVar[str] = "You are an agent. Use the tools to complete the task, then call finish."
+    cheap_reset: ClassVar[bool] = False
+    """A reset builds only in-process state in milliseconds (no browser, no sandbox): the held-out guard
+    may then reset every seed it checks and compare whole first observations."""
     infra_errors: ClassVar[tuple[type[BaseException], ...]] = (OSError, RowgymError)
     """Exceptions from a tool that mean the env's own infrastructure failed: they end the
     episode (attributed by the engine). Any other exception is a ``tool_crash`` observation."""

@@ -51,6 +51,10 @@ class HeldOutLeakError(SplitError):
     """Held-out rows reached something that must never train on them."""
 
 
+class TamperedDataError(HeldOutLeakError):
+    """Stored rows disagree with what their env says about their seed (edited split, seed, env or task)."""
+
+
 class StoreError(RowgymError):
     """The trajectory store is unreadable or does not match the requested run."""
 

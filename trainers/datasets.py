@@ -28,8 +28,12 @@ Held-out data never becomes training data: any held-out episode raises
 :class:`rowgym.errors.HeldOutLeakError`, and there is no override. The split and task hash
 of an episode are re-derived from its env (the task re-made from env id + seed and its
 content hashed, :class:`TaskOracle`), never read from the row: a row whose stored split or
-task hash disagrees is refused as :class:`TamperedDataError`, and a run whose manifest
-says ``heldout`` is refused whole. ``dev`` is used only when asked for explicitly.
+task hash disagrees, or has none, is refused as :class:`TamperedDataError`, and a run whose
+manifest says ``heldout`` is refused whole. Seed and task hash are only labels, though, and
+``env.task_hash(seed)`` is public, so the *content* is checked too: the episode's first
+observation must be the task of the seed it claims (:meth:`TaskOracle.content_problem`),
+and its ids must be the ones its run, seed and sample index give. ``dev`` is used only when
+asked for explicitly.
 A run directory must also pass verification (:meth:`rowgym.store.TrajectoryStore.verify`)
 unless ``allow_unverified=True``, which the dataset's provenance then records.
 :func:`write_dataset` saves rows with a ``provenance.json`` (task hashes, source run
@@ -38,22 +42,28 @@ manifests, env ids) that the contamination check reads.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import rowgym
-from rowgym.errors import HeldOutLeakError, RowgymError, SplitError, StoreError, UnknownEnvError
+from rowgym.errors import (
+    HeldOutLeakError,
+    RowgymError,
+    SplitError,
+    StoreError,
+    TamperedDataError,
+    UnknownEnvError,
+)
 from rowgym.registry import spec as env_spec
 from rowgym.rows import Episode, RunManifest, Split, StepRow
 from rowgym.splits import as_split
 from rowgym.store import IntegrityError, TrajectoryStore, atomic_write, sha256_file
+from rowgym.task_oracle import TaskFacts, TaskOracle
 
 Source = str | Path | Episode | Iterable[Episode]
 
@@ -83,61 +93,6 @@ def _env_class(env_id: str) -> type | None:
         return None
 
 
-class TamperedDataError(HeldOutLeakError):
-    """Stored rows disagree with what their env says about their seed (edited split, seed, env or task)."""
-
-
-@dataclass(frozen=True)
-class TaskFacts:
-    """What an env says about one seed: its split and the content hash of its task."""
-
-    split: Split
-    task_hash: str
-
-
-class TaskOracle:
-    """Re-derives split and task hash of (env id, env kwargs, seed) from the env itself, cached.
-
-    The held-out guard asks this, never the ``split`` / ``task_hash`` fields of a row, which
-    anyone can edit. One env instance per (env id, kwargs) is made lazily and closed by
-    :meth:`close`.
-    """
-
-    def __init__(self) -> None:
-        self._envs: dict[str, Any] = {}
-        self._facts: dict[tuple[str, int], TaskFacts] = {}
-
-    def facts(self, env_id: str, seed: int, env_kwargs: dict[str, Any] | None = None) -> TaskFacts:
-        key = json.dumps([env_id, env_kwargs or {}], sort_keys=True, default=str)
-        if (key, seed) not in self._facts:
-            if key not in self._envs:
-                try:
-                    self._envs[key] = rowgym.make(env_id, **(env_kwargs or {}))
-                except Exception as e:  # an env we cannot make is an env we cannot check
-                    raise HeldOutLeakError(
-                        f"cannot check the split of {env_id} episodes: the environment cannot be made "
-                        f"({type(e).__name__}: {e}); install it, or leave these episodes out") from None
-            env = self._envs[key]
-            try:
-                self._facts[(key, seed)] = TaskFacts(env.splits.split_of(seed), env.task_hash(seed))
-            except Exception as e:
-                raise TamperedDataError(f"{env_id} has no task for seed {seed!r} ({type(e).__name__}: {e}); "
-                                        f"the stored episode is not from this env") from None
-        return self._facts[(key, seed)]
-
-    def close(self) -> None:
-        for env in self._envs.values():
-            with contextlib.suppress(Exception):
-                env.close()
-        self._envs.clear()
-
-    def __enter__(self) -> TaskOracle:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
 def _true_split(ep: Episode, oracle: TaskOracle | None = None) -> Split:
     """The split of an episode's seed according to its env (never the stored label)."""
     if oracle is not None:
@@ -146,13 +101,33 @@ def _true_split(ep: Episode, oracle: TaskOracle | None = None) -> Split:
         return o.facts(ep.env_id, ep.seed).split
 
 
+def id_problem(run_id: Any, seed: Any, *, episode_ids: Iterable[Any] = (), group_id: Any = None,
+               sample_index: Any = None) -> str | None:
+    """Why episode / group ids disagree with the run, seed (and sample index) they are stored with, or None.
+
+    The engine names an episode ``{run_id}:{seed}:{sample_index}`` and its group ``{run_id}:{seed}``
+    (:class:`rowgym.rollouts.episode.EpisodeKey`): a relabelled seed that keeps its old ids shows.
+    """
+    group = f"{run_id}:{seed}"
+    if group_id is not None and group_id != group:
+        return f"group id {group_id!r} is not {group!r} (run id and seed)"
+    want = f"{group}:{sample_index}" if sample_index is not None else f"{group}:<sample index>"
+    for eid in episode_ids:
+        if eid is None:
+            continue
+        if eid != want if sample_index is not None else not str(eid).startswith(f"{group}:"):
+            return f"episode id {eid!r} is not {want!r} (run id, seed and sample index)"
+    return None
+
+
 def refuse_heldout(episodes: Iterable[Episode], manifests: Sequence[RunManifest] = ()) -> None:
     """Raise :class:`HeldOutLeakError` if any episode is held out, and :class:`TamperedDataError`
     if its rows disagree with its env or its run.
 
     The split and task hash of each episode are re-derived from its env id and seed (and the
-    env kwargs its run recorded); the stored ``split`` and ``task_hash`` fields only have to
-    agree with them. A run whose manifest says ``heldout`` is refused as a whole.
+    env kwargs its run recorded); the stored ``split`` and ``task_hash`` fields have to agree
+    with them, and the content has to be the seed's (:func:`_episode_problem`). A run whose
+    manifest says ``heldout`` is refused as a whole.
     """
     runs = {m.run_id: m for m in manifests}
     for m in manifests:
@@ -182,10 +157,34 @@ def refuse_heldout(episodes: Iterable[Episode], manifests: Sequence[RunManifest]
             if ep.split != facts.split:
                 raise TamperedDataError(f"episode {ep.episode_id}: stored split {str(ep.split)!r} but {ep.env_id} "
                                         f"puts seed {ep.seed} in {facts.split.value!r}; the row was edited")
-            if ep.task_hash and ep.task_hash != facts.task_hash:
-                raise TamperedDataError(f"episode {ep.episode_id}: stored task hash {ep.task_hash} is not the hash "
-                                        f"of {ep.env_id} seed {ep.seed}'s task ({facts.task_hash}); the row was "
-                                        f"edited (seed, env id or task), so it is refused")
+            problem = _episode_problem(ep, facts, oracle, kwargs)
+            if problem:
+                raise TamperedDataError(f"episode {ep.episode_id} ({ep.env_id}, seed {ep.seed}) refused: {problem}")
+
+
+def _episode_problem(ep: Episode, facts: TaskFacts, oracle: TaskOracle, kwargs: dict[str, Any] | None) -> str | None:
+    """Why an episode that claims a train seed is not that seed's episode (task hash, ids, content), or None.
+
+    An episode whose reset failed has no steps and no task hash, and nothing to train on: it
+    passes (its split was checked). Every other episode must carry its seed's task hash.
+    """
+    if not ep.task_hash:
+        if not ep.steps and ep.failure is not None:
+            return None
+        return ("it has no task hash; every recorded episode carries its task's hash, so the row was edited "
+                "(a blank hash would skip the check)")
+    if ep.task_hash != facts.task_hash:
+        return (f"stored task hash {ep.task_hash} is not the hash of {ep.env_id} seed {ep.seed}'s task "
+                f"({facts.task_hash}); the row was edited (seed, env id or task)")
+    if ep.steps:
+        wrong = oracle.content_problem(ep.env_id, ep.seed, ep.steps[0].observation, kwargs)
+        if wrong:
+            return f"{wrong}: the recorded task is another seed's"
+    wrong_ids = id_problem(ep.run_id, ep.seed, episode_ids=[ep.episode_id], group_id=ep.group_id,
+                           sample_index=ep.sample_index)
+    if wrong_ids:
+        return f"{wrong_ids}; the seed was edited"
+    return None
 
 
 # --------------------------------------------------------------------------- sources

@@ -20,7 +20,8 @@ template, the one serving and GRPO use.
 Held-out data are refused (:class:`rowgym.errors.HeldOutLeakError`) whatever the
 source: run directories and episodes go through ``sft_conversations``; ready rows and
 dataset directories are checked row by row, by their ``split`` and by their env's
-split of their seed (re-derived from the env), and their task hashes must be their seeds'.
+split of their seed (re-derived from the env); each row must name its env, seed and task
+hash, the hash must be its seed's, and its first user message must be its seed's task.
 Every trained model gets a ``consumption.json`` (dataset version, episode ids, task hashes;
 :func:`rowgym.trainers.gates.manifests.write_consumption`), which ``rowgym bench`` checks.
 """
@@ -98,26 +99,64 @@ def _is_row_list(source: Any) -> bool:
 
 def refuse_heldout_rows(rows: Sequence[dict[str, Any]]) -> None:
     """Raise :class:`HeldOutLeakError` if a row is held out by its label or by its env's split of its seed,
-    and :class:`rowgym.trainers.datasets.TamperedDataError` if its task hash is not its seed's.
+    and :class:`rowgym.trainers.datasets.TamperedDataError` if it cannot be checked or its content is not
+    its seed's task.
 
-    Split and task hash are re-derived from the env (:class:`rowgym.trainers.datasets.TaskOracle`),
-    as for run directories; the row's own ``split`` / ``task_hash`` only have to agree.
+    Split and task hash are re-derived from the env (:class:`rowgym.task_oracle.TaskOracle`),
+    as for run directories; the row's own ``split`` / ``task_hash`` only have to agree. Every row
+    must name ``env_id``, ``seed`` and ``task_hash`` (a row without them could be anything), and
+    the first user message of each conversation it carries must be its seed's first observation
+    (:meth:`~rowgym.task_oracle.TaskOracle.content_problem`).
     """
     with ds.TaskOracle() as oracle:
-        for r in rows:
+        for i, r in enumerate(rows):
+            name = f"row {i} ({r.get('episode_id') or r.get('chosen_episode_id') or 'no episode id'})"
             if r.get("split") == Split.HELDOUT.value:
-                raise HeldOutLeakError(f"row {r.get('episode_id', '?')} is from the held-out split; held-out rows "
-                                       f"never become training data")
-            env_id, seed = r.get("env_id"), r.get("seed")
-            if not env_id or seed is None:
-                continue
-            facts = oracle.facts(str(env_id), int(seed))
+                raise HeldOutLeakError(f"{name} is from the held-out split; held-out rows never become training data")
+            env_id, seed = _row_task(r, name)
+            facts = oracle.facts(env_id, seed)
             if facts.split == Split.HELDOUT:
-                raise HeldOutLeakError(f"row {r.get('episode_id', '?')}: {env_id} seed {seed} is held out (whatever "
-                                       f"its split label says); held-out seeds never become training data")
-            if r.get("task_hash") and r["task_hash"] != facts.task_hash:
-                raise ds.TamperedDataError(f"row {r.get('episode_id', '?')}: stored task hash {r['task_hash']} is "
-                                           f"not the hash of {env_id} seed {seed}'s task ({facts.task_hash})")
+                raise HeldOutLeakError(f"{name}: {env_id} seed {seed} is held out (whatever its split label says); "
+                                       f"held-out seeds never become training data")
+            if r["task_hash"] != facts.task_hash:
+                raise ds.TamperedDataError(f"{name}: stored task hash {r['task_hash']} is not the hash of {env_id} "
+                                           f"seed {seed}'s task ({facts.task_hash})")
+            problem = _row_content_problem(r, env_id, seed, oracle)
+            if problem:
+                raise ds.TamperedDataError(f"{name} ({env_id}, seed {seed}) refused: {problem}")
+
+
+def _row_task(r: dict[str, Any], name: str) -> tuple[str, int]:
+    """The (env id, seed) a row claims; a row that lacks them, or a task hash, cannot be checked and is refused."""
+    missing = [k for k in ("env_id", "seed", "task_hash") if r.get(k) in (None, "")]
+    if missing:
+        raise ds.TamperedDataError(f"{name} has no {', '.join(missing)}: a training row must name its env, seed "
+                                   f"and task hash so the held-out guard can check it; rebuild the dataset with "
+                                   f"`rowgym dataset sft RUN`")
+    seed = r["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int | str) or not str(seed).isdigit():
+        raise ds.TamperedDataError(f"{name}: seed {seed!r} is not a non-negative integer")
+    return str(r["env_id"]), int(seed)
+
+
+def _row_content_problem(r: dict[str, Any], env_id: str, seed: int, oracle: ds.TaskOracle) -> str | None:
+    """Why a row's conversations are not its seed's (first user message, ids), or None."""
+    convs = [c for c in (r.get("messages"), r.get("prompt")) if c is not None]
+    convs += [n.get("messages") for n in r.get("hard_negatives") or [] if isinstance(n, dict)]
+    if not convs:
+        return "it has no conversation (messages or prompt) whose task could be checked"
+    for conv in convs:
+        first = next((m.get("content") for m in conv or [] if isinstance(m, dict) and m.get("role") == "user"), None)
+        if not isinstance(first, str):
+            return "a conversation has no user message (the task), so its task cannot be checked"
+        wrong = oracle.content_problem(env_id, seed, first)
+        if wrong:
+            return f"{wrong.replace('its first observation', 'its first user message')}: the task is another seed's"
+    ids = [r.get(k) for k in ("episode_id", "chosen_episode_id", "rejected_episode_id")]
+    if r.get("run_id") is not None:
+        return ds.id_problem(r["run_id"], seed, episode_ids=ids, group_id=r.get("group_id"),
+                             sample_index=r.get("sample_index"))
+    return None
 
 
 def sft_rows(source: Source, *, min_reward: float = 1.0, keep_bad_calls: bool = True) -> list[dict[str, Any]]:

@@ -96,6 +96,7 @@ class ToolAPIEnv(RowEnv[ToolAPITask]):
     verifier = "db_state_match"
     verifier_version = "1"
     default_max_turns = 20
+    cheap_reset = True  # a reset builds a small SQLite database in process
     schema: ClassVar[str]
 
     def __init__(self, **kw: Any):

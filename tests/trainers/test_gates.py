@@ -45,9 +45,11 @@ def _rewrite(src: Path, dst: Path, episodes) -> Path:
                                                                           "n_episodes": 0, "status": "running"})
     store = TrajectoryStore(dst)
     store.start(man, resume=False)
-    for ep in episodes:
-        steps = [s.model_copy(update={"run_id": "injected", "episode_id": ep.episode_id}) for s in ep.steps]
-        store.append(ep.model_copy(update={"run_id": "injected", "steps": steps}))
+    for ep in episodes:  # ids as the engine names them in a run called "injected" (the guard checks them)
+        ids = {"run_id": "injected", "episode_id": f"injected:{ep.seed}:{ep.sample_index}",
+               "group_id": f"injected:{ep.seed}"}
+        steps = [s.model_copy(update=ids) for s in ep.steps]
+        store.append(ep.model_copy(update={**ids, "steps": steps}))
     store.close(complete=True)
     return dst
 
@@ -77,8 +79,32 @@ def injected(runs):
     last = c.steps[-1].model_copy(update={"observation": c.steps[0].observation, "turn": 0})
     out[out.index(c)] = c.model_copy(update={"steps": [last]})
     bad["reward"] = c.episode_id
-    # 3. a lightly reworded near-duplicate of a held-out instruction
+    # (a reworded held-out instruction in a train episode's prompt never reaches the gates: the held-out
+    # guard refuses the whole run, see test_reworded_heldout_prompt_is_refused_before_the_gates)
+    # 3. an over-represented task kind: every extra episode of one kind
+    over_ids = [_injected_id(e) for e in extra if kinds[e.episode_id] == over]
+    out += [e for e in extra if kinds[e.episode_id] == over]
+    # 4. an exact duplicate (a second copy as another sample of the same seed)
+    e = base[-1]
+    dup = e.model_copy(update={"sample_index": e.sample_index + 1})
+    out.append(dup)
+    bad["dup"] = _injected_id(dup)
+    bad = {k: _injected_id(next(x for x in out if x.episode_id == v)) if k != "dup" else v for k, v in bad.items()}
+    return _rewrite(run, root / "injected", out), bad, (over, cap), over_ids, len(out)
+
+
+def _injected_id(ep) -> str:
+    return f"injected:{ep.seed}:{ep.sample_index}"
+
+
+def test_reworded_heldout_prompt_is_refused_before_the_gates(runs, tmp_path):
+    """A lightly reworded held-out instruction in a train episode's first observation: the content is not
+    its seed's, so the held-out guard refuses the run (the leakage gate would only drop the row)."""
     import rowgym
+    from rowgym.trainers.datasets import TamperedDataError
+
+    run, _ = runs
+    eps = list(TrajectoryStore(run, readonly=True).episodes())[:3]
     env = rowgym.make(ENV)
     try:
         ho = env.unwrapped.splits.seeds(Split.HELDOUT, 5)[3]
@@ -86,20 +112,12 @@ def injected(runs):
     finally:
         env.close()
     reworded = "Hi there! " + instr.replace("I want to", "I would like to").replace("I'd like to", "I want to")
-    d = next(e for e in base[2:] if e.episode_id not in bad.values())
-    suffix = d.steps[0].observation[len(d.instruction):]
-    first = d.steps[0].model_copy(update={"observation": reworded + suffix})
-    out[out.index(d)] = d.model_copy(update={"instruction": reworded, "steps": [first, *d.steps[1:]]})
-    bad["leak"] = d.episode_id
-    # 4. an over-represented task kind: every extra episode of one kind
-    over_ids = [e.episode_id for e in extra if kinds[e.episode_id] == over]
-    out += [e for e in extra if kinds[e.episode_id] == over]
-    # 5. an exact duplicate (a second copy under a new id)
-    e = base[-1]
-    dup = e.model_copy(update={"episode_id": e.episode_id + "-copy", "group_id": e.group_id + "-copy"})
-    out.append(dup)
-    bad["dup"] = dup.episode_id
-    return _rewrite(run, root / "injected", out), bad, (over, cap), over_ids, len(out)
+    d = eps[0]
+    first = d.steps[0].model_copy(update={"observation": reworded + d.steps[0].observation[len(d.instruction):]})
+    eps[0] = d.model_copy(update={"instruction": reworded, "steps": [first, *d.steps[1:]]})
+    leaky = _rewrite(run, tmp_path / "leaky", eps)
+    with pytest.raises(TamperedDataError, match="first observation"):
+        build_sft_dataset([leaky], tmp_path / "ds")
 
 
 def _by_reason(report) -> dict[str, set[str]]:
@@ -125,7 +143,6 @@ def test_gates_reject_each_injected_row_with_its_reason(injected, tmp_path):
     kept = {r["episode_id"] for r in rows}
     assert bad["malformed"] in why["malformed_tool_call"] and counts[("format@1", "malformed_tool_call")] == 1
     assert bad["reward"] in why["verdict_contradicted"] and counts[("semantic@1", "verdict_contradicted")] == 1
-    assert bad["leak"] in why["prompt_near_duplicate"] and counts[("leakage@1", "prompt_near_duplicate")] == 1
     assert bad["dup"] in why["exact_duplicate"] and counts[("distribution@1", "exact_duplicate")] == 1
     capped = [ex for ex in report.examples if ex["reason"] == "task_kind_cap"]
     assert counts[("distribution@1", "task_kind_cap")] >= 1 and all(f":{over}:" in ex["detail"] for ex in capped)
@@ -141,8 +158,7 @@ def test_gates_reject_each_injected_row_with_its_reason(injected, tmp_path):
     # and the HTML page shows each reason
     from rowgym.evals.dataset_report import write_dataset_report
     html = write_dataset_report(path).read_text()
-    for reason in ("malformed_tool_call", "verdict_contradicted", "prompt_near_duplicate", "exact_duplicate",
-                   "task_kind_cap"):
+    for reason in ("malformed_tool_call", "verdict_contradicted", "exact_duplicate", "task_kind_cap"):
         assert reason in html
 
 
@@ -166,4 +182,4 @@ def test_eval_file_joins_the_quarantine(runs, tmp_path):
     ev.write_text(json.dumps({"question": "Please: " + ep.instruction, "answer": "ok"}) + "\n")
     subset = _rewrite(run, tmp_path / "one", [ep])
     _, report, rows = build_sft_dataset([subset], tmp_path / "ds", cfg=GateConfig(eval_files=[str(ev)]))
-    assert rows == [] and _by_reason(report)["prompt_near_duplicate"] == {ep.episode_id}
+    assert rows == [] and _by_reason(report)["prompt_near_duplicate"] == {_injected_id(ep)}

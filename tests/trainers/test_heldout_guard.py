@@ -1,6 +1,8 @@
 """The held-out guard re-derives split and task hash from the env, never from the rows: editing
 seed + split (or env id + split) of held-out episodes, even with the shard hashes and the manifest
-rewritten to match, does not get them into a training set."""
+rewritten to match, does not get them into a training set. Nor does rewriting every label (seed,
+split, the claimed seed's public task hash, ids) consistently: the recorded content is compared
+with the task of the seed it claims."""
 
 from __future__ import annotations
 
@@ -17,8 +19,17 @@ from rowgym.envs.toolapi.airline import AirlineEnv
 from rowgym.envs.toolapi.retail import RetailEnv
 from rowgym.errors import HeldOutLeakError
 from rowgym.rollouts.engine import CollectConfig, collect
+from rowgym.rows import Failure
 from rowgym.store import HASH_CACHE, IntegrityError, TrajectoryStore
-from rowgym.trainers.datasets import TamperedDataError, TaskOracle, refuse_heldout, sft_conversations
+from rowgym.trainers.datasets import (
+    TamperedDataError,
+    TaskOracle,
+    episode_messages,
+    refuse_heldout,
+    sft_conversations,
+    write_dataset,
+)
+from rowgym.trainers.sft import refuse_heldout_rows, sft_rows
 
 pytestmark = pytest.mark.redteam
 
@@ -161,3 +172,139 @@ def test_the_oracle_caches_per_env_and_seed(monkeypatch):
         assert [o.facts(RETAIL, s) for s in seeds] == first
         assert {f.split.value for f in first} == {"train"} and len({f.task_hash for f in first}) == 5
     assert made == [(RETAIL,)]
+
+
+# ------------------------------------------------------------ labels rewritten consistently
+def _as_train(train_seeds, *, task_hash=None, ids=True):
+    """Relabel episode i as train seed i: seed, split, steps, and (optionally) the ids and task hash
+    an honest episode of that seed would carry (``env.task_hash(seed)`` is public)."""
+    env = RetailEnv()
+
+    def edit(i, ep):
+        seed = train_seeds[i]
+        fields = {"seed": seed, "split": "train"}
+        if ids:
+            fields |= {"episode_id": f"{ep['run_id']}:{seed}:{ep['sample_index']}", "group_id": f"{ep['run_id']}:{seed}"}
+        ep.update(fields, task_hash=env.task_hash(seed) if task_hash is None else task_hash)
+        for s in ep["steps"]:
+            s.update({k: v for k, v in fields.items() if k != "group_id"}, group_id=fields.get("group_id", s["group_id"]))
+
+    return edit
+
+
+def _train_manifest_seeds(train_seeds):
+    def edit(m):
+        _train_manifest(m)
+        m["source"]["seeds"] = list(train_seeds)
+    return edit
+
+
+def test_a_blank_task_hash_is_refused(heldout):
+    """PoC 1: held-out episodes relabelled as train seeds with task_hash "" (which used to skip the check)."""
+    train_seeds = RetailEnv.splits.seeds("train", N)
+    forge(heldout, _as_train(train_seeds, task_hash=""), _train_manifest_seeds(train_seeds))
+    assert TrajectoryStore(heldout, readonly=True).verify() == []
+    with pytest.raises(TamperedDataError, match="refused: it has no task hash"):
+        sft_conversations(heldout)
+
+
+def test_train_task_hashes_and_ids_do_not_hide_a_heldout_task(heldout):
+    """PoC 1b/4: every label says train seed i, with its real task hash and ids; the content is held out."""
+    train_seeds = RetailEnv.splits.seeds("train", N)
+    forge(heldout, _as_train(train_seeds), _train_manifest_seeds(train_seeds))
+    assert TrajectoryStore(heldout, readonly=True).verify() == []
+    with pytest.raises(TamperedDataError, match=rf"seed {train_seeds[0]}\) refused: its first observation .* is not "
+                                                rf"the one {RETAIL} seed {train_seeds[0]} starts with"):
+        sft_conversations(heldout)
+    with pytest.raises(TamperedDataError, match="first observation"):  # train_sft's loader of run directories
+        sft_rows(str(heldout))
+    res = CliRunner().invoke(app, ["dataset", "sft", str(heldout), "--out", str(heldout.parent / "sft")])
+    assert res.exit_code == 2 and "first observation" in res.output and "Traceback" not in res.output
+    assert not (heldout.parent / "sft").exists()
+
+
+def test_a_heldout_task_appended_to_a_train_task_is_refused(runs):
+    """The first observation must be the train seed's exactly (tool-API resets are cheap), not merely contain it."""
+    train = list(TrajectoryStore(runs["train"], readonly=True).episodes())
+    held = list(TrajectoryStore(runs["heldout"], readonly=True).episodes())
+    steps = list(train[0].steps)
+    steps[0] = steps[0].model_copy(update={"observation": steps[0].observation + "\n" + held[0].steps[0].observation})
+    with pytest.raises(TamperedDataError, match="is not the one .* starts with"):
+        refuse_heldout([train[0].model_copy(update={"steps": steps})])
+
+
+def test_ids_must_be_those_of_the_run_seed_and_sample(runs):
+    ep = next(iter(TrajectoryStore(runs["train"], readonly=True).episodes()))
+
+    def rename(**kw):
+        steps = [s.model_copy(update={k: v for k, v in kw.items() if k in ("episode_id", "group_id")}) for s in ep.steps]
+        return ep.model_copy(update={**kw, "steps": steps})
+
+    with pytest.raises(TamperedDataError, match="group id 'elsewhere:1' is not"):
+        refuse_heldout([rename(group_id="elsewhere:1")])
+    with pytest.raises(TamperedDataError, match="episode id .* is not .*sample index"):
+        refuse_heldout([rename(episode_id=f"{ep.run_id}:{ep.seed}:7")])
+
+
+def test_honest_train_data_passes_and_a_failed_reset_needs_no_task_hash(runs, tmp_path):
+    eps = list(TrajectoryStore(runs["train"], readonly=True).episodes())
+    refuse_heldout(eps)
+    rows = sft_conversations(runs["train"])
+    assert len(rows) == N and sft_rows(rows) == rows and sft_rows(str(runs["train"])) == rows
+    assert sft_rows(str(write_dataset(rows, tmp_path / "ds", sources=[runs["train"]]))) == rows
+    crashed = eps[0].model_copy(update={"steps": [], "task_hash": "", "instruction": "", "verdict": None,
+                                        "failure": Failure(kind="env", reason="env reset: boom")})
+    refuse_heldout([crashed])  # nothing recorded, nothing to train on: its split is still checked
+    with pytest.raises(TamperedDataError, match="no task hash"):
+        refuse_heldout([crashed.model_copy(update={"failure": None})])
+
+
+# --------------------------------------------------------------------- dataset rows
+@pytest.mark.parametrize("variant", ["no_env_seed", "blank_hash", "train_labels"])
+def test_dataset_rows_of_heldout_tasks_are_refused(runs, tmp_path, variant):
+    """PoC 2: rows built from held-out episodes, written by the library's own writer (provenance and
+    sha consistent), loaded as train_sft / `rowgym train sft DATASET` load them."""
+    held = list(TrajectoryStore(runs["heldout"], readonly=True).episodes())
+    train_seeds = RetailEnv.splits.seeds("train", N)
+    env = RetailEnv()
+    rows = []
+    for i, ep in enumerate(held):
+        row = {"messages": episode_messages(ep, system_prompt=RetailEnv.system_prompt), "tools": ep.tools,
+               "split": "train", "episode_id": ep.episode_id}
+        if variant != "no_env_seed":
+            row |= {"env_id": ep.env_id, "seed": train_seeds[i],
+                    "task_hash": "" if variant == "blank_hash" else env.task_hash(train_seeds[i])}
+        rows.append(row)
+    d = write_dataset(rows, tmp_path / variant)
+    expected = {"no_env_seed": rf"row 0 \({held[0].episode_id}\) has no env_id, seed, task_hash",
+                "blank_hash": rf"row 0 \({held[0].episode_id}\) has no task_hash",
+                "train_labels": rf"row 0 \({held[0].episode_id}\) \({RETAIL}, seed {train_seeds[0]}\) refused: its "
+                                rf"first user message .* is not the one"}[variant]
+    with pytest.raises(TamperedDataError, match=expected):
+        sft_rows(str(d))
+    with pytest.raises(TamperedDataError):
+        refuse_heldout_rows(rows)
+
+
+def test_preference_rows_of_a_heldout_task_are_refused(runs):
+    held = next(iter(TrajectoryStore(runs["heldout"], readonly=True).episodes()))
+    seed = RetailEnv.splits.seeds("train", 1)[0]
+    msgs = episode_messages(held, system_prompt=RetailEnv.system_prompt)
+    row = {"prompt": msgs[:2], "chosen": msgs[2:3], "rejected": msgs[2:3], "env_id": RETAIL, "seed": seed,
+           "split": "train", "task_hash": RetailEnv().task_hash(seed)}
+    with pytest.raises(TamperedDataError, match="first user message"):
+        refuse_heldout_rows([row])
+    with pytest.raises(TamperedDataError, match="no conversation"):
+        refuse_heldout_rows([{k: v for k, v in row.items() if k != "prompt"}])
+
+
+def test_the_content_oracle_resets_each_seed_once(runs, monkeypatch):
+    """Linear and cached: one env per env id, one reset per distinct seed, however many rows share it."""
+    resets = []
+    real = RetailEnv.reset
+    monkeypatch.setattr(RetailEnv, "reset", lambda self, **kw: resets.append(kw["seed"]) or real(self, **kw))
+    eps = list(TrajectoryStore(runs["train"], readonly=True).episodes())
+    rows = sft_conversations(runs["train"])
+    resets.clear()
+    refuse_heldout_rows(rows * 4)
+    assert sorted(resets) == sorted({e.seed for e in eps})
