@@ -20,6 +20,14 @@ reset, and may refuse them (``rowgym env serve --no-privileged``). The task is r
 the env class's task model when that env is installed here, else as a read-only
 attribute view of its JSON.
 
+**Resets that get no answer.** The client names each new session itself (protocol v2), so a
+reset that timed out or was cancelled leaves no session it cannot reach: the next reset
+closes it with the previous one (``replaces``), and ``close()`` deletes it.
+
+**Agent input.** As with a local env, ``step`` never raises on what the agent sent: an action
+too large for a request, or one that cannot be encoded as JSON, is sent as a small stand-in
+the env refuses with the same kind of bad call (:func:`~rowgym.envs.remote.protocol.step_body`).
+
 Transport failures (server down, a session expired) raise :class:`~rowgym.errors.EnvError`;
 failures of the served env arrive with their own kind (sandbox, grader, timeout, env).
 """
@@ -31,6 +39,7 @@ import threading
 import typing
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -183,12 +192,16 @@ class RemoteEnv(gym.Env[str, Action]):
         self.system_prompt: str = info["system_prompt"]
         self.tools: list[dict[str, Any]] = info["tools"]
         self.max_turns: int = info["max_turns"]
+        self.protocol = int(info.get("protocol", 1))
         self._reward_versions: dict[str, str] = dict(info["reward_versions"])
         self.splits = RemoteSplits(self)
         self.observation_space = TextSpace()
         self.action_space = ToolCallSpace.from_schemas(self.tools)
         self.want_task = privileged
         self.session_id: str | None = None
+        self._unanswered: list[str] = []
+        """Ids of sessions the server may still hold for this env: a reset that got no answer, or the
+        session that reset should have replaced. The next reset replaces them, ``close()`` deletes them."""
         self.episode_seed: int | None = None
         self._task: Any = None
         self._task_fetched = False
@@ -213,7 +226,8 @@ class RemoteEnv(gym.Env[str, Action]):
         except (urllib.error.URLError, OSError) as e:
             raise EnvError(f"env server {self.base_url} unreachable ({path}): {e}") from None
 
-    async def _call(self, method: str, path: str, body: Any) -> Any:
+    async def _call(self, method: str, path: str, body: Any, *, data: bytes | None = None) -> Any:
+        """A request on this loop's shared session; ``data`` is a body already encoded (else ``body`` is)."""
         import aiohttp
 
         loop = id(asyncio.get_running_loop())
@@ -221,8 +235,10 @@ class RemoteEnv(gym.Env[str, Action]):
             self._http, self._http_loop = _Sessions.acquire(), loop
             self._timeout = aiohttp.ClientTimeout(total=self.request_timeout_s)
         try:
-            async with self._http.request(method, self.base_url + path, data=P.dumps(body) if body is not None
-                                          else None, headers=self._headers, timeout=self._timeout) as r:
+            if data is None and body is not None:
+                data = P.dumps(body)
+            async with self._http.request(method, self.base_url + path, data=data, headers=self._headers,
+                                          timeout=self._timeout) as r:
                 raw = await r.read()
                 if r.status == 200:
                     return P.loads(raw)
@@ -259,10 +275,18 @@ class RemoteEnv(gym.Env[str, Action]):
         if seed is None:  # as a local RowEnv: an unseeded reset draws a training seed from np_random
             train = self.splits.seeds(Split.TRAIN, 1000)
             seed = int(train[int(self.np_random.integers(len(train)))])
-        body = {"seed": seed, "options": options, "privileged": self.want_task, "replaces": self.session_id}
+        body = {"seed": seed, "options": options, "privileged": self.want_task}
+        old = self._maybe_open()[-P.MAX_REPLACES:]
+        if self.protocol >= 2:
+            sid = uuid.uuid4().hex
+            body.update(replaces=old or None, session_id=sid)
+            self._unanswered = [*old, sid]
+        else:  # a v1 server names the session and replaces one
+            body["replaces"] = old[-1] if old else None
+            self._unanswered = old
         self.session_id = None
         out = await self._call("POST", "/v1/sessions", body)
-        self.session_id = out["session_id"]
+        self.session_id, self._unanswered = out["session_id"], []
         self._task, self._task_fetched = None, False
         if self.want_task:
             self._set_task(out.get("task"))
@@ -273,21 +297,24 @@ class RemoteEnv(gym.Env[str, Action]):
         self._last_obs = out["observation"]
         return out["observation"], info
 
+    def _maybe_open(self) -> list[str]:
+        return [*self._unanswered, *([self.session_id] if self.session_id is not None else [])]
+
     async def astep(self, action: Any) -> tuple[str, float, bool, bool, dict]:
         if self.session_id is None:
             raise RowgymError("step() called before reset() or after close(); call reset() first")
-        out = await self._call("POST", f"/v1/sessions/{self.session_id}", {"action": P.encode_action(action)})
+        out = await self._call("POST", f"/v1/sessions/{self.session_id}", None, data=P.step_body(action))
         self._last_obs = out["observation"]
         return out["observation"], out["reward"], out["terminated"], out["truncated"], P.decode_info(out)
 
     async def aclose(self) -> None:
-        sid, self.session_id = self.session_id, None
+        ids, self.session_id, self._unanswered = self._maybe_open(), None, []
         try:
-            if sid is not None:
+            for sid in ids:
                 try:
                     await self._call("DELETE", f"/v1/sessions/{sid}", None)
                 except (EnvError, RowgymError):
-                    pass  # already gone (expired, server restarted): nothing to close
+                    pass  # already gone (expired, never opened, server restarted): nothing to close
         finally:
             if self._http is not None and self._http_loop == id(asyncio.get_running_loop()):
                 self._http = None
@@ -327,15 +354,16 @@ class RemoteEnv(gym.Env[str, Action]):
         return self._run(self.astep(action))
 
     def close(self) -> None:
-        if self.session_id is not None or self._http is not None:
+        if self._maybe_open() or self._http is not None:
             if self._runner is not None or self._http is None:
                 self._run(self.aclose())
-            else:  # opened on someone else's loop: close the session with a plain request
-                sid, self.session_id = self.session_id, None
-                try:
-                    self._call_sync("DELETE", f"/v1/sessions/{sid}", None)
-                except (EnvError, RowgymError):
-                    pass
+            else:  # opened on someone else's loop: close the sessions with plain requests
+                ids, self.session_id, self._unanswered = self._maybe_open(), None, []
+                for sid in ids:
+                    try:
+                        self._call_sync("DELETE", f"/v1/sessions/{sid}", None)
+                    except (EnvError, RowgymError):
+                        pass
         if self._runner is not None:
             self._runner.close()
             self._runner = None

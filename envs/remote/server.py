@@ -30,6 +30,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,9 @@ import rowgym
 from rowgym.envs.remote import protocol as P
 
 log = logging.getLogger(__name__)
+
+CLOSED_IDS_KEPT = 65_536
+"""Closed (or replaced before they existed) session ids remembered, so they are never opened again."""
 
 
 @dataclass
@@ -68,6 +72,7 @@ class EnvServer:
         self.env_kwargs = dict(env_kwargs or {})
         self.idle_timeout_s, self.max_sessions, self.allow_privileged = idle_timeout_s, max_sessions, allow_privileged
         self.sessions: dict[str, _Session] = {}
+        self._closed: OrderedDict[str, None] = OrderedDict()
         self.privileged_resets = 0
         self.expired = 0
         self._probe = rowgym.make(env_id, **self.env_kwargs)  # info, splits and task hashes
@@ -96,7 +101,7 @@ class EnvServer:
                 return web.Response(status=401, text="401: Unauthorized")
             return await handler(request)
 
-        app = web.Application(middlewares=[auth], client_max_size=8 * 2**20)
+        app = web.Application(middlewares=[auth], client_max_size=P.MAX_BODY_BYTES)
         app.router.add_get("/v1/info", self._get_info)
         app.router.add_get("/v1/health", self._health)
         app.router.add_post("/v1/splits", self._splits)
@@ -150,27 +155,37 @@ class EnvServer:
             return self._bad(str(e))
         if b.privileged and not self.allow_privileged:
             return self._bad("this server does not serve tasks to privileged agents", 403)
-        if b.replaces:
-            await self._close(b.replaces)
+        for old in b.replaced():
+            await self._close(old)
+        sid = b.session_id or uuid.uuid4().hex
+        if sid in self.sessions or sid in self._closed:
+            return self._bad(f"session {sid!r} exists or was closed already: propose a new id", 409)
         if len(self.sessions) >= self.max_sessions:
             return self._bad(f"{len(self.sessions)} sessions open, the server's limit", 503, kind="env")
-        sid = uuid.uuid4().hex
         try:
             env = rowgym.make(self.env_id, **self.env_kwargs)
         except Exception as e:
-            return self._json(P.error_body(e), 500)
+            return self._error(e)
         sess = self.sessions[sid] = _Session(env)
-        async with sess.lock:
-            try:
+        try:
+            async with sess.lock:
                 obs, info = await env.areset(seed=b.seed, options=b.options)
-            except Exception as e:
-                await self._close(sid)
-                return self._json(P.error_body(e), 500)
-            out: dict[str, Any] = {"session_id": sid, "observation": obs, **P.encode_info(info)}
-            if b.privileged:
-                out["task"] = self._serve_task(sid, sess)
-            sess.last_used = time.monotonic()
+                out: dict[str, Any] = {"session_id": sid, "observation": obs, **P.encode_info(info)}
+                if b.privileged:
+                    out["task"] = self._serve_task(sid, sess)
+                sess.last_used = time.monotonic()
+        except BaseException as e:  # closed after the lock is released: _close takes it too
+            await self._close(sid)
+            if not isinstance(e, Exception):
+                raise
+            log.warning("reset of session %s (seed %s) failed: %s: %s", sid, b.seed, type(e).__name__, e)
+            return self._error(e)
         return self._json(out)
+
+    def _error(self, e: BaseException) -> Any:
+        """The answer for an exception of the served env: 400 for a usage error (a bad seed), else 500."""
+        body = P.error_body(e)
+        return self._json(body, 400 if body["error"]["kind"] == "usage" else 500)
 
     def _serve_task(self, sid: str, sess: _Session) -> Any:
         self.privileged_resets += 1
@@ -203,7 +218,7 @@ class EnvServer:
             try:
                 obs, reward, terminated, truncated, info = await sess.env.astep(action)
             except Exception as e:
-                return self._json(P.error_body(e), 500)
+                return self._error(e)
             finally:
                 sess.last_used = time.monotonic()
         return self._json({"observation": obs, "reward": reward, "terminated": terminated, "truncated": truncated,
@@ -214,6 +229,11 @@ class EnvServer:
         return self._json({"closed": found}, 200 if found else 404)
 
     async def _close(self, sid: str) -> bool:
+        """Close session ``sid``; False if there is none. The id is remembered either way, so a create
+        still in flight for it (its client gave up waiting and has since replaced it) is refused."""
+        self._closed[sid] = None
+        while len(self._closed) > CLOSED_IDS_KEPT:
+            self._closed.popitem(last=False)
         sess = self.sessions.pop(sid, None)
         if sess is None:
             return False

@@ -125,6 +125,21 @@ class Shop:
         return self.templates.TemplateResponse(request, name, ctx, status_code=status_code)
 
 
+def _page_number(text: str, pages: int) -> int:
+    """The page a ``page=`` query asks for, within ``1..pages``; anything but ASCII digits is page 1.
+
+    The agent writes this URL. ``str.isdigit`` alone passes "²" and other digits ``int`` refuses,
+    and ``int`` refuses more than 4,300 digits: both were a 500.
+
+    >>> _page_number("3", 5), _page_number("²", 5), _page_number("9" * 5000, 5), _page_number("000", 5)
+    (3, 1, 5, 1)
+    """
+    if not (text.isascii() and text.isdigit()):
+        return 1
+    digits = text.lstrip("0") or "0"
+    return min(max(1, int(digits)) if len(digits) <= 9 else pages, pages)
+
+
 def _parse_form(model, form) -> tuple[object | None, list[str]]:
     """Validate a submitted form into ``model``; on failure, human-readable messages."""
     data = {k: v for k, v in form.items() if v != ""}
@@ -237,7 +252,7 @@ def create_app(*, secret: str, state_path: str | Path | None = None, catalog_pat
             errors.append(f"Max price {max_price!r} is not a number; ignored.")
         hits = shop.index.search(q, category=cat, max_price=price)
         pages = max(1, math.ceil(len(hits) / PAGE_SIZE))
-        n = min(max(1, int(page)) if page.isdigit() else 1, pages)
+        n = _page_number(page, pages)
         base = {"q": q, "category": cat or "", "max_price": max_price}
 
         def url(p: int) -> str:

@@ -6,16 +6,15 @@ import asyncio
 import json
 import os
 import sys
-import threading
 import urllib.error
 import urllib.request
 from typing import Any
 
 import pytest
+from remote_helpers import TOKEN, ThreadServer
 
 import rowgym
 from rowgym.envs.remote.client import RemoteEnv
-from rowgym.envs.remote.server import EnvServer
 from rowgym.errors import EnvError, GraderError
 from rowgym.launcher import ManagedProcess, free_port, tcp_ok
 from rowgym.rollouts import mock
@@ -24,7 +23,6 @@ from rowgym.rows import ToolCall, Verdict
 from rowgym.store import TrajectoryStore
 
 RETAIL = "rowgym/ToolAPI-Retail-v0"
-TOKEN = "test-token-123"
 
 
 @pytest.fixture(scope="module")
@@ -40,28 +38,6 @@ def retail_server():
 @pytest.fixture(autouse=True)
 def _token(monkeypatch):
     monkeypatch.setenv("ROWGYM_ENV_TOKEN", TOKEN)
-
-
-class ThreadServer:
-    """An EnvServer on its own event loop in a thread (so blocking client calls cannot deadlock)."""
-
-    def __init__(self, env_id: str, **kw):
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.srv = self.call(EnvServer(env_id, token=TOKEN, **kw).start())
-
-    def call(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.srv.port}"
-
-    def close(self):
-        self.call(self.srv.close())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 def _health(base: str) -> dict:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import httpx
 import pytest
@@ -222,6 +223,19 @@ async def test_join_links_are_single_use_and_expire(tmp_path):
         quiet = (await env.post("/_grader/sessions", json={"join_link": False},
                                 headers={"X-Grader-Secret": SECRET})).json()
         assert quiet["start_path"] is None and rows(app, "join_tokens") == 0
+
+
+@pytest.mark.parametrize("page,shown", [("²", "1"), ("١", "1"), ("三", "1"), ("9" * 5000, "last"),
+                                        ("0" * 5000 + "2", "2"), ("-1", "1"), ("+2", "1"), (" 2", "1"),
+                                        ("2.0", "1"), ("", "1"), ("0", "1"), ("2", "2")])
+async def test_any_page_number_an_agent_writes_is_a_page(tmp_path, page, shown):
+    """``/search?page=`` is agent-written (``goto``): "²" passed ``str.isdigit`` and failed ``int`` (a 500)."""
+    app = make_app(tmp_path, [1000.0])
+    async with new_browser(app) as c:
+        r = await c.get("/search", params={"q": "cotton t-shirt", "page": page})
+    assert r.status_code == 200, (page, r.status_code)
+    got = re.search(r"Page (\d+) of (\d+)", r.text)
+    assert got and got.group(1) == (got.group(2) if shown == "last" else shown), (page[:10], got)
 
 
 async def test_server_guard_refuses_internal_routes_in_process(tmp_path):
