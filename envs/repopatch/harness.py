@@ -256,6 +256,8 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             self.items = {}
             self.session_exit = None
             self.checked = False
+            self.must_run = {}  # nodeid -> the test file's code object its call phase must run to the end
+            self.ran = set()
 
         def _hooks(self, pm):
             out = {"pm._inner_hookexec": getattr(pm, "_inner_hookexec", None),
@@ -304,6 +306,19 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                                     f"{type(mod).__qualname__}")
             findings.extend(check_test_code(session.items))
 
+        @pytest.hookimpl(hookwrapper=True, tryfirst=True)
+        def pytest_runtest_call(self, item):
+            code = self.must_run.get(item.nodeid)
+            before = completions.get(id(code), 0)
+            prev = sys.gettrace()
+            sys.settrace(completion_tracer)
+            try:
+                yield
+            finally:
+                sys.settrace(prev)
+                if code is not None and completions.get(id(code), 0) > before:
+                    self.ran.add(item.nodeid)
+
         def pytest_runtest_logreport(self, report):
             node, when = report.nodeid, report.when
             prev = self.outcomes.get(node)
@@ -311,6 +326,9 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             if when == "call":
                 status = ("xpass" if xfail else "passed") if report.passed else \
                          "failed" if report.failed else ("xfail" if xfail else "skipped")
+                if status == "passed" and node in self.must_run and node not in self.ran:
+                    findings.append(f"test {node} was reported passed but its code did not run to the end")
+                    status = "unverified"
             elif report.failed:
                 status = "error"
             elif report.skipped and when == "setup":
@@ -421,11 +439,12 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     test_sources = test_file_sources()
     test_codes = {p: compiled_codes(p, src) for p, src in test_sources.items()}
 
-    def runs_test_code(fn, wanted, strict):
-        """True when calling ``fn`` runs one of ``wanted`` (the test file's code for that name): ``fn`` is that
-        code, or a wrapper (a decorator's) around a function that is, through ``__wrapped__`` and closure
-        cells, four layers at most. ``strict``: a wrapper's code must come from a real file (the test file,
-        the repository, the image), never from a string compiled at run time."""
+    def genuine_code(fn, wanted, strict):
+        """The code object of ``wanted`` (the test file's code for that name) that calling ``fn`` would run, or
+        None: ``fn`` is that code, or a wrapper (a decorator's) around a function that is, through
+        ``__wrapped__`` and closure cells, four layers at most. ``strict``: a wrapper's code must come from a
+        real file (the test file, the repository, the image), never from a string compiled at run time.
+        Holding the test is not running it: :func:`completion_tracer` checks that it ran to the end."""
         todo, seen = [(fn, 0)], set()
         while todo:
             f, depth = todo.pop()
@@ -436,7 +455,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             seen.add(id(f))
             code = f.__code__
             if any(code == w for w in wanted):
-                return True
+                return code
             if strict and not (os.path.isabs(code.co_filename) and os.path.isfile(code.co_filename)):
                 continue
             inner = [vars(f).get("__wrapped__")]
@@ -446,7 +465,28 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 except ValueError:
                     pass
             todo += [(g, depth + 1) for g in inner if g is not None]
-        return False
+        return None
+
+    # Evidence that a test ran, from outside pytest's hooks (which the code under test can reach): while a
+    # test's call phase runs, a trace function follows the frames of the test file's own code for that test
+    # and counts those that return without an exception propagating. A passed report without one is not a pass.
+    completions = {}  # id(code) -> frames of it that returned normally
+    traced_codes = {}  # id(code) -> code (kept alive, so ids stay theirs)
+    last_event = {}
+
+    def local_tracer(frame, event, arg):
+        if event == "return":
+            # called by the interpreter for this frame, not by code that got hold of the tracer
+            if last_event.pop(id(frame), None) != "exception" and sys._getframe(1) is frame:
+                completions[id(frame.f_code)] = completions.get(id(frame.f_code), 0) + 1
+        else:
+            last_event[id(frame)] = event
+        return local_tracer
+
+    def completion_tracer(frame, event, arg):
+        if event == "call" and id(frame.f_code) in traced_codes:
+            return local_tracer
+        return None
 
     def check_test_code(items):
         """Findings for collected tests (and the functions of their modules) that do not run the graded
@@ -464,8 +504,13 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 continue
             names[-1] = getattr(item, "originalname", None) or names[-1].split("[", 1)[0]
             wanted = test_codes[path].get(".".join(names))
-            if wanted is not None and not runs_test_code(getattr(item, "obj", None), wanted, True):
-                out.append(f"test {item.nodeid} does not run the test file's code for it")
+            if wanted is not None:
+                code = genuine_code(getattr(item, "obj", None), wanted, True)
+                if code is None:
+                    out.append(f"test {item.nodeid} does not run the test file's code for it")
+                else:
+                    reporter.must_run[item.nodeid] = code
+                    traced_codes[id(code)] = code
             mod = getattr(item, "module", None)
             if isinstance(mod, types.ModuleType):
                 modules[id(mod)] = (mod, path)
@@ -480,7 +525,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                     continue
                 fn = vars(obj).get(name) if owner else obj.get(name)
                 fn = getattr(fn, "__func__", fn) if isinstance(fn, (classmethod, staticmethod)) else fn
-                if isinstance(fn, types.FunctionType) and not runs_test_code(fn, wanted, False):
+                if isinstance(fn, types.FunctionType) and genuine_code(fn, wanted, False) is None:
                     out.append(f"{qualname} of {os.path.relpath(path, root)} is not the test file's code")
         return out
 
