@@ -45,16 +45,23 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     exit_now = os._exit
     write = os.write
     conf_path = argv[0]
-    fd = os.open(conf_path, os.O_RDONLY | os.O_NOFOLLOW)
+
+    def read_nofollow(path):
+        """The bytes of ``path``, never through a symlink (raises OSError)."""
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            data = b""
+            while True:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    return data
+                data += chunk
+        finally:
+            os.close(fd)
+
     try:
-        raw = b""
-        while True:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                break
-            raw += chunk
+        raw = read_nofollow(conf_path)
     finally:
-        os.close(fd)
         os.unlink(conf_path)
     conf = json.loads(raw)
     del raw
@@ -393,19 +400,9 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 paths.append(p)
         for p in paths:
             try:
-                fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW)
+                out[p] = read_nofollow(p)
             except OSError:
                 continue
-            try:
-                data = b""
-                while True:
-                    chunk = os.read(fd, 1 << 16)
-                    if not chunk:
-                        break
-                    data += chunk
-            finally:
-                os.close(fd)
-            out[p] = data
         return out
 
     class PassHookIni:  # the one ini value pytest's rewriter reads, for the variant with the assertion pass hook
