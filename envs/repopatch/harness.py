@@ -217,10 +217,14 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             return
         try:
             if event in ("sys.settrace", "sys.setprofile"):
-                # doctest and debuggers call these too; only code the agent wrote is suspect.
-                if not agent_on_stack():
+                # the harness traces each test's call phase: only it (or the image's own code, e.g. doctest
+                # and pdb) may set a trace or profile function meanwhile
+                caller = sys._getframe(1)  # the caller of sys.settrace (this hook runs inside it)
+                if caller.f_code in harness_codes or caller.f_code.co_filename.startswith(("/usr/", "/lib/")):
                     return
-                note = f"audit: {event} called from code the agent wrote"
+                if event == "sys.setprofile" and not agent_on_stack():
+                    return
+                note = f"audit: {event} called from {caller.f_code.co_filename}, not by the harness"
             elif event in ("object.__setattr__", "object.__delattr__"):
                 obj, name = args[0], args[1]
                 if name == "__code__":
@@ -315,15 +319,16 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
 
         @pytest.hookimpl(hookwrapper=True, tryfirst=True)
         def pytest_runtest_call(self, item):
-            code = self.must_run.get(item.nodeid)
-            before = completions.get(id(code), 0)
-            prev = sys.gettrace()
+            completed.clear()
             sys.settrace(completion_tracer)
             try:
                 yield
             finally:
-                sys.settrace(prev)
-                if code is not None and completions.get(id(code), 0) > before:
+                if sys.gettrace() is not completion_tracer:
+                    findings.append(f"the trace function was replaced while {item.nodeid} ran")
+                sys.settrace(None)
+                code = self.must_run.get(item.nodeid)
+                if code is not None and id(code) in completed:
                     self.ran.add(item.nodeid)
 
         def pytest_runtest_logreport(self, report):
@@ -466,18 +471,18 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
 
     # Evidence that a test ran, from outside pytest's hooks (which the code under test can reach): while a
     # test's call phase runs, a trace function follows the frames of the test file's own code for that test
-    # and counts those that return without an exception propagating. A passed report without one is not a pass.
-    completions = {}  # id(code) -> frames of it that returned normally
+    # and records those that end on a return instruction (an exception propagating ends elsewhere), as
+    # the interpreter reports them. A passed report without one is not a pass.
+    completed = set()  # id(code) of test code that returned normally in the current call phase
     traced_codes = {}  # id(code) -> code (kept alive, so ids stay theirs)
-    last_event = {}
+    return_op = __import__("dis").opmap["RETURN_VALUE"]
 
     def local_tracer(frame, event, arg):
-        if event == "return":
-            # called by the interpreter for this frame, not by code that got hold of the tracer
-            if last_event.pop(id(frame), None) != "exception" and sys._getframe(1) is frame:
-                completions[id(frame.f_code)] = completions.get(id(frame.f_code), 0) + 1
-        else:
-            last_event[id(frame)] = event
+        # called by the interpreter for this frame (not by code that got hold of the tracer), which is
+        # still traced by this function (not by one that hides its events), at a return instruction
+        if (event == "return" and sys._getframe(1) is frame and frame.f_trace is local_tracer
+                and frame.f_code.co_code[frame.f_lasti] == return_op):
+            completed.add(id(frame.f_code))
         return local_tracer
 
     def completion_tracer(frame, event, arg):
@@ -527,6 +532,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
         return out
 
     reporter = Reporter()
+    harness_codes = {Reporter.pytest_runtest_call.__code__}  # the harness's own sys.settrace calls
     meta0 = list(sys.meta_path)
     hooks_path0 = list(sys.path_hooks)
     before = fingerprint()

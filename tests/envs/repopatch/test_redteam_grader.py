@@ -520,3 +520,17 @@ def test_a_pass_needs_the_test_code_to_run_to_the_end(env, attack) -> None:
     v = _submit(env, _write(f"{pkg}/__init__.py", init_text + textwrap.dedent(attack)))
     assert v.reward == 0.0 and "suspicious" in v.flags, [(c.name, c.detail) for c in v.checks]
     assert any("unverified" in c.detail for c in v.checks if c.detail.startswith("FAIL_TO_PASS"))
+
+
+@pytest.mark.parametrize("payload", ["TRACE_THE_HARNESS", "HIDE_THE_EXCEPTION"])
+def test_tracing_the_harness_or_the_test_frame(env, payload) -> None:
+    """Attacks through Python's tracing from ``<string>`` code: rewriting the harness's own hookwrapper
+    locals through ``f_trace`` so it installs the attacker's trace function, or hiding a failing test
+    frame's exception from the harness's tracer. A return counts only at a return instruction, and only
+    the harness may set a trace function while tests run."""
+    import redteam_payloads as P  # a sibling module (the test dir is on sys.path)
+
+    env.reset(seed=SEED)
+    pkg, init_text, _ = _layout(env)
+    v = _submit(env, _write(f"{pkg}/__init__.py", init_text + "\n" + P.appended(getattr(P, payload))))
+    assert v.reward == 0.0, [(c.name, c.detail) for c in v.checks]
