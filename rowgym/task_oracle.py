@@ -91,18 +91,18 @@ class TaskOracle:
         return self._first[(key, seed)]
 
     def content_problem(self, env_id: str, seed: int, first_observation: str,
-                        env_kwargs: dict[str, Any] | None = None, *, exact: bool = True) -> str | None:
+                        env_kwargs: dict[str, Any] | None = None) -> str | None:
         """Why ``first_observation`` (stored) is not how ``env_id`` seed ``seed`` starts, or None when it is.
 
         The labels of a row (seed, split, task hash) can all be rewritten to a train seed's;
         its content cannot be made a train task's without ceasing to be the held-out one. Where a
-        reset is cheap (:func:`_reset_is_cheap`) and ``exact``, the whole first observation must
+        reset is cheap (:func:`_reset_is_cheap`), the whole first observation must
         equal the reset's, so nothing can be added to it either; elsewhere it must contain the
         seed's instruction (made from the task alone, no reset; instructions are unique per task
         hash in the built-in envs), and an env without instructions is reset.
         """
         facts = self.facts(env_id, seed, env_kwargs)
-        if not facts.instruction or (exact and _reset_is_cheap(self._env(env_id, env_kwargs)[1])):
+        if not facts.instruction or _reset_is_cheap(self._env(env_id, env_kwargs)[1]):
             if first_observation == self.first_observation(env_id, seed, env_kwargs):
                 return None
             return (f"its first observation ({snippet(first_observation)}) is not the one {env_id} seed {seed} "

@@ -60,6 +60,7 @@ from rowgym.errors import (
     UnknownEnvError,
 )
 from rowgym.registry import spec as env_spec
+from rowgym.rollouts.episode import EpisodeKey
 from rowgym.rows import Episode, RunManifest, Split, StepRow
 from rowgym.splits import as_split
 from rowgym.store import IntegrityError, TrajectoryStore, atomic_write, sha256_file
@@ -105,17 +106,17 @@ def id_problem(run_id: Any, seed: Any, *, episode_ids: Iterable[Any] = (), group
                sample_index: Any = None) -> str | None:
     """Why episode / group ids disagree with the run, seed (and sample index) they are stored with, or None.
 
-    The engine names an episode ``{run_id}:{seed}:{sample_index}`` and its group ``{run_id}:{seed}``
-    (:class:`rowgym.rollouts.episode.EpisodeKey`): a relabelled seed that keeps its old ids shows.
+    The ids are the engine's (:class:`rowgym.rollouts.episode.EpisodeKey`): a relabelled seed that keeps
+    its old ids shows.
     """
-    group = f"{run_id}:{seed}"
-    if group_id is not None and group_id != group:
-        return f"group id {group_id!r} is not {group!r} (run id and seed)"
-    want = f"{group}:{sample_index}" if sample_index is not None else f"{group}:<sample index>"
+    key = EpisodeKey(str(run_id), seed, 0 if sample_index is None else sample_index)
+    if group_id is not None and group_id != key.group_id:
+        return f"group id {group_id!r} is not {key.group_id!r} (run id and seed)"
+    want = key.episode_id if sample_index is not None else f"{key.group_id}:<sample index>"
     for eid in episode_ids:
         if eid is None:
             continue
-        if eid != want if sample_index is not None else not str(eid).startswith(f"{group}:"):
+        if eid != want if sample_index is not None else not str(eid).startswith(f"{key.group_id}:"):
             return f"episode id {eid!r} is not {want!r} (run id, seed and sample index)"
     return None
 

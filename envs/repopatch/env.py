@@ -35,7 +35,6 @@ from rowgym.envs.repopatch.grading import (
     VERIFIER_VERSION,
     Boxes,
     HarnessCall,
-    WorkdirTooLarge,
     agent_changes,
     grade_changes,
     oversize_grade,
@@ -52,6 +51,7 @@ from rowgym.rewards.base import LocalReward, Rubric
 from rowgym.rewards.local import BAD_CALL_PENALTY, VALID_CALL
 from rowgym.rows import Split, Verdict
 from rowgym.sandboxes import Sandbox, SandboxError
+from rowgym.sandboxes.errors import SandboxCopyLimit
 from rowgym.splits import ListSplits
 from rowgym.tools import NoArgs, ToolArgs, ToolError, tool
 
@@ -219,8 +219,8 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
         snap = self.snapshots.get(self.task)
         try:
             changes = await agent_changes(self.sb, snap)
-        except WorkdirTooLarge as e:
-            self.last_grade = oversize_grade(self.task, str(e))
+        except SandboxCopyLimit as e:
+            self.last_grade = oversize_grade(self.task, e)
         else:
             self.last_grade = await grade_changes(self.task, snap, changes, self.boxes)
         return self.last_grade.verdict()

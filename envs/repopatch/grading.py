@@ -377,11 +377,6 @@ def gold_changes(task: RepoPatchTask, snapshot: Path) -> dict[str, bytes | None]
     return files
 
 
-class WorkdirTooLarge(Exception):
-    """The agent's work dir holds more bytes than are copied out for grading: the agent's doing, graded 0
-    (see :func:`oversize_grade`), never an infrastructure failure an episode could hide behind."""
-
-
 async def agent_changes(sb: Sandbox, snapshot: Path) -> dict[str, bytes | None]:
     """The agent's final edits: its work dir copied out and compared with the pristine snapshot.
 
@@ -389,13 +384,15 @@ async def agent_changes(sb: Sandbox, snapshot: Path) -> dict[str, bytes | None]:
     and flagged later, never graded).
 
     Raises:
-        WorkdirTooLarge: the work dir's files add up to more than the sandbox's copy-out limit.
+        SandboxCopyLimit: the work dir's files add up to more than the sandbox's copy-out limit (the
+            agent's doing: graded by :func:`oversize_grade`, never a sandbox failure).
+        SandboxError: the copy failed otherwise.
     """
     with tempfile.TemporaryDirectory(prefix=owner_prefix("rp-out")) as out:
         try:
             await sb.copy_out(".", out)
-        except SandboxCopyLimit as e:
-            raise WorkdirTooLarge(f"the work dir's files add up to more than the copy-out limit ({e})") from e
+        except SandboxCopyLimit:
+            raise
         except SandboxError as e:
             raise SandboxError(f"could not copy the agent's work dir out: {e}") from e
         after = await asyncio.to_thread(read_tree, Path(out), planted=True)
@@ -403,7 +400,7 @@ async def agent_changes(sb: Sandbox, snapshot: Path) -> dict[str, bytes | None]:
     return changed_files(base, after)
 
 
-def oversize_grade(task: RepoPatchTask, reason: str) -> Grade:
+def oversize_grade(task: RepoPatchTask, limit: SandboxCopyLimit) -> Grade:
     """The grade of a submission whose work dir was too large to copy out: 0, flagged ``oversize_workdir``.
 
     Sparse files and hard links can hold far more bytes than the work dir's disk quota; were this
@@ -412,7 +409,8 @@ def oversize_grade(task: RepoPatchTask, reason: str) -> Grade:
     """
     checks = [Check(name=node, passed=False, detail=f"{kind}: not run") for kind, ids in
               (("FAIL_TO_PASS", task.fail_to_pass), ("PASS_TO_PASS", task.pass_to_pass)) for node in ids]
-    checks.append(Check(name="workdir_size", passed=False, detail=reason[:500]))
+    checks.append(Check(name="workdir_size", passed=False,
+                        detail=f"the work dir's files add up to more than the copy-out limit ({limit})"[:500]))
     return Grade(0.0, {}, checks, ["oversize_workdir"])
 
 

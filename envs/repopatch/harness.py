@@ -243,7 +243,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 real = os.path.realpath(filename)
                 if filename.startswith(("/usr/", "/lib/")):
                     note = f"audit: code {what} as {filename} by code the agent wrote"
-                elif real in test_sources:
+                elif real in test_codes:
                     note = f"audit: code {what} as the test file {filename} by code the agent wrote"
                 elif in_repo(real) and os.path.normpath(filename) not in agent_files and not (
                         event == "compile" and compiled_from(real, args[0])):
@@ -394,7 +394,8 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
         return any(c is not None and os.path.normpath(c.co_filename) in agent_files for c in codes)
 
     def test_file_sources():
-        """realpath -> bytes of the graded test files (dirs: their ``.py`` files), read before any repository code runs."""
+        """realpath -> bytes of the graded test files (dirs: their ``.py`` files), read before any repository code runs
+        (only to compile them: :func:`compiled_codes`)."""
         out = {}
         paths = []
         for rel in conf.get("test_files", []):
@@ -438,8 +439,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                     stack.append(c)
         return codes
 
-    test_sources = test_file_sources()
-    test_codes = {p: compiled_codes(p, src) for p, src in test_sources.items()}
+    test_codes = {p: compiled_codes(p, src) for p, src in test_file_sources().items()}  # realpath -> qualname -> codes
 
     def genuine_code(fn, wanted, strict):
         """The code object of ``wanted`` (the test file's code for that name) that calling ``fn`` would run, or

@@ -166,8 +166,9 @@ def tooling_reason(path: str, *, new: bool = False, roots: tuple[str, ...] = (""
         if rel is None:
             continue
         rparts = rel.split("/")
-        if new and rparts[0].split(".", 1)[0] in test_modules:
-            return f"new top-level module {rparts[0].split('.', 1)[0]} shadows a graded test module"
+        module = rparts[0].split(".", 1)[0]  # what `import` finds for it (a dir, or a file of any suffix)
+        if new and module in test_modules:
+            return f"new top-level module {module} shadows a graded test module"
         top = rparts[0].removesuffix(".py") if len(rparts) == 1 else rparts[0]
         if len(rparts) == 1 and not rel.endswith(".py"):
             continue
