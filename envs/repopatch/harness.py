@@ -15,7 +15,8 @@ repository, so nothing of it lives in the repository tree. Order of events:
    Read the graded test files and compile them here, as pytest's assertion rewriter does and
    plainly: every test pytest later collects from one of them must run that code (code the
    repository compiled under the test file's name, or a test module it put in
-   ``sys.modules`` in place of the real one, is reported as tampering).
+   ``sys.modules`` in place of the real one, is reported as tampering), and each gets a marked
+   twin of that code whose returns are the evidence that a passed test ran to its end.
 4. Write the signed ``started`` record, append the repository (and its path dirs) to
    ``sys.path`` *after* site-packages, chdir into it, run ``pytest.main`` with a reporter
    plugin that keeps per-test outcomes.
@@ -217,19 +218,20 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             return
         try:
             if event in ("sys.settrace", "sys.setprofile"):
-                # the harness traces each test's call phase: only it (or the image's own code, e.g. doctest
-                # and pdb) may set a trace or profile function meanwhile
+                # a trace function can jump over a test's lines or rewrite frames: only the image's own
+                # code (doctest, pdb) may set one while tests run
                 caller = sys._getframe(1)  # the caller of sys.settrace (this hook runs inside it)
-                if caller.f_code in harness_codes or caller.f_code.co_filename.startswith(("/usr/", "/lib/")):
+                if caller.f_code.co_filename.startswith(("/usr/", "/lib/")):
                     return
                 if event == "sys.setprofile" and not agent_on_stack():
                     return
                 note = f"audit: {event} called from {caller.f_code.co_filename}, not by the harness"
             elif event in ("object.__setattr__", "object.__delattr__"):
                 obj, name = args[0], args[1]
-                if name == "__code__":
+                if name == "__code__" and sys._getframe(1).f_code is not give_marked_code.__code__:
                     note = f"audit: __code__ of {getattr(obj, '__qualname__', '?')} replaced"
-                elif isinstance(obj, type) and (obj.__module__ or "").split(".")[0] in guarded_prefixes:
+                elif name != "__code__" and isinstance(obj, type) and (
+                        obj.__module__ or "").split(".")[0] in guarded_prefixes:
                     note = f"audit: {obj.__module__}.{obj.__qualname__}.{name} set or deleted"
                 else:
                     return
@@ -303,6 +305,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
 
         @pytest.hookimpl(trylast=True)
         def pytest_collection_finish(self, session):
+            findings.extend(check_test_code(session.items))  # first: it gives the tests their marked code
             for item in session.items:
                 obj = getattr(item, "obj", None)
                 code = getattr(obj, "__code__", None) or getattr(getattr(obj, "__func__", None), "__code__", None)
@@ -315,18 +318,13 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 if not ok:
                     findings.append(f"test module of {item.nodeid} loaded by {type(mod).__module__}."
                                     f"{type(mod).__qualname__}")
-            findings.extend(check_test_code(session.items))
 
         @pytest.hookimpl(hookwrapper=True, tryfirst=True)
         def pytest_runtest_call(self, item):
             completed.clear()
-            sys.settrace(completion_tracer)
             try:
                 yield
             finally:
-                if sys.gettrace() is not completion_tracer:
-                    findings.append(f"the trace function was replaced while {item.nodeid} ran")
-                sys.settrace(None)
                 code = self.must_run.get(item.nodeid)
                 if code is not None and id(code) in completed:
                     self.ran.add(item.nodeid)
@@ -380,7 +378,8 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             for node, (item, obj, code) in self.items.items():
                 o = getattr(item, "obj", None)
                 c = getattr(o, "__code__", None) or getattr(getattr(o, "__func__", None), "__code__", None)
-                if o is not obj or c is not code:
+                # a unittest item binds its method to a new TestCase at setup (pytest >= 8): same function
+                if getattr(o, "__func__", o) is not getattr(obj, "__func__", obj) or c is not code:
                     findings.append(f"test function of {node} replaced")
 
     def written_by_agent(obj):
@@ -417,36 +416,118 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 raise ValueError(name)
             return True
 
+    # Evidence that a test ran, from outside pytest's hooks (which the code under test can reach): the
+    # harness gives each collected test function a marked twin of the test file's code, the same code with
+    # every return (and the end of the body) passing its value through `completion_mark`, a constant of that
+    # code and no name in any namespace. A passed report counts only if the test's marked code reached one
+    # of those returns during its call phase: an exception propagating never does, and neither does a hook
+    # proxy, a plugin or a wrapper that answers for the test without running it. No tracing: a trace
+    # function slows every Python call the tests make (2.5x for toolz's tests).
+    MARK = "\0rowgym-completion-mark\0"  # the placeholder constant the marked code calls; replaced by the mark
+    MARK_COL = 1 << 20  # the column of a mark call's own instructions: no real source line is that long
+    completed = set()  # id(marked code) that reached a return in the current call phase
+    mark_sites = set()  # (id(marked code), f_lasti) while a frame of it calls the mark
+    has_positions = hasattr(types.CodeType, "co_positions")  # Python >= 3.11
+    getframe = sys._getframe
+
+    def completion_mark(value=None):
+        try:
+            f = getframe(1)  # the caller must be marked code at a mark call, not code that got hold of the mark
+            if (id(f.f_code), f.f_lasti if has_positions else -1) in mark_sites:
+                completed.add(id(f.f_code))
+        except Exception:
+            pass
+        return value
+
+    def mark_return(node):
+        """``return X`` -> ``return MARK(X)``; every location set by hand (``ast.fix_missing_locations`` would
+        also touch the assertion rewriter's nodes)."""
+        at = {"lineno": node.lineno, "end_lineno": node.lineno, "col_offset": MARK_COL, "end_col_offset": MARK_COL}
+        node.value = ast.Call(func=ast.Constant(MARK, **at), args=[node.value or ast.Constant(None, **at)],
+                              keywords=[], **at)
+
+    def mark_function(fn):
+        mark_returns(fn.body)
+        last = fn.body[-1].end_lineno or fn.body[-1].lineno
+        end = ast.Return(value=None, lineno=last, end_lineno=last, col_offset=0, end_col_offset=0)
+        mark_return(end)
+        fn.body.append(end)
+
+    def mark_returns(stmts):
+        """Marks the returns among ``stmts`` and the statements they hold (only statements hold returns or
+        defs, so expressions are never walked); a nested def is marked as its own function."""
+        for st in stmts:
+            if isinstance(st, ast.Return):
+                mark_return(st)
+            elif isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                mark_function(st)
+            else:
+                for field in ("body", "orelse", "finalbody"):
+                    sub = getattr(st, field, None)
+                    if isinstance(sub, list):
+                        mark_returns(sub)
+                for part in (getattr(st, "handlers", None) or []) + (getattr(st, "cases", None) or []):
+                    mark_returns(part.body)
+
+    kept_alive = []  # the marked codes: their ids in mark_sites and completed stay theirs
+
+    def with_mark(code):
+        """``code`` with the placeholder constant replaced by :func:`completion_mark`, its call sites recorded."""
+        consts = tuple(completion_mark if type(c) is str and c == MARK else with_mark(c)
+                       if isinstance(c, types.CodeType) else c for c in code.co_consts)
+        out = code.replace(co_consts=consts)
+        if completion_mark in consts:
+            kept_alive.append(out)
+            if has_positions:
+                mark_sites.update((id(out), 2 * i) for i, pos in enumerate(out.co_positions()) if pos[2] == MARK_COL)
+            else:
+                mark_sites.add((id(out), -1))
+        return out
+
+    def nested_codes(code):
+        return [c for c in code.co_consts if isinstance(c, types.CodeType)]
+
     def compiled_codes(path, source):
-        """qualname -> the code objects ``source`` compiles to: rewritten as pytest does (with and without
-        the assertion pass hook) and plainly (a test file pytest does not rewrite)."""
-        tops = []
+        """qualname -> [(code, marked twin)] for the code objects ``source`` compiles to: rewritten as pytest
+        does (with and without the assertion pass hook) and plainly (a test file pytest does not rewrite)."""
+        import warnings
+
+        codes = {}
         for config in (None, PassHookIni(), False):
             try:
-                if config is False:
-                    tops.append(compile(source, path, "exec", dont_inherit=True))
-                    continue
                 tree = ast.parse(source, filename=path)
-                _pytest.assertion.rewrite.rewrite_asserts(tree, source, path, config)
-                tops.append(compile(tree, path, "exec", dont_inherit=True))
+                if config is not False:
+                    _pytest.assertion.rewrite.rewrite_asserts(tree, source, path, config)
+                    top = compile(tree, path, "exec", dont_inherit=True)
+                else:
+                    top = compile(source, path, "exec", dont_inherit=True)
             except Exception:
-                pass
-        codes, stack = {}, tops
-        while stack:
-            for c in stack.pop().co_consts:
-                if isinstance(c, types.CodeType):
-                    codes.setdefault(c.co_qualname, []).append(c)
-                    stack.append(c)
+                continue
+            try:
+                mark_returns(tree.body)  # the same tree, compiled already
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # "'str' object is not callable": the placeholder, replaced below
+                    twin = with_mark(compile(tree, path, "exec", dont_inherit=True))
+            except Exception:  # a harness limit, not the agent's doing: these tests go without the evidence
+                twin = None
+            stack = [(top, twin)]
+            while stack:
+                code, twin = stack.pop()
+                twins = nested_codes(twin) if twin is not None else [None] * len(nested_codes(code))
+                pairs = list(zip(nested_codes(code), twins, strict=True))
+                for c, t in pairs:
+                    codes.setdefault(c.co_qualname, []).append((c, t))
+                stack += pairs
         return codes
 
     test_codes = {p: compiled_codes(p, src) for p, src in test_file_sources().items()}  # realpath -> qualname -> codes
 
     def genuine_code(fn, wanted, strict):
-        """The code object of ``wanted`` (the test file's code for that name) that calling ``fn`` would run, or
-        None: ``fn`` is that code, or a wrapper (a decorator's) around a function that is, through
-        ``__wrapped__`` and closure cells, four layers at most. ``strict``: a wrapper's code must come from a
-        real file (the test file, the repository, the image), never from a string compiled at run time.
-        Holding the test is not running it: :func:`completion_tracer` checks that it ran to the end."""
+        """``(function, (code, marked twin))`` for the function that calling ``fn`` would run whose code is one of
+        ``wanted`` (the test file's code for that name), or None: ``fn`` itself, or a function a wrapper (a
+        decorator's) holds through ``__wrapped__`` and closure cells, four layers at most. ``strict``: a wrapper's
+        code must come from a real file (the test file, the repository, the image), never from a string
+        compiled at run time. Holding the test is not running it: its marked twin checks that it ran to the end."""
         todo, seen = [(fn, 0)], set()
         while todo:
             f, depth = todo.pop()
@@ -456,8 +537,9 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 continue
             seen.add(id(f))
             code = f.__code__
-            if any(code == w for w in wanted):
-                return code
+            for pair in wanted:
+                if code is pair[1] or code == pair[0]:
+                    return f, pair
             if strict and not (os.path.isabs(code.co_filename) and os.path.isfile(code.co_filename)):
                 continue
             inner = [vars(f).get("__wrapped__")]
@@ -469,26 +551,9 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             todo += [(g, depth + 1) for g in inner if g is not None]
         return None
 
-    # Evidence that a test ran, from outside pytest's hooks (which the code under test can reach): while a
-    # test's call phase runs, a trace function follows the frames of the test file's own code for that test
-    # and records those that end on a return instruction (an exception propagating ends elsewhere), as
-    # the interpreter reports them. A passed report without one is not a pass.
-    completed = set()  # id(code) of test code that returned normally in the current call phase
-    traced_codes = {}  # id(code) -> code (kept alive, so ids stay theirs)
-    return_op = __import__("dis").opmap["RETURN_VALUE"]
-
-    def local_tracer(frame, event, arg):
-        # called by the interpreter for this frame (not by code that got hold of the tracer), which is
-        # still traced by this function (not by one that hides its events), at a return instruction
-        if (event == "return" and sys._getframe(1) is frame and frame.f_trace is local_tracer
-                and frame.f_code.co_code[frame.f_lasti] == return_op):
-            completed.add(id(frame.f_code))
-        return local_tracer
-
-    def completion_tracer(frame, event, arg):
-        if event == "call" and id(frame.f_code) in traced_codes:
-            return local_tracer
-        return None
+    def give_marked_code(fn, twin):
+        if fn.__code__ is not twin:
+            fn.__code__ = twin  # the audit hook lets only this function do it
 
     def check_test_code(items):
         """Findings for collected tests (and the functions of their modules) that do not run the graded
@@ -507,12 +572,14 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             names[-1] = getattr(item, "originalname", None) or names[-1].split("[", 1)[0]
             wanted = test_codes[path].get(".".join(names))
             if wanted is not None:
-                code = genuine_code(getattr(item, "obj", None), wanted, True)
-                if code is None:
+                found = genuine_code(getattr(item, "obj", None), wanted, True)
+                if found is None:
                     out.append(f"test {item.nodeid} does not run the test file's code for it")
                 else:
-                    reporter.must_run[item.nodeid] = code
-                    traced_codes[id(code)] = code
+                    fn, (_, twin) = found
+                    if twin is not None:
+                        give_marked_code(fn, twin)
+                        reporter.must_run[item.nodeid] = twin
             mod = getattr(item, "module", None)
             if isinstance(mod, types.ModuleType):
                 modules[id(mod)] = (mod, path)
@@ -532,7 +599,6 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
         return out
 
     reporter = Reporter()
-    harness_codes = {Reporter.pytest_runtest_call.__code__}  # the harness's own sys.settrace calls
     meta0 = list(sys.meta_path)
     hooks_path0 = list(sys.path_hooks)
     before = fingerprint()

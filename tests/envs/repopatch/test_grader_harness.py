@@ -131,10 +131,11 @@ def test_split_guarded_pytest_sections() -> None:
 # ------------------------------------------------------------------ the harness on the host's Python
 
 
-def _run_harness(repo: Path, agent_files: list[str]) -> tuple[dict | None, str]:
+def _run_harness(repo: Path, agent_files: list[str], test_files: list[str] = ()) -> tuple[dict | None, str]:
     key = os.urandom(32)
     conf = repo / ".conf.json"
     conf.write_text(json.dumps({"key": key.hex(), "root": str(repo), "paths": [str(repo)], "agent_files": agent_files,
+                                "test_files": list(test_files),
                                 "args": ["-q", "-p", "no:cacheprovider", "-o", "addopts=", "--rootdir", str(repo),
                                          "--import-mode=append", "tests"]}))
     env = {"PATH": os.environ["PATH"], "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1"}
@@ -178,6 +179,102 @@ def test_harness_honest_run(tmp_path: Path) -> None:
 def test_harness_detects_in_process_tampering(tmp_path: Path, init: str, expect: str) -> None:
     fin, _ = _run_harness(_repo(tmp_path, init), ["pkg/__init__.py"])
     assert fin is not None and any(expect in t for t in fin["tamper"]), fin
+
+
+MANY_SHAPES = """
+import functools
+import unittest
+
+import pytest
+
+from pkg import add
+
+
+def helper(x):
+    return add(x, 0)
+
+
+def deco(fn):
+    @functools.wraps(fn)
+    def wrapper(*a, **k):
+        return fn(*a, **k)
+    return wrapper
+
+
+def test_plain():
+    assert helper(2) == 2
+
+
+def test_early_return_in_a_loop():
+    for i in range(3):
+        if i == 1:
+            return
+    raise AssertionError("unreachable")
+
+
+def test_return_inside_with_and_finally():
+    with open(__file__) as f:
+        try:
+            return f.read(1)
+        finally:
+            pass
+
+
+def test_returns_a_value_from_a_nested_function():
+    def inner():
+        return 5
+    assert inner() == 5
+    return None
+
+
+@deco
+def test_decorated():
+    assert add(0, 0) == 0
+
+
+@pytest.mark.parametrize("x", [1, 2])
+def test_parametrized(x):
+    match x:
+        case 1:
+            return
+        case _:
+            assert x == 2
+
+
+class TestClass:
+    def test_method(self):
+        assert helper(1) == 1
+
+
+class TestUnit(unittest.TestCase):
+    def test_unit(self):
+        self.assertEqual(helper(3), 3)
+
+
+def test_fails():
+    assert add(1, 2) == 3
+
+
+def test_fails_after_a_nested_return():
+    def inner():
+        return 1
+    inner()
+    assert add(1, 2) == 3
+"""
+
+
+@pytestmark_host
+def test_harness_marks_every_shape_of_test(tmp_path: Path) -> None:
+    """Each test is given a marked twin of the file's code: tests that return early, inside ``with`` and
+    ``finally``, under a decorator, in classes and ``unittest`` cases pass verified (a missing mark would
+    make them ``unverified``), failing ones fail, whatever their nested functions returned."""
+    repo = _repo(tmp_path, "")
+    (repo / "tests/test_many.py").write_text(MANY_SHAPES)
+    fin, out = _run_harness(repo, ["pkg/__init__.py"], ["tests/test_many.py"])
+    assert fin is not None and fin["tamper"] == [], (fin, out[-3000:])
+    outcomes = {k.split("::", 1)[1]: v for k, v in fin["outcomes"].items() if "test_many" in k}
+    assert outcomes.pop("test_fails") == "failed" and outcomes.pop("test_fails_after_a_nested_return") == "failed"
+    assert len(outcomes) == 9 and set(outcomes.values()) == {"passed"}, outcomes
 
 
 @pytestmark_host
