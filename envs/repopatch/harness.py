@@ -37,6 +37,7 @@ import sys
 def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     import ast
     import base64
+    import importlib.util
     import json
     import operator
     import os
@@ -113,7 +114,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             return False
         return p == root or p.startswith(root + os.sep)
 
-    watched_mods = ("builtins", "os", "posix", "sys", "io", "atexit", "importlib", "unittest.case",
+    watched_mods = ("ast", "builtins", "os", "posix", "sys", "io", "atexit", "importlib", "unittest.case",
                     "unittest.result", "unittest.suite", "unittest.runner", "unittest.main")
 
     def watched_modules():
@@ -394,7 +395,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
 
     def test_file_sources():
         """realpath -> bytes of the graded test files (dirs: their ``.py`` files), read before any repository code runs
-        (only to compile them: :func:`compiled_codes`)."""
+        (only to compile them: :func:`compile_variant`)."""
         out = {}
         paths = []
         for rel in conf.get("test_files", []):
@@ -487,40 +488,69 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     def nested_codes(code):
         return [c for c in code.co_consts if isinstance(c, types.CodeType)]
 
-    def compiled_codes(path, source):
-        """qualname -> [(code, marked twin)] for the code objects ``source`` compiles to: rewritten as pytest
-        does (with and without the assertion pass hook) and plainly (a test file pytest does not rewrite)."""
+    test_sources = test_file_sources()  # realpath -> bytes, read before any repository code runs
+    test_codes = {p: {} for p in test_sources}  # realpath -> qualname -> [(reference code or None, marked twin or None)]
+    variants = {}  # (realpath, variant) -> its marked top-level code (None: not compiled or not markable)
+    hashed_pyc = "source_hash" in _pytest.assertion.rewrite._rewrite_test.__code__.co_names  # pytest >= 8.1
+
+    def compile_variant(path, variant):
+        """Compile the graded test file at ``path`` from its bytes read at start: ``rewritten`` as pytest's
+        assertion rewriter does, ``pass_hook`` the same with its assertion pass hook, ``plain`` as a normal
+        import does. Records (reference, marked twin) pairs by qualname and returns the marked top-level
+        code. ``rewritten`` needs no reference: pytest runs this code itself (:func:`rewrite_test`)."""
         import warnings
 
-        codes = {}
-        for config in (None, PassHookIni(), False):
-            try:
-                tree = ast.parse(source, filename=path)
-                if config is not False:
-                    _pytest.assertion.rewrite.rewrite_asserts(tree, source, path, config)
-                    top = compile(tree, path, "exec", dont_inherit=True)
-                else:
-                    top = compile(source, path, "exec", dont_inherit=True)
-            except Exception:
-                continue
-            try:
-                mark_returns(tree.body)  # the same tree, compiled already
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # "'str' object is not callable": the placeholder, replaced below
-                    twin = with_mark(compile(tree, path, "exec", dont_inherit=True))
-            except Exception:  # a harness limit, not the agent's doing: these tests go without the evidence
-                twin = None
-            stack = [(top, twin)]
-            while stack:
-                code, twin = stack.pop()
-                twins = nested_codes(twin) if twin is not None else [None] * len(nested_codes(code))
-                pairs = list(zip(nested_codes(code), twins, strict=True))
-                for c, t in pairs:
-                    codes.setdefault(c.co_qualname, []).append((c, t))
-                stack += pairs
-        return codes
+        key = (path, variant)
+        if key in variants:
+            return variants[key]
+        variants[key] = None
+        source = test_sources[path]
+        try:
+            tree = ast.parse(source, filename=path)
+            if variant != "plain":
+                _pytest.assertion.rewrite.rewrite_asserts(
+                    tree, source, path, PassHookIni() if variant == "pass_hook" else None)
+            top = None if variant == "rewritten" else compile(
+                source if variant == "plain" else tree, path, "exec", dont_inherit=True)
+        except Exception:
+            return None
+        try:
+            mark_returns(tree.body)  # the same tree, compiled already
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "'str' object is not callable": the placeholder, replaced below
+                twin = with_mark(compile(tree, path, "exec", dont_inherit=True))
+        except Exception:  # a harness limit, not the agent's doing: these tests go without the evidence
+            twin = None
+        stack = [(top, twin)]
+        while stack:
+            ref, marked = stack.pop()
+            refs, twins = (nested_codes(c) if c is not None else None for c in (ref, marked))
+            n = len(refs if refs is not None else twins or ())
+            pairs = list(zip(refs or [None] * n, twins or [None] * n, strict=True))
+            for c, t in pairs:
+                test_codes[path].setdefault((c or t).co_qualname, []).append((c, t))
+            stack += pairs
+        variants[key] = twin
+        return twin
 
-    test_codes = {p: compiled_codes(p, src) for p, src in test_file_sources().items()}  # realpath -> qualname -> codes
+    for p in test_sources:
+        compile_variant(p, "rewritten")
+    pytest_rewrite_test = _pytest.assertion.rewrite._rewrite_test
+
+    def rewrite_test(fn, config):
+        """pytest's ``_rewrite_test`` (the compile step of its assertion rewriter) for a graded test file: the
+        harness's marked code, compiled from the bytes read before any repository code ran. pytest would
+        compile the same code again; now it compiles nothing, so the evidence costs no extra compile."""
+        path = os.path.realpath(str(fn))
+        if path in test_sources:
+            hook = bool(config.getini("enable_assertion_pass_hook")) if config is not None else False
+            twin = compile_variant(path, "pass_hook" if hook else "rewritten")
+            if twin is not None:  # the first value is only for writing a pyc, which the harness never does
+                first = importlib.util.source_hash(test_sources[path]) if hashed_pyc else os.stat(path)
+                return first, twin
+        return pytest_rewrite_test(fn, config)
+
+    _pytest.assertion.rewrite._rewrite_test = rewrite_test  # before the fingerprint, which then guards it
 
     def genuine_code(fn, wanted, strict):
         """``(function, (code, marked twin))`` for the function that calling ``fn`` would run whose code is one of
@@ -538,7 +568,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             seen.add(id(f))
             code = f.__code__
             for pair in wanted:
-                if code is pair[1] or code == pair[0]:
+                if (pair[1] is not None and code is pair[1]) or (pair[0] is not None and code == pair[0]):
                     return f, pair
             if strict and not (os.path.isabs(code.co_filename) and os.path.isfile(code.co_filename)):
                 continue
@@ -555,6 +585,16 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
         if fn.__code__ is not twin:
             fn.__code__ = twin  # the audit hook lets only this function do it
 
+    def find(path, qualname, fn, strict):
+        """(known, found): whether the graded test file defines ``qualname``, and :func:`genuine_code` of ``fn``
+        for it among the variants compiled so far, then the plain one (a file imported without the rewriter)."""
+        while True:
+            wanted = test_codes[path].get(qualname)
+            found = genuine_code(fn, wanted, strict) if wanted else None
+            if found is not None or (path, "plain") in variants:
+                return wanted is not None, found
+            compile_variant(path, "plain")
+
     def check_test_code(items):
         """Findings for collected tests (and the functions of their modules) that do not run the graded
         test files' own code."""
@@ -570,9 +610,8 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             if not names:
                 continue
             names[-1] = getattr(item, "originalname", None) or names[-1].split("[", 1)[0]
-            wanted = test_codes[path].get(".".join(names))
-            if wanted is not None:
-                found = genuine_code(getattr(item, "obj", None), wanted, True)
+            known, found = find(path, ".".join(names), getattr(item, "obj", None), True)
+            if known:
                 if found is None:
                     out.append(f"test {item.nodeid} does not run the test file's code for it")
                 else:
@@ -585,7 +624,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 modules[id(mod)] = (mod, path)
         for mod, path in modules.values():
             ns = vars(mod)
-            for qualname, wanted in test_codes[path].items():
+            for qualname in list(test_codes[path]):
                 owner, _, name = qualname.rpartition(".")
                 if "<" in qualname or "." in owner:
                     continue
@@ -594,7 +633,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                     continue
                 fn = vars(obj).get(name) if owner else obj.get(name)
                 fn = getattr(fn, "__func__", fn) if isinstance(fn, (classmethod, staticmethod)) else fn
-                if isinstance(fn, types.FunctionType) and genuine_code(fn, wanted, False) is None:
+                if isinstance(fn, types.FunctionType) and find(path, qualname, fn, False)[1] is None:
                     out.append(f"{qualname} of {os.path.relpath(path, root)} is not the test file's code")
         return out
 
