@@ -514,7 +514,7 @@ def test_a_pass_needs_the_test_code_to_run_to_the_end(env, attack) -> None:
     """Attacks that never run the test body, through what pytest itself offers the code under test: an
     instance-level hook proxy on the Session that no-ops every test call, or test functions replaced after
     the module ran by wrappers that hold the real test and never call it. Each reported pass must come
-    with the test file's own code returning normally, seen by the harness's tracer."""
+    with the test file's own (marked) code reaching one of its returns."""
     env.reset(seed=SEED)
     pkg, init_text, _ = _layout(env)
     v = _submit(env, _write(f"{pkg}/__init__.py", init_text + textwrap.dedent(attack)))
@@ -584,8 +584,8 @@ def test_the_completion_mark_cannot_be_called_for_the_test(env) -> None:
 def test_tracing_the_harness_or_the_test_frame(env, payload) -> None:
     """Attacks through Python's tracing from ``<string>`` code: rewriting the harness's own hookwrapper
     locals through ``f_trace`` so it installs the attacker's trace function, or hiding a failing test
-    frame's exception from the harness's tracer. A return counts only at a return instruction, and only
-    the harness may set a trace function while tests run."""
+    frame's exception from a tracer (the harness's evidence was a trace function when these were found;
+    it is marked code now). Only the image may set a trace function while tests run."""
     import redteam_payloads as P  # a sibling module (the test dir is on sys.path)
 
     env.reset(seed=SEED)
