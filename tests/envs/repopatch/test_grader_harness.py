@@ -251,6 +251,26 @@ class TestUnit(unittest.TestCase):
         self.assertEqual(helper(3), 3)
 
 
+class TestInherited(TestClass):
+    pass
+
+
+def _make_test():
+    def made():
+        assert add(2, 0) == 2
+    return made
+
+
+test_made_by_a_factory = _make_test()
+test_lambda = lambda: None  # noqa: E731
+
+
+def test_first_asyncio_import():
+    import asyncio  # the stdlib's types.coroutine sets __code__ on its functions
+
+    assert asyncio.sleep
+
+
 def test_fails():
     assert add(1, 2) == 3
 
@@ -265,16 +285,35 @@ def test_fails_after_a_nested_return():
 
 @pytestmark_host
 def test_harness_marks_every_shape_of_test(tmp_path: Path) -> None:
-    """Each test is given a marked twin of the file's code: tests that return early, inside ``with`` and
-    ``finally``, under a decorator, in classes and ``unittest`` cases pass verified (a missing mark would
-    make them ``unverified``), failing ones fail, whatever their nested functions returned."""
+    """Each test runs the harness's marked code: tests that return early, inside ``with`` and ``finally``,
+    under a decorator, in classes (inherited too) and ``unittest`` cases, made by a factory or a lambda pass
+    verified (a missing mark would make them ``unverified``), failing ones fail, whatever their nested
+    functions returned; the stdlib setting ``__code__`` (asyncio's first import) is no tampering."""
     repo = _repo(tmp_path, "")
     (repo / "tests/test_many.py").write_text(MANY_SHAPES)
     fin, out = _run_harness(repo, ["pkg/__init__.py"], ["tests/test_many.py"])
     assert fin is not None and fin["tamper"] == [], (fin, out[-3000:])
     outcomes = {k.split("::", 1)[1]: v for k, v in fin["outcomes"].items() if "test_many" in k}
     assert outcomes.pop("test_fails") == "failed" and outcomes.pop("test_fails_after_a_nested_return") == "failed"
-    assert len(outcomes) == 9 and set(outcomes.values()) == {"passed"}, outcomes
+    assert len(outcomes) == 13 and set(outcomes.values()) == {"passed"}, outcomes
+
+
+@pytestmark_host
+@pytest.mark.parametrize("payload,tests", [("FAKE_GLOBALS", None), ("PLAIN_IMPORT_AND_NO_TWIN", None),
+                                           ("SWALLOW_FAILURES", "NOT_NAMED_BY_NODE_ID")])
+def test_harness_marks_hold(tmp_path: Path, payload: str, tests: str | None) -> None:
+    """A red-team pass against the marks: the test's marked code run over globals that make every assert
+    hold (the mark counts only with the collected function's own module globals); the test file imported
+    without the rewriter and the late compile of its plain variant made to fail (no marked code: never
+    verified); tests whose node id does not name their code (found among all the file's code)."""
+    import redteam_marks as R  # a sibling module (the test dir is on sys.path)
+
+    repo = _repo(tmp_path, getattr(R, payload))
+    if tests:
+        (repo / "tests/test_a.py").write_text(getattr(R, tests))
+    fin, out = _run_harness(repo, ["pkg/__init__.py"], ["tests/test_a.py"])
+    assert fin is not None, out[-2000:]
+    assert "passed" not in fin["outcomes"].values() and "unverified" in fin["outcomes"].values(), fin
 
 
 @pytestmark_host
