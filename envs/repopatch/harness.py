@@ -12,11 +12,11 @@ repository, so nothing of it lives in the repository tree. Order of events:
 3. Fingerprint what grades: the functions and classes of ``_pytest``/``pluggy``/``pytest``,
    ``builtins``, key functions of ``os``/``sys``/``unittest``, the modules in
    ``sys.modules``, ``sys.meta_path``; install an audit hook (it cannot be removed).
-   Read the graded test files and compile them here, as pytest's assertion rewriter does and
-   plainly: every test pytest later collects from one of them must run that code (code the
-   repository compiled under the test file's name, or a test module it put in
-   ``sys.modules`` in place of the real one, is reported as tampering), and each gets a marked
-   twin of that code whose returns are the evidence that a passed test ran to its end.
+   Read the graded test files and compile them here, as pytest's assertion rewriter does, into
+   marked code whose returns are the evidence that a passed test ran to its end; pytest's
+   rewriter is answered with that code. Every test pytest later collects from one of them must
+   run it (code the repository compiled under the test file's name, or a test module it put in
+   ``sys.modules`` in place of the real one, is reported as tampering).
 4. Write the signed ``started`` record, append the repository (and its path dirs) to
    ``sys.path`` *after* site-packages, chdir into it, run ``pytest.main`` with a reporter
    plugin that keeps per-test outcomes.
@@ -42,6 +42,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     import operator
     import os
     import types
+    import warnings
 
     sys.dont_write_bytecode = True  # -I ignores PYTHONDONTWRITEBYTECODE; no bytecode in the work dir
     exit_now = os._exit
@@ -192,7 +193,8 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     repo_running = [False]
     guarded_prefixes = ("_pytest", "pytest", "pluggy", "unittest", "builtins")
 
-    image_code = ("/usr/", "/lib/", os.path.dirname(os.__file__) + os.sep)  # the image's and the stdlib's files
+    image_files = ("/usr/", "/lib/")  # where the image's Python, pytest and their plugins live
+    image_code = image_files + (os.path.dirname(os.__file__) + os.sep,)  # and the stdlib (a venv's, on a host)
 
     def agent_on_stack():
         f = sys._getframe(2)
@@ -248,7 +250,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                     return  # "<string>" and the like claim no file
                 what = "compiled" if event == "compile" else "made"
                 real = os.path.realpath(filename)
-                if filename.startswith(("/usr/", "/lib/")):
+                if filename.startswith(image_files):
                     note = f"audit: code {what} as {filename} by code the agent wrote"
                 elif real in test_codes:
                     note = f"audit: code {what} as the test file {filename} by code the agent wrote"
@@ -425,13 +427,13 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 raise ValueError(name)
             return True
 
-    # Evidence that a test ran, from outside pytest's hooks (which the code under test can reach): the
-    # harness gives each collected test function a marked twin of the test file's code, the same code with
-    # every return (and the end of the body) passing its value through `completion_mark`, a constant of that
-    # code and no name in any namespace. A passed report counts only if the test's marked code reached one
-    # of those returns during its call phase: an exception propagating never does, and neither does a hook
-    # proxy, a plugin or a wrapper that answers for the test without running it. No tracing: a trace
-    # function slows every Python call the tests make (2.5x for toolz's tests).
+    # Evidence that a test ran, from outside pytest's hooks (which the code under test can reach): each
+    # collected test function runs a marked twin of the test file's code (pytest imports it, see
+    # :func:`rewrite_test`), the same code with every return (and the end of the body) passing its value
+    # through `completion_mark`, a constant of that code and no name in any namespace. A passed report counts
+    # only if the test's marked code reached one of those returns during its call phase: an exception
+    # propagating never does, and neither does a hook proxy, a plugin or a wrapper that answers for the test
+    # without running it. No trace function: only the image may set one while tests run.
     MARK = "\0rowgym-completion-mark\0"  # the placeholder constant the marked code calls; replaced by the mark
     MARK_COL = 1 << 20  # the column of a mark call's own instructions: no real source line is that long
     completed = set()  # id(marked code) that reached a return in the current call phase
@@ -484,8 +486,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 for part in (getattr(st, "handlers", None) or []) + (getattr(st, "cases", None) or []):
                     mark_returns(part.body)
 
-    kept_alive = []  # the marked codes: their ids in mark_sites and completed stay theirs
-    marked = set()  # their ids
+    marked = {}  # id -> marked code, kept alive so the ids in mark_sites, mark_owners and completed stay theirs
 
     def with_mark(code):
         """``code`` with the placeholder constant replaced by :func:`completion_mark`, its call sites recorded."""
@@ -493,8 +494,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                        if isinstance(c, types.CodeType) else c for c in code.co_consts)
         out = code.replace(co_consts=consts)
         if completion_mark in consts:
-            kept_alive.append(out)
-            marked.add(id(out))
+            marked[id(out)] = out
             if has_positions:
                 mark_sites.update((id(out), 2 * i) for i, pos in enumerate(out.co_positions()) if pos[2] == MARK_COL)
             else:
@@ -514,8 +514,6 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
         assertion rewriter does, ``pass_hook`` the same with its assertion pass hook, ``plain`` as a normal
         import does. Records (reference, marked twin) pairs by qualname and returns the marked top-level
         code. ``rewritten`` needs no reference: pytest runs this code itself (:func:`rewrite_test`)."""
-        import warnings
-
         key = (path, variant)
         if key in variants:
             return variants[key]
@@ -535,13 +533,14 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "'str' object is not callable": the placeholder, replaced below
                 twin = with_mark(compile(tree, path, "exec", dont_inherit=True))
-        except Exception:  # a harness limit, not the agent's doing: these tests go without the evidence
+        except Exception:  # a harness limit, not the agent's doing; these tests are then never verified
             twin = None
-        stack = [(top, twin)]
+        stack = [(top, twin)] if top is not None or twin is not None else []
         while stack:
-            ref, marked = stack.pop()
-            refs, twins = (nested_codes(c) if c is not None else None for c in (ref, marked))
-            n = len(refs if refs is not None else twins or ())
+            ref, ref_twin = stack.pop()
+            refs = nested_codes(ref) if ref is not None else None
+            twins = nested_codes(ref_twin) if ref_twin is not None else None
+            n = len(refs if refs is not None else twins)
             pairs = list(zip(refs or [None] * n, twins or [None] * n, strict=True))
             for c, t in pairs:
                 test_codes[path].setdefault((c or t).co_qualname, []).append((c, t))
