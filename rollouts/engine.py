@@ -49,6 +49,7 @@ from rowgym.rollouts.episode import EpisodeKey, Timeouts, play_episode
 from rowgym.rows import Episode, RunIdentity, RunManifest, RunSource
 from rowgym.splits import as_split, seed_set_hash
 from rowgym.store import EpisodeWriter, TrajectoryStore
+from rowgym.store.shards import EpisodeLine
 
 
 class CollectConfigError(RowgymError):
@@ -291,8 +292,13 @@ def collect(cfg: CollectConfig) -> Summary:
 
 async def run_keys(cfg: CollectConfig, keys: list[EpisodeKey], on_episode: Callable[[Episode], Any],
                    concurrency: int | None = None, hooks: Hooks | None = None,
-                   drain: Callable[[], Awaitable[Any]] | None = None) -> None:
+                   drain: Callable[[], Awaitable[Any]] | None = None,
+                   on_line: Callable[[Episode, bytes | None], Any] | None = None) -> None:
     """Play ``keys`` with at most ``concurrency`` episodes in flight; call ``on_episode`` on each.
+
+    ``on_line`` instead of ``on_episode``: called with each episode and its stored line, written
+    row by row as the episode was played (None when the store's encoder must decide; see
+    :class:`rowgym.store.shards.EpisodeLine`).
 
     The worker pool of both backends (a Ray actor runs this over its slice of keys). Each
     worker makes its env and agent lazily, so a pool wider than the work builds nothing
@@ -326,8 +332,12 @@ async def run_keys(cfg: CollectConfig, keys: list[EpisodeKey], on_episode: Calla
                                                                                             **cfg.agent_kwargs)
                 if hooks.admit is not None:
                     await hooks.admit(key)
-                ep = await play_episode(env, agent, key, timeouts, record=cfg.record)
-                on_episode(ep)
+                if on_line is None:
+                    on_episode(await play_episode(env, agent, key, timeouts, record=cfg.record))
+                else:
+                    line = EpisodeLine() if cfg.record else None
+                    ep = await play_episode(env, agent, key, timeouts, record=cfg.record, line=line)
+                    on_line(ep, line.of(ep) if line is not None else None)
                 await asyncio.sleep(0)  # let other workers run between back-to-back episodes
         finally:
             if env is not None:
@@ -407,7 +417,7 @@ async def acollect(cfg: CollectConfig, hooks: Hooks | None = None) -> Summary:
                     t0 = await run_keys_on_ray(cfg, todo, writer.put)
                 else:
                     # the last worker stores everything before it tears down (see run_keys)
-                    await run_keys(cfg, todo, writer.put, hooks=hooks, drain=writer.close)
+                    await run_keys(cfg, todo, writer.put, hooks=hooks, drain=writer.close, on_line=writer.put)
                 await writer.close()
         finally:
             if not writer.task.done():

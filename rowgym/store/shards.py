@@ -226,40 +226,82 @@ _TOOLS_JSON: dict[str, bytes] = {}
 
 
 def _splice(episode: Episode) -> bytes | None:
-    """The line of ``episode`` from pieces (None: use pydantic's path): pydantic's JSON of the episode
-    with no rows and no tool schemas, pydantic's JSON of each row without its token record, orjson's
-    JSON of each token record, and the schemas' cached JSON.
-
-    The tools go back in before ``,"started_at":``, found from the end (only the start time and
-    the duration follow it). The rows go where the episode's JSON has ``"steps":[],"verdict":``
-    (``verdict`` follows ``steps``): that text can occur only once, as the top-level field, since
-    strings escape their quotes and no other field of an episode holds a list under a key
-    ``steps``; it is counted anyway, and any surprise returns None. A row's own JSON is what the
-    episode's JSON holds for it (same serializer); it ends with its last field before ``tokens``,
-    and its token record is appended after it. Dumping the rows one by one costs less than one dump
-    that excludes a field of every row.
-    """
+    """The line of ``episode`` from pieces (None: use pydantic's path), its rows written one by one
+    (see :class:`EpisodeLine`)."""
     rows = episode.steps
     if type(rows) is not list:
         return None
-    text = episode.model_copy(update={"steps": []}).model_dump_json(exclude=_NO_TOOLS).encode()
-    cut = text.rfind(_STARTED)
-    at = text.find(_NO_STEPS)
-    tools = _tools_json(episode.tools)
-    if cut < 0 or at < 0 or tools is None or text.count(_NO_STEPS) != 1:
-        return None
-    at += len(b'"steps":[')
-    parts = [text[:at]]
-    prompts, masks = _Lists(), _Lists()
-    for i, row in enumerate(rows):
-        if type(row) is not StepRow:
+    line = EpisodeLine()
+    for row in rows:
+        if not line.add(row):
             return None
-        row_json = _ROW_JSON(row, exclude=_NO_TOKENS)
-        if row_json[-1:] != b"}":
+    return line.of(episode)
+
+
+class EpisodeLine:
+    """An episode's stored line, built as its rows are recorded: ``add`` writes each row's JSON
+    then (spread over the episode, instead of every row at once when it ends), and ``of(episode)``
+    puts the episode's own fields around them: exactly what :func:`encode` returns, or None when
+    that must decide (a row not added here, a value orjson refuses, a row with a NaN).
+
+    The pieces: pydantic's JSON of the episode with no rows and no tool schemas, pydantic's JSON
+    of each row without its token record, orjson's JSON of each token record, and the schemas'
+    cached JSON. The tools go back in before ``,"started_at":``, found from the end (only the
+    start time and the duration follow it). The rows go where the episode's JSON has
+    ``"steps":[],"verdict":`` (``verdict`` follows ``steps``): that text can occur only once, as
+    the top-level field, since strings escape their quotes and no other field of an episode holds
+    a list under a key ``steps``; it is counted anyway, and any surprise returns None. A row's own
+    JSON is what the episode's JSON holds for it (same serializer); it ends with its last field
+    before ``tokens``, and its token record is appended after it. Dumping the rows one by one
+    costs less than one dump that excludes a field of every row.
+
+    A row's JSON is taken when it is added, so the row must not change afterwards: rows made by
+    :func:`rowgym.rollouts.episode.step_row` own everything they hold (copies of what the agent and
+    the env handed over), and ``of`` takes only the very row objects that were added, in order.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[StepRow] = []
+        self.parts: list[bytes] = []
+        self.prompts, self.masks = _Lists(), _Lists()
+        self.broken = False
+
+    def add(self, row: StepRow) -> bool:
+        """Write ``row`` (False, and nothing more is written: the episode takes pydantic's path)."""
+        if self.broken:
+            return False
+        try:
+            if type(row) is not StepRow or _row_non_finite(row, len(self.rows)) is not None:
+                raise ValueError("a row encode() must look at")
+            row_json = _ROW_JSON(row, exclude=_NO_TOKENS)
+            if row_json[-1:] != b"}":
+                raise ValueError("a row that is not a JSON object")
+            record = _record_json(row.tokens, self.prompts, self.masks)
+        except Exception:  # orjson or pydantic refused a value, or a NaN: encode() decides (and may raise)
+            self.broken = True
+            return False
+        self.parts += (b"," if self.rows else b"", row_json[:-1], b',"tokens":', record, b"}")
+        self.rows.append(row)
+        return True
+
+    def of(self, episode: Episode) -> bytes | None:
+        """``encode(episode)`` if ``episode`` holds exactly the rows added, else None."""
+        rows = episode.steps
+        if self.broken or type(episode) is not Episode or type(rows) is not list or len(rows) != len(self.rows) \
+                or any(a is not b for a, b in zip(rows, self.rows, strict=True)) \
+                or non_finite(episode, rows=False) is not None:
             return None
-        parts += (b"," if i else b"", row_json[:-1], b',"tokens":', _record_json(row.tokens, prompts, masks), b"}")
-    parts += (text[at:cut], b',"tools":', tools, text[cut:], b"\n")
-    return b"".join(parts)
+        try:
+            text = episode.model_copy(update={"steps": []}).model_dump_json(exclude=_NO_TOOLS).encode()
+            tools = _tools_json(episode.tools)
+        except Exception:  # encode() decides (and raises what pydantic raises)
+            return None
+        cut = text.rfind(_STARTED)
+        at = text.find(_NO_STEPS)
+        if cut < 0 or at < 0 or tools is None or text.count(_NO_STEPS) != 1:
+            return None
+        at += len(b'"steps":[')
+        return b"".join((text[:at], *self.parts, text[at:cut], b',"tools":', tools, text[cut:], b"\n"))
 
 
 def _tools_json(tools: str) -> bytes | None:

@@ -75,19 +75,21 @@ class EpisodeWriter:
         self.closing = False
         self._nap: asyncio.Future[None] | None = None
 
-    def put(self, ep: Episode) -> None:
+    def put(self, ep: Episode, line: bytes | None = None) -> None:
         """Serialise and queue one finished episode (raises the writer's error if it stopped, e.g. disk full).
 
+        ``line``: its stored line, already written (:meth:`rowgym.store.shards.EpisodeLine.of`).
         An episode that cannot be serialised is queued as it is: the writer serialises it again
         and stops with that error, as it would have without this early attempt.
         """
         if self.task.done():
             self.task.result()
             raise RowgymError("the store writer stopped early")
-        try:
-            line: bytes | None = encode(ep)
-        except Exception:  # raised again, by the writer, in order (see _run)
-            line = None
+        if line is None:
+            try:
+                line = encode(ep)
+            except Exception:  # raised again, by the writer, in order (see _run)
+                line = None
         self.queue.put_nowait((ep, line))
         self.n_put += 1
         if line is not None:

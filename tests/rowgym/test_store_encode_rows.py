@@ -68,3 +68,21 @@ def test_a_place_for_the_rows_found_twice_takes_pydantics_path(monkeypatch):
     monkeypatch.setattr(shards, "_NO_STEPS", b'"')
     assert _splice(ep) is None
     assert encode(ep) == ep.model_dump_json().encode() + b"\n"
+
+
+def test_an_episode_line_written_row_by_row_is_the_episodes_json_byte_for_byte():
+    rng = random.Random(11)
+    for _ in range(300):
+        ep = _episode(rng)
+        line = shards.EpisodeLine()
+        assert all(line.add(row) for row in ep.steps)
+        ep.duration_s = rng.random()  # the episode's own fields are read when the line is asked for
+        assert line.of(ep) == ep.model_dump_json().encode() + b"\n"
+
+
+def test_an_episode_line_with_a_row_encode_must_refuse_gives_way():
+    ep = next(e for e in map(_episode, map(random.Random, range(100))) if e.steps)
+    line = shards.EpisodeLine()
+    ep.steps[0].reward = float("nan")
+    assert not line.add(ep.steps[0]) and not line.add(ep.steps[0])
+    assert line.of(ep) is None

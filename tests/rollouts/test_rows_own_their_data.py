@@ -1,0 +1,103 @@
+"""Red team: the engine writes each row's stored line as the row is recorded, so an agent that
+changes, after a turn, the objects it returned for that turn must change neither the row nor its
+stored line (rows copy what they take from the agent)."""
+
+from __future__ import annotations
+
+import pytest
+
+import rowgym
+from rowgym.agents.base import AgentTurn
+from rowgym.rollouts import mock
+from rowgym.rollouts.engine import CollectConfig, Hooks, acollect
+from rowgym.rollouts.episode import EpisodeKey, play_episode
+from rowgym.rows import Action, PolicyInfo, PolicyVersion, TokenRecord, ToolCall
+from rowgym.store import TrajectoryStore
+from rowgym.store.shards import EpisodeLine, encode
+
+
+class _Tamperer:
+    """Ticks with a token record; each turn first rewrites everything it returned the turn before."""
+
+    name = "tamperer"
+
+    def __init__(self) -> None:
+        self.sent: list[AgentTurn] = []
+
+    def policy_info(self) -> PolicyInfo:
+        return PolicyInfo(agent=self.name)
+
+    async def reset(self, ctx) -> None:
+        self.sent = []
+
+    async def act(self, obs: str) -> AgentTurn:
+        for old in self.sent:
+            t = old.tokens
+            t.prompt_ids.append(666)
+            t.completion_ids[0] = 666
+            t.logprobs.append(-9.0)
+            t.mask[0] = 1
+            t.policy_version.step = 666
+            old.action.text = "tampered"
+            old.action.tool_call.arguments = '{"tampered": true}'
+        turn = len(self.sent)
+        record = TokenRecord(prompt_ids=list(range(10 + turn)), completion_ids=[turn, 7], logprobs=[-0.5, -0.25],
+                             mask=[0] * (10 + turn) + [1, 1], finish_reason="stop",
+                             policy_version=PolicyVersion(step=turn, weights_hash="w"))
+        out = AgentTurn(Action(text=f"turn {turn}", tool_call=ToolCall(name="tick")), record)
+        self.sent.append(out)
+        return out
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _as_returned(ep) -> None:
+    """Each row holds what the agent returned at that turn, untouched."""
+    for row in ep.steps:
+        turn = row.turn
+        assert row.action.text == f"turn {turn}" and row.action.tool_call.arguments == "{}"
+        t = row.tokens
+        assert (t.prompt_ids, t.completion_ids, t.logprobs) == (list(range(10 + turn)), [turn, 7], [-0.5, -0.25])
+        assert t.mask == [0] * (10 + turn) + [1, 1] and t.policy_version.step == turn
+
+
+async def test_an_agent_changing_what_it_returned_changes_no_row():
+    env = rowgym.make(mock.COUNTDOWN_ID)
+    line = EpisodeLine()
+    ep = await play_episode(env, _Tamperer(), EpisodeKey("r", 3), line=line)
+    assert len(ep.steps) == mock.TURNS and ep.success
+    _as_returned(ep)
+    assert line.of(ep) == encode(ep) == ep.model_dump_json().encode() + b"\n"
+
+
+async def test_a_collection_stores_rows_as_the_agent_returned_them(tmp_path):
+    cfg = CollectConfig(env_id=mock.COUNTDOWN_ID, agent="tamperer", episodes=3, out=tmp_path, concurrency=3,
+                        progress=False, setup_modules=["rowgym.rollouts.mock"])
+    seen = []
+    s = await acollect(cfg, Hooks(make_agent=lambda cfg, env: _Tamperer(), on_stored=seen.append))
+    assert s.n_done == s.n_success == 3
+    stored = {e.episode_id: e for e in TrajectoryStore(tmp_path, readonly=True).episodes()}
+    for ep in seen:  # what the engine kept in memory is what it stored
+        assert stored[ep.episode_id] == ep
+        _as_returned(ep)
+
+
+@pytest.mark.parametrize("change", ["replace", "drop", "append", "reorder"])
+def test_an_episode_line_takes_only_the_rows_it_was_given(change):
+    env = rowgym.make(mock.COUNTDOWN_ID)
+    line = EpisodeLine()
+    import asyncio
+
+    ep = asyncio.run(play_episode(env, _Tamperer(), EpisodeKey("r", 3), line=line))
+    rows = ep.steps
+    if change == "replace":
+        rows[2] = rows[2].model_copy(update={"reward": 0.5})
+    elif change == "drop":
+        rows.pop()
+    elif change == "append":
+        rows.append(rows[0].model_copy())
+    else:
+        rows[0], rows[1] = rows[1], rows[0]
+    assert line.of(ep) is None  # the store's encoder writes such an episode whole
+    assert encode(ep) == ep.model_dump_json().encode() + b"\n"
