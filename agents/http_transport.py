@@ -23,6 +23,7 @@ retried once on a fresh connection, so an idle-timeout close never counts as a s
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import zlib
 from dataclasses import dataclass
@@ -84,6 +85,21 @@ def lean_target(url: str) -> _Target | None:
     if len(_TARGETS) < 1024:
         _TARGETS[url] = t
     return t
+
+
+def _literal_address(host: str, port: int) -> list[Any] | None:
+    """``getaddrinfo``'s answer for an IP literal (None for a name).
+
+    >>> _literal_address("127.0.0.1", 80)[0][4], _literal_address("::1", 80)[0][4], _literal_address("localhost", 80)
+    (('127.0.0.1', 80), ('::1', 80, 0, 0), None)
+    """
+    for family, addr in ((socket.AF_INET, (host, port)), (socket.AF_INET6, (host, port, 0, 0))):
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", addr)]
+    return None
 
 
 class _Connection(asyncio.Protocol):
@@ -194,6 +210,7 @@ class LeanHTTP:
         self.loop = asyncio.get_running_loop()
         self.idle: dict[tuple[str, int], list[_Connection]] = {}
         self.addresses: dict[tuple[str, int], tuple[float, list[Any]]] = {}  # resolved, until a time
+        self.resolving: dict[tuple[str, int], asyncio.Task[list[Any]]] = {}  # lookups in flight
         self.closed = False
 
     target = staticmethod(lean_target)
@@ -229,19 +246,37 @@ class LeanHTTP:
         host, port = key
         try:
             infos = self.addresses.get(key)
-            if infos is None or self.loop.time() > infos[0]:
-                try:
-                    found = await self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=_AI_ADDRCONFIG)
-                except socket.gaierror as e:
-                    raise _DNS_ERROR(_ConnKey(host, port), e) from e  # type: ignore[arg-type]
-                infos = self.addresses[key] = (self.loop.time() + DNS_TTL_S, found)
-            sock = await aiohappyeyeballs.start_connection(list(infos[1]), happy_eyeballs_delay=0.25, loop=self.loop)
+            found = infos[1] if infos is not None and self.loop.time() <= infos[0] else await self._resolve(key)
+            sock = await aiohappyeyeballs.start_connection(list(found), happy_eyeballs_delay=0.25, loop=self.loop)
             _, conn = await self.loop.create_connection(lambda: _Connection(self.idle, key), sock=sock)
         except aiohttp.ClientConnectorError:
             raise
         except OSError as e:
             raise aiohttp.ClientConnectorError(_ConnKey(host, port), e) from e  # type: ignore[arg-type]
         return conn
+
+    async def _resolve(self, key: tuple[str, int]) -> list[Any]:
+        """The addresses of ``key``: an IP literal's own (aiohttp does not look those up either), else one
+        ``getaddrinfo`` shared by every connection that waits for it (hundreds open at a collection's start)."""
+        literal = _literal_address(*key)
+        if literal is not None:
+            self.addresses[key] = (math.inf, literal)
+            return literal
+        lookup = self.resolving.get(key)
+        if lookup is None:
+            lookup = self.resolving[key] = self.loop.create_task(self._lookup(key))
+        return await asyncio.shield(lookup)  # a waiter's timeout does not cancel the others' lookup
+
+    async def _lookup(self, key: tuple[str, int]) -> list[Any]:
+        host, port = key
+        try:
+            found = await self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=_AI_ADDRCONFIG)
+        except socket.gaierror as e:
+            raise _DNS_ERROR(_ConnKey(host, port), e) from e  # type: ignore[arg-type]
+        finally:
+            del self.resolving[key]
+        self.addresses[key] = (self.loop.time() + DNS_TTL_S, found)
+        return found
 
     def close(self) -> None:
         self.closed = True

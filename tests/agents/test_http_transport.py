@@ -242,3 +242,38 @@ async def test_only_plain_http_urls_take_the_lean_client(tiny_model_dir, monkeyp
     with pytest.raises(PolicyServerError, match="ClientConnectorError"):
         await turns(agent(https, tiny_model_dir, retry_budget_s=0.2), 1)
     assert len(lean_posts) == 1 and aiohttp_posts == [https + "/v1/completions"]
+
+
+async def test_connections_opened_at_once_share_one_name_lookup_and_an_ip_needs_none(monkeypatch):
+    lookups: list[str] = []
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+
+    async def counting(host: str, *a: Any, **kw: Any) -> Any:
+        lookups.append(host)
+        await asyncio.sleep(0.05)  # still in flight while every other connection asks
+        return await real(host, *a, **kw)
+
+    monkeypatch.setattr(loop, "getaddrinfo", counting)
+    async with RawServer(lambda n, k: length_framed(ANSWER)) as srv:
+        port = srv.url.rsplit(":", 1)[1]
+        for host, want in (("localhost", ["localhost"]), ("127.0.0.1", [])):
+            lean = http_transport.LeanHTTP()
+            target = lean.target(f"http://{host}:{port}/v1/completions")
+            try:
+                answers = await asyncio.gather(*(lean.post(target, b"{}", 5.0) for _ in range(20)))
+            finally:
+                lean.close()
+            assert answers == [(200, ANSWER)] * 20 and lookups == want, host
+            lookups.clear()
+
+
+async def test_a_failed_name_lookup_fails_every_waiting_connection_with_aiohttps_error():
+    lean = http_transport.LeanHTTP()
+    target = lean.target("http://no-such-host.invalid:8000/v1/completions")
+    try:
+        got = await asyncio.gather(*(lean.post(target, b"{}", 5.0) for _ in range(5)), return_exceptions=True)
+    finally:
+        lean.close()
+    assert all(isinstance(e, aiohttp.ClientConnectorError) for e in got), got
+    assert not lean.resolving  # nothing left in flight: the next connection looks the name up again
