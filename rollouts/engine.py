@@ -337,7 +337,7 @@ async def run_keys(cfg: CollectConfig, keys: list[EpisodeKey], on_episode: Calla
                 else:
                     line = EpisodeLine() if cfg.record else None
                     ep = await play_episode(env, agent, key, timeouts, record=cfg.record, line=line)
-                    on_line(ep, line.of(ep) if line is not None else None)
+                    on_line(ep, line.text if line is not None else None)
                 await asyncio.sleep(0)  # let other workers run between back-to-back episodes
         finally:
             if env is not None:

@@ -113,9 +113,11 @@ async def play_episode(env: Any, agent: Agent, key: EpisodeKey, timeouts: Timeou
     Never raises for a failure of the env, the policy, a timeout or the episode's data:
     the episode comes back with ``failure`` set (and the rows recorded so far). With
     ``record=False`` rows are not built (used to measure recording overhead). ``line``:
-    each row is also written into it as it is recorded, so the stored line of the episode,
-    ``line.of(episode)``, is mostly written by the time the episode ends (the engine's case:
-    at 256 in flight, all of a collection's episodes end in its last turn).
+    each row is also written into it as it is recorded, so the stored line of the episode is
+    mostly written by the time the episode ends (the engine's case: at 256 in flight, all of a
+    collection's episodes end in its last turn); ``line.text`` is then the returned episode's line,
+    or None when the store's encoder must decide (e.g. the episode had to be cleaned, see
+    :func:`storable`: a line made whole also shows that the episode serialises as it is).
     """
     t_start = time.perf_counter()
     ep = Episode(run_id=key.run_id, episode_id=key.episode_id, group_id=key.group_id, sample_index=key.sample_index,
@@ -138,6 +140,10 @@ async def play_episode(env: Any, agent: Agent, key: EpisodeKey, timeouts: Timeou
             kind, what = _failure_kind(e), f"{stage.now}: {describe_exception(e, REASON_CHARS)}"
         ep.failure = Failure(kind=kind, reason=clean_text(what)[:REASON_CHARS])
     ep.duration_s = round(time.perf_counter() - t_start, 4)
+    if line is not None:
+        line.text = line.of(ep)
+        if line.text is not None:  # the whole line is written: the episode serialises as it is
+            return ep
     return storable(ep, rows_from_step_row=True)
 
 

@@ -101,3 +101,23 @@ def test_an_episode_line_takes_only_the_rows_it_was_given(change):
         rows[0], rows[1] = rows[1], rows[0]
     assert line.of(ep) is None  # the store's encoder writes such an episode whole
     assert encode(ep) == ep.model_dump_json().encode() + b"\n"
+
+
+class _SurrogateVerdictEnv(mock.CountdownEnv):
+    async def grade(self):
+        v = await super().grade()
+        v.checks[0].detail = "given '\ud800'"  # the episode's own fields cannot be written as they are
+        return v
+
+
+@pytest.mark.parametrize("env_cls", [mock.CountdownEnv, _SurrogateVerdictEnv])
+async def test_the_line_played_along_is_the_returned_episodes_or_none(env_cls):
+    line = EpisodeLine()
+    ep = await play_episode(env_cls(), _Tamperer(), EpisodeKey("r", 3), line=line)
+    plain = await play_episode(env_cls(), _Tamperer(), EpisodeKey("r", 3))  # without a line: storable() decides
+    if env_cls is _SurrogateVerdictEnv:
+        assert line.text is None and ep.verdict.checks[0].detail == "given '\ufffd'"  # cleaned, as without a line
+    else:
+        assert line.text == encode(ep) == ep.model_dump_json().encode() + b"\n"
+    strip = {"duration_s": True, "started_at": True, "steps": {"__all__": {"timings"}}}  # clocks
+    assert ep.model_dump(exclude=strip) == plain.model_dump(exclude=strip)
