@@ -84,12 +84,9 @@ async def test_a_collection_stores_rows_as_the_agent_returned_them(tmp_path):
 
 
 @pytest.mark.parametrize("change", ["replace", "drop", "append", "reorder"])
-def test_an_episode_line_takes_only_the_rows_it_was_given(change):
-    env = rowgym.make(mock.COUNTDOWN_ID)
+async def test_an_episode_line_takes_only_the_rows_it_was_given(change):
     line = EpisodeLine()
-    import asyncio
-
-    ep = asyncio.run(play_episode(env, _Tamperer(), EpisodeKey("r", 3), line=line))
+    ep = await play_episode(rowgym.make(mock.COUNTDOWN_ID), _Tamperer(), EpisodeKey("r", 3), line=line)
     rows = ep.steps
     if change == "replace":
         rows[2] = rows[2].model_copy(update={"reward": 0.5})
