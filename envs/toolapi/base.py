@@ -30,6 +30,7 @@ from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from rowgym.env import RowEnv
@@ -245,15 +246,28 @@ def _world_image(cls: type[ToolAPIEnv], seed: int) -> bytes:
 
 
 def state_digest(db: sqlite3.Connection, tables: list[str]) -> str:
-    """A hash of every row of every table, independent of insertion order."""
+    """A hash of every row of every table, independent of insertion order.
+
+    Each row is written as a JSON array (self-delimiting, and 1, 1.0 and "1" stay distinct; a
+    BLOB as an object holding its hex, which no text value can equal) by orjson: grading digests the whole database once per episode, and
+    ``json.dumps`` per row was about a third of a Retail episode's time (625 us of ~1.7 ms for
+    ~180 rows; orjson: 215 us). Only digests made by this function are ever compared (the gold
+    state's is made in the same process, see :meth:`ToolAPIEnv.gold_state`).
+    """
     h = hashlib.sha256()
     db.row_factory = None
     for t in tables:
-        rows = sorted(json.dumps(list(r), default=str) for r in db.execute(f"SELECT * FROM {t}"))
+        rows = sorted(orjson.dumps(r, default=_blob) for r in db.execute(f"SELECT * FROM {t}"))
         h.update(t.encode())
         for r in rows:
-            h.update(r.encode())
+            h.update(r)
     return h.hexdigest()
+
+
+def _blob(value: Any) -> dict[str, str]:
+    if isinstance(value, bytes):
+        return {"blob": value.hex()}
+    raise TypeError(f"a database value of type {type(value).__name__}")
 
 
 def dumps(obj: Any) -> str:
