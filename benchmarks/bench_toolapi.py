@@ -7,8 +7,9 @@ Loops over the same seeds and the same expert actions, measured side by side in 
 each mode is compared):
   bare         env.step() on the gold plan, no agent, no rows (the ideal),
   no-record    play_episode(record=False) as the engine's worker runs it: agent + bookkeeping, no rows,
-  record       play_episode(record=True) + the engine's writer (rowgym.store.EpisodeWriter): episodes
-               stored off the loop, several per synchronous write, each reported only once it is on
+  record       play_episode(record=True) as the engine's worker plays it (each row's stored line
+               written as the row is recorded, rowgym.store.shards.EpisodeLine) + the engine's writer
+               (rowgym.store.EpisodeWriter): episodes stored off the loop, several per synchronous write, each reported only once it is on
                disk; the time runs until the writer has reported every episode stored (closing the
                store, which seals the shard once per run, is timed and printed apart),
   record-sync  the same rows appended on the loop, one synchronous write per episode (before group commit).
@@ -37,6 +38,7 @@ from rowgym.agents import make_agent
 from rowgym.rollouts.engine import fewer_gc_pauses
 from rowgym.rollouts.episode import EpisodeKey, play_episode
 from rowgym.store import EpisodeWriter, TrajectoryStore
+from rowgym.store.shards import EpisodeLine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import results  # noqa: E402
@@ -66,10 +68,11 @@ async def engine(env_id: str, seeds: list[int], mode: str) -> tuple[int, float]:
     writer = EpisodeWriter(store, lambda ep: stored.append(ep.episode_id)) if mode == "record" else None
     steps, t0 = 0, time.perf_counter()
     for s in seeds:
-        ep = await play_episode(env, agent, EpisodeKey("bench", s), record=record)
+        line = EpisodeLine() if writer is not None else None
+        ep = await play_episode(env, agent, EpisodeKey("bench", s), record=record, line=line)
         steps += len(ep.steps) if record else len(env.task.gold)
         if writer is not None:
-            writer.put(ep)
+            writer.put(ep, line.text)
         elif store is not None:
             store.append(ep)
         await asyncio.sleep(0)  # as the engine's worker does between episodes
