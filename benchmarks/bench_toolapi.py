@@ -9,9 +9,10 @@ each mode is compared):
   no-record    play_episode(record=False) as the engine's worker runs it: agent + bookkeeping, no rows,
   record       play_episode(record=True) as the engine's worker plays it (each row's stored line
                written as the row is recorded, rowgym.store.shards.EpisodeLine) + the engine's writer
-               (rowgym.store.EpisodeWriter): episodes stored off the loop, several per synchronous write, each reported only once it is on
-               disk; the time runs until the writer has reported every episode stored (closing the
-               store, which seals the shard once per run, is timed and printed apart),
+               (rowgym.store.EpisodeWriter): episodes stored off the loop, several per synchronous
+               write, each reported only once it is on disk; the time runs until the writer has
+               reported every episode stored (closing the store, which seals the shard once per
+               run, is timed and printed apart),
   record-sync  the same rows appended on the loop, one synchronous write per episode (before group commit).
 Prints steps/s of each and the ratios, and records them in results/bench.json; asserts nothing.
 

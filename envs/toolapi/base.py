@@ -248,11 +248,12 @@ def _world_image(cls: type[ToolAPIEnv], seed: int) -> bytes:
 def state_digest(db: sqlite3.Connection, tables: list[str]) -> str:
     """A hash of every row of every table, independent of insertion order.
 
-    Each row is written as a JSON array (self-delimiting, and 1, 1.0 and "1" stay distinct; a
-    BLOB as an object holding its hex, which no text value can equal) by orjson: grading digests the whole database once per episode, and
-    ``json.dumps`` per row was about a third of a Retail episode's time (625 us of ~1.7 ms for
-    ~180 rows; orjson: 215 us). Only digests made by this function are ever compared (the gold
-    state's is made in the same process, see :meth:`ToolAPIEnv.gold_state`).
+    Each row is written as a JSON array by orjson: self-delimiting, 1, 1.0 and "1" stay distinct,
+    and a BLOB is an object holding its hex, which no text value can equal. Grading digests the
+    whole database once per episode, and ``json.dumps`` per row was about a third of a Retail
+    episode's time (625 us of ~1.7 ms for ~180 rows; orjson: 215 us). Only digests made by this
+    function are ever compared (the gold state's is made in the same process, see
+    :meth:`ToolAPIEnv.gold_state`).
     """
     h = hashlib.sha256()
     db.row_factory = None
