@@ -48,6 +48,7 @@ class Model(BaseModel):
 
 
 _new, _setattr = object.__new__, object.__setattr__
+_FIELD_ORDER: dict[type, tuple[str, ...]] = {}
 
 
 def unvalidated(cls: type[M], fields_set: frozenset[str], /, **values: Any) -> M:
@@ -60,8 +61,11 @@ def unvalidated(cls: type[M], fields_set: frozenset[str], /, **values: Any) -> M
     >>> unvalidated(Timings, frozenset({"policy_s"}), policy_s=0.5, env_s=0.0) == Timings(policy_s=0.5)
     True
     """
-    if len(values) != len(cls.__pydantic_fields__):
-        raise TypeError(f"unvalidated({cls.__name__}) needs every field, got {sorted(values)}")
+    order = _FIELD_ORDER.get(cls)
+    if order is None:
+        order = _FIELD_ORDER[cls] = tuple(cls.__pydantic_fields__)
+    if tuple(values) != order:  # the store writes a model's fields in the order it holds them
+        raise TypeError(f"unvalidated({cls.__name__}) needs every field, in declaration order, got {list(values)}")
     m = _new(cls)
     _setattr(m, "__dict__", values)
     _setattr(m, "__pydantic_fields_set__", set(fields_set))

@@ -23,7 +23,7 @@ from rowgym.rows import (
     Verdict,
     unvalidated,
 )
-from rowgym.store.shards import _splice, encode, non_finite
+from rowgym.store.shards import EpisodeLine, _fast_line, encode, non_finite
 
 
 def _record(rng: random.Random, n_prompt: int, *, version: PolicyVersion | None = None, finish: str | None = "stop",
@@ -69,7 +69,7 @@ def test_the_line_is_model_dump_json_byte_for_byte(seed):
     for ep in (_episode(rng), _episode(rng, verdict=verdict), _episode(rng, tokens=False),
                _episode(rng, failure=Failure(kind="policy", reason="down"), verdict=verdict)):
         assert encode(ep) == ep.model_dump_json().encode() + b"\n"
-        assert _splice(ep) == ep.model_dump_json().encode() + b"\n"  # the fast path, not pydantic's fallback
+        assert _fast_line(ep) == ep.model_dump_json().encode() + b"\n"  # the fast path, not pydantic's fallback
         assert Episode.model_validate_json(encode(ep)) == Episode.model_validate_json(ep.model_dump_json())
 
 
@@ -99,12 +99,14 @@ def test_unvalidated_builds_what_validation_builds():
     assert fast.model_fields_set == slow.model_fields_set | {"policy_version"}
     with pytest.raises(TypeError, match="needs every field"):
         unvalidated(Timings, frozenset(), policy_s=1.0)
+    with pytest.raises(TypeError, match="in declaration order"):  # the store writes fields in the order held
+        unvalidated(Timings, frozenset(), env_s=1.0, policy_s=2.0)
 
 
 def test_an_episode_without_rows_is_the_same_line():
     ep = _episode(random.Random(1))
     ep.steps = []
-    assert encode(ep) == _splice(ep) == ep.model_dump_json().encode() + b"\n"
+    assert encode(ep) == _fast_line(ep) == ep.model_dump_json().encode() + b"\n"
 
 
 def test_prompts_that_extend_the_last_rows_and_ones_that_do_not():
@@ -120,9 +122,16 @@ def test_prompts_that_extend_the_last_rows_and_ones_that_do_not():
             prompt = prompt + [rng.randrange(100) for _ in range(5)]
         row.tokens.prompt_ids = prompt
         row.tokens.mask = [0] * len(prompt) + [1] * len(row.tokens.completion_ids)
-    assert _splice(ep) == ep.model_dump_json().encode() + b"\n"
+    assert _written_row_by_row(ep) == _fast_line(ep) == ep.model_dump_json().encode() + b"\n"
     ep.steps[0].tokens.prompt_ids = []
-    assert _splice(ep) == ep.model_dump_json().encode() + b"\n"
+    assert _written_row_by_row(ep) == _fast_line(ep) == ep.model_dump_json().encode() + b"\n"
+
+
+def _written_row_by_row(ep: Episode) -> bytes | None:
+    """The line as the engine writes it: each row as it is recorded (its prompt from the last row's)."""
+    line = EpisodeLine()
+    assert all(line.add(row) for row in ep.steps)
+    return line.of(ep)
 
 
 class _SubEpisode(Episode):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
 
 from rowgym.rows import Action, Episode, PolicyInfo, StepRow, TokenRecord, ToolCall, Verdict
 from rowgym.store import shards
-from rowgym.store.shards import _splice, encode
+from rowgym.store.shards import _fast_line, encode
 
 _NASTY = ['"steps":[],"verdict":', '}],"verdict":', '},{"schema_version":', ',"tokens":null}', ',"started_at":',
           "\u2028\u2029", "\x00\x01\x1f\x7f", "caf\u00e9 😀", "\\", '"', "", " " * 3, "\ufffd"]
@@ -48,7 +51,7 @@ def test_rows_written_one_by_one_are_the_episodes_json_byte_for_byte():
     for _ in range(300):
         ep = _episode(rng)
         line = ep.model_dump_json().encode() + b"\n"
-        assert _splice(ep) == line  # the fast path, not pydantic's fallback
+        assert _fast_line(ep) == line  # the fast path, not pydantic's fallback
         assert encode(ep) == line
 
 
@@ -58,16 +61,40 @@ def test_a_row_of_a_subclass_takes_pydantics_path():
 
     ep = next(e for e in map(_episode, map(random.Random, range(100))) if e.steps)
     ep.steps[0] = MyRow(**ep.steps[0].__dict__)
-    assert _splice(ep) is None
+    assert _fast_line(ep) is None
     assert encode(ep) == ep.model_dump_json().encode() + b"\n"
 
 
-def test_a_place_for_the_rows_found_twice_takes_pydantics_path(monkeypatch):
+def test_a_nested_model_of_a_subclass_takes_pydantics_path():
+    class MyPolicy(PolicyInfo):
+        pass
+
     ep = _episode(random.Random(5))
-    # pretend the marker is text every episode holds twice: the rows' place is ambiguous
-    monkeypatch.setattr(shards, "_NO_STEPS", b'"')
-    assert _splice(ep) is None
+    ep.policy = MyPolicy(agent="mine")
+    assert _fast_line(ep) is None
     assert encode(ep) == ep.model_dump_json().encode() + b"\n"
+
+
+@pytest.mark.parametrize("offset", [timedelta(0), timedelta(hours=5, minutes=30), timedelta(hours=-8), None,
+                                    timedelta(seconds=37), timedelta(hours=1, microseconds=5)])
+def test_every_start_time_is_written_as_pydantic_writes_it(offset):
+    """orjson and pydantic agree on UTC ("Z"), whole-minute offsets and naive times; an offset with
+    seconds (orjson rounds it to a minute, pydantic cuts it) takes pydantic's path."""
+    ep = _episode(random.Random(6))
+    for micro in (0, 120000, 7):
+        ep.started_at = datetime(2026, 12, 3, 4, 5, 6, micro, tzinfo=None if offset is None else timezone(offset))
+        assert encode(ep) == ep.model_dump_json().encode() + b"\n"
+        assert (_fast_line(ep) is None) == (offset is not None and offset.seconds % 60 + offset.microseconds > 0)
+
+
+def test_an_int_where_the_schema_says_float_reads_back_the_same():
+    """The one documented difference: a model built without validation that holds an int in a float
+    field is written with the int (pydantic writes 1.0), and reads back as the same episode."""
+    ep = _episode(random.Random(8))
+    ep.duration_s = 3  # assignment is not validated
+    line = encode(ep)
+    assert b'"duration_s":3}' in line
+    assert Episode.model_validate_json(line) == Episode.model_validate_json(ep.model_dump_json())
 
 
 def test_an_episode_line_written_row_by_row_is_the_episodes_json_byte_for_byte():

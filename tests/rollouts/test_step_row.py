@@ -1,0 +1,69 @@
+"""step_row builds without validation only what validation would build: same row, same fields set, same line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rowgym.agents.base import AgentTurn
+from rowgym.rollouts import episode as episode_module
+from rowgym.rollouts.episode import step_row
+from rowgym.rows import Action, Episode, PolicyInfo, StepRow, Timings, TokenRecord, ToolCall
+
+
+def _episode() -> Episode:
+    return Episode(run_id="r", episode_id="r:1:0", group_id="r:1", env_id="e", env_version="0", seed=1,
+                   split="train", task_hash="h", policy=PolicyInfo(agent="a"))
+
+
+class _Text(str):
+    """An env's own string type: validation turns it into a plain str."""
+
+
+def _info(**kw) -> dict:
+    return {"error_kind": None, "local_reward": 0.25, "reward_breakdown": {"valid_call@1": 0.25}, "bad_call": False,
+            "repaired": False, **kw}
+
+
+CASES = {
+    "the common case": (dict(), True),
+    "a tool call": (dict(action=Action(text="", tool_call=ToolCall(name="f", arguments='{"a": 1}', id="c1"))), True),
+    "an error kind": (dict(info=_info(error_kind="bad_json", bad_call=True)), True),
+    "non-ASCII text": (dict(action=Action(text="café 😀")), True),
+    "a token record": (dict(tokens=TokenRecord(prompt_ids=[1, 2], completion_ids=[3], logprobs=[-0.5],
+                                                mask=[0, 0, 1], finish_reason="stop")), True),
+    "an int reward": (dict(info=_info(local_reward=1)), False),
+    "an int in the breakdown": (dict(info=_info(reward_breakdown={"x@1": 1})), False),
+    "a numpy bool": (dict(info=_info(bad_call=np.bool_(True))), False),
+    "a numpy float reward": (dict(info=_info(local_reward=np.float64(0.5))), False),
+    "an observation of a str subclass": (dict(obs=_Text("seen")), False),
+    "a Timings subclass": (dict(timings=type("MyTimings", (Timings,), {})(policy_s=0.5)), False),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
+def test_the_row_is_what_validation_builds(case, monkeypatch):
+    kw, fast = case
+    built: list[type] = []
+    unvalidated = episode_module.unvalidated
+
+    def counting(cls, fields_set, /, **values):
+        built.append(cls)
+        return unvalidated(cls, fields_set, **values)
+
+    monkeypatch.setattr(episode_module, "unvalidated", counting)
+    info = kw.get("info", _info())
+    out = AgentTurn(kw.get("action", Action(text="<tool_call>{}</tool_call>")), kw.get("tokens"))
+    row = step_row(_episode(), 3, kw.get("obs", "seen"), out, "next", info, False, False,
+                   kw.get("timings", Timings(policy_s=0.5, env_s=0.25)))
+    assert (StepRow in built) == fast  # values of other types are validated (and converted), as before
+    # validation's own build from the same values, given as step_row gives them (all but schema_version)
+    expected = StepRow(**{k: v for k, v in row.__dict__.items() if k != "schema_version"})
+    assert row == expected and type(row) is StepRow and row.__dict__ == expected.__dict__
+    assert row.model_fields_set == expected.model_fields_set == StepRow.model_fields.keys() - {"schema_version"}
+    assert row.model_dump_json() == expected.model_dump_json()
+    assert type(row.reward) is float and all(type(v) is float for v in row.reward_breakdown.values())
+    assert type(row.bad_call) is bool and type(row.observation) is str
+    assert row.reward_breakdown is not info["reward_breakdown"]  # the row owns its copy
+    info["reward_breakdown"]["later"] = 9.0
+    assert "later" not in row.reward_breakdown
