@@ -259,31 +259,13 @@ _ROW_FIELDS_SET = frozenset(StepRow.model_fields) - {"schema_version"}  # what v
 
 
 def _stored_action(action: Action | ToolCall | str) -> Action:
-    """``_owned_action(clean_action(action))``: the common case (an :class:`Action` of ASCII text and
-    perhaps a :class:`ToolCall`, as tool-API agents and parsed LLM calls give) copied in one step."""
-    if type(action) is Action:
-        text, call = action.__dict__["text"], action.__dict__["tool_call"]
-        if type(text) is str and text.isascii():
-            if call is None:
-                return unvalidated(Action, action.__pydantic_fields_set__, text=text, tool_call=None)
-            if type(call) is ToolCall:
-                name, arguments, cid = call.__dict__["name"], call.__dict__["arguments"], call.__dict__["id"]
-                if type(name) is str and type(arguments) is str and name.isascii() and arguments.isascii() \
-                        and (cid is None or (type(cid) is str and cid.isascii())):
-                    call = unvalidated(ToolCall, call.__pydantic_fields_set__, name=name, arguments=arguments, id=cid)
-                    return unvalidated(Action, action.__pydantic_fields_set__, text=text, tool_call=call)
-    return _owned_action(clean_action(action))
-
-
-def _owned_action(action: Action) -> Action:
-    """A copy of ``action`` that shares nothing mutable with it (its strings are immutable)."""
+    """The agent's action as a row keeps it: its text storable (see :func:`clean_action`), shared when it
+    is an :class:`Action` (immutable, as is its :class:`ToolCall`), a deep copy when it is a subclass."""
+    action = clean_action(action)
     call = action.tool_call
     if type(action) is not Action or (call is not None and type(call) is not ToolCall):
-        return action.model_copy(deep=True)
-    if call is not None:
-        call = unvalidated(ToolCall, call.__pydantic_fields_set__, name=call.name, arguments=call.arguments,
-                           id=call.id)
-    return unvalidated(Action, action.__pydantic_fields_set__, text=action.text, tool_call=call)
+        return action.model_copy(deep=True)  # a subclass may hold (or allow) what can change
+    return action
 
 
 def _owned_tokens(tokens: TokenRecord | None) -> TokenRecord | None:

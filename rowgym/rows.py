@@ -75,8 +75,9 @@ def unvalidated(cls: type[M], fields_set: frozenset[str], /, **values: Any) -> M
 
 
 class ToolCall(Model):
-    """A parsed tool call: a name and its arguments as a JSON string."""
+    """A parsed tool call: a name and its arguments as a JSON string. Immutable (see :class:`Action`)."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
     arguments: str = "{}"
     id: str | None = None
@@ -93,7 +94,13 @@ class Action(Model):
     ``tool_call`` is the call the agent already parsed, if any. The environment
     parses ``text`` itself when ``tool_call`` is missing, so malformed output becomes
     a ``bad_call`` observation inside the environment, in one place.
+
+    Immutable, like its :class:`ToolCall`: a row keeps the very action the agent returned, and the
+    row's stored line may be written as soon as the row is made, so nothing may change it afterwards
+    (build a new one, or ``model_copy(update=...)``).
     """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     text: str = ""
     tool_call: ToolCall | None = None

@@ -1,10 +1,11 @@
 """Red team: the engine writes each row's stored line as the row is recorded, so an agent that
 changes, after a turn, the objects it returned for that turn must change neither the row nor its
-stored line (rows copy what they take from the agent)."""
+stored line (rows copy what they take from the agent, and share its actions, which cannot change)."""
 
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 import rowgym
 from rowgym.agents.base import AgentTurn
@@ -23,6 +24,7 @@ class _Tamperer:
 
     def __init__(self) -> None:
         self.sent: list[AgentTurn] = []
+        self.refused = 0
 
     def policy_info(self) -> PolicyInfo:
         return PolicyInfo(agent=self.name)
@@ -38,8 +40,12 @@ class _Tamperer:
             t.logprobs.append(-9.0)
             t.mask[0] = 1
             t.policy_version.step = 666
-            old.action.text = "tampered"
-            old.action.tool_call.arguments = '{"tampered": true}'
+            for target, field, value in ((old.action, "text", "tampered"),
+                                         (old.action.tool_call, "arguments", '{"tampered": true}')):
+                try:  # actions are immutable: a row shares them instead of copying
+                    setattr(target, field, value)
+                except ValidationError:
+                    self.refused += 1
         turn = len(self.sent)
         record = TokenRecord(prompt_ids=list(range(10 + turn)), completion_ids=[turn, 7], logprobs=[-0.5, -0.25],
                              mask=[0] * (10 + turn) + [1, 1], finish_reason="stop",
@@ -65,8 +71,10 @@ def _as_returned(ep) -> None:
 async def test_an_agent_changing_what_it_returned_changes_no_row():
     env = rowgym.make(mock.COUNTDOWN_ID)
     line = EpisodeLine()
-    ep = await play_episode(env, _Tamperer(), EpisodeKey("r", 3), line=line)
+    agent = _Tamperer()
+    ep = await play_episode(env, agent, EpisodeKey("r", 3), line=line)
     assert len(ep.steps) == mock.TURNS and ep.success
+    assert agent.refused == 2 * sum(range(mock.TURNS))  # every edit of an earlier action was refused
     _as_returned(ep)
     assert line.of(ep) == encode(ep) == ep.model_dump_json().encode() + b"\n"
 
