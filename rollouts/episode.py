@@ -214,10 +214,10 @@ def step_row(ep: Episode, turn: int, obs: str, out: AgentTurn, next_obs: str, si
              terminated: bool, truncated: bool, timings: Timings | None = None) -> StepRow:
     """The row of one step, with agent and env text made storable (token ids kept exactly).
 
-    The row owns what it holds: the agent's action and token record and the env's reward
-    breakdown are copied, so an agent that later changes an object it returned changes neither
-    the row nor its stored line, which may be written as soon as the row is made
-    (:class:`~rowgym.store.shards.EpisodeLine`). When every value already has its field's type
+    The row owns what it holds: the agent's token record and the env's reward breakdown are
+    copied and its action is kept as is (an :class:`Action` cannot change; a subclass is copied),
+    so an agent that later changes an object it returned changes neither the row nor its stored
+    line, which may be written as soon as the row is made (:class:`~rowgym.store.shards.EpisodeLine`). When every value already has its field's type
     the row is built without validation (the same row, fields set included); otherwise
     validation converts what it accepts, as it always did.
 

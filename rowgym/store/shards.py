@@ -256,7 +256,8 @@ class EpisodeLine:
 
     A row's JSON is taken when it is added, so the row must not change afterwards: rows made by
     :func:`rowgym.rollouts.episode.step_row` own everything they hold (copies of what the agent and
-    the env handed over), and ``of`` takes only the very row objects that were added, in order.
+    the env handed over, or the agent's immutable action itself), and ``of`` takes only the very row
+    objects that were added, in order.
     """
 
     def __init__(self) -> None:
