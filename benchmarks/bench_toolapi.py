@@ -7,10 +7,11 @@ Loops over the same seeds and the same expert actions, measured side by side in 
 each mode is compared):
   bare         env.step() on the gold plan, no agent, no rows (the ideal),
   no-record    play_episode(record=False) as the engine's worker runs it: agent + bookkeeping, no rows,
-  record       play_episode(record=True) as the engine's worker plays it (each row's stored line
-               written as the row is recorded, rowgym.store.shards.EpisodeLine) + the engine's writer
-               (rowgym.store.EpisodeWriter): episodes stored off the loop, several per synchronous
-               write, each reported only once it is on disk; the time runs until the writer has
+  record       play_episode(record=True) as the engine's worker plays it (the stored line written as
+               the episode is played, rowgym.store.shards.EpisodeLine) + the engine's writer
+               (rowgym.store.EpisodeWriter, keeping each episode's outcome, not the episode, until its
+               commit, as a collection without hooks does): episodes stored off the loop, several per
+               synchronous write, each reported only once it is on disk; the time runs until the writer has
                reported every episode stored (closing the store, which seals the shard once per
                run, is timed and printed apart),
   record-sync  the same rows appended on the loop, one synchronous write per episode (before group commit).
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import rowgym
 from rowgym.agents import make_agent
-from rowgym.rollouts.engine import fewer_gc_pauses
+from rowgym.rollouts.engine import Outcome, fewer_gc_pauses
 from rowgym.rollouts.episode import EpisodeKey, play_episode
 from rowgym.store import EpisodeWriter, TrajectoryStore
 from rowgym.store.shards import EpisodeLine
@@ -65,8 +66,10 @@ async def engine(env_id: str, seeds: list[int], mode: str) -> tuple[int, float]:
     agent = make_agent("expert", env)
     record = mode != "no-record"
     store = TrajectoryStore(tempfile.mkdtemp(prefix="bench-")) if record else None
-    stored: list[str] = []
-    writer = EpisodeWriter(store, lambda ep: stored.append(ep.episode_id)) if mode == "record" else None
+    stored: list[Outcome] = []
+    # as the engine's collection makes it when no hook asks for the stored episodes: the writer
+    # keeps each episode's outcome (the progress bar's counts) until its commit, not the episode
+    writer = EpisodeWriter(store, stored.append, report=Outcome.of) if mode == "record" else None
     steps, t0 = 0, time.perf_counter()
     for s in seeds:
         line = EpisodeLine() if writer is not None else None

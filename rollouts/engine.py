@@ -176,8 +176,30 @@ class Summary:
     def of(cls, out: Path, run_id: str, episodes: Iterable[Episode], skipped: int, wall_s: float) -> Summary:
         tally = Tally()
         for e in episodes:
-            tally.add(e)
+            tally.add(Outcome.of(e))
         return tally.summary(out, run_id, skipped, wall_s)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the progress bar and the summary count of a stored episode (a few numbers, not its rows).
+
+    The store writer reports this, taken when an episode is handed to it, instead of the episode
+    when no hook asks for the episode, so it need not keep every episode (rows and all) until its
+    commit: ~1.5% of a tool-API step, see docs/bench.md.
+    """
+
+    success: bool
+    reward: float
+    n_bad_calls: int
+    n_steps: int
+    failure_kind: str | None
+    completion_tokens: int
+
+    @classmethod
+    def of(cls, ep: Episode) -> Outcome:
+        return cls(ep.success, ep.final_reward, ep.n_bad_calls, len(ep.steps),
+                   ep.failure.kind if ep.failure else None, completion_tokens(ep))
 
 
 @dataclass
@@ -191,14 +213,14 @@ class Tally:
     steps: int = 0
     failures: dict[str, int] = field(default_factory=dict)
 
-    def add(self, e: Episode) -> None:
+    def add(self, o: Outcome) -> None:
         self.n += 1
-        self.success += e.success
-        self.reward += e.final_reward
-        self.bad_calls += e.n_bad_calls
-        self.steps += len(e.steps)
-        if e.failure:
-            self.failures[e.failure.kind] = self.failures.get(e.failure.kind, 0) + 1
+        self.success += o.success
+        self.reward += o.reward
+        self.bad_calls += o.n_bad_calls
+        self.steps += o.n_steps
+        if o.failure_kind is not None:
+            self.failures[o.failure_kind] = self.failures.get(o.failure_kind, 0) + 1
 
     def summary(self, out: Path, run_id: str, skipped: int, wall_s: float) -> Summary:
         return Summary(out, run_id, self.n, skipped, self.success, sum(self.failures.values()),
@@ -297,7 +319,7 @@ async def run_keys(cfg: CollectConfig, keys: list[EpisodeKey], on_episode: Calla
     """Play ``keys`` with at most ``concurrency`` episodes in flight; call ``on_episode`` on each.
 
     ``on_line`` instead of ``on_episode``: called with each episode and its stored line, written
-    row by row as the episode was played (None when the store's encoder must decide; see
+    as the episode was played (None when the store's encoder must decide; see
     :class:`rowgym.store.shards.EpisodeLine`).
 
     The worker pool of both backends (a Ray actor runs this over its slice of keys). Each
@@ -399,15 +421,17 @@ async def acollect(cfg: CollectConfig, hooks: Hooks | None = None) -> Summary:
         done_ids = store.completed_ids(failed=not cfg.retry_failed)
         todo = [k for k in keys if k.episode_id not in done_ids]
         bar = _Progress(cfg, total=len(keys), already=len(keys) - len(todo))
-        on_stored = bar.advance
-        if hooks is not None and hooks.on_stored is not None:
-            def on_stored(ep: Episode, _bar: Callable[[Episode], None] = bar.advance,
-                          _hook: Callable[[Episode], None] = hooks.on_stored) -> None:
-                _bar(ep)
-                _hook(ep)
         # stored off the event loop, several per write (group commit), reported only once on disk; the
-        # last episode is committed at once (the writer knows how many come)
-        writer = EpisodeWriter(store, on_stored, expect=len(todo))
+        # last episode is committed at once (the writer knows how many come). Unless a hook wants the
+        # episodes, the writer keeps only their outcomes until their commit, not the episodes.
+        if hooks is not None and hooks.on_stored is not None:
+            def on_stored(ep: Episode, _bar: Callable[[Outcome], None] = bar.advance,
+                          _hook: Callable[[Episode], None] = hooks.on_stored) -> None:
+                _bar(Outcome.of(ep))
+                _hook(ep)
+            writer = EpisodeWriter(store, on_stored, expect=len(todo))
+        else:
+            writer = EpisodeWriter(store, bar.advance, expect=len(todo), report=Outcome.of)
         t0 = time.perf_counter()
         try:
             with bar, fewer_gc_pauses(min(cfg.concurrency, len(todo))):
@@ -489,13 +513,13 @@ class _Progress:
                               TextColumn("{task.fields[stats]}"), TimeRemainingColumn())
             self.task = self.p.add_task(f"{cfg.env_id} · {cfg.agent}", total=total, completed=already, stats="")
 
-    def advance(self, ep: Episode) -> None:
-        self.tally.add(ep)
+    def advance(self, o: Outcome) -> None:
+        self.tally.add(o)
         self.n += 1
-        self.ok += ep.success
-        self.tokens += completion_tokens(ep)
-        if ep.failure:
-            self.failed[ep.failure.kind] = self.failed.get(ep.failure.kind, 0) + 1
+        self.ok += o.success
+        self.tokens += o.completion_tokens
+        if o.failure_kind is not None:
+            self.failed[o.failure_kind] = self.failed.get(o.failure_kind, 0) + 1
         if self.enabled:
             self.p.update(self.task, advance=1, stats=self.stats())
 

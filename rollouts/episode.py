@@ -114,9 +114,10 @@ async def play_episode(env: Any, agent: Agent, key: EpisodeKey, timeouts: Timeou
     Never raises for a failure of the env, the policy, a timeout or the episode's data:
     the episode comes back with ``failure`` set (and the rows recorded so far). With
     ``record=False`` rows are not built (used to measure recording overhead). ``line``:
-    each row is also written into it as it is recorded, so the stored line of the episode is
-    mostly written by the time the episode ends (the engine's case: at 256 in flight, all of a
-    collection's episodes end in its last turn); ``line.text`` is then the returned episode's line,
+    each row is also added to it as it is recorded (a policy's row, with its token record, is
+    written then, so the stored line is mostly written by the time the episode ends: at 256 in
+    flight, all of a collection's episodes end in its last turn; see
+    :class:`~rowgym.store.shards.EpisodeLine`); ``line.text`` is then the returned episode's line,
     or None when the store's encoder must decide (e.g. the episode had to be cleaned, see
     :func:`storable`: a line made whole also shows that the episode serialises as it is).
     """

@@ -227,12 +227,31 @@ def _fast_line(episode: Episode, steps_json: bytes | None = None) -> bytes | Non
     if type(episode) is not Episode or not _plain_time(episode.started_at):
         return None
     fields = episode.__dict__
-    if steps_json is not None:
-        fields = {**fields, "steps": orjson.Fragment(steps_json)}
     try:
+        fields = {**fields, "tools": _tools_json(fields["tools"])}
+        if steps_json is not None:
+            fields["steps"] = orjson.Fragment(steps_json)
         return orjson.dumps(fields, default=_fields, option=_LINE)
     except orjson.JSONEncodeError:  # a subclass, an int beyond 64 bits, a lone surrogate: pydantic decides
         return None
+
+
+_last_tools: tuple[Any, orjson.Fragment] = (None, orjson.Fragment(b"null"))
+
+
+def _tools_json(tools: Any) -> orjson.Fragment:
+    """The JSON of an episode's tool schemas, written once for all the episodes of an env that hold the
+    same string (a tool-API env's are 40% of its line): the last one is kept, with the string itself
+    (so no other object can take its id)."""
+    global _last_tools
+    last = _last_tools  # one read: a writer thread may replace it meanwhile
+    if last[0] is tools:
+        return last[1]
+    if type(tools) is not str:
+        raise orjson.JSONEncodeError("tools is not a str")
+    out = orjson.Fragment(orjson.dumps(tools))
+    _last_tools = (tools, out)
+    return out
 
 
 def _plain_time(when: Any) -> bool:
@@ -248,13 +267,19 @@ def _plain_time(when: Any) -> bool:
 
 
 class EpisodeLine:
-    """An episode's stored line, built as its rows are recorded: ``add`` writes each row's JSON
-    then (spread over the episode, instead of every row at once when it ends: at 256 in flight, all
-    of a collection's episodes end in its last turn), and ``of(episode)`` writes the episode's own
-    fields around them: exactly what :func:`encode` returns, or None when that must decide (a row
-    not added here, a value orjson refuses, a row with a NaN).
+    """An episode's stored line, built as its rows are recorded: ``add`` takes each row, and
+    ``of(episode)`` writes the episode's own fields around them: exactly what :func:`encode` returns,
+    or None when that must decide (a row not added here, a value orjson refuses, a row with a NaN).
 
-    A row's JSON is taken when it is added, so the row must not change afterwards: rows made by
+    A row with a token record (a policy's turn) is written when it is added: the loop waits on
+    the policy server between turns, so the work is spread over the episode instead of piling up
+    when it ends (at 256 in flight, all of a collection's episodes end in its last turn), and its
+    growing prompt is written from the last row's (:class:`_Lists`). A row without one (a scripted
+    agent's, whose loop never waits) is written with the episode, in the same orjson call: one pass
+    over the episode costs ~2.5% of a tool-API step less than a pass a row between env steps, which
+    find the writer's code and data cold (docs/bench.md).
+
+    A row is taken as it is when it is added, so it must not change afterwards: rows made by
     :func:`rowgym.rollouts.episode.step_row` own everything they hold (copies of what the agent and
     the env handed over, or the agent's immutable action itself), and ``of`` takes only the very row
     objects that were added, in order.
@@ -262,23 +287,28 @@ class EpisodeLine:
 
     def __init__(self) -> None:
         self.rows: list[StepRow] = []
-        self.parts: list[bytes] = []
+        self.parts: list[bytes | None] = []
+        """Each row's JSON, or None where it is written with the episode."""
+        self.deferred = 0
         self.prompts, self.masks = _Lists(), _Lists()
         self.broken = False
         self.text: bytes | None = None
         """The finished line, where the caller keeps it (``play_episode`` does)."""
 
     def add(self, row: StepRow) -> bool:
-        """Write ``row`` (False, and nothing more is written: the episode takes pydantic's path)."""
+        """Take ``row`` (False, and nothing more is written: the episode takes pydantic's path)."""
         if self.broken:
             return False
         try:
-            if type(row) is not StepRow or _row_non_finite(row, len(self.rows)) is not None:
-                raise ValueError("a row encode() must look at")
+            if type(row) is not StepRow:
+                raise TypeError("a row encode() must look at")
             tokens = row.tokens
-            if tokens is None:
-                self.parts.append(orjson.dumps(row, default=_fields))
+            if tokens is None:  # written (and looked at for NaNs) with the episode
+                self.parts.append(None)
+                self.deferred += 1
             else:  # the token record's growing id lists: only each row's new ids are written
+                if _row_non_finite(row, len(self.rows)) is not None:
+                    raise ValueError("a NaN: encode() says where")
                 self.parts.append(orjson.dumps({**row.__dict__, "tokens": self._record(tokens)}, default=_fields))
         except Exception:  # orjson refused a value, or a NaN: encode() decides (and may raise)
             self.broken = True
@@ -291,9 +321,19 @@ class EpisodeLine:
         rows = episode.steps
         if self.broken or type(rows) is not list or len(rows) != len(self.rows) \
                 or any(a is not b for a, b in zip(rows, self.rows, strict=True)) \
-                or non_finite(episode, rows=False) is not None:
+                or non_finite(episode, rows=False) is not None \
+                or any(p is None and _row_non_finite(r, i) is not None
+                       for i, (p, r) in enumerate(zip(self.parts, rows, strict=True))):
             return None
-        return _fast_line(episode, b"[" + b",".join(self.parts) + b"]")
+        if self.deferred == len(rows):  # no row written yet: the whole line in one call
+            return _fast_line(episode)
+        parts = self.parts
+        if self.deferred:
+            try:
+                parts = [p if p is not None else orjson.dumps(r, default=_fields) for p, r in zip(parts, rows, strict=True)]
+            except orjson.JSONEncodeError:
+                return None
+        return _fast_line(episode, b"[" + b",".join(parts) + b"]")
 
     def _record(self, tokens: TokenRecord) -> orjson.Fragment:
         """A row's token record, its prompt and mask written from the last row's (see :class:`_Lists`)."""

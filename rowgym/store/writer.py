@@ -28,6 +28,9 @@ than after the interval, and a batch of ``max_batch_bytes`` or more does not wai
 interval either: a commit's cost grows with its bytes (6 MB took 10-20 ms with the loop idle and
 33-69 ms with it busy, on a loaded 2-core machine), so when episodes finish in a burst, as all of a
 collection's do at its end, the commit the collection waits for after its last episode stays small.
+Given ``report``, the writer keeps what it returns for each episode (the engine: a few counts for
+its progress bar) instead of the episode until its commit, so a finished episode's rows are freed
+at once.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 from rowgym.errors import RowgymError
 from rowgym.rows import Episode
@@ -57,17 +61,22 @@ class EpisodeWriter:
             join a commit, so the rest is committed without waiting out the interval.
         max_batch_bytes: Queued lines of at least this many bytes are committed without waiting
             out the interval (the wake-up it saves is small next to writing them).
+        report: What ``on_stored`` is called with for an episode, taken when it is put: the
+            episode itself by default. A few numbers of it (the engine's progress counts) let the
+            writer hold just those and the line until the commit, not the episode and its rows.
     """
 
-    def __init__(self, store: TrajectoryStore, on_stored: Callable[[Episode], None], *,
-                 min_interval_s: float = 0.1, expect: int | None = None, max_batch_bytes: int = 1 << 20):
-        self.store, self.on_stored = store, on_stored
+    def __init__(self, store: TrajectoryStore, on_stored: Callable[[Any], None], *,
+                 min_interval_s: float = 0.1, expect: int | None = None, max_batch_bytes: int = 1 << 20,
+                 report: Callable[[Episode], Any] | None = None):
+        self.store, self.on_stored, self.report = store, on_stored, report
         self.min_interval_s = min_interval_s
         self.expect = expect
         self.max_batch_bytes = max_batch_bytes
         self.n_put = 0
         self.queued_bytes = 0
-        self.queue: asyncio.Queue[tuple[Episode, bytes | None] | None] = asyncio.Queue()
+        # (what to report, the line, the episode only if its line is still to be written)
+        self.queue: asyncio.Queue[tuple[Any, bytes | None, Episode | None] | None] = asyncio.Queue()
         self.task = asyncio.create_task(self._run())
         self.last_stored = time.perf_counter()
         self.n_commits = 0
@@ -90,7 +99,7 @@ class EpisodeWriter:
                 line = encode(ep)
             except Exception:  # raised again, by the writer, in order (see _run)
                 line = None
-        self.queue.put_nowait((ep, line))
+        self.queue.put_nowait((ep if self.report is None else self.report(ep), line, None if line is not None else ep))
         self.n_put += 1
         if line is not None:
             self.queued_bytes += len(line)
@@ -127,16 +136,15 @@ class EpisodeWriter:
                 batch.append(self.queue.get_nowait())
             self.queued_bytes = 0
             items = [b for b in batch if b is not None]
-            eps = [e for e, _ in items]
-            if eps:
+            if items:
                 # serialised on the loop (by put, or here if that failed): the thread holds the GIL only briefly
-                lines = [line if line is not None else encode(e) for e, line in items]
+                lines = [line if line is not None else encode(ep) for _, line, ep in items]
                 await asyncio.to_thread(self.store.append_lines, lines)
                 self.n_commits += 1
                 self.last_stored = self.last_commit = time.perf_counter()
-                for e in eps:
-                    self.on_stored(e)
-            if len(eps) < len(batch):
+                for stored, _, _ in items:
+                    self.on_stored(stored)
+            if len(items) < len(batch):
                 return
 
     async def close(self) -> None:

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from rowgym.rollouts import mock
-from rowgym.rollouts.engine import CollectConfig, Summary, _Progress, acollect
+from rowgym.rollouts.engine import CollectConfig, Outcome, Summary, _Progress, acollect
 from rowgym.rollouts.episode import EpisodeKey, Timeouts, _failure_kind, play_episode
 from rowgym.rows import Action, Verdict
 from rowgym.store import TrajectoryStore
@@ -192,8 +192,8 @@ def test_progress_shows_tokens_and_success():
     ep = Episode(run_id="r", episode_id="r:1:0", group_id="r:1", env_id="e", env_version="0", seed=1, split="train",
                  task_hash="h", policy=PolicyInfo(agent="a"), steps=[row],
                  verdict=Verdict(reward=1, success=True, verifier="v", verifier_version="1"))
-    p.advance(ep)
-    p.advance(ep.model_copy(update={"failure": Failure(kind="policy", reason="down")}))
+    p.advance(Outcome.of(ep))
+    p.advance(Outcome.of(ep.model_copy(update={"failure": Failure(kind="policy", reason="down")})))
     stats = p.stats()
     assert p.tokens == 6 and "tok/s" in stats and "success 50%" in stats and "policy:1" in stats
 

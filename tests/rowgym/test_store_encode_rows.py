@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from rowgym.errors import StoreError
 from rowgym.rows import Action, Episode, PolicyInfo, StepRow, TokenRecord, ToolCall, Verdict
 from rowgym.store import shards
 from rowgym.store.shards import _fast_line, encode
@@ -107,9 +108,45 @@ def test_an_episode_line_written_row_by_row_is_the_episodes_json_byte_for_byte()
         assert line.of(ep) == ep.model_dump_json().encode() + b"\n"
 
 
-def test_an_episode_line_with_a_row_encode_must_refuse_gives_way():
-    ep = next(e for e in map(_episode, map(random.Random, range(100))) if e.steps)
+@pytest.mark.parametrize("with_tokens", [True, False])
+def test_an_episode_line_with_a_row_encode_must_refuse_gives_way(with_tokens):
+    ep = next(e for e in map(_episode, map(random.Random, range(100)))
+              if e.steps and (e.steps[0].tokens is not None) == with_tokens)
     line = shards.EpisodeLine()
     ep.steps[0].reward = float("nan")
-    assert not line.add(ep.steps[0]) and not line.add(ep.steps[0])
+    ep.steps[1:] = []
+    # a policy's row is written (and refused) at once; a scripted agent's row is looked at with the episode
+    assert line.add(ep.steps[0]) is not with_tokens
     assert line.of(ep) is None
+    with pytest.raises(StoreError, match="non-finite"):
+        encode(ep)
+
+
+def test_a_row_without_tokens_is_written_with_the_episode_one_with_tokens_when_added():
+    """Rows of a scripted agent are written by the episode's one orjson call (their values as they
+    are then); a policy's rows when they are added (their JSON kept, the growing prompt written from
+    the last row's)."""
+    rng = random.Random(12)
+    eps = [e for e in (_episode(rng) for _ in range(200)) if len(e.steps) >= 2]
+    for ep in eps:
+        line = shards.EpisodeLine()
+        assert all(line.add(row) for row in ep.steps)
+        assert [p is None for p in line.parts] == [row.tokens is None for row in ep.steps]
+        assert line.deferred == sum(row.tokens is None for row in ep.steps)
+        assert line.of(ep) == ep.model_dump_json().encode() + b"\n"
+    assert any(line_kinds == {True, False} for line_kinds in ({r.tokens is None for r in e.steps} for e in eps))
+
+
+def test_the_tool_schemas_written_once_are_never_another_episodes():
+    """The JSON of the last tool-schema string is reused for episodes holding that very string; any
+    other string (equal text included) is written afresh, so no line gets another episode's tools."""
+    rng = random.Random(13)
+    a, b = '[{"name":"a","d":"\u2028"}]', '[{"name":"b"}]'
+    same_text = "".join(['[{"name":"b"', "}]"])  # equal to b, another object
+    for tools in [a, a, b, a, same_text, b, "caf\u00e9", a]:
+        ep = _episode(rng)
+        ep.tools = tools
+        assert encode(ep) == ep.model_dump_json().encode() + b"\n"
+        assert shards._last_tools[0] is tools
+    ep.tools = "lone \udce9"  # orjson refuses it: pydantic's path decides (and refuses it too)
+    assert _fast_line(ep) is None

@@ -248,3 +248,34 @@ async def test_the_writer_wakes_in_the_loops_next_round(tmp_path):
         assert writer._nap is None  # the writer already ran past its nap
         await asyncio.wait_for(writer.close(), 60)
         assert store.completed_ids() == {"r:0:0", "r:1:0", "r:2:0"}
+
+
+async def test_a_writer_with_report_keeps_what_it_reports_not_the_episode(tmp_path):
+    """``report``: on_stored gets what it returned, once the episode is on disk, and the writer holds no
+    reference to an episode whose line is written, so its rows can go before the commit."""
+    import gc
+    import weakref
+
+    from rowgym.store.shards import encode
+
+    with TrajectoryStore(tmp_path) as store:
+        store.start(manifest())
+        reported: list[tuple[str, bool]] = []
+
+        def on_stored(r: str) -> None:
+            reported.append((r, r in TrajectoryStore(tmp_path, readonly=True).completed_ids()))
+
+        writer = EpisodeWriter(store, on_stored, min_interval_s=600, report=lambda ep: ep.episode_id)
+        eps = [episode(i) for i in range(4)]
+        refs = [weakref.ref(e) for e in eps]
+        writer.put(eps[0], encode(eps[0]))  # committed at once (the first commit never waits)
+        await asyncio.sleep(0.05)
+        for e in eps[1:3]:
+            writer.put(e, encode(e))  # napping: queued until the interval ends or close()
+        writer.put(eps[3])  # no line given: put writes it
+        del eps, e
+        gc.collect()
+        assert all(r() is None for r in refs)
+        assert [r for r, _ in reported] == ["r:0:0"]
+        await writer.close()
+        assert reported == [(f"r:{i}:0", True) for i in range(4)]
