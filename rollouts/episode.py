@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, get_args
@@ -195,8 +196,7 @@ async def _play(env: Any, agent: Agent, ep: Episode, timeouts: Timeouts, record:
         if record:
             stage.now = f"recording step {turn}"
             row = step_row(ep, turn, obs, out, next_obs, sinfo, terminated, truncated,
-                           # two floats made here: nothing to validate
-                           unvalidated(Timings, _TIMINGS_SET, policy_s=round(t1 - t0, 6), env_s=round(t2 - t1, 6)))
+                           _timings(round(t1 - t0, 6), round(t2 - t1, 6)))
             ep.steps.append(row)
             if line is not None:
                 line.add(row)
@@ -227,9 +227,14 @@ def step_row(ep: Episode, turn: int, obs: str, out: AgentTurn, next_obs: str, si
     """
     error_kind = sinfo["error_kind"]
     reward, breakdown = sinfo["local_reward"], sinfo["reward_breakdown"]
-    rewards = [reward, *breakdown.values()]
-    if not all_finite(rewards):  # stored as null, it would never read back
-        raise EnvError(f"the env returned a non-finite reward ({first_non_finite(rewards)}) at step {turn}")
+    try:  # the common case: one finite sum (NaN and the infinities carry through it)
+        finite = _isfinite(reward + sum(breakdown.values()))
+    except (TypeError, OverflowError, AttributeError):
+        finite = False
+    if not finite:
+        rewards = [reward, *breakdown.values()] if isinstance(breakdown, dict) else [reward]
+        if not all_finite(rewards):  # stored as null, it would never read back
+            raise EnvError(f"the env returned a non-finite reward ({first_non_finite(rewards)}) at step {turn}")
     if error_kind is not None and error_kind not in ROW_ERROR_KINDS:
         # a failure kind the row schema does not list yet (e.g. an env's own): keep the row,
         # recorded as a tool error; the observation text says what happened
@@ -240,15 +245,20 @@ def step_row(ep: Episode, turn: int, obs: str, out: AgentTurn, next_obs: str, si
     if type(reward) is float and type(obs) is str and type(next_obs) is str and type(breakdown) is dict \
             and (error_kind is None or type(error_kind) is str) and type(timings) is Timings \
             and bool is type(bad_call) is type(repaired) is type(terminated) is type(truncated) \
-            and all(type(k) is str and type(v) is float for k, v in breakdown.items()):
+            and _str_floats(breakdown):
         # every value already has its field's type (the episode's own fields were validated with it), so
-        # this is the row validation builds, at a fifth of its cost (tests/rollouts/test_step_row.py)
-        return unvalidated(
-            StepRow, _ROW_FIELDS_SET, schema_version=SCHEMA_VERSION, run_id=ep.run_id, episode_id=ep.episode_id,
-            group_id=ep.group_id, env_id=ep.env_id, env_version=ep.env_version, seed=ep.seed, split=ep.split, turn=turn,
-            observation=obs, action=action, next_observation=next_obs, reward=reward, reward_breakdown=dict(breakdown),
-            bad_call=bad_call, error_kind=error_kind, repaired=repaired, terminated=terminated, truncated=truncated,
-            timings=timings, tokens=tokens)
+        # this is the row validation builds, at a fifth of its cost (tests/rollouts/test_step_row.py):
+        # the episode's own fields first, then the step's, in declaration order (test_row_fields_in_order)
+        row = _new(StepRow)
+        _setattr(row, "__dict__", {
+            **_row_head(ep), "turn": turn, "observation": obs, "action": action, "next_observation": next_obs,
+            "reward": reward, "reward_breakdown": dict(breakdown), "bad_call": bad_call, "error_kind": error_kind,
+            "repaired": repaired, "terminated": terminated, "truncated": truncated, "timings": timings,
+            "tokens": tokens})
+        _setattr(row, "__pydantic_fields_set__", set(_ROW_FIELDS_SET))
+        _setattr(row, "__pydantic_extra__", None)
+        _setattr(row, "__pydantic_private__", None)
+        return row
     return StepRow(
         run_id=ep.run_id, episode_id=ep.episode_id, group_id=ep.group_id, env_id=ep.env_id,
         env_version=ep.env_version, seed=ep.seed, split=ep.split, turn=turn, observation=obs, action=action,
@@ -257,11 +267,51 @@ def step_row(ep: Episode, turn: int, obs: str, out: AgentTurn, next_obs: str, si
 
 
 _ROW_FIELDS_SET = frozenset(StepRow.model_fields) - {"schema_version"}  # what validation records as set: all given
+_ROW_HEAD = ("schema_version", "run_id", "episode_id", "group_id", "env_id", "env_version", "seed", "split")
+_new, _setattr, _isfinite = object.__new__, object.__setattr__, math.isfinite
+_last_head: tuple[Any, tuple[Any, ...], dict[str, Any]] = (None, (), {})
+
+
+def _row_head(ep: Episode) -> dict[str, Any]:
+    """The fields a row takes from its episode, by name: made once an episode (kept for the last one seen),
+    and again whenever one of them changed since."""
+    global _last_head
+    last_ep, last_values, head = _last_head
+    values = (SCHEMA_VERSION, ep.run_id, ep.episode_id, ep.group_id, ep.env_id, ep.env_version, ep.seed, ep.split)
+    if last_ep is not ep or last_values != values:
+        head = dict(zip(_ROW_HEAD, values, strict=True))
+        _last_head = (ep, values, head)
+    return head
+
+
+def _timings(policy_s: float, env_s: float) -> Timings:
+    """``Timings(policy_s=..., env_s=...)`` for two floats made here: nothing to validate (as
+    :func:`rowgym.rows.unvalidated` builds it, less its checks of the field order)."""
+    t = _new(Timings)
+    _setattr(t, "__dict__", {"policy_s": policy_s, "env_s": env_s})
+    _setattr(t, "__pydantic_fields_set__", set(_TIMINGS_SET))
+    _setattr(t, "__pydantic_extra__", None)
+    _setattr(t, "__pydantic_private__", None)
+    return t
+
+
+def _str_floats(d: dict[Any, Any]) -> bool:
+    """Whether every key of ``d`` is a str and every value a float (the exact types, not subclasses)."""
+    for k, v in d.items():
+        if type(k) is not str or type(v) is not float:
+            return False
+    return True
 
 
 def _stored_action(action: Action | ToolCall | str) -> Action:
     """The agent's action as a row keeps it: its text storable (see :func:`clean_action`), shared when it
     is an :class:`Action` (immutable, as is its :class:`ToolCall`), a deep copy when it is a subclass."""
+    if type(action) is Action:  # the common case, checked in one go: an ASCII action of the schema's own types
+        call = action.tool_call
+        if action.text.isascii() and (call is None or (type(call) is ToolCall and call.name.isascii()
+                                                        and call.arguments.isascii()
+                                                        and (call.id is None or call.id.isascii()))):
+            return action
     action = clean_action(action)
     call = action.tool_call
     if type(action) is not Action or (call is not None and type(call) is not ToolCall):

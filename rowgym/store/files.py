@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 PARTIAL = ".partial"
@@ -69,14 +70,35 @@ class RunningDigest:
         self.size = 0
         self.lines = 0
 
-    def add(self, data: bytes) -> None:
-        """Count ``data``, appended to the file (call it once they are written, never for a failed write)."""
+    def add(self, data: bytes, lines: Sequence[bytes] | None = None) -> None:
+        """Count ``data``, appended to the file (call it once they are written, never for a failed write).
+
+        ``lines``: the pieces ``data`` was joined from, if it was; their newlines are counted faster
+        than ``data``'s (see :func:`count_newlines`).
+        """
         self._sha.update(data)  # hashlib lets go of the GIL for data over 2 KiB, as the write does
         self.size += len(data)
-        self.lines += data.count(b"\n")
+        self.lines += data.count(b"\n") if lines is None else count_newlines(lines)
 
     def result(self) -> tuple[str, int]:
         return self._sha.hexdigest(), self.lines
+
+
+def count_newlines(lines: Iterable[bytes]) -> int:
+    """``b"".join(lines).count(b"\\n")``, at a twentieth of its cost for lines that end in their only newline.
+
+    ``bytes.count`` looks at each byte in turn (0.27 ms a MB here, holding the GIL); ``find`` stops at the
+    first newline and uses ``memchr``, so a line whose first newline is its last byte costs ~0.15 us a
+    12 kB line. Any other line is counted in full.
+
+    >>> count_newlines([b'{"a": 1}\\n', b"", b"x\\ny\\n", b"no newline"])
+    3
+    """
+    n = 0
+    for line in lines:
+        size = len(line)
+        n += 1 if size and line.find(b"\n") == size - 1 else line.count(b"\n")
+    return n
 
 
 def stat_key(st: os.stat_result) -> list[int]:

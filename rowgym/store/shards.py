@@ -159,11 +159,12 @@ class Shards:
                 self._active_count = 0
                 self._written = RunningDigest() if os.fstat(fd).st_size == 0 else None
             n = min(len(lines), self.shard_size - self._active_count)
-            data = b"".join(lines[:n])
+            chunk = lines[:n]
+            data = b"".join(chunk)
             written, self._written = self._written, None  # unknown until this write has returned
             write_durably(self._fh, data)
             if written is not None:
-                written.add(data)
+                written.add(data, chunk)
                 self._written = written
             self._active_count += n
             lines = lines[n:]

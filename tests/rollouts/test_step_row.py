@@ -45,13 +45,13 @@ CASES = {
 def test_the_row_is_what_validation_builds(case, monkeypatch):
     kw, fast = case
     built: list[type] = []
-    unvalidated = episode_module.unvalidated
+    new = episode_module._new
 
-    def counting(cls, fields_set, /, **values):
+    def counting(cls):
         built.append(cls)
-        return unvalidated(cls, fields_set, **values)
+        return new(cls)
 
-    monkeypatch.setattr(episode_module, "unvalidated", counting)
+    monkeypatch.setattr(episode_module, "_new", counting)
     info = kw.get("info", _info())
     out = AgentTurn(kw.get("action", Action(text="<tool_call>{}</tool_call>")), kw.get("tokens"))
     row = step_row(_episode(), 3, kw.get("obs", "seen"), out, "next", info, False, False,
@@ -67,3 +67,24 @@ def test_the_row_is_what_validation_builds(case, monkeypatch):
     assert row.reward_breakdown is not info["reward_breakdown"]  # the row owns its copy
     info["reward_breakdown"]["later"] = 9.0
     assert "later" not in row.reward_breakdown
+
+
+def test_row_fields_in_order():
+    """The store writes a row's fields in the order its ``__dict__`` holds them, as validation would."""
+    info = _info()
+    row = step_row(_episode(), 0, "seen", AgentTurn(Action(text="a")), "next", info, True, False)
+    assert tuple(row.__dict__) == tuple(StepRow.model_fields)
+
+
+def test_rows_take_the_episodes_fields_as_they_are_now():
+    """The episode's fields a row copies are looked at for every row: a change between two steps shows."""
+    ep, other = _episode(), _episode()
+    other.episode_id = "r:2:0"
+    out = AgentTurn(Action(text="a"))
+    first = step_row(ep, 0, "o", out, "n", _info(), False, False)
+    ep.run_id = "renamed"
+    second = step_row(ep, 1, "o", out, "n", _info(), False, False)
+    third = step_row(other, 0, "o", out, "n", _info(), False, False)
+    assert (first.run_id, second.run_id, third.run_id) == ("r", "renamed", "r")
+    assert (first.episode_id, third.episode_id) == ("r:1:0", "r:2:0")
+    assert first.__dict__ is not second.__dict__ and first.run_id == "r"  # each row its own fields

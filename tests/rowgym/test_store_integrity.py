@@ -196,3 +196,16 @@ def test_a_malformed_hash_cache_entry_is_a_miss_not_a_crash(run, monkeypatch, en
     for cmd in (["verify", str(run)], ["dataset", "sft", str(run), "--out", str(run.parent / "ds")]):
         res = _cli(*cmd)
         assert res.exit_code == 0, res.output
+
+
+def test_newlines_counted_from_the_lines_as_from_their_join():
+    """The running digest counts each line's newlines the fast way; any mix of lines counts as the joined bytes do."""
+    import random
+
+    from rowgym.store.files import count_newlines
+
+    rng = random.Random(7)
+    pieces = [b"", b"\n", b"\n\n", b"x", b'{"a": 1}\n', b"a\nb", b"a\nb\n", b"\nx\n", b"\xff\n"]
+    for _ in range(500):
+        lines = [rng.choice(pieces) * rng.randint(1, 3) for _ in range(rng.randint(0, 6))]
+        assert count_newlines(lines) == b"".join(lines).count(b"\n"), lines
