@@ -181,6 +181,34 @@ def test_failure_kinds_of_exceptions():
     assert _failure_kind(KeyError("x")) == "env"
 
 
+def test_outcome_counts_what_the_episode_says():
+    """An episode's outcome (what the progress bar counts) agrees with the episode's own properties."""
+    from rowgym.rollouts.engine import completion_tokens
+    from rowgym.rows import Episode, Failure, PolicyInfo, StepRow, TokenRecord
+
+    def row(turn, bad, n_tokens):
+        tok = None if n_tokens is None else TokenRecord(prompt_ids=[1], completion_ids=[2] * n_tokens,
+                                                        logprobs=[0.0] * n_tokens, mask=[0] + [1] * n_tokens)
+        return StepRow(run_id="r", episode_id="r:1:0", group_id="r:1", env_id="e", env_version="0", seed=1,
+                       split="train", turn=turn, observation="", action=Action(), next_observation="", reward=0,
+                       bad_call=bad, tokens=tok)
+
+    base = Episode(run_id="r", episode_id="r:1:0", group_id="r:1", env_id="e", env_version="0", seed=1,
+                   split="train", task_hash="h", policy=PolicyInfo(agent="a"))
+    won = Verdict(reward=0.75, success=True, verifier="v", verifier_version="1")
+    lost = Verdict(reward=0.0, success=False, verifier="v", verifier_version="1")
+    episodes = [base, base.model_copy(update={"steps": [row(0, True, 3), row(1, False, None), row(2, True, 5)],
+                                              "verdict": won}),
+                base.model_copy(update={"steps": [row(0, False, 2)], "verdict": won,
+                                        "failure": Failure(kind="policy", reason="down")}),
+                base.model_copy(update={"steps": [row(0, True, None)], "verdict": lost})]
+    for ep in episodes:
+        assert Outcome.of(ep) == Outcome(ep.success, ep.final_reward, ep.n_bad_calls, len(ep.steps),
+                                         ep.failure.kind if ep.failure else None, completion_tokens(ep))
+    assert [Outcome.of(ep).n_bad_calls for ep in episodes] == [0, 2, 0, 1]
+    assert [Outcome.of(ep).completion_tokens for ep in episodes] == [0, 8, 2, 0]
+
+
 def test_progress_shows_tokens_and_success():
     from rowgym.rows import Episode, Failure, PolicyInfo, StepRow, TokenRecord
 
