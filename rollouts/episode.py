@@ -198,8 +198,8 @@ async def _play(env: Any, agent: Agent, ep: Episode, timeouts: Timeouts, record:
             row = step_row(ep, turn, obs, out, next_obs, sinfo, terminated, truncated,
                            _timings(round(t1 - t0, 6), round(t2 - t1, 6)))
             ep.steps.append(row)
-            if line is not None:
-                line.add(row)
+            if line is not None:  # step_row refused a non-finite reward or logprob; the timings are ours
+                line.add(row, finite=True)
         if terminated or truncated:
             verdict: Verdict = sinfo["verdict"]
             rewards = [verdict.reward, *verdict.breakdown.values()] if verdict is not None else []

@@ -291,24 +291,34 @@ class EpisodeLine:
         self.parts: list[bytes | None] = []
         """Each row's JSON, or None where it is written with the episode."""
         self.deferred = 0
+        self.to_check: list[int] = []
+        """Rows written with the episode that may hold a NaN (not added with ``finite=True``): looked at then."""
         self.prompts, self.masks = _Lists(), _Lists()
         self.broken = False
         self.text: bytes | None = None
         """The finished line, where the caller keeps it (``play_episode`` does)."""
 
-    def add(self, row: StepRow) -> bool:
-        """Take ``row`` (False, and nothing more is written: the episode takes pydantic's path)."""
+    def add(self, row: StepRow, *, finite: bool = False) -> bool:
+        """Take ``row`` (False, and nothing more is written: the episode takes pydantic's path).
+
+        ``finite``: the caller has checked that every float of the row is finite (its reward and
+        breakdown, timings and logprobs, as :func:`rowgym.rollouts.episode.step_row` and the episode
+        loop do), so it is not looked at again; left False, the row is looked at for a NaN or an
+        infinity before anything of it is written.
+        """
         if self.broken:
             return False
         try:
             if type(row) is not StepRow:
                 raise TypeError("a row encode() must look at")
             tokens = row.tokens
-            if tokens is None:  # written (and looked at for NaNs) with the episode
+            if tokens is None:  # written (and looked at for NaNs, unless known finite) with the episode
                 self.parts.append(None)
                 self.deferred += 1
+                if not finite:
+                    self.to_check.append(len(self.rows))
             else:  # the token record's growing id lists: only each row's new ids are written
-                if _row_non_finite(row, len(self.rows)) is not None:
+                if not finite and _row_non_finite(row, len(self.rows)) is not None:
                     raise ValueError("a NaN: encode() says where")
                 self.parts.append(orjson.dumps({**row.__dict__, "tokens": self._record(tokens)}, default=_fields))
         except Exception:  # orjson refused a value, or a NaN: encode() decides (and may raise)
@@ -323,8 +333,7 @@ class EpisodeLine:
         if self.broken or type(rows) is not list or len(rows) != len(self.rows) \
                 or any(a is not b for a, b in zip(rows, self.rows, strict=True)) \
                 or non_finite(episode, rows=False) is not None \
-                or any(p is None and _row_non_finite(r, i) is not None
-                       for i, (p, r) in enumerate(zip(self.parts, rows, strict=True))):
+                or any(_row_non_finite(rows[i], i) is not None for i in self.to_check):
             return None
         if self.deferred == len(rows):  # no row written yet: the whole line in one call
             return _fast_line(episode)

@@ -24,7 +24,8 @@ one commit per ``min_interval_s``), and only then reports each episode through
 flight, the episodes that finish meanwhile queue up and share the next one, so the number
 of commits falls as the rate of finished episodes rises, and the loop never waits for the
 disk. A writer told how many episodes to ``expect`` commits the last of them at once rather
-than after the interval, and a batch of ``max_batch_bytes`` or more does not wait out the
+than after the interval (on the loop itself: nothing else is left to run then, and a thread's round
+trip would only add to the wait), and a batch of ``max_batch_bytes`` or more does not wait out the
 interval either: a commit's cost grows with its bytes (6 MB took 10-20 ms with the loop idle and
 33-69 ms with it busy, on a loaded 2-core machine), so when episodes finish in a burst, as all of a
 collection's do at its end, the commit the collection waits for after its last episode stays small.
@@ -139,7 +140,13 @@ class EpisodeWriter:
             if items:
                 # serialised on the loop (by put, or here if that failed): the thread holds the GIL only briefly
                 lines = [line if line is not None else encode(ep) for _, line, ep in items]
-                await asyncio.to_thread(self.store.append_lines, lines)
+                if len(items) < len(batch) or (self.closing and self.expect is not None and self.n_put >= self.expect
+                                               and self.queue.empty()):
+                    # the last commit: nothing is left to run meanwhile, and the thread's round trip
+                    # (waking it, the GIL there and back) would only add to the wait for it
+                    self.store.append_lines(lines)
+                else:
+                    await asyncio.to_thread(self.store.append_lines, lines)
                 self.n_commits += 1
                 self.last_stored = self.last_commit = time.perf_counter()
                 for stored, _, _ in items:

@@ -19,6 +19,7 @@ from rowgym.rollouts.engine import CollectConfig, collect
 from rowgym.rollouts.episode import EpisodeKey, clean_action, play_episode, storable
 from rowgym.rows import Action, Check, Episode, PolicyInfo, ToolCall, Verdict
 from rowgym.store import TrajectoryStore
+from rowgym.store.shards import EpisodeLine, encode
 from rowgym.tools import NoArgs, ToolArgs, tool
 
 AIRLINE = "rowgym/ToolAPI-Airline-v0"
@@ -275,6 +276,10 @@ async def test_a_non_finite_reward_ends_the_episode_as_its_makers_failure(tmp_pa
     assert ep.failure is not None and ep.failure.kind == kind and ep.failure.reason.endswith(reason), ep.failure
     assert len(ep.steps) == n_rows and ep.verdict is None
     assert _reads_back(tmp_path, ep) == ep
+    # the line written as the episode is played (rows added as known finite) is the store's own
+    line = EpisodeLine()
+    with_line = await play_episode(env(), _TickOnce(), EpisodeKey("r", 3), line=line)
+    assert line.text == encode(with_line) and len(with_line.steps) == n_rows
 
 
 def test_storable_stores_an_episode_with_a_non_finite_float_without_its_rows(tmp_path):
