@@ -30,6 +30,8 @@ import asyncio
 import logging
 import math
 import time
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, get_args
 
@@ -269,18 +271,19 @@ def step_row(ep: Episode, turn: int, obs: str, out: AgentTurn, next_obs: str, si
 _ROW_FIELDS_SET = frozenset(StepRow.model_fields) - {"schema_version"}  # what validation records as set: all given
 _ROW_HEAD = ("schema_version", "run_id", "episode_id", "group_id", "env_id", "env_version", "seed", "split")
 _new, _setattr, _isfinite = object.__new__, object.__setattr__, math.isfinite
-_last_head: tuple[Any, tuple[Any, ...], dict[str, Any]] = (None, (), {})
+_last_head: tuple[Callable[[], Any], tuple[Any, ...], dict[str, Any]] = (lambda: None, (), {})
 
 
 def _row_head(ep: Episode) -> dict[str, Any]:
-    """The fields a row takes from its episode, by name: made once an episode (kept for the last one seen),
-    and again whenever one of them changed since."""
+    """The fields a row takes from its episode, by name: made once an episode (kept for the last one seen,
+    by a weak reference: a finished episode and its rows are not kept alive by it), and again whenever one
+    of them changed since."""
     global _last_head
     last_ep, last_values, head = _last_head
     values = (SCHEMA_VERSION, ep.run_id, ep.episode_id, ep.group_id, ep.env_id, ep.env_version, ep.seed, ep.split)
-    if last_ep is not ep or last_values != values:
+    if last_ep() is not ep or last_values != values:
         head = dict(zip(_ROW_HEAD, values, strict=True))
-        _last_head = (ep, values, head)
+        _last_head = (weakref.ref(ep), values, head)
     return head
 
 

@@ -88,3 +88,16 @@ def test_rows_take_the_episodes_fields_as_they_are_now():
     assert (first.run_id, second.run_id, third.run_id) == ("r", "renamed", "r")
     assert (first.episode_id, third.episode_id) == ("r:1:0", "r:2:0")
     assert first.__dict__ is not second.__dict__ and first.run_id == "r"  # each row its own fields
+
+
+def test_a_finished_episode_is_not_kept_alive_by_its_rows_maker():
+    """step_row remembers the last episode's fields, not the episode: once the caller drops it, it is freed."""
+    import gc
+    import weakref
+
+    ep = _episode()
+    step_row(ep, 0, "o", AgentTurn(Action(text="a")), "n", _info(), True, False)
+    ref = weakref.ref(ep)
+    del ep
+    gc.collect()
+    assert ref() is None
