@@ -30,8 +30,6 @@ import asyncio
 import logging
 import math
 import time
-import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, get_args
 
@@ -250,10 +248,13 @@ def step_row(ep: Episode, turn: int, obs: str, out: AgentTurn, next_obs: str, si
             and _str_floats(breakdown):
         # every value already has its field's type (the episode's own fields were validated with it), so
         # this is the row validation builds, at a fifth of its cost (tests/rollouts/test_step_row.py):
-        # the episode's own fields first, then the step's, in declaration order (test_row_fields_in_order)
+        # the fields in declaration order (test_row_fields_in_order), in one dict display: a dict made
+        # whole at once holds 21 fields in 464 bytes (one grown from the episode's 8 took 832)
         row = _new(StepRow)
         _setattr(row, "__dict__", {
-            **_row_head(ep), "turn": turn, "observation": obs, "action": action, "next_observation": next_obs,
+            "schema_version": SCHEMA_VERSION, "run_id": ep.run_id, "episode_id": ep.episode_id,
+            "group_id": ep.group_id, "env_id": ep.env_id, "env_version": ep.env_version, "seed": ep.seed,
+            "split": ep.split, "turn": turn, "observation": obs, "action": action, "next_observation": next_obs,
             "reward": reward, "reward_breakdown": dict(breakdown), "bad_call": bad_call, "error_kind": error_kind,
             "repaired": repaired, "terminated": terminated, "truncated": truncated, "timings": timings,
             "tokens": tokens})
@@ -269,22 +270,7 @@ def step_row(ep: Episode, turn: int, obs: str, out: AgentTurn, next_obs: str, si
 
 
 _ROW_FIELDS_SET = frozenset(StepRow.model_fields) - {"schema_version"}  # what validation records as set: all given
-_ROW_HEAD = ("schema_version", "run_id", "episode_id", "group_id", "env_id", "env_version", "seed", "split")
 _new, _setattr, _isfinite = object.__new__, object.__setattr__, math.isfinite
-_last_head: tuple[Callable[[], Any], tuple[Any, ...], dict[str, Any]] = (lambda: None, (), {})
-
-
-def _row_head(ep: Episode) -> dict[str, Any]:
-    """The fields a row takes from its episode, by name: made once an episode (kept for the last one seen,
-    by a weak reference: a finished episode and its rows are not kept alive by it), and again whenever one
-    of them changed since."""
-    global _last_head
-    last_ep, last_values, head = _last_head
-    values = (SCHEMA_VERSION, ep.run_id, ep.episode_id, ep.group_id, ep.env_id, ep.env_version, ep.seed, ep.split)
-    if last_ep() is not ep or last_values != values:
-        head = dict(zip(_ROW_HEAD, values, strict=True))
-        _last_head = (weakref.ref(ep), values, head)
-    return head
 
 
 def _timings(policy_s: float, env_s: float) -> Timings:
