@@ -198,14 +198,8 @@ class Outcome:
 
     @classmethod
     def of(cls, ep: Episode) -> Outcome:
-        steps, verdict, failure = ep.steps, ep.verdict, ep.failure
-        bad_calls = tokens = 0
-        for row in steps:  # one pass: Episode.n_bad_calls and completion_tokens() together
-            bad_calls += row.bad_call
-            if row.tokens is not None:
-                tokens += len(row.tokens.completion_ids)
-        return cls(bool(verdict and verdict.success and failure is None), verdict.reward if verdict else 0.0,
-                   bad_calls, len(steps), failure.kind if failure else None, tokens)
+        return cls(ep.success, ep.final_reward, ep.n_bad_calls, len(ep.steps),
+                   ep.failure.kind if ep.failure else None, completion_tokens(ep))
 
 
 @dataclass

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from dataclasses import dataclass
 from typing import Any, get_args
@@ -49,6 +48,7 @@ from rowgym.rows import (
     TokenRecord,
     ToolCall,
     Verdict,
+    from_fields,
     unvalidated,
 )
 from rowgym.store.shards import EpisodeLine, all_finite, first_non_finite, non_finite
@@ -196,7 +196,8 @@ async def _play(env: Any, agent: Agent, ep: Episode, timeouts: Timeouts, record:
         if record:
             stage.now = f"recording step {turn}"
             row = step_row(ep, turn, obs, out, next_obs, sinfo, terminated, truncated,
-                           _timings(round(t1 - t0, 6), round(t2 - t1, 6)))
+                           # two floats made here: nothing to validate
+                           unvalidated(Timings, _TIMINGS_SET, policy_s=round(t1 - t0, 6), env_s=round(t2 - t1, 6)))
             ep.steps.append(row)
             if line is not None:  # step_row refused a non-finite reward or logprob; the timings are ours
                 line.add(row, finite=True)
@@ -227,14 +228,9 @@ def step_row(ep: Episode, turn: int, obs: str, out: AgentTurn, next_obs: str, si
     """
     error_kind = sinfo["error_kind"]
     reward, breakdown = sinfo["local_reward"], sinfo["reward_breakdown"]
-    try:  # the common case: one finite sum (NaN and the infinities carry through it)
-        finite = _isfinite(reward + sum(breakdown.values()))
-    except (TypeError, OverflowError, AttributeError):
-        finite = False
-    if not finite:
-        rewards = [reward, *breakdown.values()] if isinstance(breakdown, dict) else [reward]
-        if not all_finite(rewards):  # stored as null, it would never read back
-            raise EnvError(f"the env returned a non-finite reward ({first_non_finite(rewards)}) at step {turn}")
+    rewards = [reward, *breakdown.values()]
+    if not all_finite(rewards):  # stored as null, it would never read back
+        raise EnvError(f"the env returned a non-finite reward ({first_non_finite(rewards)}) at step {turn}")
     if error_kind is not None and error_kind not in ROW_ERROR_KINDS:
         # a failure kind the row schema does not list yet (e.g. an env's own): keep the row,
         # recorded as a tool error; the observation text says what happened
@@ -248,20 +244,14 @@ def step_row(ep: Episode, turn: int, obs: str, out: AgentTurn, next_obs: str, si
             and _str_floats(breakdown):
         # every value already has its field's type (the episode's own fields were validated with it), so
         # this is the row validation builds, at a fifth of its cost (tests/rollouts/test_step_row.py):
-        # the fields in declaration order (test_row_fields_in_order), in one dict display: a dict made
-        # whole at once holds 21 fields in 464 bytes (one grown from the episode's 8 took 832)
-        row = _new(StepRow)
-        _setattr(row, "__dict__", {
+        # every field in declaration order (test_row_fields_in_order), in one dict display
+        return from_fields(StepRow, _ROW_FIELDS_SET, {
             "schema_version": SCHEMA_VERSION, "run_id": ep.run_id, "episode_id": ep.episode_id,
             "group_id": ep.group_id, "env_id": ep.env_id, "env_version": ep.env_version, "seed": ep.seed,
             "split": ep.split, "turn": turn, "observation": obs, "action": action, "next_observation": next_obs,
             "reward": reward, "reward_breakdown": dict(breakdown), "bad_call": bad_call, "error_kind": error_kind,
             "repaired": repaired, "terminated": terminated, "truncated": truncated, "timings": timings,
             "tokens": tokens})
-        _setattr(row, "__pydantic_fields_set__", set(_ROW_FIELDS_SET))
-        _setattr(row, "__pydantic_extra__", None)
-        _setattr(row, "__pydantic_private__", None)
-        return row
     return StepRow(
         run_id=ep.run_id, episode_id=ep.episode_id, group_id=ep.group_id, env_id=ep.env_id,
         env_version=ep.env_version, seed=ep.seed, split=ep.split, turn=turn, observation=obs, action=action,
@@ -270,20 +260,6 @@ def step_row(ep: Episode, turn: int, obs: str, out: AgentTurn, next_obs: str, si
 
 
 _ROW_FIELDS_SET = frozenset(StepRow.model_fields) - {"schema_version"}  # what validation records as set: all given
-_new, _setattr, _isfinite = object.__new__, object.__setattr__, math.isfinite
-
-
-def _timings(policy_s: float, env_s: float) -> Timings:
-    """``Timings(policy_s=..., env_s=...)`` for two floats made here: nothing to validate (as
-    :func:`rowgym.rows.unvalidated` builds it, less its checks of the field order)."""
-    t = _new(Timings)
-    _setattr(t, "__dict__", {"policy_s": policy_s, "env_s": env_s})
-    _setattr(t, "__pydantic_fields_set__", set(_TIMINGS_SET))
-    _setattr(t, "__pydantic_extra__", None)
-    _setattr(t, "__pydantic_private__", None)
-    return t
-
-
 def _str_floats(d: dict[Any, Any]) -> bool:
     """Whether every key of ``d`` is a str and every value a float (the exact types, not subclasses)."""
     for k, v in d.items():

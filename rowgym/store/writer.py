@@ -140,10 +140,10 @@ class EpisodeWriter:
             if items:
                 # serialised on the loop (by put, or here if that failed): the thread holds the GIL only briefly
                 lines = [line if line is not None else encode(ep) for _, line, ep in items]
-                if len(items) < len(batch) or (self.closing and self.expect is not None and self.n_put >= self.expect
-                                               and self.queue.empty()):
-                    # the last commit: nothing is left to run meanwhile, and the thread's round trip
-                    # (waking it, the GIL there and back) would only add to the wait for it
+                if self.closing:
+                    # the last commit (every expected episode is in, or close() was called): nothing is left
+                    # to run meanwhile, and the thread's round trip (waking it, the GIL there and back)
+                    # would only add to the wait for it
                     self.store.append_lines(lines)
                 else:
                     await asyncio.to_thread(self.store.append_lines, lines)

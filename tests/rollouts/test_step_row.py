@@ -45,13 +45,13 @@ CASES = {
 def test_the_row_is_what_validation_builds(case, monkeypatch):
     kw, fast = case
     built: list[type] = []
-    new = episode_module._new
+    from_fields = episode_module.from_fields
 
-    def counting(cls):
+    def counting(cls, fields_set, values, /):
         built.append(cls)
-        return new(cls)
+        return from_fields(cls, fields_set, values)
 
-    monkeypatch.setattr(episode_module, "_new", counting)
+    monkeypatch.setattr(episode_module, "from_fields", counting)
     info = kw.get("info", _info())
     out = AgentTurn(kw.get("action", Action(text="<tool_call>{}</tool_call>")), kw.get("tokens"))
     row = step_row(_episode(), 3, kw.get("obs", "seen"), out, "next", info, False, False,
@@ -91,7 +91,7 @@ def test_rows_take_the_episodes_fields_as_they_are_now():
 
 
 def test_a_finished_episode_is_not_kept_alive_by_its_rows_maker():
-    """step_row remembers the last episode's fields, not the episode: once the caller drops it, it is freed."""
+    """step_row keeps nothing of the episode: once the caller drops it, it is freed."""
     import gc
     import weakref
 
