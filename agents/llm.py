@@ -20,7 +20,7 @@ enough to ride out a server restart — after which the episode fails with kind
 
 **Several servers** (``base_url`` a list, ``--policy-url`` repeated): a :class:`ServerPool`
 per URL list and process routes each episode's first turn to the healthy server with the
-fewest outstanding requests, and keeps the episode's later turns on that server while it
+fewest outstanding requests (servers with equal loads take turns), and keeps the episode's later turns on that server while it
 stays healthy (its prefix cache holds the conversation so far; ``VLLMAgent.locality = False``
 routes every turn by load instead). A request that fails by connection or 5xx marks its server
 down and is retried at once on another healthy one (the turn's prompt ids are the same, so
@@ -192,6 +192,7 @@ class ServerPool:
 
     def __init__(self, urls: tuple[str, ...]):
         self.servers = [_Server(u) for u in urls]
+        self._next = 0  # where the next tie on load starts looking: ties go round-robin, not by chance
 
     @classmethod
     def of(cls, urls: tuple[str, ...]) -> ServerPool:
@@ -203,8 +204,9 @@ class ServerPool:
         return [s for s in self.servers if s.healthy]
 
     def pick(self, prefer: _Server | None, session: Any) -> _Server:
-        """``prefer`` if healthy (prefix locality), else the healthy server with fewest outstanding requests,
-        else (none healthy) the one that went down first. Starts health probes of cooled-down servers."""
+        """``prefer`` if healthy (prefix locality), else the healthy server with fewest outstanding requests
+        (equals in turn), else (none healthy) the one that went down first. Starts health probes of
+        cooled-down servers."""
         now = time.monotonic()
         for s in self.servers:
             if not s.healthy and not s.probing and now >= s.down_until:
@@ -214,7 +216,9 @@ class ServerPool:
             return prefer
         up = self.healthy()
         if up:
-            return min(up, key=lambda s: (s.outstanding, random.random()))
+            # min keeps the first of equals: rotating the start makes equal loads take turns
+            start, self._next = self._next % len(up), self._next + 1
+            return min(up[start:] + up[:start], key=lambda s: s.outstanding)
         return min(self.servers, key=lambda s: s.down_until)
 
     def failed(self, s: _Server) -> None:
