@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -134,7 +135,9 @@ def engine_config(out: str, episodes: int, base_url: str, backend: str = "asynci
 
 
 async def measure(args: argparse.Namespace, latency: float, ids: list[int], prompt: Prompt) -> dict:
-    """plain vs engine (and ray) at one latency; the best of ``repeats`` runs of each."""
+    """plain vs engine (and ray) at one latency, over ``repeats`` rounds of each: engine/plain is the median of
+    the rounds' own ratios (a round's two runs are seconds apart, so a change of the machine's load between
+    rounds cancels out; the best of each side would pair runs from different rounds), efficiencies the best."""
     ideal = args.turns * latency
 
     def per_turn(cpu_s: float) -> float:  # ms of this process's CPU per policy turn
@@ -160,14 +163,18 @@ async def measure(args: argparse.Namespace, latency: float, ids: list[int], prom
                   f"whole collect() {ideal / s.wall_s:.3f}) | engine/plain {plain / s.rollout_s:.3f}")
             rows.append((plain, s.rollout_s, per_turn(c1 - c0), per_turn(c2 - c1), plain_aio, per_turn(c3 - c2)))
         best_plain, best_engine = min(r[0] for r in rows), min(r[1] for r in rows)
+        paired = sorted(r[0] / r[1] for r in rows)
         out = {"latency": latency, "plain": ideal / best_plain, "engine": ideal / best_engine,
-               "engine/plain": best_plain / best_engine, "plain_cpu_ms": min(r[2] for r in rows),
+               "engine/plain": statistics.median(paired), "rounds": (paired[0], paired[-1]),
+               "best/best": best_plain / best_engine, "plain_cpu_ms": min(r[2] for r in rows),
                "engine_cpu_ms": min(r[3] for r in rows), "load": os.getloadavg()[0],
                "plain_aiohttp": ideal / min(r[4] for r in rows), "plain_aiohttp_cpu_ms": min(r[5] for r in rows)}
         results.record(f"rollout engine, {args.episodes} in flight at {latency:g} s/call: plain / engine time",
                        ours=best_engine, baseline=best_plain, unit="s", ratio=out["engine/plain"], target=">= 0.95",
                        baseline_name="plain token-id loop",
-                       note=f"best of {args.repeats} interleaved runs, {args.turns} turns; CPU per turn engine "
+                       note=f"median of {args.repeats} rounds' ratios (range {paired[0]:.3f}-{paired[-1]:.3f}; best "
+                            f"of each side {out['best/best']:.3f}; times: the best of each), {args.turns} turns; "
+                            f"CPU per turn engine "
                             f"{out['engine_cpu_ms']:.2f} ms, plain {out['plain_cpu_ms']:.2f} ms (over aiohttp "
                             f"{out['plain_aiohttp_cpu_ms']:.2f} ms); load average "
                             f"{out['load']:.2f} on {os.cpu_count()} CPUs", bench="bench_rollouts.py")
@@ -209,13 +216,14 @@ async def main_async(args: argparse.Namespace) -> None:
             import ray
 
             ray.shutdown()
-    print(f"\nefficiency = ideal / measured, best of {args.repeats} (target: engine/plain >= 0.95); CPU: ms of this "
-          f"process per policy turn, least of {args.repeats}; load: 1-minute load average after the runs "
-          f"({os.cpu_count()} CPUs)")
-    print(f"{'latency':>8} {'plain':>7} {'engine':>7} {'engine/plain':>13} {'plain CPU':>10} {'engine CPU':>11} "
+    print(f"\nefficiency = ideal / measured, best of {args.repeats}; engine/plain: the median of the {args.repeats} "
+          f"rounds' own ratios (target >= 0.95), their range beside it; CPU: ms of this process per policy turn, "
+          f"least of {args.repeats}; load: 1-minute load average after the runs ({os.cpu_count()} CPUs)")
+    print(f"{'latency':>8} {'plain':>7} {'engine':>7} {'engine/plain':>13} {'rounds':>12} {'plain CPU':>10} {'engine CPU':>11} "
           f"{'plain aiohttp':>14} {'its CPU':>8} {'load':>5}" + (f" {'ray':>6}" if args.ray else ""))
     for r in table:
         print(f"{r['latency']:>7}s {r['plain']:>7.3f} {r['engine']:>7.3f} {r['engine/plain']:>13.3f} "
+              f"{r['rounds'][0]:>6.3f}-{r['rounds'][1]:.3f} "
               f"{r['plain_cpu_ms']:>10.2f} {r['engine_cpu_ms']:>11.2f} {r['plain_aiohttp']:>14.3f} "
               f"{r['plain_aiohttp_cpu_ms']:>8.2f} {r['load']:>5.2f}"
               + (f" {r['ray']:>6.3f}" if args.ray else ""))
@@ -227,7 +235,7 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=mock.TURNS)
     ap.add_argument("--latency", type=lambda v: [float(x) for x in v.split(",")], default=[0.2, 1.0, 2.0],
                     help="seconds per policy call, comma-separated for a sweep")
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)  # a median of 3 rounds outlasts one round in a noisy window
     ap.add_argument("--model-dir", default=None)
     ap.add_argument("--no-ray", dest="ray", action="store_false")
     aio.run(main_async(ap.parse_args()))
