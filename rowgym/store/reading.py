@@ -69,8 +69,14 @@ class Reader:
                         yield p.name, i, line
 
     def _records(self) -> Iterator[tuple[str, int, bytes, str]]:
-        """(shard, line index, line, episode id) of every complete line with an episode id."""
+        """(shard, line index, line, episode id) of every complete line with an episode id.
+
+        A shard is named as it is once sealed, even while it is still partial: a live writer may seal
+        it between two passes over the run (:meth:`episodes` makes two), and a line must be the same
+        (shard, index) in both, or the second pass would find no line the first one chose.
+        """
         for shard, i, line in self._lines():
+            shard = shard.removesuffix(PARTIAL)
             try:
                 yield shard, i, line, episode_id(line)
             except (ValueError, UnicodeDecodeError, KeyError) as e:

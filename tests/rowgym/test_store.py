@@ -152,3 +152,28 @@ def test_episodes_only_returns_the_asked_ids_and_leaves_other_lines_unparsed(tmp
     assert [e.episode_id for e in ro.episodes(only={"r:4:0", "r:1:0"})] == ["r:1:0", "r:4:0"]
     assert ro.quarantined == {}  # r:0:0 was never parsed
     assert len(list(ro.episodes())) == 5 and len(ro.quarantined) == 1  # a full read does parse it
+
+
+@pytest.mark.parametrize("read", ["all", "only"])
+def test_a_reader_misses_nothing_when_the_writer_seals_the_shard_between_its_passes(tmp_path, read):
+    """episodes() reads the run twice (which record of each id is the latest, then those records); a live
+    writer that seals the partial shard in between renames it. A trainer reading its batch while the
+    collector re-opened the run after a crash (which seals the crashed shard) got none of the batch."""
+    w = TrajectoryStore(tmp_path)
+    w.start(manifest())
+    for i in range(3):
+        w.append(episode(i))
+    assert [p.name.endswith(".partial") for p in w.shard_dir.iterdir()] == [True]
+    ro = TrajectoryStore(tmp_path, readonly=True)
+    first_pass = ro._last_records
+
+    def then_the_writer_seals() -> dict:
+        last = first_pass()
+        w.flush()  # seals the active shard: episodes-00000.jsonl.partial -> episodes-00000.jsonl
+        return last
+
+    ro._last_records = then_the_writer_seals
+    got = ro.episodes() if read == "all" else ro.episodes(only={"r:0:0", "r:2:0"})
+    assert [e.seed for e in got] == ([0, 1, 2] if read == "all" else [0, 2])
+    assert [p.name for p in w.shard_dir.iterdir()] == ["episodes-00000.jsonl"] and ro.problems == []
+    w.close()

@@ -112,6 +112,10 @@ def _read_batch(run_dir: Path, seeds: list[int], ids: set[str]) -> list[Episode]
     eps = [e for e in store.episodes(only=ids) if e.seed in want]
     if store.quarantined:
         raise RowgymError(f"the run store {run_dir} has malformed records: {list(store.quarantined.values())[:2]}")
+    missing = ids - {e.episode_id for e in eps}
+    if missing:  # never train on part of a batch (a step on none of it once went by silently)
+        raise RowgymError(f"the run store {run_dir} did not give back {len(missing)} episode(s) of the batch it "
+                          f"reported stored: {sorted(missing)[:3]}")
     return sorted(eps, key=lambda e: (seeds.index(e.seed), e.sample_index))
 
 
