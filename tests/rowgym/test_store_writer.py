@@ -20,6 +20,16 @@ def episode(i: int, run: str = "r") -> Episode:
                    env_version="0", seed=i, split="train", task_hash=f"h{i}", policy=PolicyInfo(agent="a"))
 
 
+async def committed(writer: EpisodeWriter, n: int) -> None:
+    """Wait until ``writer`` has made ``n`` commits (and reported their episodes): a loaded machine's fsync
+    can outlast any fixed sleep."""
+    for _ in range(12_000):  # 60 s
+        if writer.n_commits >= n:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"the writer made {writer.n_commits} commits in 60 s, not {n}")
+
+
 def manifest(run: str = "r") -> RunManifest:
     return RunManifest(run_id=run, rowgym_version="0", policy=PolicyInfo(agent="a"),
                        source=RunSource(env_id="rowgym/X-v0", env_version="0", split="train", seeds=list(range(20)),
@@ -129,7 +139,7 @@ async def test_close_commits_at_once_instead_of_waiting_out_the_interval(tmp_pat
         store.start(manifest())
         writer = EpisodeWriter(store, lambda ep: None, min_interval_s=600)
         writer.put(episode(0))
-        await asyncio.sleep(0.05)  # the first episode is committed at once; the next one would wait 600 s
+        await committed(writer, 1)  # the first episode is committed at once; the next one would wait 600 s
         writer.put(episode(1))
         await asyncio.sleep(0.05)
         await asyncio.wait_for(writer.close(), 60)
@@ -151,7 +161,7 @@ async def test_the_last_expected_episode_is_committed_without_waiting_out_the_in
 
         writer = EpisodeWriter(store, on_stored, min_interval_s=600, expect=2)
         writer.put(episode(0))  # committed at once (no commit yet)
-        await asyncio.sleep(0.05)
+        await committed(writer, 1)
         writer.put(episode(1))  # would wait 600 s for company, but it is the last one
         await asyncio.wait_for(both.wait(), 60)  # reported without close()
         assert stored == [0, 1] and writer.n_commits == 2
@@ -165,7 +175,7 @@ async def test_an_episode_before_the_last_expected_one_still_waits_for_company(t
         stored: list[int] = []
         writer = EpisodeWriter(store, lambda ep: stored.append(ep.seed), min_interval_s=600, expect=3)
         writer.put(episode(0))
-        await asyncio.sleep(0.05)
+        await committed(writer, 1)
         writer.put(episode(1))  # not the last expected: it naps (600 s), so it is not stored yet
         await asyncio.sleep(0.05)
         assert stored == [0]
@@ -221,7 +231,7 @@ async def test_a_full_batch_is_committed_without_waiting_out_the_interval(tmp_pa
         one = len(episode(1).model_dump_json()) + 1
         writer = EpisodeWriter(store, on_stored, min_interval_s=600, max_batch_bytes=2 * one)
         writer.put(episode(0))  # committed at once (no commit yet)
-        await asyncio.sleep(0.05)
+        await committed(writer, 1)
         writer.put(episode(1))  # half a batch: it naps (600 s)
         await asyncio.sleep(0.05)
         assert stored == [0]
@@ -239,7 +249,7 @@ async def test_the_writer_wakes_in_the_loops_next_round(tmp_path):
         store.start(manifest())
         writer = EpisodeWriter(store, lambda ep: None, min_interval_s=600, expect=3)
         writer.put(episode(0))
-        await asyncio.sleep(0.05)  # committed at once
+        await committed(writer, 1)  # committed at once
         writer.put(episode(1))
         await asyncio.sleep(0.05)
         assert writer._nap is not None and not writer._nap.done()  # waiting for company
@@ -269,7 +279,7 @@ async def test_a_writer_with_report_keeps_what_it_reports_not_the_episode(tmp_pa
         eps = [episode(i) for i in range(4)]
         refs = [weakref.ref(e) for e in eps]
         writer.put(eps[0], encode(eps[0]))  # committed at once (the first commit never waits)
-        await asyncio.sleep(0.05)
+        await committed(writer, 1)
         for e in eps[1:3]:
             writer.put(e, encode(e))  # napping: queued until the interval ends or close()
         writer.put(eps[3])  # no line given: put writes it
