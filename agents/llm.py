@@ -20,13 +20,14 @@ enough to ride out a server restart — after which the episode fails with kind
 
 **Several servers** (``base_url`` a list, ``--policy-url`` repeated): a :class:`ServerPool`
 per URL list and process routes each episode's first turn to the healthy server with the
-fewest outstanding requests (servers with equal loads take turns), and keeps the episode's later turns on that server while it
-stays healthy (its prefix cache holds the conversation so far; ``VLLMAgent.locality = False``
-routes every turn by load instead). A request that fails by connection or 5xx marks its server
-down and is retried at once on another healthy one (the turn's prompt ids are the same, so
-the stored tokens do not change); a down server is probed (``GET /health``, any answer
-below 500) after a cool-down that doubles up to 30 s, and rejoins when it answers. Only
-when no server is healthy does the backoff above apply, within the same retry budget.
+fewest outstanding requests (servers with equal loads take turns), and keeps the episode's
+later turns on that server while it stays healthy (its prefix cache holds the conversation
+so far; ``VLLMAgent.locality = False`` routes every turn by load instead). A request that
+fails by connection or 5xx marks its server down and is retried at once on another healthy
+one (the turn's prompt ids are the same, so the stored tokens do not change); a down server
+is probed (``GET /health``, any answer below 500) after a cool-down that doubles up to 30 s,
+and rejoins when it answers. Only when no server is healthy does the backoff above apply,
+within the same retry budget.
 :func:`server_stats` gives each server's requests, failures and latency (the collect
 summary prints them).
 """

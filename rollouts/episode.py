@@ -260,6 +260,8 @@ def step_row(ep: Episode, turn: int, obs: str, out: AgentTurn, next_obs: str, si
 
 
 _ROW_FIELDS_SET = frozenset(StepRow.model_fields) - {"schema_version"}  # what validation records as set: all given
+
+
 def _str_floats(d: dict[Any, Any]) -> bool:
     """Whether every key of ``d`` is a str and every value a float (the exact types, not subclasses)."""
     for k, v in d.items():
