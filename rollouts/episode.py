@@ -116,9 +116,10 @@ async def play_episode(env: Any, agent: Agent, key: EpisodeKey, timeouts: Timeou
     the episode comes back with ``failure`` set (and the rows recorded so far). With
     ``record=False`` rows are not built (used to measure recording overhead). ``line``:
     each row is also added to it as it is recorded (a policy's row, with its token record, is
-    written then, so the stored line is mostly written by the time the episode ends: at 256 in
-    flight, all of a collection's episodes end in its last turn; see
-    :class:`~rowgym.store.shards.EpisodeLine`); ``line.text`` is then the returned episode's line,
+    built and written at its turn, so the stored line is mostly written by the time the episode
+    ends: at 256 in flight, all of a collection's episodes end in its last turn; see
+    :class:`~rowgym.store.shards.EpisodeLine`; a scripted agent's rows are built when the episode
+    ends, see :class:`_Rows`); ``line.text`` is then the returned episode's line,
     or None when the store's encoder must decide (e.g. the episode had to be cleaned, see
     :func:`storable`: a line made whole also shows that the episode serialises as it is).
     """
@@ -129,18 +130,27 @@ async def play_episode(env: Any, agent: Agent, key: EpisodeKey, timeouts: Timeou
     if _privileged(agent):  # rows of an agent that read the task are never mistaken for a policy's
         ep.policy = ep.policy.model_copy(update={"privileged": True})
     stage = _Stage()
+    rows = _Rows(ep, line, stage) if record else None
     deadline = asyncio.timeout(timeouts.episode_s)
+    error: Exception | None = None
     try:
         async with deadline:
-            await _play(env, agent, ep, timeouts, record, stage, line)
+            await _play(env, agent, ep, timeouts, stage, rows)
     except Exception as e:  # attributed and kept on the episode, never raised into the engine
-        if isinstance(e, TimeoutError) and deadline.expired():
+        error = e
+    if rows is not None:
+        try:
+            rows.flush()
+        except Exception as e:  # as if raised when its step was recorded: nothing after that step happened
+            error, ep.verdict = e, None
+    if error is not None:
+        if isinstance(error, TimeoutError) and deadline.expired():
             kind, what = "timeout", f"episode exceeded {timeouts.episode_s}s (during {stage.now}, after " \
                                     f"{len(ep.steps)} steps)"
-        elif isinstance(e, EpisodeTimeout):
-            kind, what = e.kind, str(e) or f"timeout during {stage.now}"
+        elif isinstance(error, EpisodeTimeout):
+            kind, what = error.kind, str(error) or f"timeout during {stage.now}"
         else:
-            kind, what = _failure_kind(e), f"{stage.now}: {describe_exception(e, REASON_CHARS)}"
+            kind, what = _failure_kind(error), f"{stage.now}: {describe_exception(error, REASON_CHARS)}"
         ep.failure = Failure(kind=kind, reason=clean_text(what)[:REASON_CHARS])
     ep.duration_s = round(time.perf_counter() - t_start, 4)
     if line is not None:
@@ -160,8 +170,65 @@ class _Stage:
     now = "env reset"
 
 
-async def _play(env: Any, agent: Agent, ep: Episode, timeouts: Timeouts, record: bool, stage: _Stage,
-                line: EpisodeLine | None) -> None:
+class _Rows:
+    """The rows of an episode as its steps are recorded, in order, into ``ep.steps`` (and ``line``).
+
+    A turn with a token record (a policy's) becomes its row at once: its line is written then, while
+    the loop waits on the policy server (see :class:`~rowgym.store.shards.EpisodeLine`). A turn
+    without one (a scripted agent's, whose loop never waits) is kept as the values its row is made
+    of and becomes its row when the episode ends (:meth:`flush`), with the others: between two env
+    steps the recording code and its data are cold, and a tool-API episode's rows built in one go
+    take ~1% less of a step (docs/bench.md). What is kept is what the row will own (the agent's
+    immutable action, a copy of the env's reward breakdown), so nothing the agent or env does
+    later changes it; a turn whose action or info is anything else is recorded at once. A row that
+    cannot be built ends the episode at its step, as it would have then: :func:`play_episode`
+    drops the verdict, and the rows after it are never built.
+    """
+
+    def __init__(self, ep: Episode, line: EpisodeLine | None, stage: _Stage):
+        self.ep, self.line, self.stage = ep, line, stage
+        self.pending: list[tuple[Any, ...]] = []
+
+    def take(self, turn: int, obs: str, out: AgentTurn, next_obs: str, sinfo: dict[str, Any], terminated: bool,
+             truncated: bool, t0: float, t1: float, t2: float) -> None:
+        action, tokens = out.action, out.tokens
+        if tokens is None and type(action) is Action:
+            call, info = action.tool_call, sinfo.copy()
+            breakdown = info["reward_breakdown"]
+            if (call is None or type(call) is ToolCall) and type(breakdown) is dict:
+                info["reward_breakdown"] = breakdown.copy()
+                self.pending.append((turn, obs, action, next_obs, info, terminated, truncated, t0, t1, t2))
+                return
+        self.flush()
+        self.stage.now = f"recording step {turn}"
+        self._add(_row(self.ep, turn, obs, action, tokens, next_obs, sinfo, terminated, truncated,
+                       _timings(t0, t1, t2)))
+
+    def flush(self) -> None:
+        """Build the rows of the turns kept so far (raises what building one raised, its step in ``stage``)."""
+        pending, self.pending = self.pending, []
+        for turn, obs, action, next_obs, info, terminated, truncated, t0, t1, t2 in pending:
+            try:
+                row = _row(self.ep, turn, obs, action, None, next_obs, info, terminated, truncated,
+                           _timings(t0, t1, t2))
+            except Exception:
+                self.stage.now = f"recording step {turn}"
+                raise
+            self._add(row)
+
+    def _add(self, row: StepRow) -> None:
+        self.ep.steps.append(row)
+        if self.line is not None:  # _row refused a non-finite reward or logprob; the timings are ours
+            self.line.add(row, finite=True)
+
+
+def _timings(t0: float, t1: float, t2: float) -> Timings:
+    """A step's timings from the clock's readings around the agent's turn and the env's step."""
+    # two floats made here: nothing to validate
+    return from_fields(Timings, _TIMINGS_SET, {"policy_s": round(t1 - t0, 6), "env_s": round(t2 - t1, 6)})
+
+
+async def _play(env: Any, agent: Agent, ep: Episode, timeouts: Timeouts, stage: _Stage, rows: _Rows | None) -> None:
     obs, info = await _env_call(env.areset(seed=ep.seed), timeouts.step_s, "reset")
     stage.now = "episode setup"
     obs = clean_text(obs)
@@ -193,14 +260,8 @@ async def _play(env: Any, agent: Agent, ep: Episode, timeouts: Timeouts, record:
                                                                          f"step {turn}")
         t2 = time.perf_counter()
         next_obs = clean_text(next_obs)
-        if record:
-            stage.now = f"recording step {turn}"
-            row = step_row(ep, turn, obs, out, next_obs, sinfo, terminated, truncated,
-                           # two floats made here: nothing to validate
-                           unvalidated(Timings, _TIMINGS_SET, policy_s=round(t1 - t0, 6), env_s=round(t2 - t1, 6)))
-            ep.steps.append(row)
-            if line is not None:  # step_row refused a non-finite reward or logprob; the timings are ours
-                line.add(row, finite=True)
+        if rows is not None:
+            rows.take(turn, obs, out, next_obs, sinfo, terminated, truncated, t0, t1, t2)
         if terminated or truncated:
             verdict: Verdict = sinfo["verdict"]
             rewards = [verdict.reward, *verdict.breakdown.values()] if verdict is not None else []
@@ -219,13 +280,19 @@ def step_row(ep: Episode, turn: int, obs: str, out: AgentTurn, next_obs: str, si
     The row owns what it holds: the agent's token record and the env's reward breakdown are
     copied and its action is kept as is (an :class:`Action` cannot change; a subclass is copied),
     so an agent that later changes an object it returned changes neither the row nor its stored
-    line, which may be written as soon as the row is made (:class:`~rowgym.store.shards.EpisodeLine`). When every value already has its field's type
-    the row is built without validation (the same row, fields set included); otherwise
-    validation converts what it accepts, as it always did.
+    line, which may be written as soon as the row is made (:class:`~rowgym.store.shards.EpisodeLine`).
+    When every value already has its field's type the row is built without validation (the same
+    row, fields set included); otherwise validation converts what it accepts, as it always did.
 
     Raises :class:`~rowgym.errors.EnvError` for a NaN or infinite reward and
     :class:`~rowgym.errors.AgentError` for such a logprob (see :func:`_clean_tokens`).
     """
+    return _row(ep, turn, obs, out.action, out.tokens, next_obs, sinfo, terminated, truncated, timings)
+
+
+def _row(ep: Episode, turn: int, obs: str, action: Action | ToolCall | str, tokens: TokenRecord | None, next_obs: str,
+         sinfo: dict[str, Any], terminated: bool, truncated: bool, timings: Timings | None) -> StepRow:
+    """:func:`step_row` given the agent turn's action and token record."""
     error_kind = sinfo["error_kind"]
     reward, breakdown = sinfo["local_reward"], sinfo["reward_breakdown"]
     rewards = [reward, *breakdown.values()]
@@ -235,7 +302,7 @@ def step_row(ep: Episode, turn: int, obs: str, out: AgentTurn, next_obs: str, si
         # a failure kind the row schema does not list yet (e.g. an env's own): keep the row,
         # recorded as a tool error; the observation text says what happened
         error_kind = "tool_error"
-    action, tokens = _stored_action(out.action), _owned_tokens(_clean_tokens(out.tokens, turn))
+    action, tokens = _stored_action(action), _owned_tokens(_clean_tokens(tokens, turn))
     obs, next_obs, timings = clean_text(obs), clean_text(next_obs), timings or Timings()
     bad_call, repaired = sinfo["bad_call"], sinfo["repaired"]
     if type(reward) is float and type(obs) is str and type(next_obs) is str and type(breakdown) is dict \

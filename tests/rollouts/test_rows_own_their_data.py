@@ -126,3 +126,100 @@ async def test_the_line_played_along_is_the_returned_episodes_or_none(env_cls):
         assert line.text == encode(ep) == ep.model_dump_json().encode() + b"\n"
     strip = {"duration_s": True, "started_at": True, "steps": {"__all__": {"timings"}}}  # clocks
     assert ep.model_dump(exclude=strip) == plain.model_dump(exclude=strip)
+
+
+# ------------------------------------------------------- rows of turns without a token record
+# A scripted agent's turn (no token record) becomes its row when the episode ends: what the row is
+# made of is taken at its step, so neither the env nor the agent can change it in between, and a
+# row that cannot be built ends the episode at its step, as if it had been built then.
+
+class _ReusedInfoEnv(mock.CountdownEnv):
+    """Returns one info dict for every step, its values and its reward breakdown changed in place."""
+
+    async def areset(self, *, seed=None, options=None):
+        self.shared: dict = {}
+        self.returned: list[dict] = []
+        return await super().areset(seed=seed, options=options)
+
+    async def astep(self, action):
+        obs, reward, terminated, truncated, info = await super().astep(action)
+        breakdown = self.shared.get("reward_breakdown", {})
+        breakdown.clear()
+        breakdown[f"tick{self.ticks}@1"] = float(self.ticks)
+        self.shared.clear()
+        self.shared.update(info, reward_breakdown=breakdown, local_reward=float(self.ticks),
+                           bad_call=self.ticks % 2 == 0)
+        self.returned.append({**self.shared, "reward_breakdown": dict(breakdown)})  # what this step said
+        return obs, reward, terminated, truncated, self.shared
+
+
+class _MixedAgent:
+    """Ticks; every third turn with a token record (a policy's), the others without (a script's)."""
+
+    name = "mixed"
+
+    def policy_info(self) -> PolicyInfo:
+        return PolicyInfo(agent=self.name)
+
+    async def reset(self, ctx) -> None:
+        self.turn = 0
+
+    async def act(self, obs: str) -> AgentTurn:
+        turn, self.turn = self.turn, self.turn + 1
+        tokens = None if turn % 3 else TokenRecord(prompt_ids=[1, turn], completion_ids=[7], logprobs=[-0.5],
+                                                   mask=[0, 0, 1], finish_reason="stop")
+        return AgentTurn(Action(text=f"turn {turn}", tool_call=ToolCall(name="tick")), tokens)
+
+    async def aclose(self) -> None:
+        pass
+
+
+class _ScriptedTicker(_MixedAgent):
+    """Ticks without a token record, as a scripted agent does."""
+
+    name = "scripted"
+
+    async def act(self, obs: str) -> AgentTurn:
+        return AgentTurn(Action.call("tick"))
+
+
+@pytest.mark.parametrize("agent_cls", [_ScriptedTicker, _MixedAgent])
+async def test_an_env_reusing_its_info_dict_changes_no_row(agent_cls):
+    env = _ReusedInfoEnv()
+    line = EpisodeLine()
+    ep = await play_episode(env, agent_cls(), EpisodeKey("r", 3), line=line)
+    assert ep.failure is None and len(ep.steps) == mock.TURNS == len(env.returned)
+    for row, said in zip(ep.steps, env.returned, strict=True):
+        assert (row.reward_breakdown, row.reward, row.bad_call) == \
+               (said["reward_breakdown"], said["local_reward"], said["bad_call"])
+    assert [r.turn for r in ep.steps] == list(range(mock.TURNS))  # in order, deferred or not
+    assert line.of(ep) == encode(ep) == ep.model_dump_json().encode() + b"\n"
+
+
+class _BadRewardEnv(mock.CountdownEnv):
+    """Step 2's reward is ``bad``: its row cannot be built."""
+
+    bad: object = "not a number"  # validation refuses it
+
+    async def astep(self, action):
+        obs, reward, terminated, truncated, info = await super().astep(action)
+        if self.ticks == 3:
+            info = {**info, "local_reward": self.bad}
+        return obs, reward, terminated, truncated, info
+
+
+class _NanRewardEnv(_BadRewardEnv):
+    bad = float("nan")  # the store would write null: refused
+
+
+@pytest.mark.parametrize("env_cls", [_BadRewardEnv, _NanRewardEnv])
+async def test_a_row_that_cannot_be_built_ends_the_episode_at_its_step_deferred_or_not(env_cls):
+    line = EpisodeLine()
+    scripted = await play_episode(env_cls(), _ScriptedTicker(), EpisodeKey("r", 3), line=line)
+    policy = await play_episode(env_cls(), _MixedAgent(), EpisodeKey("r", 3))  # rows built at each step
+    for ep in (scripted, policy):
+        assert ep.failure is not None and ep.failure.kind == "env", ep.failure
+        assert ep.failure.reason.startswith("recording step 2: "), ep.failure.reason
+        assert [r.turn for r in ep.steps] == [0, 1] and ep.verdict is None  # nothing after step 2 is kept
+    assert scripted.failure.reason == policy.failure.reason
+    assert line.text == encode(scripted)
