@@ -5,7 +5,7 @@ stored line (rows copy what they take from the agent, and share its actions, whi
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
+from pydantic import ConfigDict, ValidationError
 
 import rowgym
 from rowgym.agents.base import AgentTurn
@@ -223,3 +223,31 @@ async def test_a_row_that_cannot_be_built_ends_the_episode_at_its_step_deferred_
         assert [r.turn for r in ep.steps] == [0, 1] and ep.verdict is None  # nothing after step 2 is kept
     assert scripted.failure.reason == policy.failure.reason
     assert line.text == encode(scripted)
+
+
+class _MutableAction(Action):
+    model_config = ConfigDict(extra="forbid", frozen=False)  # a subclass that lets its text change
+
+
+class _ScriptedTamperer(_MixedAgent):
+    """No token records; returns a mutable action subclass and rewrites every earlier one each turn."""
+
+    name = "scripted-tamperer"
+
+    async def reset(self, ctx) -> None:
+        self.sent: list[_MutableAction] = []
+
+    async def act(self, obs: str) -> AgentTurn:
+        for old in self.sent:
+            old.text = "tampered"
+        action = _MutableAction(text=f"turn {len(self.sent)}", tool_call=ToolCall(name="tick"))
+        self.sent.append(action)
+        return AgentTurn(action)
+
+
+async def test_a_scripted_agent_changing_a_mutable_action_it_returned_changes_no_row():
+    line = EpisodeLine()
+    ep = await play_episode(rowgym.make(mock.COUNTDOWN_ID), _ScriptedTamperer(), EpisodeKey("r", 3), line=line)
+    assert ep.success and [r.action.text for r in ep.steps] == [f"turn {t}" for t in range(mock.TURNS)]
+    # a subclass is not one of the schema's own models: the store's encoder writes the line, as it was
+    assert line.text is None and b"tampered" not in encode(ep)
