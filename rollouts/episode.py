@@ -179,8 +179,8 @@ class _Rows:
     of and becomes its row when the episode ends (:meth:`flush`), with the others: between two env
     steps the recording code and its data are cold, and a tool-API episode's rows built in one go
     take ~1% less of a step (docs/bench.md). What is kept is what the row will own (the agent's
-    immutable action, a copy of the env's reward breakdown), so nothing the agent or env does
-    later changes it; a turn whose action or info is anything else is recorded at once. A row that
+    immutable action, copies of the env's info dict and reward breakdown), so nothing the agent or
+    env does later changes it; a turn whose action or info is anything else is recorded at once. A row that
     cannot be built ends the episode at its step, as it would have then: :func:`play_episode`
     drops the verdict, and the rows after it are never built.
     """
@@ -191,6 +191,7 @@ class _Rows:
 
     def take(self, turn: int, obs: str, out: AgentTurn, next_obs: str, sinfo: dict[str, Any], terminated: bool,
              truncated: bool, t0: float, t1: float, t2: float) -> None:
+        """Record one step: kept for the episode's end, or (a policy's turn, anything unusual) built now."""
         action, tokens = out.action, out.tokens
         if tokens is None and type(action) is Action:
             call, info = action.tool_call, sinfo.copy()
