@@ -198,19 +198,17 @@ class _Rows:
             breakdown = info["reward_breakdown"]
             if (call is None or type(call) is ToolCall) and type(breakdown) is dict:
                 info["reward_breakdown"] = breakdown.copy()
-                self.pending.append((turn, obs, action, next_obs, info, terminated, truncated, t0, t1, t2))
+                self.pending.append((turn, obs, action, None, next_obs, info, terminated, truncated, t0, t1, t2))
                 return
-        self.flush()
-        self.stage.now = f"recording step {turn}"
-        self._add(_row(self.ep, turn, obs, action, tokens, next_obs, sinfo, terminated, truncated,
-                       _timings(t0, t1, t2)))
+        self.pending.append((turn, obs, action, tokens, next_obs, sinfo, terminated, truncated, t0, t1, t2))
+        self.flush()  # built now, after the turns kept before it
 
     def flush(self) -> None:
         """Build the rows of the turns kept so far (raises what building one raised, its step in ``stage``)."""
         pending, self.pending = self.pending, []
-        for turn, obs, action, next_obs, info, terminated, truncated, t0, t1, t2 in pending:
+        for turn, obs, action, tokens, next_obs, info, terminated, truncated, t0, t1, t2 in pending:
             try:
-                row = _row(self.ep, turn, obs, action, None, next_obs, info, terminated, truncated,
+                row = _row(self.ep, turn, obs, action, tokens, next_obs, info, terminated, truncated,
                            _timings(t0, t1, t2))
             except Exception:
                 self.stage.now = f"recording step {turn}"

@@ -251,3 +251,17 @@ async def test_a_scripted_agent_changing_a_mutable_action_it_returned_changes_no
     assert ep.success and [r.action.text for r in ep.steps] == [f"turn {t}" for t in range(mock.TURNS)]
     # a subclass is not one of the schema's own models: the store's encoder writes the line, as it was
     assert line.text is None and b"tampered" not in encode(ep)
+
+
+class _InfVerdictEnv(mock.CountdownEnv):
+    async def grade(self):
+        return (await super().grade()).model_copy(update={"reward": float("inf")})
+
+
+async def test_a_non_finite_verdict_is_the_last_env_steps_failure_for_every_kind_of_agent():
+    # a scripted agent (its rows built at the end) and a policy (a token record every turn, rows built at once)
+    eps = [await play_episode(_InfVerdictEnv(), agent(), EpisodeKey("r", 3)) for agent in (_ScriptedTicker, _Tamperer)]
+    for ep in eps:  # the verdict came with the env's last step, after that step's row was recorded
+        assert ep.failure.kind == "grader" and ep.verdict is None and len(ep.steps) == mock.TURNS
+        assert ep.failure.reason.startswith(f"env step {mock.TURNS - 1}: GraderError"), ep.failure.reason
+    assert eps[0].failure.reason == eps[1].failure.reason
