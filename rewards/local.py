@@ -1,10 +1,30 @@
-"""The standard local (per-step) reward functions shared by environment families."""
+"""The standard local (per-step) reward functions shared by environment families.
+
+>>> from rowgym.rewards.base import StepOutcome
+>>> VALID_CALL(StepOutcome()), VALID_CALL_V2(StepOutcome()), VALID_CALL_V2(StepOutcome(signals={"first_success": 1.0}))
+(0.02, 0.0, 0.02)
+
+``valid_call@1`` pays every successful call, so an episode padded with calls (or one that
+never attempts the task and only reads) earns more than a short one: a policy trained on it
+learns to stall. ``valid_call@2`` pays only what the env marks as a *first success*: the
+first time a (tool, canonical arguments) pair succeeds in the episode, and at most as many
+calls as the task's gold plan has distinct calls (the tool-API envs report the signal, see
+``rowgym.envs.toolapi.base.FirstSuccesses``). ``valid_call@1`` stays importable so stored
+rows keyed ``valid_call@1`` stay explainable; envs that report no ``first_success`` signal
+(Shop, RepoPatch) still use it.
+"""
 
 from rowgym.rewards.base import LocalReward, Rubric, StepOutcome
 
+VALID_CALL_REWARD = 0.02
+
 
 def _valid(o: StepOutcome) -> float:
-    return 0.0 if o.bad_call else 0.02
+    return 0.0 if o.bad_call else VALID_CALL_REWARD
+
+
+def _first_valid(o: StepOutcome) -> float:
+    return 0.0 if o.bad_call else VALID_CALL_REWARD * min(1.0, max(0.0, o.signals.get("first_success", 0.0)))
 
 
 def _bad(o: StepOutcome) -> float:
@@ -16,9 +36,18 @@ def _subgoal(o: StepOutcome) -> float:
 
 
 VALID_CALL = LocalReward("valid_call", "1", _valid, "+0.02 for a well-formed, successful tool call.")
+VALID_CALL_V2 = LocalReward(
+    "valid_call", "2", _first_valid,
+    "+0.02 for a successful tool call whose (tool, canonical arguments) pair has not succeeded before in the "
+    "episode, for at most as many calls as the gold plan has distinct calls (signal 'first_success').",
+    signals=("first_success",))
 BAD_CALL_PENALTY = LocalReward("bad_call_penalty", "1", _bad, "-0.1 for a malformed or failed call.")
 SUBGOAL_PROGRESS = LocalReward("subgoal_progress", "1", _subgoal,
                                "The share of the task's plan this call completed (signal 'subgoal').",
                                signals=("subgoal",))
 
 DEFAULT_LOCAL = Rubric([(VALID_CALL, 1.0), (BAD_CALL_PENALTY, 1.0), (SUBGOAL_PROGRESS, 0.5)])
+"""The rubric of envs that report no ``first_success`` signal (``valid_call@1``: every valid call pays)."""
+
+TOOLAPI_LOCAL = Rubric([(VALID_CALL_V2, 1.0), (BAD_CALL_PENALTY, 1.0), (SUBGOAL_PROGRESS, 0.5)])
+"""The tool-API envs' rubric: ``DEFAULT_LOCAL`` with ``valid_call@2`` (first successes only, capped)."""

@@ -34,6 +34,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from rowgym.env import RowEnv
+from rowgym.rewards.local import TOOLAPI_LOCAL
 from rowgym.rows import Check, ToolCall, Verdict
 from rowgym.tools import ToolArgs, ToolError, parse_action, tool
 
@@ -91,12 +92,60 @@ def answers_match(given: str, expected: str) -> bool:
         return " ".join(g.split()) == " ".join(e.split())
 
 
+def canonical_call(name: str, arguments: dict[str, Any]) -> tuple[str, str]:
+    """A call's identity for ``valid_call@2``: the tool and its arguments as sorted JSON."""
+    return name, json.dumps(arguments, sort_keys=True)
+
+
+class FirstSuccesses:
+    """Which successful calls of an episode ``valid_call@2`` pays (the ``first_success`` signal).
+
+    A (tool, canonical arguments) pair pays the first time it succeeds in the episode, and the
+    episode pays at most ``cap`` calls: the number of distinct calls of the task's gold plan. So
+    the gold plan earns exactly what ``valid_call@1`` paid it, and neither repeating a call nor
+    padding with other valid calls (reads, a calculation, a device set and set back) earns more;
+    an episode that never attempts the task earns at most ``cap`` valid calls.
+
+    >>> fs = FirstSuccesses([call("get_user_details", user_id="u"), call("finish", answer="")])
+    >>> [fs.pays("list_products", {}), fs.pays("list_products", {}), fs.pays("calculate", {"expression": "1"}),
+    ...  fs.pays("finish", {"answer": ""})]
+    [True, False, True, False]
+    """
+
+    def __init__(self, gold: list[ToolCall] | None = None):
+        self.cap = len({canonical_call(c.name, json.loads(c.arguments or "{}")) for c in gold or []})
+        self.seen: set[tuple[str, str]] = set()
+        self.paid = 0
+
+    def pays(self, name: str, arguments: dict[str, Any]) -> bool:
+        """Record a successful call; whether it is a first success within the cap."""
+        key = canonical_call(name, arguments)
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        if self.paid >= self.cap:
+            return False
+        self.paid += 1
+        return True
+
+
+def signal_first_success(env: RowEnv, firsts: FirstSuccesses, name: str, args: ToolArgs) -> None:
+    """Report ``first_success`` for a call that just succeeded, if it is one and the rubric reads it.
+
+    Tools call this (through ``progress``) as their last step, after anything that may raise: a
+    call that fails after it would use up its pair's first success without being paid.
+    """
+    if firsts.pays(name, args.model_dump(mode="json")) and "first_success" in env.local_rubric.signals:
+        env.signal("first_success", 1.0)
+
+
 class ToolAPIEnv(RowEnv[ToolAPITask]):
     """Base of the tool-API domains; subclasses set ``family``, ``schema`` and their tools."""
 
     verifier = "db_state_match"
     verifier_version = "1"
     default_max_turns = 20
+    local_rubric = TOOLAPI_LOCAL  # valid_call@2: first successes only, capped at the gold plan's size
     cheap_reset = True  # a reset builds a small SQLite database in process
     schema: ClassVar[str]
 
@@ -105,6 +154,7 @@ class ToolAPIEnv(RowEnv[ToolAPITask]):
         self.db: sqlite3.Connection | None = None
         self.answer: str | None = None
         self._gold_left: list[ToolCall] = []
+        self._firsts = FirstSuccesses()
 
     # ------------------------------------------------------------- domain hooks
     @abstractmethod
@@ -135,6 +185,7 @@ class ToolAPIEnv(RowEnv[ToolAPITask]):
         self.db = self._new_db(task.seed)
         self.answer = None
         self._gold_left = list(task.gold)
+        self._firsts = FirstSuccesses(task.gold)
         return f"{task.instruction}\n\nUse the tools to help the user. When done, call finish (with the answer if one was asked)."
 
     async def teardown(self) -> None:
@@ -183,7 +234,9 @@ class ToolAPIEnv(RowEnv[ToolAPITask]):
 
     # ------------------------------------------------------ helpers for tools
     def progress(self, name: str, args: ToolArgs) -> None:
-        """Signal subgoal progress when a call matches the next unmatched step of the gold plan."""
+        """Every tool's last step on success: signal ``first_success`` (``valid_call@2``) for a call
+        not made before, and subgoal progress when it matches an unmatched step of the gold plan."""
+        signal_first_success(self, self._firsts, name, args)
         done = call(name, **args.model_dump())
         for i, g in enumerate(self._gold_left):
             if g.name == done.name and json.loads(g.arguments) == json.loads(done.arguments):

@@ -36,7 +36,8 @@ from typing import Any
 from pydantic import Field
 
 from rowgym.env import RowEnv
-from rowgym.envs.toolapi.base import FinishArgs, ToolAPITask, call
+from rowgym.envs.toolapi.base import FinishArgs, FirstSuccesses, ToolAPITask, call, signal_first_success
+from rowgym.rewards.local import TOOLAPI_LOCAL
 from rowgym.rows import Check, ToolCall, Verdict
 from rowgym.splits import HashSplits
 from rowgym.tools import ToolArgs, ToolError, tool
@@ -126,6 +127,7 @@ class HomeEnv(RowEnv[ToolAPITask]):
     # split by a hash of the goal's content, so equal goals always share a split
     splits = HashSplits(FAMILY, key=_goal_content)
     default_max_turns = 8
+    local_rubric = TOOLAPI_LOCAL  # valid_call@2: first successes only, capped at the gold plan's size
     system_prompt = "You control a smart home. Make the changes the user asks for, then call finish."
 
     def __init__(self, **kw: Any):
@@ -133,6 +135,7 @@ class HomeEnv(RowEnv[ToolAPITask]):
         self.state: dict[str, Any] = {}
         self.finished = False
         self._gold_left: list[ToolCall] = []
+        self._firsts = FirstSuccesses()
 
     # ------------------------------------------------------------------ task hooks
     def make_task(self, seed: int) -> ToolAPITask:
@@ -162,6 +165,7 @@ class HomeEnv(RowEnv[ToolAPITask]):
         self.state = dict(task.facts["initial"])
         self.finished = False
         self._gold_left = list(task.gold)
+        self._firsts = FirstSuccesses(task.gold)
         return f"{task.instruction} When done, call finish."
 
     async def grade(self) -> Verdict:
@@ -174,6 +178,8 @@ class HomeEnv(RowEnv[ToolAPITask]):
 
     # ---------------------------------------------------------------------- tools
     def _progress(self, name: str, args: ToolArgs) -> None:
+        """Every tool's last step on success: ``first_success`` (valid_call@2) and subgoal progress."""
+        signal_first_success(self, self._firsts, name, args)
         done = json.loads(call(name, **args.model_dump()).arguments)
         for i, g in enumerate(self._gold_left):
             if g.name == name and json.loads(g.arguments) == done:

@@ -275,7 +275,9 @@ class RetailEnv(ToolAPIEnv):
     @tool
     async def list_products(self, args: NoArgs) -> str:
         """List every product's name and product id."""
-        return dumps([dict(r) for r in self.query("SELECT product_id, name FROM products ORDER BY name")])
+        rows = self.query("SELECT product_id, name FROM products ORDER BY name")
+        self.progress("list_products", args)
+        return dumps([dict(r) for r in rows])
 
     def _order(self, order_id: str, status: str):
         o = self.one("SELECT * FROM orders WHERE order_id=?", order_id, missing="order not found")
