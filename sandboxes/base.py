@@ -28,7 +28,6 @@ import base64
 import dataclasses
 import os
 import posixpath
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
@@ -43,7 +42,7 @@ from rowgym.sandboxes.errors import (
     SandboxQuotaError,
     SandboxUnavailable,
 )
-from rowgym.sandboxes.hostfs import WORKSPACE, WorkdirFS, rel_parts
+from rowgym.sandboxes.hostfs import WORKSPACE, WorkdirFS, rel_parts, rmtree
 
 __all__ = [
     "WORKSPACE",
@@ -246,7 +245,7 @@ class Sandbox(abc.ABC):
             quota.unmount(self.host_workdir)
             self.quota_mounted = False
         if self.remove_workdir:
-            shutil.rmtree(self.host_workdir, ignore_errors=True)
+            rmtree(self.host_workdir)  # any depth (shutil.rmtree recurses per level)
 
     # -- files -------------------------------------------------------------------------
 

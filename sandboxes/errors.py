@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from rowgym.errors import SandboxError
 
-__all__ = ["SandboxClosed", "SandboxCopyLimit", "SandboxError", "SandboxPathError", "SandboxQuotaError",
+__all__ = ["SandboxClosed", "SandboxCopyDepth", "SandboxCopyLimit", "SandboxError", "SandboxPathError", "SandboxQuotaError",
            "SandboxUnavailable"]
 
 
@@ -32,3 +32,8 @@ class SandboxQuotaError(SandboxError):
 class SandboxCopyLimit(SandboxQuotaError):
     """``copy_out`` found more bytes than its limit: what the sandbox's processes wrote, not a fault of the
     machine (sparse files and hard links can hold more bytes than the work dir's disk quota)."""
+
+
+class SandboxCopyDepth(SandboxCopyLimit):
+    """``copy_out`` found dirs nested deeper than its limit (:data:`rowgym.sandboxes.hostfs.MAX_DEPTH`):
+    what the sandbox's processes made, not a fault of the machine."""

@@ -31,9 +31,18 @@ import stat
 from collections.abc import Collection
 from pathlib import Path
 
-from rowgym.sandboxes.errors import SandboxCopyLimit, SandboxError, SandboxPathError, SandboxQuotaError
+from rowgym.sandboxes.errors import (
+    SandboxCopyDepth,
+    SandboxCopyLimit,
+    SandboxError,
+    SandboxPathError,
+    SandboxQuotaError,
+)
 
 WORKSPACE = "/workspace"
+MAX_DEPTH = 128
+"""Deepest dir level ``copy_out`` copies and ``list_files`` lists (walks are iterative; the agent can nest
+dirs thousands deep with one command, past Python's recursion limit and PATH_MAX)."""
 LINK_ERROR = "a path component is a symbolic link"
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -262,31 +271,66 @@ class WorkdirFS:
                 finally:
                     os.close(fd)
 
-    def copy_out(self, remote_dir: str, dest: str | os.PathLike[str], limit: int) -> None:
+    def copy_out(self, remote_dir: str, dest: str | os.PathLike[str], limit: int,
+                 max_depth: int = MAX_DEPTH) -> None:
         """Copy ``remote_dir`` to the host dir ``dest``: regular files, dirs, and links that stay inside.
 
         Entries are opened one by one with ``O_NOFOLLOW`` from their parent's fd; an
         entry swapped for a link or a fifo meanwhile is skipped. Symlinks are re-created
         as links (never read through), then every link of the copy that resolves outside
         ``dest`` is removed, so whatever reads the copy later cannot reach host files.
+        The walk is iterative (one dir fd open at a time besides the stack of names).
 
         Raises:
             SandboxCopyLimit: More than ``limit`` bytes.
+            SandboxCopyDepth: A dir nested more than ``max_depth`` levels deep (what is copied so far
+                stays in ``dest``, no deeper than that).
         """
         parts = rel_parts(remote_dir)
         dest = Path(dest)
         sfd = self._open_dir(parts)
+        links: list[Path] = []
+        budget = [0, limit]
+        # One frame per open dir: (its fd, its host copy, its subdirs still to copy); depth = frames - 1.
+        stack: list[tuple[int, Path, list[str]]] = []
         try:
             dest.mkdir(parents=True, exist_ok=True)
-            links: list[Path] = []
-            self._copy_out_dir(sfd, dest, [0, limit], links)
-        finally:
-            os.close(sfd)
+            stack.append((sfd, dest, self._copy_out_entries(sfd, dest, budget, links)[::-1]))
+            while stack:
+                dfd, target_dir, todo = stack[-1]
+                if not todo:
+                    os.close(stack.pop()[0])
+                    continue
+                name = todo.pop()
+                if len(stack) > max_depth:
+                    raise SandboxCopyDepth(f"copy_out: dirs nested more than {max_depth} levels deep")
+                try:
+                    cfd = os.open(name, _DIR, dir_fd=dfd)
+                except OSError:
+                    continue  # swapped for a link or removed meanwhile
+                try:
+                    (target_dir / name).mkdir(exist_ok=True)
+                    sub = self._copy_out_entries(cfd, target_dir / name, budget, links)[::-1]
+                except OSError:
+                    os.close(cfd)
+                    continue
+                except BaseException:
+                    os.close(cfd)
+                    raise
+                stack.append((cfd, target_dir / name, sub))
+        except BaseException:
+            if not stack:
+                os.close(sfd)
+            for fd, _, _ in stack:
+                os.close(fd)
+            raise
         _prune_escaping_links(dest, links)
 
-    def _copy_out_dir(self, sfd: int, dest: Path, budget: list[int], links: list[Path]) -> None:
+    def _copy_out_entries(self, sfd: int, dest: Path, budget: list[int], links: list[Path]) -> list[str]:
+        """Copy the files and links of one dir; return its subdirs' names (sorted)."""
         with os.scandir(sfd) as it:
             entries = sorted(it, key=lambda e: e.name)
+        subdirs = []
         for e in entries:
             name, target = e.name, dest / e.name
             try:
@@ -294,12 +338,7 @@ class WorkdirFS:
                     os.symlink(os.readlink(name, dir_fd=sfd), target)
                     links.append(target)
                 elif e.is_dir(follow_symlinks=False):
-                    cfd = os.open(name, _DIR, dir_fd=sfd)
-                    try:
-                        target.mkdir(exist_ok=True)
-                        self._copy_out_dir(cfd, target, budget, links)
-                    finally:
-                        os.close(cfd)
+                    subdirs.append(name)
                 else:
                     fd = os.open(name, _READ, dir_fd=sfd)
                     if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -313,13 +352,15 @@ class WorkdirFS:
                         target.write_bytes(data)
             except (OSError, ValueError):
                 continue  # swapped or removed while we looked (ELOOP, ENOTDIR, ENOENT, EINVAL): skip it
+        return subdirs
 
-    def list_files(self, path: str = ".", *, skip_dirs: Collection[str] = (), limit: int | None = None
-                   ) -> list[str] | None:
+    def list_files(self, path: str = ".", *, skip_dirs: Collection[str] = (), limit: int | None = None,
+                   max_depth: int = MAX_DEPTH) -> list[str] | None:
         """Non-directory entries under ``path`` (relative to it, sorted, links not followed).
 
         Returns None when ``path`` is itself a regular file. At most ``limit + 1`` entries
-        are returned (so a caller can tell that more exist).
+        are returned (so a caller can tell that more exist). Dirs more than ``max_depth``
+        levels below ``path`` are not listed.
         """
         parts = rel_parts(path)
         try:
@@ -331,39 +372,105 @@ class WorkdirFS:
                 raise SandboxPathError(f"{_rel(parts)} changed while it was being listed") from None
             return None
         out: list[str] = []
-        try:
-            self._list(dfd, [], out, set(skip_dirs), limit)
-        finally:
-            os.close(dfd)
+        self._list(dfd, out, set(skip_dirs), limit, max_depth)
         return out
 
-    def _list(self, dfd: int, parts: list[str], out: list[str], skip: set[str], limit: int | None) -> None:
-        with os.scandir(dfd) as it:
-            entries = sorted(it, key=lambda e: e.name)
-        dirs = []
+    def _list(self, root_fd: int, out: list[str], skip: set[str], limit: int | None, max_depth: int) -> None:
+        """Files of a dir, then its subdirs' (in name order), walked iteratively with one open fd per level;
+        dirs more than ``max_depth`` levels deep are not entered. Closes ``root_fd``."""
+        def full() -> bool:
+            return limit is not None and len(out) > limit
+
+        def scan(dfd: int, parts: list[str]) -> list[str]:
+            with os.scandir(dfd) as it:
+                entries = sorted(it, key=lambda e: e.name)
+            dirs = []
+            for e in entries:
+                if full():
+                    break
+                try:
+                    is_dir = e.is_dir(follow_symlinks=False)
+                except OSError:
+                    continue
+                if not is_dir:
+                    out.append(_rel([*parts, e.name]))
+                elif e.name not in skip and len(parts) < max_depth:
+                    dirs.append(e.name)
+            return dirs[::-1]
+
+        stack: list[tuple[int, list[str], list[str]]] = []
+        try:
+            stack.append((root_fd, [], scan(root_fd, [])))
+            while stack:
+                dfd, parts, todo = stack[-1]
+                if not todo or full():
+                    os.close(stack.pop()[0])
+                    continue
+                name = todo.pop()
+                try:
+                    cfd = os.open(name, _DIR, dir_fd=dfd)
+                except OSError:
+                    continue  # swapped for a link or removed meanwhile
+                try:
+                    sub = scan(cfd, [*parts, name])
+                except BaseException:
+                    os.close(cfd)
+                    raise
+                stack.append((cfd, [*parts, name], sub))
+        except BaseException:
+            if not stack:
+                os.close(root_fd)
+            for fd, _, _ in stack:
+                os.close(fd)
+            raise
+
+
+def rmtree(path: str | os.PathLike[str]) -> None:
+    """Remove a host dir tree of any depth, ignoring errors (``shutil.rmtree`` recurses once per level,
+    so a tree nested ~1000 deep raises RecursionError even with ``ignore_errors``).
+
+    Subdirs are first moved up to ``path`` itself (no path ever gets long), then everything is removed
+    flat. Symlinks are removed, never followed; a mount point below (another file system) is removed with
+    ``shutil.rmtree`` where it is.
+    """
+    import shutil
+
+    root = Path(path)
+    if root.is_symlink() or not root.is_dir():
+        try:
+            root.unlink()
+        except OSError:
+            pass
+        return
+    todo, dirs, n = [root], [], 0
+    while todo:
+        d = todo.pop()
+        dirs.append(d)
+        try:
+            with os.scandir(d) as it:
+                entries = list(it)
+        except OSError:
+            continue
         for e in entries:
-            if limit is not None and len(out) > limit:
-                return
             try:
-                is_dir = e.is_dir(follow_symlinks=False)
+                if e.is_dir(follow_symlinks=False):
+                    n += 1
+                    flat = root / f".rowgym-rm-{n}"
+                    try:
+                        os.rename(e.path, flat)
+                    except OSError:  # another file system (EXDEV) or gone: not deep through us
+                        shutil.rmtree(e.path, ignore_errors=True)
+                        continue
+                    todo.append(flat)
+                else:
+                    os.unlink(e.path)
             except OSError:
                 continue
-            if is_dir:
-                if e.name not in skip:
-                    dirs.append(e.name)
-            else:
-                out.append(_rel([*parts, e.name]))
-        for name in dirs:
-            if limit is not None and len(out) > limit:
-                return
-            try:
-                cfd = os.open(name, _DIR, dir_fd=dfd)
-            except OSError:
-                continue  # swapped for a link or removed meanwhile
-            try:
-                self._list(cfd, [*parts, name], out, skip, limit)
-            finally:
-                os.close(cfd)
+    for d in reversed(dirs):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
 
 
 def _prune_escaping_links(dest: Path, links: list[Path]) -> None:

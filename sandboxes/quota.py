@@ -21,9 +21,10 @@ import ctypes
 import ctypes.util
 import errno
 import os
-import shutil
 import sys
 from pathlib import Path
+
+from rowgym.sandboxes.hostfs import rmtree
 
 MS_NOSUID, MS_NODEV = 2, 4
 MNT_DETACH = 2
@@ -108,4 +109,4 @@ def remove_tree(root: Path) -> None:
             unmount(mnt)
         except OSError:
             pass
-    shutil.rmtree(root, ignore_errors=True)
+    rmtree(root)  # any depth, errors ignored

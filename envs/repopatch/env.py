@@ -51,7 +51,7 @@ from rowgym.rewards.base import LocalReward, Rubric
 from rowgym.rewards.local import BAD_CALL_PENALTY, VALID_CALL
 from rowgym.rows import Split, Verdict
 from rowgym.sandboxes import Sandbox, SandboxError
-from rowgym.sandboxes.errors import SandboxCopyLimit
+from rowgym.sandboxes.errors import SandboxCopyLimit, SandboxQuotaError
 from rowgym.splits import ListSplits
 from rowgym.tools import NoArgs, ToolArgs, ToolError, tool
 
@@ -357,6 +357,8 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
         call = HarnessCall(self.task, self.task.visible_tests)
         try:
             run = await call.run(self.sb, timeout=120)
+        except SandboxQuotaError as e:  # the agent filled its work dir: its problem, not a sandbox failure
+            raise ToolError(f"cannot run the visible tests: the work dir is full ({e}); free some space") from None
         except (SandboxError, OSError, ValueError) as e:
             raise SandboxError(f"could not run the visible tests: {e}") from e
         if not run.started:  # the harness deletes its config first thing; here it never ran

@@ -35,7 +35,6 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,8 +49,10 @@ from rowgym.envs.repopatch.task import (
 from rowgym.errors import GraderError
 from rowgym.rows import Check, Verdict
 from rowgym.sandboxes import ExecResult, Sandbox, SandboxConfig, SandboxError, open_sandbox, pick_backend
-from rowgym.sandboxes.cleanup import owned_mkdtemp, owner_prefix
-from rowgym.sandboxes.errors import SandboxCopyLimit
+from rowgym.sandboxes.cleanup import owned_mkdtemp
+from rowgym.sandboxes.errors import SandboxCopyDepth, SandboxCopyLimit, SandboxQuotaError
+from rowgym.sandboxes.hostfs import rmtree
+from rowgym.tools import clean_text
 
 VERIFIER = "hidden_tests"
 VERIFIER_VERSION = "2"
@@ -68,7 +69,7 @@ PYTEST_ARGS = ("-q", "--tb=short", "-rfE", "-p", "no:cacheprovider", "-o", "addo
 WARMUP_ARGV = ("python3", "-I", "-B", "-c",
                "import pytest, _pytest.config as c\n"
                "for n in c.default_plugins: __import__(n if '.' in n else '_pytest.' + n)")
-_RECORD_RE = re.compile(r"^@@rowgym-harness (started|finished) ([0-9a-f]{64}) ([A-Za-z0-9+/=]+)$")
+_RECORD_RE = re.compile(r"^@@rowgym-harness (started|finished|tamper) ([0-9a-f]{64}) ([A-Za-z0-9+/=]+)$")
 
 
 class Boxes:
@@ -270,6 +271,7 @@ class HarnessRun:
     started: bool
     finished: dict | None
     forged: int
+    notes: list[str] = field(default_factory=list)  # tamper findings the harness signed as they happened
 
     @property
     def outcomes(self) -> dict[str, str]:
@@ -277,7 +279,7 @@ class HarnessRun:
 
     @property
     def tamper(self) -> list[str]:
-        return [str(t) for t in (self.finished or {}).get("tamper") or []]
+        return list(dict.fromkeys(self.notes + [str(t) for t in (self.finished or {}).get("tamper") or []]))
 
     def output(self, limit: int = 2000) -> str:
         """pytest's output without the harness records (for observations and check details)."""
@@ -319,7 +321,7 @@ class HarnessCall:
         return self.parse(res)
 
     def parse(self, res: ExecResult) -> HarnessRun:
-        started, finished, forged = False, None, 0
+        started, finished, forged, notes = False, None, 0, []
         for line in res.stderr.splitlines():
             m = _RECORD_RE.match(line.strip())
             if not m:
@@ -330,16 +332,20 @@ class HarnessCall:
             if not hmac.compare_digest(mac, want):
                 forged += 1
                 continue
+            try:
+                payload = json.loads(base64.b64decode(body))
+            except ValueError:
+                forged += 1
+                continue
             if kind == "started":
                 forged += started
                 started = True
+            elif kind == "tamper":  # written the moment the harness saw it: a later forged record cannot hide it
+                notes.append(str(payload.get("note") if isinstance(payload, dict) else payload)[:500])
             else:
                 forged += finished is not None
-                try:
-                    finished = json.loads(base64.b64decode(body))
-                except ValueError:
-                    forged += 1
-        return HarnessRun(res, started, finished if started else None, forged)
+                finished = payload
+        return HarnessRun(res, started, finished if started else None, forged, notes)
 
 
 @dataclass
@@ -354,8 +360,11 @@ class Grade:
     dropped: list[str] = field(default_factory=list)
 
     def verdict(self) -> Verdict:
+        # Check details name the agent's files: a non-UTF-8 file name reads as lone surrogates, which no
+        # JSON row can hold (clean_text makes them U+FFFD).
+        checks = [Check(name=clean_text(c.name), passed=c.passed, detail=clean_text(c.detail)) for c in self.checks]
         return Verdict(reward=self.reward, success=self.reward == 1.0, verifier=VERIFIER,
-                       verifier_version=VERIFIER_VERSION, checks=self.checks, flags=self.flags,
+                       verifier_version=VERIFIER_VERSION, checks=checks, flags=self.flags,
                        breakdown={f"{VERIFIER}@{VERIFIER_VERSION}": self.reward})
 
 
@@ -384,11 +393,13 @@ async def agent_changes(sb: Sandbox, snapshot: Path) -> dict[str, bytes | None]:
     and flagged later, never graded).
 
     Raises:
-        SandboxCopyLimit: the work dir's files add up to more than the sandbox's copy-out limit (the
-            agent's doing: graded by :func:`oversize_grade`, never a sandbox failure).
+        SandboxCopyLimit: the work dir's files add up to more than the sandbox's copy-out limit, or its
+            dirs nest deeper than it (:class:`SandboxCopyDepth`): the agent's doing, graded by
+            :func:`oversize_grade`, never a sandbox failure.
         SandboxError: the copy failed otherwise.
     """
-    with tempfile.TemporaryDirectory(prefix=owner_prefix("rp-out")) as out:
+    out = owned_mkdtemp("rp-out")
+    try:
         try:
             await sb.copy_out(".", out)
         except SandboxCopyLimit:
@@ -396,22 +407,39 @@ async def agent_changes(sb: Sandbox, snapshot: Path) -> dict[str, bytes | None]:
         except SandboxError as e:
             raise SandboxError(f"could not copy the agent's work dir out: {e}") from e
         after = await asyncio.to_thread(read_tree, Path(out), planted=True)
+    finally:
+        await asyncio.to_thread(rmtree, out)  # iterative: any depth the copy holds
     base = await asyncio.to_thread(read_tree, snapshot, planted=True)
     return changed_files(base, after)
 
 
 def oversize_grade(task: RepoPatchTask, limit: SandboxCopyLimit) -> Grade:
-    """The grade of a submission whose work dir was too large to copy out: 0, flagged ``oversize_workdir``.
+    """The grade of a submission whose work dir was too large to copy out: 0, flagged ``oversize_workdir``
+    (``deep_workdir`` for dirs nested past the copy's depth limit).
 
     Sparse files and hard links can hold far more bytes than the work dir's disk quota; were this
     a sandbox failure, a policy could end any episode it is losing that way, and RL (which drops
     infrastructure failures from its groups) would never see the loss.
     """
+    if isinstance(limit, SandboxCopyDepth):
+        return unplaced_grade(task, "deep_workdir", "workdir_depth",
+                              f"the work dir's dirs nest deeper than the copy-out limit ({limit})")
+    return unplaced_grade(task, "oversize_workdir", "workdir_size",
+                          f"the work dir's files add up to more than the copy-out limit ({limit})")
+
+
+def unplaced_grade(task: RepoPatchTask, flag: str, check: str, detail: str) -> Grade:
+    """Reward 0, flagged ``flag``: the agent's work dir could not be graded because of what the agent made of it
+    (too large, too deep, a tree the grading copy cannot hold). Never a grader or sandbox failure: those
+    leave the episode out of RL's groups, so a losing policy could opt out of any episode that way."""
     checks = [Check(name=node, passed=False, detail=f"{kind}: not run") for kind, ids in
               (("FAIL_TO_PASS", task.fail_to_pass), ("PASS_TO_PASS", task.pass_to_pass)) for node in ids]
-    checks.append(Check(name="workdir_size", passed=False,
-                        detail=f"the work dir's files add up to more than the copy-out limit ({limit})"[:500]))
-    return Grade(0.0, {}, checks, ["oversize_workdir"])
+    checks.append(Check(name=check, passed=False, detail=clean_text(detail)[:500]))
+    return Grade(0.0, {}, checks, [flag])
+
+
+class _AgentTreeError(Exception):
+    """Writing the agent's files into the grading copy failed (its reason, without host paths)."""
 
 
 def _roots(task: RepoPatchTask) -> tuple[str, ...]:
@@ -430,18 +458,28 @@ async def grade_changes(task: RepoPatchTask, snapshot: Path, changes: dict[str, 
         flags.append("suspicious")
     from rowgym.envs.repopatch.task import unified_diff
 
-    diff = unified_diff(base, kept)
+    diff = clean_text(unified_diff(base, kept))
     call = HarnessCall(task, task.test_paths, [p for p, d in kept.items() if d is not None])
     stage = Path(owned_mkdtemp("rp-grade"))
     try:
         try:
-            await asyncio.to_thread(_stage, snapshot, stage, kept, task.hidden_files)
+            conflicts = await asyncio.to_thread(_stage, snapshot, stage, kept, task.hidden_files)
             (stage / call.conf_name).write_bytes(call.conf_bytes())
-        except (OSError, ValueError) as e:
-            raise GraderError(f"{task.instance_id}: could not stage the grading copy: {e}") from e
+        except _AgentTreeError as e:
+            return unplaced_grade(task, "unstageable_workdir", "workdir_tree",
+                                  f"the work dir's files could not be written into the grading copy: {e}")
+        except (OSError, ValueError) as e:  # the snapshot or the hidden tests: ours (no host path in the message)
+            raise GraderError(f"{task.instance_id}: could not stage the grading copy: {_reason(e)}") from e
         sb = await boxes.acquire()
         try:
-            await sb.copy_in(stage)
+            try:
+                await sb.copy_in(stage)
+            except SandboxQuotaError as e:
+                # The snapshot fits the agent's sandbox with room to spare: only the agent's own files can fill
+                # an equal grading sandbox (a work dir filled to its quota, plus the hidden tests).
+                return unplaced_grade(task, "oversize_workdir", "workdir_size",
+                                      f"the grading copy (the work dir's files and the hidden tests) does not fit "
+                                      f"the sandbox's work dir: {e}")
             run = await call.run(sb, timeout, write_conf=False)
         except SandboxError as e:
             raise SandboxError(f"grading sandbox failed: {e}") from e
@@ -481,6 +519,11 @@ async def grade_changes(task: RepoPatchTask, snapshot: Path, changes: dict[str, 
     if tamper:
         flags.append("suspicious")
         checks.append(Check(name="pytest_tampering", passed=False, detail="; ".join(tamper)[:2000]))
+    if conflicts:
+        flags.append("workdir_conflict")
+        checks.append(Check(name="workdir_conflict", passed=True,
+                            detail="not graded (a file where the snapshot or the hidden tests need a dir, or the "
+                            "reverse): " + ", ".join(conflicts[:20])))
     if dropped:
         checks.append(Check(name="edited_tests", passed=True,
                             detail="not graded (test files or test config): " + ", ".join(dropped[:20])))
@@ -489,11 +532,65 @@ async def grade_changes(task: RepoPatchTask, snapshot: Path, changes: dict[str, 
                             detail="dropped (shadows or configures test tooling): "
                             + "; ".join(why for _, why in tooling[:20])))
     ok = all(c.passed for c in checks if c.name != "test_tooling")
-    return Grade(1.0 if ok else 0.0, results, checks, list(dict.fromkeys(flags)), diff, dropped)
+    return Grade(1.0 if ok else 0.0, {clean_text(k): v for k, v in results.items()}, checks,
+                 list(dict.fromkeys(flags)), diff, [clean_text(p) for p in dropped])
 
 
-def _stage(snapshot: Path, stage: Path, kept: dict[str, bytes | None], hidden: dict[str, str]) -> None:
+def _reason(e: BaseException) -> str:
+    """An OSError's reason without the (host) file name it carries."""
+    return e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+
+
+def _stage(snapshot: Path, stage: Path, kept: dict[str, bytes | None], hidden: dict[str, str]) -> list[str]:
+    """Write the grading copy: the snapshot, the agent's kept changes, then the hidden tests.
+
+    The agent's changes are applied like a checkout: deletions first, then writes; a file that
+    replaces a dir the deletions emptied is written in its place. A change that cannot be placed
+    (a file over a dir that still holds files the agent may not remove, such as tests, or a path
+    through a file) is left out and returned (the verdict flags ``workdir_conflict``); an agent's
+    entry in the way of a hidden test file is removed (the hidden tests always go in).
+
+    Raises:
+        _AgentTreeError: writing the agent's changes failed otherwise.
+        OSError, ValueError: copying the snapshot or writing the hidden tests failed (ours).
+    """
     shutil.copytree(snapshot, stage, dirs_exist_ok=True, symlinks=False)
-    write_tree(stage, kept)
+    conflicts: list[str] = []
+    try:
+        for rel, data in kept.items():
+            if data is None:
+                write_tree(stage, {rel: None})
+        for rel, data in kept.items():
+            if data is not None:
+                if _blocker(stage, rel, clear_empty=True) is None:
+                    write_tree(stage, {rel: data})
+                else:
+                    conflicts.append(rel)
+    except (OSError, ValueError) as e:
+        raise _AgentTreeError(_reason(e)) from e
+    for rel in hidden:
+        blocker = _blocker(stage, rel, clear_empty=True)
+        if blocker is not None:
+            rmtree(stage / blocker)  # the agent's file (or dir) where a hidden test goes
+            conflicts.append(blocker)
     write_tree(stage, dict(hidden))
     os.chmod(stage, 0o755)
+    return sorted(dict.fromkeys(conflicts))
+
+
+def _blocker(stage: Path, rel: str, *, clear_empty: bool) -> str | None:
+    """The path under ``stage`` that keeps a file from being written at ``rel``: a parent that is not a dir, or
+    a dir at ``rel`` itself that holds files (an empty one is removed when ``clear_empty``); None if none."""
+    parts = Path(rel).parts
+    cur = stage
+    for i, part in enumerate(parts[:-1]):
+        cur = cur / part
+        if cur.is_symlink() or (os.path.lexists(cur) and not cur.is_dir()):
+            return "/".join(parts[: i + 1])
+    dest = stage / rel
+    if dest.is_dir() and not dest.is_symlink():
+        if clear_empty and not any(f for _, _, files in os.walk(dest) for f in files):
+            shutil.rmtree(dest)
+            return None
+        return rel
+    return None
