@@ -25,6 +25,11 @@ from rowgym.rows import Split
 
 DEFAULT_FRACTIONS = {Split.TRAIN: 0.8, Split.DEV: 0.1, Split.HELDOUT: 0.1}
 
+MAX_SEED_INDEX = 10_000_000
+"""How far into a split :meth:`HashSplits.seeds` lists: ``start + n`` at most this. The seeds of a split
+are found by walking every seed and hashing it (about a second per million), so a larger request
+would run for minutes or hours, and its list would take gigabytes."""
+
 
 def as_split(split: str | Split) -> Split:
     try:
@@ -74,6 +79,7 @@ class HashSplits:
         if n is None:
             raise SplitError("HashSplits has infinitely many seeds: pass n")
         split = as_split(split)
+        check_seed_range(n, start)
         out: list[int] = []
         seed, skipped = 0, 0
         while len(out) < n:
@@ -110,6 +116,21 @@ class ListSplits:
         split = as_split(split)
         ids = [i for i, s in enumerate(self.task_splits) if s == split][start:]
         return ids if n is None else ids[:n]
+
+
+def check_seed_range(n: int, start: int = 0) -> None:
+    """Refuse a seed request past :data:`MAX_SEED_INDEX` (or a negative one) with a :class:`SplitError`.
+
+    >>> check_seed_range(10, start=MAX_SEED_INDEX - 10)
+    >>> check_seed_range(1, start=MAX_SEED_INDEX)
+    Traceback (most recent call last):
+    ...
+    rowgym.errors.SplitError: seed index 10000000 + 1 seeds is past the last seed index a split lists (10000000)
+    """
+    if n < 0 or start < 0:
+        raise SplitError(f"seed counts and indices are non-negative, got n={n}, start={start}")
+    if start + n > MAX_SEED_INDEX:
+        raise SplitError(f"seed index {start} + {n} seeds is past the last seed index a split lists ({MAX_SEED_INDEX})")
 
 
 def seed_set_hash(env_id: str, split: Split, seeds: Iterable[int]) -> str:

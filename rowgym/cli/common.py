@@ -58,6 +58,18 @@ def _warn_problems(store) -> None:
                       f"(see `rowgym verify {store.root}`)", highlight=False, soft_wrap=True)
 
 
+def _check_env_id(env_id: str) -> None:
+    """A one-line error for an env id that cannot be a URL although it starts like one (``http://[::1``)."""
+    if "://" not in env_id:
+        return
+    from urllib.parse import urlsplit
+
+    try:
+        urlsplit(env_id).port  # noqa: B018 (parsing the port is the check)
+    except ValueError as e:
+        _fail(f"env id {env_id!r} is not a valid URL ({e}); a remote env id looks like http://host:port/ENV_ID")
+
+
 def _policy_urls(base_url: str, policy_url: list[str] | None) -> str | list[str]:
     """--policy-url values (``@FILE``: one URL per line, # comments) or else --base-url."""
     if not policy_url:

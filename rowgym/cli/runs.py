@@ -17,6 +17,7 @@ from rowgym.cli.common import (
     ModelOpt,
     PolicyUrlOpt,
     TemperatureOpt,
+    _check_env_id,
     _fail,
     _os_error,
     _policy_urls,
@@ -25,6 +26,7 @@ from rowgym.cli.common import (
     console,
     llm_agent_kwargs,
 )
+from rowgym.splits import MAX_SEED_INDEX
 
 # Added to `rowgym` without a name, so these are top-level commands (`rowgym collect/show/export/verify`).
 commands = typer.Typer()
@@ -34,7 +36,8 @@ commands = typer.Typer()
 def collect(env_id: Annotated[str, typer.Argument(help="Environment id, e.g. rowgym/ToolAPI-Retail-v0")],
             agent: Annotated[str, typer.Option(help="expert, random, vllm, hf, or module:Class")] = "expert",
             split: Annotated[str, typer.Option(help="train, dev or heldout")] = "train",
-            episodes: Annotated[int, typer.Option(help="Number of seeds to play", min=1)] = 10,
+            episodes: Annotated[int, typer.Option(help=f"Number of seeds to play (at most {MAX_SEED_INDEX:,} with "
+                                                   "--seed-offset)", min=1)] = 10,
             out: Annotated[Path, typer.Option(help="Run directory (resumed if it exists)")] = Path("runs/run"),
             group_size: Annotated[int, typer.Option(help="Rollouts per seed (GRPO groups)", min=1)] = 1,
             concurrency: Annotated[int, typer.Option(help="Episodes in flight", min=1)] = 4,
@@ -46,7 +49,8 @@ def collect(env_id: Annotated[str, typer.Argument(help="Environment id, e.g. row
             model: ModelOpt = None,
             temperature: TemperatureOpt = 1.0,
             max_tokens: MaxTokensOpt = 256,
-            seed_offset: Annotated[int, typer.Option(help="Skip this many seeds of the split", min=0)] = 0,
+            seed_offset: Annotated[int, typer.Option(help="Skip this many seeds of the split (with --episodes, at "
+                                                      f"most {MAX_SEED_INDEX:,})", min=0)] = 0,
             turn_timeout: Annotated[float | None, typer.Option(help="Seconds per policy turn", callback=_positive)] = None,
             episode_timeout: Annotated[float | None, typer.Option(help="Seconds per episode", callback=_positive)] = None,
             no_resume: Annotated[bool, typer.Option("--no-resume", help="Refuse an existing run dir")] = False,
@@ -72,6 +76,10 @@ def collect(env_id: Annotated[str, typer.Argument(help="Environment id, e.g. row
     from rowgym.rollouts.engine import CollectConfig
     from rowgym.rollouts.engine import collect as run_collect
 
+    _check_env_id(env_id)
+    if seed_offset + episodes > MAX_SEED_INDEX:
+        _fail(f"--seed-offset {seed_offset} + --episodes {episodes} is past the last seed a split lists "
+              f"({MAX_SEED_INDEX:,}); a run plays at most that many seeds of its split")
     if backend not in ("asyncio", "ray"):
         _fail(f"unknown backend {backend!r}; use asyncio or ray")
     if noise and agent != "expert" and ":" not in agent:

@@ -105,3 +105,41 @@ def stat_key(st: os.stat_result) -> list[int]:
     """What the hash cache compares: size, mtime, ctime, inode."""
     # ctime cannot be set back by `touch`, so an edit that restores the mtime still misses the cache
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+# Shard digests this process computed (or wrote) itself, by device and stat key. Unlike ``.hashes.json``,
+# which lives in the run and so can be rewritten by whoever edits a shard (a new stat key next to the
+# manifest's old sha256), nothing outside this process can put an entry here; an edit of the file
+# changes its ctime, so it misses. Read-only openers trust only this cache.
+_SEEN: dict[tuple[int, ...], tuple[str, int]] = {}
+_SEEN_MAX = 1 << 16
+
+
+def _seen_key(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, *stat_key(st))
+
+
+def seen_digest(st: os.stat_result) -> tuple[str, int] | None:
+    """The (sha256, lines) this process found (or wrote) for a file with exactly this stat, if any."""
+    return _SEEN.get(_seen_key(st))
+
+
+def remember_digest(st: os.stat_result, digest: str, lines: int) -> None:
+    """Record what this process read (or wrote) as a file's (sha256, lines) at stat ``st``."""
+    if len(_SEEN) >= _SEEN_MAX:
+        del _SEEN[next(iter(_SEEN))]
+    _SEEN[_seen_key(st)] = (digest, lines)
+
+
+def forget_digests() -> None:
+    """Empty this process's digest cache (tests)."""
+    _SEEN.clear()
+
+
+def ends_torn(path: Path) -> bool:
+    """Whether a non-empty file's last byte is not a newline (its last line is torn)."""
+    with open(path, "rb") as f:
+        if f.seek(0, os.SEEK_END) == 0:
+            return False
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"

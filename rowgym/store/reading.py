@@ -1,7 +1,9 @@
 """Reading a run: episodes in write order (a retried episode's latest record), rows, exports.
 
-Readers skip a line that does not parse and record it in ``quarantined``; a partial shard
-that a live writer is still appending to is read up to its last complete line.
+Readers skip a line that does not parse (strictly: see :func:`~rowgym.store.integrity.parse_episode`)
+and record it in ``quarantined`` (or raise :class:`~rowgym.store.IntegrityError`, once the store's
+caller required verification); a partial shard that a live writer is still appending to is read up
+to its last complete line.
 """
 
 from __future__ import annotations
@@ -12,13 +14,11 @@ from collections.abc import Callable, Container, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
 from rowgym import aio
 from rowgym.errors import StoreError
 from rowgym.rows import Episode, StepRow
 from rowgym.store.files import PARTIAL
-from rowgym.store.integrity import first_error
+from rowgym.store.integrity import first_error, parse_episode
 
 _ID = re.compile(rb'"episode_id":"((?:[^"\\]|\\.)*)"')
 
@@ -96,9 +96,11 @@ class Reader:
         for shard, i, line, eid in self._records():
             if last.get(eid) == (shard, i) and (only is None or eid in only):
                 try:
-                    yield Episode.model_validate_json(line)
-                except ValidationError as e:
+                    ep = parse_episode(line)
+                except ValueError as e:
                     self._quarantine(shard, i, first_error(e))
+                    continue
+                yield ep
 
     def rows(self) -> Iterator[StepRow]:
         for ep in self.episodes():

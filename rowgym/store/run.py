@@ -50,6 +50,7 @@ class TrajectoryStore(Shards, Integrity, Reader):
         self.quarantined: dict[tuple[str, int], Problem] = {}
         self._hash_cache: dict[str, dict[str, Any]] = {}
         self._cache_dirty = False
+        self._strict = False
         self._active: Path | None = None
         self._active_count = 0
         self._fh: Any = None
