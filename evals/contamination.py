@@ -14,7 +14,10 @@ alone: labels (``task_hash``, ``seed``, ``split``) can be rewritten and a run re
 * the text the agent was given (an episode's first observation, a step export's turn-0
   observation, a dataset row's first user message) is searched for the instruction of every
   task about to be evaluated, so a held-out task relabelled as a train seed is found by what it
-  says;
+  says; so is *all* the other text of each item (every later user, tool and assistant message,
+  tool-call arguments, ``chosen`` / ``rejected`` / hard negatives, the tools column, every step of
+  an episode), since a held-out task appended after a train task's first message is trained on
+  all the same;
 * a training item from a held-out seed (by its label or by its env), a run that fails
   verification, a line that does not parse, content that is not the task of the seed it claims,
   or a file that names no task make the report not clean (:attr:`ContaminationReport.problems`):
@@ -175,9 +178,11 @@ class ContaminationReport:
 
 # ---------------------------------------------------------------------------- reading
 def _record(out: TrainingHashes, source: Path, oracle: TaskOracle, what: str, *, env_id: Any = None,
-            seed: Any = None, split: Any = None, task_hash: Any = None, text: Any = None) -> bool:
+            seed: Any = None, split: Any = None, task_hash: Any = None, text: Any = None, rest: str = "") -> bool:
     """Take one training item (episode or row): its stored hash, the hash of the task of the (env, seed) it
-    names, its text; note a held-out item and content that is not its seed's. True if it named a task."""
+    names, its text (``text`` the first thing the agent was given, ``rest`` all the rest: every later
+    message, tool reply, assistant turn and the tools column); note a held-out item and content that is not
+    its seed's. True if it named a task."""
     named = False
     if isinstance(task_hash, str) and task_hash:
         out.add(source, [task_hash])
@@ -185,6 +190,8 @@ def _record(out: TrainingHashes, source: Path, oracle: TaskOracle, what: str, *,
     if isinstance(text, str) and text:
         out.add_text(source, text)
         named = True
+    if rest:
+        out.add_text(source, rest)
     if str(split) == Split.HELDOUT.value:
         out.problem(source, "item(s) labelled held-out (held-out data is never training data)", what)
     if not env_id or seed is None:
@@ -215,8 +222,14 @@ def _from_run_dir(path: Path, out: TrainingHashes, oracle: TaskOracle) -> int:
     for ep in store.episodes():
         n += 1
         text = ep.steps[0].observation if ep.steps else ep.instruction
+        rest = _strings(ep.tools or "")
+        for s in ep.steps:
+            rest += [s.observation if s.turn else "", s.action.text, s.next_observation]
+            if s.action.tool_call is not None:
+                call = s.action.tool_call
+                rest += [f"{call.name} {call.arguments}", *_strings(call.arguments)]
         _record(out, path, oracle, f"episode {ep.episode_id}", env_id=ep.env_id, seed=ep.seed, split=ep.split.value,
-                task_hash=ep.task_hash, text=text)
+                task_hash=ep.task_hash, text=text, rest="\n".join(t for t in rest if t))
     for (shard, line), _ in sorted(store.quarantined.items()):
         out.problem(path, "line(s) that do not parse, so their task is unknown", f"{shard} line {line + 1}")
     return n
@@ -251,7 +264,8 @@ def _from_provenance(path: Path, out: TrainingHashes, oracle: TaskOracle) -> Non
 
 
 TABLE_COLUMNS = ("task_hash", "env_id", "seed", "split", "turn", "observation", "instruction", "messages", "prompt",
-                 "episode_id", "chosen_episode_id")
+                 "episode_id", "chosen_episode_id", "chosen", "rejected", "hard_negatives", "tools",
+                 "next_observation", "action", "action_text", "text", "completion", "response")
 
 
 def _table_rows(path: Path) -> Iterator[dict[str, Any]]:
@@ -271,20 +285,69 @@ def _table_rows(path: Path) -> Iterator[dict[str, Any]]:
             yield row
 
 
-def _row_text(row: dict[str, Any]) -> str | None:
-    """The text the agent was given in a row: first user message, turn-0 observation or instruction."""
-    for key in ("messages", "prompt"):
+def _conversations(row: dict[str, Any]) -> list[list[Any]]:
+    """Every conversation a row carries: ``messages``, ``prompt``, ``chosen``, ``rejected``, each hard negative."""
+    out = []
+    for key in ("messages", "prompt", "chosen", "rejected"):
         conv = row.get(key)
         if isinstance(conv, str):
             with contextlib.suppress(ValueError):
                 conv = json.loads(conv)
         if isinstance(conv, list):
-            for m in conv:
-                if isinstance(m, dict) and m.get("role") == "user" and isinstance(m.get("content"), str):
-                    return m["content"]
+            out.append(conv)
+    for neg in row.get("hard_negatives") or []:
+        if isinstance(neg, dict) and isinstance(neg.get("messages"), list):
+            out.append(neg["messages"])
+    return out
+
+
+def _row_text(row: dict[str, Any]) -> str | None:
+    """The text the agent was given first in a row: first user message, turn-0 observation or instruction."""
+    for conv in _conversations(row):
+        for m in conv:
+            if isinstance(m, dict) and m.get("role") == "user" and isinstance(m.get("content"), str):
+                return m["content"]
     if isinstance(row.get("observation"), str) and row.get("turn") in (0, None):
         return row["observation"]
     return row.get("instruction") if isinstance(row.get("instruction"), str) else None
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in a JSON value (or JSON text), unescaped: tool schemas and call arguments hold text."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return [value]
+        if isinstance(value, str):
+            return [value]
+    if isinstance(value, dict):
+        return [t for k, v in value.items() for t in (*_strings(k), *_strings(v))]
+    if isinstance(value, list):
+        return [t for v in value for t in _strings(v)]
+    return []
+
+
+def _row_rest(row: dict[str, Any]) -> str:
+    """All the other text of a row, every message of every conversation (any role; tool calls included), the
+    tools column and a step export's texts: a held-out task can hide in any turn, not only the first."""
+    parts: list[str] = []
+    for conv in _conversations(row):
+        for m in conv:
+            if not isinstance(m, dict):
+                continue
+            parts.append(str(m.get("content") or ""))
+            for call in m.get("tool_calls") or []:
+                fn = (call.get("function") or {}) if isinstance(call, dict) else {}
+                if isinstance(fn, dict):
+                    parts += [f"{fn.get('name', '')} {fn.get('arguments', '')}", *_strings(fn.get("arguments"))]
+    for key in ("observation", "next_observation", "action_text", "text", "completion", "response"):
+        if isinstance(row.get(key), str):
+            parts.append(row[key])
+    for key in ("tools", "action"):
+        if row.get(key) is not None:
+            parts += _strings(row[key])
+    return "\n".join(p for p in parts if p)
 
 
 def _from_table(path: Path, out: TrainingHashes, oracle: TaskOracle) -> None:
@@ -299,7 +362,8 @@ def _from_table(path: Path, out: TrainingHashes, oracle: TaskOracle) -> None:
         n += 1
         what = f"row {n} ({row.get('episode_id') or row.get('chosen_episode_id') or 'no episode id'})"
         named += _record(out, path, oracle, what, env_id=row.get("env_id"), seed=row.get("seed"),
-                         split=row.get("split"), task_hash=row.get("task_hash"), text=_row_text(row))
+                         split=row.get("split"), task_hash=row.get("task_hash"), text=_row_text(row),
+                         rest=_row_rest(row))
     if n and not named:
         raise RowgymError(f"{path} has {n} rows but none names a task (no task_hash, env_id + seed, or text the "
                           f"agent was given), so it cannot be checked; export it with `rowgym export RUN` or "

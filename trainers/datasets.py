@@ -45,6 +45,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -181,11 +182,36 @@ def _episode_problem(ep: Episode, facts: TaskFacts, oracle: TaskOracle, kwargs: 
         wrong = oracle.content_problem(ep.env_id, ep.seed, ep.steps[0].observation, kwargs)
         if wrong:
             return f"{wrong}: the recorded task is another seed's"
+        wrong = episode_tools_problem(ep, oracle._env(ep.env_id, kwargs)[1])
+        if wrong:
+            return wrong
     wrong_ids = id_problem(ep.run_id, ep.seed, episode_ids=[ep.episode_id], group_id=ep.group_id,
                            sample_index=ep.sample_index)
     if wrong_ids:
         return f"{wrong_ids}; the seed was edited"
     return None
+
+
+def episode_tools_problem(ep: Episode, env: Any) -> str | None:
+    """Why an episode's stored ``tools`` are not its env's tool schemas, or None. Every SFT / DPO row
+    carries them and the chat template renders them into every prompt, so they are training text."""
+    from rowgym.trainers.gates.format import tools_problem
+
+    try:
+        tools = json.loads(ep.tools) if isinstance(ep.tools, str) else ep.tools
+    except ValueError:
+        return "its tools column is not valid JSON"
+    wrong = tools_problem(tools, env)
+    return f"{wrong}; the stored episode was edited" if wrong else None
+
+
+def reward_at_least(reward: Any, min_reward: float) -> bool:
+    """``reward >= min_reward`` for a finite number; NaN, infinities and non-numbers never pass a filter."""
+    try:
+        r = float(reward)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(r) and r >= min_reward
 
 
 # --------------------------------------------------------------------------- sources
@@ -312,7 +338,7 @@ def sft_candidates(source: Source, *, min_reward: float = 1.0, splits: Sequence[
     for ep in episodes:
         if ep.split not in wanted or ep.failure is not None or ep.verdict is None or not ep.steps:
             continue
-        if ep.final_reward < min_reward or (require_success and not ep.success):
+        if not reward_at_least(ep.final_reward, min_reward) or (require_success and not ep.success):
             continue
         if EXCLUDED_FLAGS.intersection(ep.verdict.flags):
             continue

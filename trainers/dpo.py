@@ -37,12 +37,14 @@ pair's text is both conversations), and writes the four manifests.
 :class:`AssistantOnlyDPOTrainer` replaces the completion mask by the chat template's assistant
 mask (the training variant of the template, with ``{% generation %}`` markers), so only the
 policy's own tokens (``<think>`` block, tool call, ``<|im_end|>``) enter the log-ratios. Held-out
-rows are refused as for SFT (:func:`rowgym.trainers.sft.refuse_heldout_rows`).
+rows are refused as for SFT (:func:`rowgym.trainers.sft.check_training_rows`): every message of
+``prompt``, ``chosen`` and ``rejected`` is checked, not only the first user message.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -94,8 +96,9 @@ def split_prompt(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> tuple[list
 
 
 def _pairable(ep: Episode) -> bool:
+    """No failure, a verdict with a finite reward (NaN would pass every margin test), steps, not flagged."""
     return (ep.failure is None and ep.verdict is not None and bool(ep.steps)
-            and not ds.EXCLUDED_FLAGS.intersection(ep.verdict.flags))
+            and math.isfinite(ep.final_reward) and not ds.EXCLUDED_FLAGS.intersection(ep.verdict.flags))
 
 
 def dpo_pairs(source: ds.Source, *, min_margin: float = 0.0, max_pairs_per_group: int | None = None,
@@ -290,8 +293,9 @@ def _is_dataset_dir(source: Any) -> bool:
 
 def preference_rows(source: Any, *, min_margin: float = 0.0, allow_unverified: bool = False) -> list[dict[str, Any]]:
     """DPO rows from grouped run directories, a ``rowgym dataset dpo`` directory or ready rows; held-out refused."""
-    from rowgym.trainers.sft import refuse_heldout_rows
+    from rowgym.trainers.sft import check_training_rows
 
+    prov: dict[str, Any] | None = None
     if _is_row_list(source):
         rows = list(source)
     elif _is_dataset_dir(source):
@@ -305,7 +309,7 @@ def preference_rows(source: Any, *, min_margin: float = 0.0, allow_unverified: b
         missing = {"prompt", "chosen", "rejected"} - set(r)
         if missing:
             raise RowgymError(f"a preference row lacks {sorted(missing)}; build rows with `rowgym dataset dpo`")
-    refuse_heldout_rows(rows)
+    check_training_rows(rows, prov)  # labels, then every message of prompt, chosen and rejected
     return rows
 
 

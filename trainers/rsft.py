@@ -89,7 +89,7 @@ def failure_kind(ep: Episode, *, min_reward: float = 0.0) -> str | None:
     if not ep.verdict.success:
         last = ep.steps[-1]
         return "turn_limit" if last.truncated and not last.terminated else "checks_failed"
-    if ep.final_reward < min_reward:
+    if not ds.reward_at_least(ep.final_reward, min_reward):  # NaN never passes
         return "low_reward"
     return None
 

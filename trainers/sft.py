@@ -21,7 +21,11 @@ Held-out data are refused (:class:`rowgym.errors.HeldOutLeakError`) whatever the
 source: run directories and episodes go through ``sft_conversations``; ready rows and
 dataset directories are checked row by row, by their ``split`` and by their env's
 split of their seed (re-derived from the env); each row must name its env, seed and task
-hash, the hash must be its seed's, and its first user message must be its seed's task.
+hash, the hash must be its seed's, and its first user message must be its seed's task; then the
+gates run again on every conversation (:mod:`rowgym.trainers.gates.onload`): ``tools`` must be the
+env's, a tool-API conversation is replayed so every tool and user message is the env's own reply,
+and every message on its own is checked against the quarantine (no held-out or dev task or gold
+answer anywhere in a row, whatever turn it hides in).
 Every trained model gets a ``consumption.json`` (dataset version, episode ids, task hashes;
 :func:`rowgym.trainers.gates.manifests.write_consumption`), which ``rowgym bench`` checks.
 """
@@ -159,16 +163,35 @@ def _row_content_problem(r: dict[str, Any], env_id: str, seed: int, oracle: ds.T
     return None
 
 
+def check_training_rows(rows: Sequence[dict[str, Any]], provenance: dict[str, Any] | None = None) -> None:
+    """Everything a trainer checks on ready rows or a dataset directory's rows before training on them:
+    :func:`refuse_heldout_rows` (labels, seed, task hash, first user message, ids), then the gates again on
+    every conversation and message (:func:`rowgym.trainers.gates.onload.refuse_leaked_rows`: tools, replay of
+    deterministic envs, leakage per message, finite rewards). ``provenance`` (a dataset directory's) may widen
+    the quarantine to the one the dataset was built against."""
+    from rowgym.trainers.gates.onload import refuse_leaked_rows
+
+    refuse_heldout_rows(rows)
+    gates = ((provenance or {}).get("params") or {}).get("gates") or {}
+    seeds = gates.get("quarantine_seeds")
+    files = [f for f in gates.get("eval_files") or [] if isinstance(f, str) and Path(f).is_file()]
+    refuse_leaked_rows(rows, quarantine_seeds=seeds if isinstance(seeds, int) else None, eval_files=files)
+
+
 def sft_rows(source: Source, *, min_reward: float = 1.0, keep_bad_calls: bool = True) -> list[dict[str, Any]]:
-    """SFT rows from run directories, Episodes, a dataset directory or ready rows; held-out refused."""
+    """SFT rows from run directories, Episodes, a dataset directory or ready rows; held-out refused.
+
+    Ready rows and a dataset directory's rows are re-checked in full (:func:`check_training_rows`):
+    its ``provenance.json`` and hash vouch for nothing, since anyone can rewrite them.
+    """
     if _is_row_list(source):
         rows = list(source)
-        refuse_heldout_rows(rows)
+        check_training_rows(rows)
         return rows
     paths = [source] if isinstance(source, str | Path) else None
     if paths is not None and (Path(paths[0]) / ds.PROVENANCE_FILE).exists():
-        rows, _ = ds.read_dataset(paths[0])
-        refuse_heldout_rows(rows)
+        rows, prov = ds.read_dataset(paths[0])
+        check_training_rows(rows, prov)
         return rows
     return ds.sft_conversations(source, min_reward=min_reward, keep_bad_calls=keep_bad_calls)
 

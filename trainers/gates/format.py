@@ -8,7 +8,9 @@ token ids consistent with the text.
 
 A tool call that fails the env's schema is allowed only where the conversation says so: the
 message after it is the env's error (``Error: ...``), the repair lesson that ``keep_bad_calls``
-keeps on purpose. A failing call answered as if it had worked is malformed data.
+keeps on purpose. A failing call answered as if it had worked is malformed data. The ``tools``
+column must be the env's own tool schemas (``tools_mismatch``): the trainers render it into every
+prompt, so a stored episode's edited tool description would be training text no other gate reads.
 """
 
 from __future__ import annotations
@@ -46,6 +48,25 @@ def role_problem(messages: list[dict[str, Any]], *, prompt_only: bool = False) -
     return None
 
 
+def tools_problem(tools: Any, env: Any) -> str | None:
+    """Why a row's ``tools`` (parsed) are not its env's tool schemas, or None.
+
+    The trainers render ``tools`` into every prompt, so it is training text like any message: it
+    must be exactly what the env exposes (tools are fixed per env class), never what a stored
+    episode says.
+    """
+    u = getattr(env, "unwrapped", env)
+    if not hasattr(u, "tools_json"):
+        return None
+    want = json.loads(u.tools_json())
+    if tools == want:
+        return None
+    names = sorted(str(t.get("function", {}).get("name")) for t in tools if isinstance(t, dict)) \
+        if isinstance(tools, list) else []
+    return (f"the tools column is not the env's tool schemas ({len(names)} tools {names[:6]}; the env has "
+            f"{len(want)}); tool names, descriptions and parameters must be the env's own")
+
+
 class FormatGate(Gate):
     name = "format"
     version = "1"
@@ -66,10 +87,14 @@ class FormatGate(Gate):
             return "roles", bad
         tools_json = c.row.get("tools")
         try:
-            if tools_json is not None:
-                json.loads(tools_json) if isinstance(tools_json, str) else tools_json
+            tools_given = (json.loads(tools_json) if isinstance(tools_json, str) else tools_json
+                           ) if tools_json is not None else None
         except ValueError:
             return "tools_not_json", "the tools column is not valid JSON"
+        if tools_given is not None and c.env_id:
+            problem = tools_problem(tools_given, ctx.env(c.env_id))
+            if problem:
+                return "tools_mismatch", problem
         if prompt_only:
             return None
         tools = ctx.env(c.env_id).unwrapped._tools if c.env_id else {}

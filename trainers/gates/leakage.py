@@ -8,7 +8,15 @@ Three checks per candidate:
   prompt *and* contains every rare word of it (names, ids, values: words in under 20% of that
   source's quarantined texts);
 * ``answer_near_duplicate``: the same for its assistant calls against quarantined gold calls,
-  at ``answer_threshold``.
+  at ``answer_threshold``;
+* ``message_leak``: *each* message on its own (every user, tool and assistant message after the
+  first user message, an assistant message's text and tool calls together) *contains* a quarantined
+  prompt (at least ``prompt_threshold`` of its word 3-grams) or gold answer (``answer_threshold``),
+  with every rare word of it. Containment, not Jaccard: the rest of a long conversation, or padding
+  around the copied text, does not dilute it. A held-out task and its solution written into a
+  later turn (a second user message, a "bad call" of free text the env answers with a fixed error,
+  a tool reply) is found this way. Quarantined texts of fewer than 4 word 3-grams are left to the
+  whole-prompt / whole-answer checks (a short call is contained in too many honest turns).
 
 Templated families make train and held-out tasks textually close by design ("Put the lights
 out in the kitchen." vs "... in the bedroom."), and the rare-word rule tells those apart from
@@ -24,8 +32,17 @@ from __future__ import annotations
 from typing import Any
 
 from rowgym.trainers.gates.base import Candidate, Gate, GateContext, Rejection
-from rowgym.trainers.gates.minhash import NearDupIndex, normalize
+from rowgym.trainers.gates.minhash import ContainmentIndex, NearDupIndex, normalize
 from rowgym.trainers.gates.quarantine import Quarantine
+
+
+def message_text(m: dict[str, Any]) -> str:
+    """A message's text and its tool calls (``name arguments``), one a line."""
+    parts = [str(m.get("content") or "")]
+    for call in m.get("tool_calls") or []:
+        fn = (call.get("function") or {}) if isinstance(call, dict) else {}
+        parts.append(f"{fn.get('name', '')} {fn.get('arguments', '')}")
+    return "\n".join(parts)
 
 
 class LeakageGate(Gate):
@@ -41,6 +58,7 @@ class LeakageGate(Gate):
         self._answers = NearDupIndex(answer_threshold, num_perm=128, bands=64)
         self._keys: dict[tuple[str, str], frozenset[str]] = {}
         self._entries: dict[str, Any] = {}
+        texts: dict[str, list[tuple[str, str]]] = {"prompt": [], "answer": []}
         for entries in quarantine.by_source().values():
             for side, index in (("prompt", self._prompts), ("answer", self._answers)):
                 for e, words in zip(entries, quarantine.key_words(entries, side), strict=True):
@@ -48,6 +66,10 @@ class LeakageGate(Gate):
                     self._entries[k] = e
                     self._keys[(side, k)] = words
                     index.add(k, getattr(e, side))
+                    texts[side].append((k, getattr(e, side)))
+        # per message: is a quarantined text contained in it (whatever surrounds it)
+        self._contained = {"prompt": ContainmentIndex(prompt_threshold).build(texts["prompt"]),
+                           "answer": ContainmentIndex(answer_threshold).build(texts["answer"])}
         self.template_siblings = 0
 
     def params(self) -> dict[str, Any]:
@@ -69,7 +91,7 @@ class LeakageGate(Gate):
                 return k, sim
         return None
 
-    def _problem(self, c: Candidate, ctx: GateContext) -> tuple[str, str] | None:
+    def _problem(self, c: Candidate, ctx: GateContext, *, whole_answer: bool = True) -> tuple[str, str] | None:
         th = None
         if c.env_id and c.seed is not None:
             try:
@@ -89,11 +111,34 @@ class LeakageGate(Gate):
             else:
                 return "prompt_near_duplicate", (f"prompt ~ {e.source} {e.split} seed {e.seed} (Jaccard {hit[1]:.2f}): "
                                                  f"{e.prompt[:160]!r}")
-        hit = self._hit("answer", self._answers, c.answer)
+        hit = self._hit("answer", self._answers, c.answer) if whole_answer else None
         if hit is not None:
             e = self._entries[hit[0]]
             return "answer_near_duplicate", (f"answer ~ {e.source} {e.split} seed {e.seed} (Jaccard {hit[1]:.2f}): "
                                              f"{e.answer[:160]!r}")
+        return self.message_problem(c, ctx)
+
+    def message_problem(self, c: Candidate, ctx: GateContext) -> tuple[str, str] | None:
+        """``message_leak`` when one message on its own contains a quarantined prompt or gold answer."""
+        first = True
+        for i, m in enumerate(c.messages):
+            role = m.get("role")
+            if role == "system":
+                continue
+            text = message_text(m)
+            for side in ("prompt", "answer"):
+                words: set[str] | None = None
+                for k, share in self._contained[side].query(text):
+                    words = set(normalize(text).split()) if words is None else words
+                    if not self._keys[(side, k)] <= words:
+                        continue
+                    e = self._entries[k]
+                    if first and role == "user" and e.source == c.env_id and self._env_rendered(c, ctx):
+                        break  # the env's own rendering of this train seed: a template sibling (see above)
+                    return "message_leak", (f"message {i} ({role}) contains {share:.0%} of the {side} of {e.source} "
+                                            f"{e.split} seed {e.seed}: {getattr(e, side)[:160]!r}")
+            if role == "user":
+                first = False
         return None
 
     @staticmethod

@@ -22,6 +22,7 @@ words is one shingle of all its words.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Iterable
 
@@ -68,6 +69,46 @@ class MinHasher:
         if xs.size == 0:
             return np.full(self.num_perm, _PRIME, dtype=np.uint64)
         return ((np.outer(xs, self.a) + self.b) % _PRIME).min(axis=0)  # (num_perm,)
+
+
+class ContainmentIndex:
+    """Texts indexed by key; :meth:`query` returns the keys whose shingles are at least ``threshold``
+    *contained* in a query text (``|A & B| / |A|`` for an indexed text A): padding around a copied text
+    does not dilute it, as it does a Jaccard similarity.
+
+    Exact, with a prefix filter: a text whose shingles must be ``need = ceil(threshold * |A|)`` contained
+    is indexed by its ``|A| - need + 1`` rarest shingles (one of them is in any text that contains enough),
+    and every candidate is confirmed by counting. Texts of fewer than ``min_shingles`` shingles are not
+    indexed (a short call or phrase is contained in too many honest texts).
+    """
+
+    def __init__(self, threshold: float, *, n: int = 3, min_shingles: int = 4):
+        self.threshold, self.n, self.min_shingles = threshold, n, min_shingles
+        self._sets: dict[str, frozenset[str]] = {}
+        self._index: dict[str, list[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._sets)
+
+    def build(self, texts: Iterable[tuple[str, str]]) -> ContainmentIndex:
+        sets = {k: sh for k, t in texts if len(sh := shingles(t, self.n)) >= self.min_shingles}
+        df: dict[str, int] = {}
+        for sh in sets.values():
+            for s in sh:
+                df[s] = df.get(s, 0) + 1
+        for k, sh in sets.items():
+            need = max(1, math.ceil(self.threshold * len(sh) - 1e-9))
+            for s in sorted(sh, key=lambda s: (df[s], s))[: len(sh) - need + 1]:
+                self._index.setdefault(s, []).append(k)
+        self._sets.update(sets)
+        return self
+
+    def query(self, text: str) -> list[tuple[str, float]]:
+        """``(key, containment)`` of indexed texts contained at or above the threshold, most contained first."""
+        sh = shingles(text, self.n)
+        cands = {k for s in sh for k in self._index.get(s, ())}
+        hits = [(k, len(self._sets[k] & sh) / len(self._sets[k])) for k in cands]
+        return sorted(((k, c) for k, c in hits if c >= self.threshold), key=lambda x: (-x[1], x[0]))
 
 
 class NearDupIndex:

@@ -10,6 +10,7 @@ first observation of their seed.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rowgym.trainers.gates.base import Candidate, Gate, GateContext, Rejection
@@ -45,7 +46,9 @@ class SemanticGate(Gate):
         env = ctx.env(ep.env_id).unwrapped
         if ep.verdict is None:
             return "no_verdict", "the episode has no verdict"
-        if "final_reward" in c.row and abs(float(c.row["final_reward"]) - ep.final_reward) > self.reward_tol:
+        if not math.isfinite(ep.final_reward):
+            return "verdict_contradicted", f"the episode's verdict reward is {ep.final_reward}, not a finite number"
+        if "final_reward" in c.row and not abs(float(c.row["final_reward"]) - ep.final_reward) <= self.reward_tol:
             return "verdict_contradicted", (f"row says final reward {c.row['final_reward']}, its episode's verdict "
                                             f"{ep.final_reward}")
         if (ep.verdict.verifier, ep.verdict.verifier_version) != (env.verifier, env.verifier_version):
@@ -76,7 +79,7 @@ class SemanticGate(Gate):
                 break
         if verdict is None:
             return "verdict_contradicted", "the stored episode ends, the replay has not finished"
-        if abs(verdict.reward - ep.verdict.reward) > self.reward_tol or verdict.success != ep.verdict.success:
+        if not abs(verdict.reward - ep.verdict.reward) <= self.reward_tol or verdict.success != ep.verdict.success:
             return "verdict_contradicted", (f"stored reward {ep.verdict.reward} (success {ep.verdict.success}); the "
                                             f"verifier says {verdict.reward} (success {verdict.success})")
         return None
