@@ -278,6 +278,26 @@ def _splits(c: _Ctx) -> tuple[bool, str]:
     return True, f"seeds per split ({counts}): disjoint, each in its own split, no task hash shared"
 
 
+def _first_observations(c: _Ctx) -> tuple[bool, str]:
+    """Tasks of different splits never share a first observation.
+
+    The held-out guard tells a relabelled episode (a held-out seed's rows under a train seed) by
+    comparing its first observation with what the claimed seed shows; two tasks of different
+    splits that show the same one could be swapped unseen, and the held-out one trained on."""
+    env, seen, clashes = c.env, {}, []
+    for split in Split:
+        for sd in env.splits.seeds(split, 12):
+            obs, info = env.reset(seed=sd)
+            other = seen.setdefault(obs, (split, sd, info.get("task_hash")))
+            if other[0] != split and other[2] != info.get("task_hash"):
+                clashes.append(f"{other[0]} seed {other[1]} and {split} seed {sd}")
+    if clashes:
+        return False, (f"{len(clashes)} pairs of tasks of different splits show the same first observation "
+                       f"({'; '.join(clashes[:3])}): the held-out guard could not tell a relabelled held-out "
+                       f"episode from the train seed it claims; put what identifies the task (not its answer) in it")
+    return True, f"{len(seen)} first observations of 12 seeds per split, none shared across splits"
+
+
 def _malformed(c: _Ctx) -> tuple[bool, str]:
     env = c.env
     problems = []
@@ -292,7 +312,7 @@ def _malformed(c: _Ctx) -> tuple[bool, str]:
 CHECKS: list[tuple[str, Callable[[_Ctx], tuple[bool, str]]]] = [
     ("gymnasium_api", _gymnasium_api), ("determinism", _determinism), ("expert_solves", _expert),
     ("trivial_fails", _trivial), ("random_fails", _random), ("splits_disjoint", _splits),
-    ("malformed_actions", _malformed)]
+    ("first_observations_identify_tasks", _first_observations), ("malformed_actions", _malformed)]
 
 
 def assert_env_ok(env_id: str, **kw: Any) -> None:

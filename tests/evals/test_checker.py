@@ -149,3 +149,29 @@ def test_split_check_lists_a_thousand_seeds_per_split(n):
     report = check_env("rowgym/ToolAPI-Retail-v0", n_seeds=1, random_episodes=2, split_seeds=n)
     splits = next(r for r in report.results if r.name == "splits_disjoint")
     assert splits.status == "passed" and f"train: {n}" in splits.detail and f"heldout: {n}" in splits.detail
+
+
+class _LookAlike(_Answer):
+    """Every task shows the same first observation (the secret comes only from a tool): a held-out episode
+    relabelled as a train seed would show exactly what that train seed shows."""
+
+    family = "test-checker-lookalike"
+    splits = _Answer.splits
+
+    async def setup(self, task: _Task) -> str:
+        await super().setup(task)
+        return "Guess the secret number, then call answer."
+
+
+@pytest.mark.redteam
+def test_tasks_of_different_splits_that_look_alike_fail_the_check():
+    """The held-out guard tells a relabelled episode by its first observation; an env whose tasks of
+    different splits look alike fails `rowgym check` (the example plugin did, before its games got numbers)."""
+    env_id = _register("LookAlike", _LookAlike, _reader_expert())
+    report = check_env(env_id, n_seeds=2, random_episodes=2, random_max=1.0)
+    first = next(r for r in report.results if r.name == "first_observations_identify_tasks")
+    assert first.status == "failed" and "same first observation" in first.detail, first.detail
+    env_id = _register("Answer", _Answer, _reader_expert())
+    first = next(r for r in check_env(env_id, n_seeds=2, random_episodes=2, random_max=1.0).results
+                 if r.name == "first_observations_identify_tasks")
+    assert first.status == "passed", first.detail

@@ -81,6 +81,9 @@ def test_example_plugin_installs_and_appears_in_list_and_make():
     assert made.returncode == 0, made.stderr
     assert made.stdout.split()[0] == "GuessNumberEnv"
     assert made.stdout.split()[1] in {"higher", "correct"}
+    check = subprocess.run([sys.executable, "-m", "rowgym.cli", "check", "rowgym-example/GuessNumber-v0"],
+                           capture_output=True, text=True, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+    assert check.returncode == 0 and "first_observations_identify_tasks" in check.stdout, check.stdout[-3000:]
 
 
 def test_plugin_registered_with_a_class_works_through_gymnasium_make_after_import_rowgym(tmp_path):

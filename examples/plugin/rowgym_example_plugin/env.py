@@ -38,14 +38,19 @@ class AnswerArgs(ToolArgs):
 
 class GuessNumberEnv(RowEnv[Task]):
     family = "example-guess-number"
-    version = "0"
+    version = "1"  # 1: the instruction names the game (0: tasks of a range looked alike)
     verifier = "exact_secret"
     default_max_turns = 12
     splits = SPLITS
 
     def make_task(self, seed: int) -> Task:
-        high, secret = TASKS[self.splits.task_index(seed)]
-        return Task(secret=secret, high=high, instruction=f"I picked a whole number between 1 and {high}. Find it.")
+        index = self.splits.task_index(seed)
+        high, secret = TASKS[index]
+        # The game's number tells the tasks apart (never the secret): the held-out guard compares a stored
+        # episode's first observation with its seed's, and `rowgym check` fails tasks of different splits
+        # that show the same one (a held-out game could be relabelled as a train game unseen).
+        return Task(secret=secret, high=high,
+                    instruction=f"Game {index}: I picked a whole number between 1 and {high}. Find it.")
 
     async def setup(self, task: Task) -> str:
         self.answered: int | None = None
