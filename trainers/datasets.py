@@ -245,9 +245,11 @@ def load_episodes(source: Source, *, allow_unverified: bool = False) -> tuple[li
     return episodes, manifests
 
 
-def run_problems(run_dir: str | Path) -> list[str]:
-    """The integrity problems of a run directory (empty when it verifies), fast path."""
-    return [str(p) for p in TrajectoryStore(run_dir, readonly=True).verify(fast=True)]
+def run_problems(run_dir: str | Path, *, fast: bool = True) -> list[str]:
+    """The integrity problems of a run directory (empty when it verifies); ``fast``: sealed shards whose
+    hash matches the manifest are not parsed (a shard rewritten together with its manifest can still
+    hold a line that does not parse: the full check finds it)."""
+    return [str(p) for p in TrajectoryStore(run_dir, readonly=True).verify(fast=fast)]
 
 
 def system_prompt_of(env_id: str) -> str:
@@ -440,7 +442,9 @@ def write_dataset(rows: Sequence[dict[str, Any]], out_dir: str | Path, *,
     if any(r.get("split") == Split.HELDOUT.value for r in rows):
         raise HeldOutLeakError("refusing to write held-out rows into a training dataset")
     sources = list(sources)
-    problems = {str(s): run_problems(s) for s in sources if not isinstance(s, RunManifest)}
+    # Without the override the episodes were read only from runs that verify, and a line that did not
+    # parse stopped the read; with it, reading skipped such lines, which only the full check reports
+    problems = {str(s): run_problems(s, fast=not allow_unverified) for s in sources if not isinstance(s, RunManifest)}
     problems = {k: v for k, v in problems.items() if v}
     if problems and not allow_unverified:
         run, found = next(iter(problems.items()))

@@ -139,6 +139,12 @@ def test_an_invalid_utf8_line_in_a_resealed_shard_fails_the_dataset_build(run, t
     _assert_refused_everywhere(run, tmp_path, "malformed")  # ...but reading it is a verification failure
     eps, _ = load_episodes(run, allow_unverified=True)  # the override still skips it and reads the rest
     assert len(eps) == N - 1
+    # ...and a dataset built with it says so (the fast check alone found nothing: it was marked verified)
+    out = tmp_path / "ds-override"
+    res = _cli("dataset", "sft", str(run), "--out", str(out), "--allow-unverified", "--min-reward", "0")
+    assert res.exit_code == 0, res.output
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["unverified"] is True and "not an episode" in json.dumps(prov["integrity_problems"]), prov
 
 
 # ------------------------------------------------------------------ S1b: manifest shard names, torn shards
