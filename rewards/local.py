@@ -8,10 +8,11 @@
 never attempts the task and only reads) earns more than a short one: a policy trained on it
 learns to stall. ``valid_call@2`` pays only what the env marks as a *first success*: the
 first time a (tool, canonical arguments) pair succeeds in the episode, and at most as many
-calls as the task's gold plan has distinct calls (the tool-API envs report the signal, see
-``rowgym.envs.toolapi.base.FirstSuccesses``). ``valid_call@1`` stays importable so stored
-rows keyed ``valid_call@1`` stay explainable; envs that report no ``first_success`` signal
-(Shop, RepoPatch) still use it.
+calls as the env allows (the tool-API envs: the gold plan's distinct calls, see
+``rowgym.envs.toolapi.base.FirstSuccesses``; RepoPatch and Shop: :class:`FirstSuccessCap` with
+their own caps). Every built-in env reports the signal now; ``valid_call@1`` stays importable so
+stored rows keyed ``valid_call@1`` stay explainable, and ``DEFAULT_LOCAL`` (a plugin env's default,
+which reports no ``first_success``) still uses it.
 """
 
 from rowgym.rewards.base import LocalReward, Rubric, StepOutcome
@@ -51,3 +52,32 @@ DEFAULT_LOCAL = Rubric([(VALID_CALL, 1.0), (BAD_CALL_PENALTY, 1.0), (SUBGOAL_PRO
 
 TOOLAPI_LOCAL = Rubric([(VALID_CALL_V2, 1.0), (BAD_CALL_PENALTY, 1.0), (SUBGOAL_PROGRESS, 0.5)])
 """The tool-API envs' rubric: ``DEFAULT_LOCAL`` with ``valid_call@2`` (first successes only, capped)."""
+
+
+class FirstSuccessCap:
+    """Which successful calls of an episode ``valid_call@2`` pays, for envs without a gold call plan.
+
+    A call's ``key`` (any hashable: the tool, its canonical arguments, and whatever else makes two
+    calls the same, e.g. the page they were made on) pays the first time it succeeds in the episode,
+    and the episode pays at most ``cap`` calls. Shop and RepoPatch use it with a fixed, documented
+    cap; the tool-API envs have ``rowgym.envs.toolapi.base.FirstSuccesses`` (cap: the gold plan's size).
+
+    >>> fs = FirstSuccessCap(2)
+    >>> [fs.pays(("read", "a")), fs.pays(("read", "a")), fs.pays(("read", "b")), fs.pays(("read", "c"))]
+    [True, False, True, False]
+    """
+
+    def __init__(self, cap: int):
+        self.cap = max(0, int(cap))
+        self.seen: set = set()
+        self.paid = 0
+
+    def pays(self, key: object) -> bool:
+        """Record a successful call; whether it is a first success within the cap."""
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        if self.paid >= self.cap:
+            return False
+        self.paid += 1
+        return True

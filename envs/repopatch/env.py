@@ -14,15 +14,21 @@ repository, so ``git diff`` works for the agent. Tools: ``list_files``, ``read_f
 ``search``, ``replace_in_file``, ``write_file``, ``run``, ``run_visible_tests`` and
 ``submit`` (terminal). Grading is in :mod:`rowgym.envs.repopatch.grading`.
 
-Local rewards (besides the shared valid/bad-call terms): ``edit_applied`` for an edit
-that changed a file, and ``visible_progress`` for the rise of the best fraction of
-visible tests passing. Sandbox trouble raises :class:`~rowgym.errors.SandboxError` (an
+Local rewards (``REPOPATCH_LOCAL``): ``valid_call@2`` (+0.02 for a call's first success,
+at most ``valid_call_cap``: the gold patch's calls + ``EXPLORE_CALLS``), ``bad_call_penalty@1``, ``edit_applied@2``
+(+0.05 the first time an edit changes a given source file, for at most as many files as
+the gold patch touches) and ``visible_progress@2`` (the rise of the best fraction of
+visible tests passing, paid only while no test or test-tooling file differs from the
+snapshot). None of them pays more for a longer episode: repeating a call, editing a file
+back and forth or re-running the tests earns nothing more. Sandbox trouble raises :class:`~rowgym.errors.SandboxError` (an
 episode failure of kind ``sandbox``), grader trouble :class:`~rowgym.errors.GraderError` (``grader``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import posixpath
 from typing import Any, ClassVar
 
@@ -35,6 +41,7 @@ from rowgym.envs.repopatch.grading import (
     VERIFIER_VERSION,
     Boxes,
     HarnessCall,
+    _roots,
     agent_changes,
     grade_changes,
     oversize_grade,
@@ -45,10 +52,14 @@ from rowgym.envs.repopatch.task import (
     SKIP_DIRS,
     RepoPatchTask,
     SnapshotCache,
+    graded_module_names,
+    is_test_config,
+    read_tree,
+    split_guarded,
 )
 from rowgym.errors import GraderError
 from rowgym.rewards.base import LocalReward, Rubric
-from rowgym.rewards.local import BAD_CALL_PENALTY, VALID_CALL
+from rowgym.rewards.local import BAD_CALL_PENALTY, VALID_CALL, VALID_CALL_V2, FirstSuccessCap
 from rowgym.rows import Split, Verdict
 from rowgym.sandboxes import Sandbox, SandboxError
 from rowgym.sandboxes.errors import SandboxCopyLimit, SandboxQuotaError
@@ -62,7 +73,53 @@ VISIBLE_PROGRESS = LocalReward("visible_progress", "1",
                                lambda o: 0.0 if o.bad_call else o.signals.get("visible_progress", 0.0),
                                "Rise of the best fraction of visible tests passing (signal 'visible_progress').",
                                signals=("visible_progress",))
-REPOPATCH_LOCAL = Rubric([(VALID_CALL, 1.0), (BAD_CALL_PENALTY, 1.0), (EDIT_APPLIED, 1.0), (VISIBLE_PROGRESS, 0.5)])
+REPOPATCH_LOCAL_V1 = Rubric([(VALID_CALL, 1.0), (BAD_CALL_PENALTY, 1.0), (EDIT_APPLIED, 1.0), (VISIBLE_PROGRESS, 0.5)])
+"""The rubric before the farming fixes: every valid call and every changing edit paid (a stalling policy
+earned +0.02 a read and +0.05 a file flipped back and forth). Kept so stored rows stay explainable."""
+
+EXPLORE_CALLS = 4
+"""The calls ``valid_call@2`` pays in a RepoPatch episode besides the gold patch's own (its edit calls and
+``submit``): the gold calls know where the bug is, an agent first has to look. An efficient episode
+(list the files, read the source and the visible test, edit, run the visible tests, submit) makes
+this many more; padding it earns nothing more, and stalling earns at most the cap
+(``valid_call_cap``: 6 calls, 0.12, for a one-edit task)."""
+
+EDIT_APPLIED_V2 = LocalReward(
+    "edit_applied", "2", lambda o: 0.0 if o.bad_call else 0.05 * o.signals.get("edit", 0.0),
+    "+0.05 the first time an edit changes a given source file (not a test or test configuration), for at "
+    "most as many files as the gold patch touches, at least 1 (signal 'edit').", signals=("edit",))
+VISIBLE_PROGRESS_V2 = LocalReward(
+    "visible_progress", "2", lambda o: 0.0 if o.bad_call else o.signals.get("visible_progress", 0.0),
+    "Rise of the best fraction of visible tests passing, counted only while no test, test-configuration or "
+    "test-tooling file differs from the snapshot (signal 'visible_progress').", signals=("visible_progress",))
+REPOPATCH_LOCAL = Rubric([(VALID_CALL_V2, 1.0), (BAD_CALL_PENALTY, 1.0), (EDIT_APPLIED_V2, 1.0),
+                          (VISIBLE_PROGRESS_V2, 0.5)])
+
+
+def valid_call_cap(task: RepoPatchTask) -> int:
+    """The most calls ``valid_call@2`` pays in an episode of ``task``: the gold plan's distinct calls
+    plus ``EXPLORE_CALLS``."""
+    gold = {(c.name, json.dumps(json.loads(c.arguments or "{}"), sort_keys=True)) for c in task.gold}
+    return len(gold | {("submit", "{}")}) + EXPLORE_CALLS
+
+
+def gold_edit_files(task: RepoPatchTask) -> int:
+    """How many distinct files the task's gold edit calls change (at least 1): ``edit_applied@2``'s cap."""
+    paths = {json.loads(c.arguments or "{}").get("path") for c in task.gold
+             if c.name in ("replace_in_file", "write_file")}
+    return max(1, len(paths - {None}))
+
+
+def counted(fn):  # noqa: ANN001, ANN201
+    """A tool that reports ``first_success`` (``valid_call@2``) once it has returned without raising."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: RepoPatchEnv, args: ToolArgs) -> str:
+        out = await fn(self, args)
+        self._first_success(fn.__name__, args)
+        return out
+
+    return wrapper
 
 
 class PathArgs(ToolArgs):
@@ -139,6 +196,9 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
         self.sb: Sandbox | None = None
         self.last_grade = None
         self._best_visible = 0.0
+        self._firsts = FirstSuccessCap(0)
+        self._edited: set[str] = set()
+        self._edit_cap = 1
 
     def load_tasks(self) -> list[RepoPatchTask]:
         raise NotImplementedError
@@ -185,6 +245,9 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
             raise SandboxError(f"git init in the sandbox failed: {res.stderr.strip()[:300]}")
         self.last_grade = None
         self._best_visible = 0.0
+        self._firsts = FirstSuccessCap(valid_call_cap(task))
+        self._edited = set()
+        self._edit_cap = gold_edit_files(task)
         visible = ", ".join(task.visible_tests) if task.visible_tests else "(none)"
         return (f"Repository: {task.repo}\n\nIssue:\n{task.problem_statement}\n\n"
                 f"The repository is checked out in the working directory (a git repository at the task's commit). "
@@ -267,8 +330,39 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
         except (OSError, ValueError) as e:
             raise ToolError(f"cannot write {path}: {_os_reason(e)}") from None
 
+    # ------------------------------------------------------------------ rewards
+    def _first_success(self, name: str, args: ToolArgs) -> None:
+        """``first_success`` for a call whose (tool, canonical arguments) pair had not succeeded before,
+        while the episode's cap (``valid_call_cap``) lasts."""
+        key = (name, json.dumps(args.model_dump(mode="json"), sort_keys=True))
+        if self._firsts.pays(key) and "first_success" in self.local_rubric.signals:
+            self.signal("first_success", 1.0)
+
+    def _edit_made(self, path: str) -> None:
+        """``edit`` the first time a source file (not a test or test config) is changed, up to the cap."""
+        rel = posixpath.normpath(path.lstrip("/"))
+        if is_test_config(rel) or rel in self._edited or len(self._edited) >= self._edit_cap:
+            return
+        self._edited.add(rel)
+        self.signal("edit", 1.0)
+
+    async def _tests_untouched(self) -> bool:
+        """Whether no test, test-config or test-tooling file differs from the snapshot (``visible_progress@2``
+        counts only then: deleting or rewriting failing tests must not raise the passing fraction)."""
+        assert self.task is not None and self.sb is not None
+        snap = self.snapshots.get(self.task)
+        try:
+            changes = await agent_changes(self.sb, snap)
+        except SandboxCopyLimit:
+            return False
+        base = await asyncio.to_thread(read_tree, snap, planted=True)
+        _, tests, tooling = split_guarded(base, changes, roots=_roots(self.task),
+                                          test_modules=graded_module_names(self.task.test_paths))
+        return not tests and not tooling
+
     # ------------------------------------------------------------------ tools
     @tool
+    @counted
     async def list_files(self, args: PathArgs) -> str:
         """List the files under a directory of the repository (recursively, at most 300 entries)."""
         assert self.sb is not None
@@ -290,6 +384,7 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
         return "\n".join(out) or "(empty)"
 
     @tool
+    @counted
     async def read_file(self, args: ReadArgs) -> str:
         """Show a file's lines (numbered), from start_line to end_line."""
         lines = (await self._read_text(args.path)).splitlines()
@@ -301,6 +396,7 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
         return _clip(f"{args.path} (lines {args.start_line}-{end} of {len(lines)})\n{body}{more}")
 
     @tool
+    @counted
     async def search(self, args: SearchArgs) -> str:
         """Search the repository for a regular expression (grep -rnE); shows at most 100 matches."""
         res = await self._exec(["grep", "-rnIE", "--exclude-dir=.git", "-m", "50", "--", args.pattern, args.path],
@@ -314,6 +410,7 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
         return _clip("\n".join(lines[:100]) + extra)
 
     @tool
+    @counted
     async def replace_in_file(self, args: ReplaceArgs) -> str:
         """Replace an exact string in a file; the old text must occur exactly once."""
         text = await self._read_text(args.path)
@@ -323,10 +420,11 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
                             "(include more surrounding lines)")
         await self._write_text(args.path, text.replace(args.old, args.new))
         if args.old != args.new:
-            self.signal("edit", 1.0)
+            self._edit_made(args.path)
         return f"Replaced 1 occurrence in {args.path}."
 
     @tool
+    @counted
     async def write_file(self, args: WriteArgs) -> str:
         """Create or overwrite a file with the given content."""
         try:
@@ -335,10 +433,11 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
             before = None
         await self._write_text(args.path, args.content)
         if before != args.content:
-            self.signal("edit", 1.0)
+            self._edit_made(args.path)
         return f"Wrote {len(args.content)} characters to {args.path}."
 
     @tool
+    @counted
     async def run(self, args: RunArgs) -> str:
         """Run a shell command in the repository root (no network; output truncated)."""
         assert self.task is not None
@@ -347,6 +446,7 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
         return _clip(f"[{status}]\n{res.stdout}" + (f"\n[stderr]\n{res.stderr}" if res.stderr else ""))
 
     @tool
+    @counted
     async def run_visible_tests(self, args: NoArgs) -> str:
         """Run the repository's visible tests with pytest and show the results."""
         assert self.task is not None and self.sb is not None
@@ -366,7 +466,7 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
         results = run.outcomes
         if results and not run.tamper and not run.forged:
             frac = sum(s == "passed" for s in results.values()) / len(results)
-            if frac > self._best_visible:
+            if frac > self._best_visible and await self._tests_untouched():
                 self.signal("visible_progress", frac - self._best_visible)
                 self._best_visible = frac
         res = run.res
@@ -376,6 +476,7 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
         return _clip(f"[{status}]\n{run.output(OBS_LIMIT)}")
 
     @tool(terminal=True)
+    @counted
     async def submit(self, args: NoArgs) -> str:
         """Submit the current state of the repository as your fix (ends the episode)."""
         return "Submitted; the fix will be graded by hidden tests."

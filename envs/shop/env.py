@@ -54,6 +54,8 @@ from rowgym.envs.shop.instructions import (
 from rowgym.envs.shop.paths import INTERNAL_PREFIXES, Undecidable, canonical_path, is_internal
 from rowgym.envs.shop.search import terms
 from rowgym.envs.shop.server import DEFAULT_PORT, ensure_running
+from rowgym.rewards.base import Rubric
+from rowgym.rewards.local import BAD_CALL_PENALTY, SUBGOAL_PROGRESS, VALID_CALL_V2, FirstSuccessCap
 from rowgym.rows import Action, Check, Split, ToolCall, Verdict
 from rowgym.tools import NoArgs, ToolArgs, ToolError, clean_text, tool
 
@@ -64,6 +66,13 @@ BROWSER_CALL_S = 30.0
 """Longest wait for one browser-level call (a new context, a close): a call pending on a Chromium that
 died may never be answered, and a reset must fail or relaunch instead of hanging."""
 SUBGOALS = {"search": 0.2, "product": 0.3, "options": 0.2, "cart": 0.3}
+VALID_CALL_CAP = 13
+"""The most calls ``valid_call@2`` pays in one episode: the scripted expert's typical purchase takes 13
+actions (search, category, price bound, product, options, add to cart, cart, checkout form, place order,
+finish; 12-13 on the held-out seeds). A call pays the first time its (tool, arguments, page) succeeds,
+so stalling (scrolling, clicking around) earns at most 13 x 0.02 = 0.26, what an efficient purchase earns."""
+SHOP_LOCAL = Rubric([(VALID_CALL_V2, 1.0), (BAD_CALL_PENALTY, 1.0), (SUBGOAL_PROGRESS, 0.5)])
+"""``valid_call@2`` (first successes, at most ``VALID_CALL_CAP``), ``bad_call_penalty@1``, ``subgoal_progress@1``."""
 _PRODUCT_PATH = re.compile(r"^/product/([A-Za-z0-9]+)$")
 
 
@@ -143,7 +152,10 @@ class ShopEnv(RowEnv[Goal]):
     """Shop in a WebShop-style store through a real browser; reward is the match score of the purchase."""
 
     family = "shop"
-    version = "0"
+    # 1: valid_call@2 (first successes, capped); the search subgoal needs a query mostly of the goal's words
+    # and its noun; an option group pays only if the first option checked in it was right (0: any ever checked)
+    version = "1"
+    local_rubric = SHOP_LOCAL
     verifier = "shop_match"
     verifier_version = SCORE_VERSION
     splits = _GoalSplits()
@@ -353,6 +365,9 @@ class ShopEnv(RowEnv[Goal]):
             await page.goto(self.base_url + "/")
             self._paid, self.finished = set(), False
             self._goal_terms = set(terms(" ".join([*task.attributes, task.product_type])))
+            self._noun_terms = set(terms(task.product_type))
+            self._firsts = FirstSuccessCap(VALID_CALL_CAP)
+            self._first_checked: dict[str, str] = {}
             self._episodes += 1
             self._frame = 0
             obs = await self._observe()
@@ -450,8 +465,9 @@ class ShopEnv(RowEnv[Goal]):
             raise ToolError(f"Unknown element reference {ref!r}: use a [ref=...] shown in the latest page snapshot.")
         return self.page.locator(f"aria-ref={ref}")
 
-    async def _act(self, fn: Any, note: str) -> str:
+    async def _act(self, fn: Any, note: str, tool_name: str, args: ToolArgs) -> str:
         """Run a browser action; Playwright's failures become the agent's error, progress is rewarded."""
+        key = (tool_name, args.model_dump_json(), self._path(self.page.url))  # the same action on the same page
         try:
             await fn()
             await self._settle()
@@ -463,14 +479,16 @@ class ShopEnv(RowEnv[Goal]):
         except (ValueError, UnicodeError) as e:  # what the agent's text can provoke in URL or driver code
             raise ToolError(f"The browser could not do that: {type(e).__name__}: {str(e)[:200]}") from None
         await self._progress()
-        return await self._observe(note)
+        obs = await self._observe(note)
+        self._first_success(key)
+        return obs
 
     # ------------------------------------------------------------------- tools
     @tool
     async def click(self, args: RefArgs) -> str:
         """Click an element (a link, a button, a radio option) by its reference."""
         loc = self._locate(args.ref)
-        return await self._act(loc.click, f"Clicked {args.ref}.")
+        return await self._act(loc.click, f"Clicked {args.ref}.", "click", args)
 
     @tool(name="type")
     async def type_text(self, args: TypeArgs) -> str:
@@ -482,7 +500,8 @@ class ShopEnv(RowEnv[Goal]):
             if args.submit:
                 await loc.press("Enter")
 
-        return await self._act(do, f"Typed into {args.ref}" + (" and pressed Enter." if args.submit else "."))
+        return await self._act(do, f"Typed into {args.ref}" + (" and pressed Enter." if args.submit else "."),
+                               "type", args)
 
     @tool
     async def select(self, args: SelectArgs) -> str:
@@ -509,14 +528,14 @@ class ShopEnv(RowEnv[Goal]):
                 raise ToolError(f"{args.ref} has no option {args.option!r}; options: {', '.join(names[:40])}")
             await loc.locator("input[type=radio]").nth(idx).check()
 
-        return await self._act(do, f"Selected {args.option!r} in {args.ref}.")
+        return await self._act(do, f"Selected {args.option!r} in {args.ref}.", "select", args)
 
     @tool
     async def scroll(self, args: ScrollArgs) -> str:
         """Scroll the page up or down (the snapshot always shows the whole page; this also re-reads it)."""
         sign = -1 if args.direction == "up" else 1
         return await self._act(lambda: self.page.evaluate(f"window.scrollBy(0, {sign} * window.innerHeight * 0.8)"),
-                               f"Scrolled {args.direction}.")
+                               f"Scrolled {args.direction}.", "scroll", args)
 
     @tool
     async def back(self, args: NoArgs) -> str:
@@ -528,7 +547,7 @@ class ShopEnv(RowEnv[Goal]):
                 await self.page.go_forward()
                 raise ToolError("There is no earlier page to go back to.")
 
-        return await self._act(do, "Went back.")
+        return await self._act(do, "Went back.", "back", args)
 
     def _shop_url(self, raw: str) -> str:
         """The URL ``goto`` opens for ``raw``: on the shop's host, path in canonical form, never internal.
@@ -565,15 +584,26 @@ class ShopEnv(RowEnv[Goal]):
     async def goto(self, args: GotoArgs) -> str:
         """Open a page of the shop by its path, e.g. '/', '/cart', '/orders' or '/search?q=wool+socks'."""
         url = self._shop_url(args.path.strip())
-        return await self._act(lambda: self.page.goto(url), f"Opened {self._path(url)}.")
+        return await self._act(lambda: self.page.goto(url), f"Opened {self._path(url)}.", "goto", args)
 
     @tool(terminal=True)
     async def finish(self, args: NoArgs) -> str:
         """End the episode (call it after placing the order)."""
         self.finished = True
+        self._first_success(("finish", "{}", self._path(self.page.url)))
         return "Finished."
 
     # ----------------------------------------------------------------- rewards
+    def _first_success(self, key: tuple[str, str, str]) -> None:
+        if self._firsts.pays(key) and "first_success" in self.local_rubric.signals:
+            self.signal("first_success", 1.0)
+
+    def _relevant_search(self, query: str) -> bool:
+        """A search that pays the subgoal: it names the goal's product noun, and at least half of its
+        distinct terms are the goal's words (a query stuffed with every noun of the shop matches none)."""
+        q = set(terms(query))
+        return bool(q & self._noun_terms) and 2 * len(q & self._goal_terms) >= len(q)
+
     def _pay(self, subgoal: str) -> None:
         if subgoal not in self._paid:
             self._paid.add(subgoal)
@@ -585,7 +615,7 @@ class ShopEnv(RowEnv[Goal]):
         goal, parts = self.task, urlsplit(self.page.url)
         if parts.path == "/search":
             query = " ".join(parse_qs(parts.query).get("q", []))
-            if self._goal_terms & set(terms(query)):
+            if self._relevant_search(query):
                 self._pay("search")
         m = _PRODUCT_PATH.match(parts.path)
         if m and m.group(1) in goal.target_product_ids:
@@ -595,7 +625,10 @@ class ShopEnv(RowEnv[Goal]):
                     "() => Array.from(document.querySelectorAll('input[type=radio]:checked'))"
                     ".map(e => [e.name, e.value])")
                 for name, value in checked:
-                    if goal.options.get(name, "").lower() == value.lower():
+                    # only the first option the agent checked in a group counts: clicking through
+                    # every radio of a group, or correcting a wrong choice, earns nothing
+                    first = self._first_checked.setdefault(name, value)
+                    if first == value and goal.options.get(name, "").lower() == value.lower():
                         self._paid_option(name, len(goal.options))
         if parts.path == "/cart" and "cart" not in self._paid:
             assert self._client is not None and self._sid is not None

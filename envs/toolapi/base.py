@@ -34,7 +34,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from rowgym.env import RowEnv
-from rowgym.rewards.local import TOOLAPI_LOCAL
+from rowgym.rewards.local import TOOLAPI_LOCAL, FirstSuccessCap
 from rowgym.rows import Check, ToolCall, Verdict
 from rowgym.tools import ToolArgs, ToolError, parse_action, tool
 
@@ -97,7 +97,7 @@ def canonical_call(name: str, arguments: dict[str, Any]) -> tuple[str, str]:
     return name, json.dumps(arguments, sort_keys=True)
 
 
-class FirstSuccesses:
+class FirstSuccesses(FirstSuccessCap):
     """Which successful calls of an episode ``valid_call@2`` pays (the ``first_success`` signal).
 
     A (tool, canonical arguments) pair pays the first time it succeeds in the episode, and the
@@ -113,20 +113,11 @@ class FirstSuccesses:
     """
 
     def __init__(self, gold: list[ToolCall] | None = None):
-        self.cap = len({canonical_call(c.name, json.loads(c.arguments or "{}")) for c in gold or []})
-        self.seen: set[tuple[str, str]] = set()
-        self.paid = 0
+        super().__init__(len({canonical_call(c.name, json.loads(c.arguments or "{}")) for c in gold or []}))
 
-    def pays(self, name: str, arguments: dict[str, Any]) -> bool:
+    def pays(self, name: str, arguments: dict[str, Any]) -> bool:  # type: ignore[override]
         """Record a successful call; whether it is a first success within the cap."""
-        key = canonical_call(name, arguments)
-        if key in self.seen:
-            return False
-        self.seen.add(key)
-        if self.paid >= self.cap:
-            return False
-        self.paid += 1
-        return True
+        return super().pays(canonical_call(name, arguments))
 
 
 def signal_first_success(env: RowEnv, firsts: FirstSuccesses, name: str, args: ToolArgs) -> None:
