@@ -27,20 +27,25 @@ repository, so nothing of it lives in the repository tree. Order of events:
 
 Records go to a duplicate of fd 2 taken at start, one line each:
 ``@@rowgym-harness <kind> <hmac-sha256 hex> <base64 JSON>``. The key never appears in
-an argv or the environment; the code under test runs in this process, so it could still
-dig the key out of memory: that is the documented limit, covered by the tamper checks.
+an argv or the environment, nor in any frame: it lives only in the audit hook's closure
+(``make_hook``), which writes ``started`` and ``finished`` when this function raises the
+``rowgym.harness.record`` event, and each finding of the hook the moment it happens
+(``tamper``). The code under test runs in this process, so it could still dig the key out
+of memory (the GC, ctypes: both reported at once): that is the documented limit.
 """
 
 import sys
 
 
 def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
+    import abc as abc_module
     import ast
     import base64
     import importlib.util
     import json
     import operator
     import os
+    import threading
     import types
     import warnings
 
@@ -73,18 +78,63 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
         from _sha256 import sha256
     except ImportError:
         from hashlib import sha256
-    key = bytes.fromhex(conf.pop("key")).ljust(64, b"\0")  # HMAC (RFC 2104) with a 32-byte key
-    inner, outer = sha256(bytes(b ^ 0x36 for b in key)), sha256(bytes(b ^ 0x5C for b in key))
-    del key
+    b64encode, dumps = base64.b64encode, json.dumps  # bound now: the repository can replace module attributes
+    frame_at = sys._getframe
 
-    def emit(kind, payload):
-        body = base64.b64encode(json.dumps(payload, sort_keys=True).encode()).decode()
-        mac, out = inner.copy(), outer.copy()
-        mac.update(f"{kind}:{body}".encode())
-        out.update(mac.digest())
-        line = f"\n@@rowgym-harness {kind} {out.hexdigest()} {body}\n".encode()
-        while line:
-            line = line[write(out_fd, line):]
+    def make_hook(key_hex, detect):
+        """The audit hook, and the only holder of the key's HMAC state (see ``hook``)."""
+        key = bytes.fromhex(key_hex).ljust(64, b"\0")  # HMAC (RFC 2104) with a 32-byte key
+        inner, outer = sha256(bytes(b ^ 0x36 for b in key)), sha256(bytes(b ^ 0x5C for b in key))
+        del key
+        main_code = frame_at(1).f_code  # _main's: the one frame whose records are written
+        main_frame = []
+        in_hook = [False]
+
+        def emit(kind, payload):
+            body = b64encode(dumps(payload, sort_keys=True).encode()).decode()
+            mac, out = inner.copy(), outer.copy()
+            mac.update(f"{kind}:{body}".encode())
+            out.update(mac.digest())
+            line = f"\n@@rowgym-harness {kind} {out.hexdigest()} {body}\n".encode()
+            while line:
+                line = line[write(out_fd, line):]
+
+        def hook(event, args):
+            """Records reach the host only through here: ``_main`` raises ``rowgym.harness.record`` events,
+            accepted from its own frame alone (the first ``started`` names it; a second ``_main`` run by
+            the code under test has another), and what ``detect`` finds is written at once. Neither the key
+            nor ``emit`` is in any frame or in anything the code under test can name without the GC; so a
+            frame it gets without an audited call (a signal handler's) leads to neither."""
+            if in_hook[0]:
+                return
+            in_hook[0] = True  # what this hook calls (sys._getframe) raises events too
+            try:
+                if event == "rowgym.harness.record":
+                    caller = frame_at(1)
+                    kind, payload = args
+                    if caller.f_code is not main_code or (main_frame and caller is not main_frame[0]) or (
+                            not main_frame and kind != "started") or kind not in ("started", "finished"):
+                        note = f"audit: reach into the harness: a {kind!r} record raised by code that is not the " \
+                               f"harness's"
+                        emit("tamper", {"note": note})
+                        return
+                    if kind == "started":
+                        if main_frame:
+                            return
+                        main_frame.append(caller)
+                    emit(kind, payload)
+                    if kind == "finished":
+                        main_frame.append(None)  # one finished record, then nothing is accepted
+                    return
+                note = detect(event, args)
+                if note is not None:
+                    emit("tamper", {"note": note})  # now: the end-of-run record may never come, or be forged
+            except Exception:
+                pass
+            finally:
+                in_hook[0] = False
+
+        return hook
 
     root = conf["root"]
     agent_files = {os.path.normpath(os.path.join(root, p)) for p in conf.get("agent_files", [])}
@@ -197,16 +247,28 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     image_code = image_files + (os.path.dirname(os.__file__) + os.sep,)  # and the stdlib (a venv's, on a host)
 
     agent_file_of = {}  # a code object's file name -> whether the agent wrote it (asked for every frame event)
+    # Bound before any repository code runs: the harness's globals are ``__main__``'s, which that code can
+    # rebind (``sys = None`` made every lookup in the audit hook raise, and the hook see nothing).
+    normpath, get_ident = os.path.normpath, threading.get_ident
+    main_thread_id = get_ident()
+    # What the hook decides by is its own: nothing reachable from the reporter (which pytest's plugin manager
+    # holds, and which repository code can find without an audited call) closes over these names, so no cell
+    # of theirs can be rebound from there (an emptied agent_files would make the agent's code look like the
+    # image's). Only a frame reaches them, and taking one is what the hook reports.
+    hook_agent_files = frozenset(agent_files)
+    hook_exempt_codes = []  # the harness's own code that calls sys._getframe while tests run (its mark)
 
     def agent_on_stack():
-        f = sys._getframe(2)
+        if get_ident() != main_thread_id:
+            return True  # pytest runs tests on the main thread: a reach from a worker thread is the agent's doing
+        f = frame_at(2)
         for _ in range(300):
             if f is None:
                 return False
             name = f.f_code.co_filename
             hit = agent_file_of.get(name)
             if hit is None:
-                hit = agent_file_of[name] = os.path.normpath(name) in agent_files
+                hit = agent_file_of[name] = normpath(name) in hook_agent_files
             if hit:
                 return True
             f = f.f_back
@@ -231,47 +293,82 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     # forges afterwards (and an os._exit that skips the end of the run) cannot hide it.
     reach_events = ("sys._getframe", "sys._current_frames", "gc.get_objects", "gc.get_referrers",
                     "gc.get_referents", "sys.addaudithook")
+    code_events = ("marshal.loads", "marshal.load")  # code whose file name was set to anything (an allowed one)
     frame_attrs = ("tb_frame", "gi_frame", "cr_frame", "ag_frame")
-    # the standard library's own callers of sys._getframe that keep the frame to themselves (a module
-    # name for namedtuple or a TypeVar, a warning's or a log record's location)
+    # the standard library's own callers of sys._getframe that keep the frame to themselves (a module name for
+    # namedtuple or a TypeVar, a warning's or a log record's location): their files, and below their code objects
     stdlib_dir = os.path.dirname(os.__file__) + os.sep
-    keeps_frame = tuple(stdlib_dir + f for f in ("collections/__init__.py", "typing.py", "enum.py", "warnings.py",
-                                                 "logging/__init__.py", "dataclasses.py", "functools.py",
-                                                 "abc.py", "string.py", "doctest.py"))
-    in_audit = [False]
+    keeps_frame_files = tuple(stdlib_dir + f for f in ("collections/__init__.py", "typing.py", "enum.py",
+                                                       "warnings.py", "logging/__init__.py", "dataclasses.py",
+                                                       "functools.py", "abc.py", "string.py", "doctest.py"))
 
-    def audit(event, args):
-        if not repo_running[0] or in_audit[0]:
-            return
-        in_audit[0] = True  # what this hook calls (sys._getframe) raises events too
+    def code_objects(mod):
+        """Every code object of a module's functions and classes (methods, nested defs), by identity."""
+        out, todo = set(), [v for v in vars(mod).values()]
+        while todo:
+            v = todo.pop()
+            code = getattr(getattr(v, "__func__", v), "__code__", None)
+            if isinstance(code, types.CodeType) and id(code) not in out:
+                out.add(id(code))
+                todo += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+            elif isinstance(v, types.CodeType) and id(v) not in out:
+                out.add(id(v))
+                todo += [c for c in v.co_consts if isinstance(c, types.CodeType)]
+            elif isinstance(v, type) and getattr(v, "__module__", None) == mod.__name__:
+                todo += list(vars(v).values())
+        return out
+
+    # by the identity of their code, as a file name can be claimed by code made from bytes (the modules are
+    # imported now, from the image)
+    import collections  # noqa: E401
+    import dataclasses
+    import doctest
+    import enum
+    import functools
+    import logging
+    import string
+    import typing
+    keeps_frame = frozenset().union(*(code_objects(m) for m in (collections, typing, enum, warnings, logging,
+                                                                 dataclasses, functools, abc_module, string, doctest)))
+    def detect(event, args):
+        """A new finding of ``event`` (None: none, or seen before); called by the audit hook."""
+        if not repo_running[0]:
+            return None
         try:
             note = audit_note(event, args)
-            if note is not None and note not in audit_seen:
-                audit_seen.add(note)
-                findings.append(note)
-                if note.startswith("audit: reach"):
-                    emit("tamper", {"note": note})
-        except Exception:
-            pass
-        finally:
-            in_audit[0] = False
+        except Exception as e:  # fail closed: a hook made to fail on a way in sees nothing otherwise
+            note = None
+            if event in reach_events or event in code_events or event.startswith("ctypes.") or (
+                    event == "object.__getattr__" and len(args) > 1 and args[1] in frame_attrs):
+                note = f"audit: reach into the harness: the audit hook failed on {event} ({type(e).__name__})"
+        if note is None or note in audit_seen:
+            return None
+        audit_seen.add(note)
+        findings.append(note)
+        return note
 
     def audit_note(event, args):
+        if event in code_events:
+            if not agent_on_stack():
+                return None
+            return f"audit: reach into the harness: {event} (code from bytes, any file name) while code the agent " \
+                   f"wrote runs"
         if event in reach_events or event.startswith("ctypes.") or (
                 event == "object.__getattr__" and len(args) > 1 and args[1] in frame_attrs):
             if not agent_on_stack():
                 return None
-            caller = sys._getframe(2)  # what called the audited function (this runs inside the hook)
-            if caller.f_code is completion_mark.__code__ or (
-                    event == "sys._getframe" and caller.f_code.co_filename.startswith(keeps_frame)):
-                return None  # the harness's own mark (its file name, "<string>", proves nothing: exec can claim it)
+            caller = frame_at(3)  # what called the audited function (hook -> detect -> this)
+            if caller.f_code in hook_exempt_codes or (
+                    event == "sys._getframe" and id(caller.f_code) in keeps_frame
+                    and caller.f_code.co_filename.startswith(keeps_frame_files)):
+                return None  # the harness's own mark, or the stdlib keeping a frame to itself (by code identity)
             what = f"{event} {args[1]}" if event == "object.__getattr__" else event
             return f"audit: reach into the harness: {what} from {caller.f_code.co_filename} while code the agent " \
                    f"wrote runs"
         if event in ("sys.settrace", "sys.setprofile"):
             # a trace function can jump over a test's lines or rewrite frames: only the image's own
             # code (doctest, pdb) may set one while tests run
-            caller = sys._getframe(2)  # the caller of sys.settrace (this runs inside the hook)
+            caller = frame_at(3)  # the caller of sys.settrace (hook -> detect -> this)
             if caller.f_code.co_filename.startswith(image_code):
                 return
             if event == "sys.setprofile" and not agent_on_stack():
@@ -279,7 +376,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             note = f"audit: {event} called from {caller.f_code.co_filename}, not by the harness"
         elif event in ("object.__setattr__", "object.__delattr__"):
             obj, name = args[0], args[1]
-            setter = sys._getframe(2).f_code  # types.coroutine (asyncio) sets __code__: image code may
+            setter = frame_at(3).f_code  # types.coroutine (asyncio) sets __code__: image code may
             if name == "__code__" and setter is not give_marked_code.__code__ and not \
                     setter.co_filename.startswith(image_code):
                 note = f"audit: __code__ of {getattr(obj, '__qualname__', '?')} replaced"
@@ -300,7 +397,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 note = f"audit: code {what} as {filename} by code the agent wrote"
             elif real in test_codes:
                 note = f"audit: code {what} as the test file {filename} by code the agent wrote"
-            elif in_repo(real) and os.path.normpath(filename) not in agent_files and not (
+            elif in_repo(real) and normpath(filename) not in hook_agent_files and not (
                     event == "compile" and compiled_from(real, args[0])):
                 note = f"audit: code {what} as {filename}, not from that file, by code the agent wrote"
             else:
@@ -495,6 +592,8 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
         except Exception:
             pass
         return value
+
+    hook_exempt_codes.append(completion_mark.__code__)
 
     def mark_return(node, field="value"):
         """``return X`` -> ``return MARK(X)`` (``lambda: X`` -> ``lambda: MARK(X)`` with ``field="body"``); every
@@ -699,11 +798,18 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
         return out
 
     reporter = Reporter()
+    # Repository code can reach the reporter without an audited call (pytest's plugin manager is kept in class
+    # attributes, e.g. the debugging plugin's): its attributes and its class must be the ones it started with
+    # (its containers: the scalars it sets itself as the session goes)
+    reporter_attrs0 = {k: v for k, v in vars(reporter).items() if type(v) in (dict, set, list)}
+    reporter_class0 = dict(vars(Reporter))
     meta0 = list(sys.meta_path)
     hooks_path0 = list(sys.path_hooks)
     before = fingerprint()
-    sys.addaudithook(audit)
-    emit("started", {"pytest": pytest.__version__, "pluggy": getattr(pluggy, "__version__", "?")})
+    record = sys.audit  # bound now, like everything the harness calls after repository code ran
+    sys.addaudithook(make_hook(conf.pop("key"), detect))  # the key lives on only in the hook's closure
+    record("rowgym.harness.record", "started", {"pytest": pytest.__version__,
+                                                "pluggy": getattr(pluggy, "__version__", "?")})
 
     for d in conf.get("paths", []):
         if d not in sys.path:
@@ -727,7 +833,11 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
         problems.append("sys.path_hooks changed by code the agent wrote")
     if sys.gettrace() is not None or sys.getprofile() is not None:
         problems.append("a trace or profile function is still installed")
-    emit("finished", {"exit": int(code) if isinstance(code, int) else -1, "error": error,
+    swapped = sorted(k for k, v in reporter_attrs0.items() if vars(reporter).get(k) is not v or type(v) is not type(
+        vars(reporter).get(k))) + sorted(k for k, v in reporter_class0.items() if vars(Reporter).get(k) is not v)
+    if swapped or type(reporter.outcomes) is not dict or set(vars(Reporter)) != set(reporter_class0):
+        problems.append(f"the harness's reporter was changed by the code under test: {swapped[:5]}")
+    record("rowgym.harness.record", "finished", {"exit": int(code) if isinstance(code, int) else -1, "error": error,
                       "session_exit": reporter.session_exit, "outcomes": reporter.outcomes,
                       "collect_errors": reporter.collect_errors[:50],
                       "tamper": (findings + problems)[:50]})

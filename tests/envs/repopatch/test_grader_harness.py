@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -131,7 +132,8 @@ def test_split_guarded_pytest_sections() -> None:
 # ------------------------------------------------------------------ the harness on the host's Python
 
 
-def _run_harness(repo: Path, agent_files: list[str], test_files: list[str] = ()) -> tuple[dict | None, str]:
+def _run_harness_run(repo: Path, agent_files: list[str], test_files: Sequence[str] = ("tests/test_a.py",)):  # noqa: ANN202
+    """The harness on the host's Python against ``repo``; its records parsed (a :class:`HarnessRun`)."""
     key = os.urandom(32)
     conf = repo / ".conf.json"
     conf.write_text(json.dumps({"key": key.hex(), "root": str(repo), "paths": [str(repo)], "agent_files": agent_files,
@@ -144,9 +146,13 @@ def _run_harness(repo: Path, agent_files: list[str], test_files: list[str] = ())
     assert not conf.exists(), "the harness deletes its config before the repository runs"
     call = HarnessCall(TASK, [])
     call.key = key
-    run = call.parse(_res(r.stderr, r.stdout, r.returncode))
-    assert run.started, r.stderr[-2000:]
-    return run.finished, r.stdout
+    return call.parse(_res(r.stderr, r.stdout, r.returncode))
+
+
+def _run_harness(repo: Path, agent_files: list[str], test_files: Sequence[str] = ()) -> tuple[dict | None, str]:
+    run = _run_harness_run(repo, agent_files, test_files)
+    assert run.started, run.res.stderr[-2000:]
+    return run.finished, run.res.stdout
 
 
 def _repo(tmp_path: Path, init: str) -> Path:
@@ -385,22 +391,18 @@ WAYS_IN = {
     "generator_frame": "def _g():\n    yield\n_forge(lambda: _from_frames(_g().gi_frame.f_back or __import__('sys')._getframe()))\n",
     "audit_hook": "import sys\n_seen = []\nsys.addaudithook(lambda e, a: _seen.append(a))\n"
                   "_forge(lambda: (None, None))\n",
+    # a second round: the hook made to fail (the harness's globals are __main__'s), the frames taken by a
+    # pool thread whose own stack is the standard library's, code made from bytes under an allowed file name
+    "hook_made_to_fail": "import sys as _s\n_m = _s.modules['__main__']\n_m.sys = None\n_f = _s._getframe()\n"
+                         "_m.sys = _s\n_forge(lambda: _from_frames(_f))\n",
+    "pool_thread": "import sys, threading\nfrom concurrent.futures import ThreadPoolExecutor\n"
+                   "with ThreadPoolExecutor(1) as ex:\n    _fr = ex.submit(sys._current_frames).result()\n"
+                   "_forge(lambda: _from_frames(_fr[threading.main_thread().ident]))\n",
+    "code_from_bytes": "import marshal, os\n_t = os.path.join(os.path.dirname(os.__file__), 'collections', '__init__.py')\n"
+                       "_b = marshal.dumps(compile('def grab():\\n    import sys\\n    return sys._getframe(1)\\n', "
+                       "'Q' * len(_t), 'exec')).replace(('Q' * len(_t)).encode(), _t.encode())\n_ns = {}\n"
+                       "exec(marshal.loads(_b), _ns)\n_forge(lambda: _from_frames(_ns['grab']()))\n",
 }
-
-
-def _run_harness_run(repo: Path, agent_files: list[str]):  # noqa: ANN202
-    key = os.urandom(32)
-    conf = repo / ".conf.json"
-    conf.write_text(json.dumps({"key": key.hex(), "root": str(repo), "paths": [str(repo)], "agent_files": agent_files,
-                                "test_files": ["tests/test_a.py"],
-                                "args": ["-q", "-p", "no:cacheprovider", "-o", "addopts=", "--rootdir", str(repo),
-                                         "--import-mode=append", "tests"]}))
-    env = {"PATH": os.environ["PATH"], "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-    r = subprocess.run([sys.executable, "-I", "-c", HARNESS_SOURCE, str(conf)], cwd="/", env=env,
-                       capture_output=True, text=True, timeout=120)
-    call = HarnessCall(TASK, [])
-    call.key = key
-    return call.parse(_res(r.stderr, r.stdout, r.returncode))
 
 
 @pytestmark_host
@@ -440,3 +442,69 @@ def test_standard_library_frames_kept_to_themselves_are_not_findings(tmp_path: P
             "logging.getLogger('x').warning('y')\n")
     run = _run_harness_run(_repo(tmp_path, init), ["pkg/__init__.py"])
     assert run.finished is not None and run.tamper == [], run.tamper
+
+
+@pytestmark_host
+def test_the_reporter_reached_through_pytest_cannot_rewrite_outcomes(tmp_path: Path) -> None:
+    """pytest's debugging plugin keeps the plugin manager in a class attribute: from there the package reaches the
+    harness's reporter with no audited call and swapped its outcomes for a dict that writes "passed" for any
+    status (reward 1.0, the bug unfixed, no finding). The reporter's containers must be the ones it started with."""
+    init = """
+import sys as _sys
+def _rig():
+    pm = getattr(getattr(_sys.modules.get("_pytest.debugging"), "pytestPDB", None), "_pluginmanager", None)
+    for p in (pm.get_plugins() if pm is not None else ()):
+        if type(p).__qualname__.endswith("<locals>.Reporter"):
+            class _AlwaysPassed(dict):
+                def __setitem__(self, k, v):
+                    dict.__setitem__(self, k, "passed")
+            p.outcomes = _AlwaysPassed(p.outcomes)
+_rig()
+"""
+    run = _run_harness_run(_repo(tmp_path, init), ["pkg/__init__.py"])
+    assert run.outcomes == {"tests/test_a.py::test_add": "passed"}, "the payload reached the reporter"
+    assert any("reporter was changed" in t for t in run.tamper), run.tamper
+
+
+SIGNAL_FRAME = '''
+import os, signal, sys
+_found = []
+
+def _search(f):
+    """Every frame up the stack, for anything that signs: the function, the HMAC state, the key."""
+    while f is not None:
+        for name, v in f.f_locals.items():
+            if name in ("emit", "inner", "outer", "key") or type(v).__name__ in ("sha256", "HASH"):
+                _found.append(name)
+        f = f.f_back
+
+if "_pytest.main" in sys.modules:
+    signal.signal(signal.SIGUSR1, lambda signum, frame: _search(frame))
+    os.kill(os.getpid(), signal.SIGUSR1)
+    signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+    with open(OUT, "w") as fh:  # pytest captures fd 2 while it collects: a file says what was found
+        fh.write(repr(sorted(set(_found))))
+'''
+
+
+@pytestmark_host
+def test_a_frame_taken_without_an_audited_call_leads_to_no_key(tmp_path: Path) -> None:
+    """A signal handler is handed the running frame (``signal.signal`` is not audited); from it, every frame up to
+    the harness's own is readable. The key, the HMAC state and the function that signs live only in the audit
+    hook's closure, which no frame holds: fails while ``emit`` or the hash objects are locals of the harness."""
+    out = tmp_path / "found.txt"
+    run = _run_harness_run(_repo(tmp_path, f"OUT = {str(out)!r}\n" + SIGNAL_FRAME), ["pkg/__init__.py"])
+    assert out.read_text() == "[]", f"the signal handler's frames hold {out.read_text()}"
+    assert run.outcomes == {"tests/test_a.py::test_add": "failed"}
+
+
+@pytestmark_host
+def test_records_raised_by_the_code_under_test_are_refused(tmp_path: Path) -> None:
+    """The harness writes its records by raising an audit event; the same event raised by the package (a finished
+    record saying the test passed) is not written, and is itself a signed finding."""
+    init = ("import os, sys\nif '_pytest.main' in sys.modules:\n"
+            "    sys.audit('rowgym.harness.record', 'finished', {'outcomes': {'tests/test_a.py::test_add': 'passed'},"
+            " 'tamper': []})\n    os._exit(0)\n")
+    run = _run_harness_run(_repo(tmp_path, init), ["pkg/__init__.py"])
+    assert run.started and run.finished is None and run.outcomes == {}
+    assert any("not the harness's" in t for t in run.tamper), run.tamper
