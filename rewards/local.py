@@ -47,11 +47,18 @@ SUBGOAL_PROGRESS = LocalReward("subgoal_progress", "1", _subgoal,
                                "The share of the task's plan this call completed (signal 'subgoal').",
                                signals=("subgoal",))
 
+SUBGOAL_PROGRESS_V2 = LocalReward(
+    "subgoal_progress", "2", _subgoal,
+    "The share of the task's plan this call completed (signal 'subgoal'); the call that ends the episode "
+    "(finish) counts only once every other step of the plan is done, so giving up is never paid as progress.",
+    signals=("subgoal",))
+
 DEFAULT_LOCAL = Rubric([(VALID_CALL, 1.0), (BAD_CALL_PENALTY, 1.0), (SUBGOAL_PROGRESS, 0.5)])
 """The rubric of envs that report no ``first_success`` signal (``valid_call@1``: every valid call pays)."""
 
-TOOLAPI_LOCAL = Rubric([(VALID_CALL_V2, 1.0), (BAD_CALL_PENALTY, 1.0), (SUBGOAL_PROGRESS, 0.5)])
-"""The tool-API envs' rubric: ``DEFAULT_LOCAL`` with ``valid_call@2`` (first successes only, capped)."""
+TOOLAPI_LOCAL = Rubric([(VALID_CALL_V2, 1.0), (BAD_CALL_PENALTY, 1.0), (SUBGOAL_PROGRESS_V2, 0.5)])
+"""The tool-API envs' rubric: ``valid_call@2`` (first successes only, capped) and ``subgoal_progress@2``
+(``finish`` counts as progress only as the plan's last step: calling it at once paid 0.1-0.27)."""
 
 
 class FirstSuccessCap:

@@ -120,6 +120,20 @@ class FirstSuccesses(FirstSuccessCap):
         return super().pays(canonical_call(name, arguments))
 
 
+def take_gold_step(gold_left: list[ToolCall], name: str, arguments: dict[str, Any]) -> bool:
+    """Remove the first unmatched step of the gold plan equal to this successful call; whether there was one.
+
+    ``finish`` ends the episode, so it matches only as the last step left (``subgoal_progress@2``): matched
+    before the task was done, it paid for giving up (0.1-0.27 of a return, a red-team finding)."""
+    for i, g in enumerate(gold_left):
+        if g.name == name and json.loads(g.arguments) == arguments:
+            if name == "finish" and len(gold_left) > 1:
+                return False
+            del gold_left[i]
+            return True
+    return False
+
+
 def signal_first_success(env: RowEnv, firsts: FirstSuccesses, name: str, args: ToolArgs) -> None:
     """Report ``first_success`` for a call that just succeeded, if it is one and the rubric reads it.
 
@@ -228,12 +242,8 @@ class ToolAPIEnv(RowEnv[ToolAPITask]):
         """Every tool's last step on success: signal ``first_success`` (``valid_call@2``) for a call
         not made before, and subgoal progress when it matches an unmatched step of the gold plan."""
         signal_first_success(self, self._firsts, name, args)
-        done = call(name, **args.model_dump())
-        for i, g in enumerate(self._gold_left):
-            if g.name == done.name and json.loads(g.arguments) == json.loads(done.arguments):
-                del self._gold_left[i]
-                self.signal("subgoal", 1.0 / max(1, len(self.task.gold)))
-                return
+        if take_gold_step(self._gold_left, name, json.loads(call(name, **args.model_dump()).arguments)):
+            self.signal("subgoal", 1.0 / max(1, len(self.task.gold)))
 
     def query(self, sql: str, *params: Any) -> list[sqlite3.Row]:
         assert self.db is not None

@@ -36,7 +36,14 @@ from typing import Any
 from pydantic import Field
 
 from rowgym.env import RowEnv
-from rowgym.envs.toolapi.base import FinishArgs, FirstSuccesses, ToolAPITask, call, signal_first_success
+from rowgym.envs.toolapi.base import (
+    FinishArgs,
+    FirstSuccesses,
+    ToolAPITask,
+    call,
+    signal_first_success,
+    take_gold_step,
+)
 from rowgym.rewards.local import TOOLAPI_LOCAL
 from rowgym.rows import Check, ToolCall, Verdict
 from rowgym.splits import HashSplits
@@ -180,12 +187,8 @@ class HomeEnv(RowEnv[ToolAPITask]):
     def _progress(self, name: str, args: ToolArgs) -> None:
         """Every tool's last step on success: ``first_success`` (valid_call@2) and subgoal progress."""
         signal_first_success(self, self._firsts, name, args)
-        done = json.loads(call(name, **args.model_dump()).arguments)
-        for i, g in enumerate(self._gold_left):
-            if g.name == name and json.loads(g.arguments) == done:
-                del self._gold_left[i]
-                self.signal("subgoal", 1.0 / max(1, len(self.task.gold)))
-                return
+        if take_gold_step(self._gold_left, name, json.loads(call(name, **args.model_dump()).arguments)):
+            self.signal("subgoal", 1.0 / max(1, len(self.task.gold)))
 
     @staticmethod
     def _known(value: str, allowed: tuple[str, ...], what: str) -> str:

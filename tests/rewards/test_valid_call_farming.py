@@ -141,7 +141,7 @@ def test_the_old_version_is_kept_and_the_toolapi_envs_use_the_new_one():
     assert VALID_CALL_V2(StepOutcome(signals={"first_success": 1.0})) == 0.02
     assert VALID_CALL_V2(StepOutcome(bad_call=True, signals={"first_success": 1.0})) == 0.0
     assert DEFAULT_LOCAL.versions()["valid_call"] == "1"
-    assert TOOLAPI_LOCAL.versions() == {"valid_call": "2", "bad_call_penalty": "1", "subgoal_progress": "1"}
+    assert TOOLAPI_LOCAL.versions() == {"valid_call": "2", "bad_call_penalty": "1", "subgoal_progress": "2"}
     for env_id in ENVS:
         env = rowgym.make(env_id)
         assert env.reward_versions()["valid_call"] == "2", env_id
@@ -166,3 +166,28 @@ def test_a_failed_call_does_not_use_up_its_first_success():
     _, _, *_, info = env.step('{"arguments": {"expression": "1 + 1"}, "name": "calculate"}')
     assert info["reward_breakdown"]["valid_call@2"] == 0.0
     env.close()
+
+
+@pytest.mark.parametrize("env_id", ENVS)
+def test_finish_before_the_task_is_done_is_not_progress(env_id):
+    """``finish`` is the gold plan's last step; matched whenever it came, it paid its share of the plan
+    (0.1-0.27) to an agent that gave up at once or after a few harmless calls. Now it counts only as the last
+    step left (``subgoal_progress@2``); the gold plan's return is unchanged."""
+    env = rowgym.make(env_id)
+    try:
+        for seed in SEEDS:
+            env.reset(seed=seed)
+            gold = [{"name": c.name, "arguments": json.loads(c.arguments)} for c in env.task.gold]
+            if gold[-1]["name"] != "finish":
+                continue
+            gold_return, _, verdict = play(env, seed, gold)
+            assert verdict.success
+            given_up, local, v = play(env, seed, [gold[-1]])
+            if v.success:
+                continue  # a task that finishing at once solves (nothing to change): that is no giving up
+            assert given_up <= STEP + EPS, (env_id, seed, local)  # one valid call, no progress
+            skipped, local, _ = play(env, seed, gold[:1] + [gold[-1]]) if len(gold) > 2 else (0.0, [], None)
+            assert skipped <= gold_return - 1.0, (env_id, seed, local)
+    finally:
+        env.close()
+    assert "subgoal_progress" in TOOLAPI_LOCAL.versions() and TOOLAPI_LOCAL.versions()["subgoal_progress"] == "2"
