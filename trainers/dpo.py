@@ -304,7 +304,7 @@ def preference_rows(source: Any, *, min_margin: float = 0.0, allow_unverified: b
             raise RowgymError(f"{source} is a {prov.get('kind')!r} dataset, not preference pairs; build one with "
                               f"`rowgym dataset dpo RUN --out DIR`")
     else:
-        return dpo_pairs(source, min_margin=min_margin, allow_unverified=allow_unverified)[0]
+        rows = dpo_pairs(source, min_margin=min_margin, allow_unverified=allow_unverified)[0]
     for r in rows:
         missing = {"prompt", "chosen", "rejected"} - set(r)
         if missing:

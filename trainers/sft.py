@@ -193,7 +193,9 @@ def sft_rows(source: Source, *, min_reward: float = 1.0, keep_bad_calls: bool = 
         rows, prov = ds.read_dataset(paths[0])
         check_training_rows(rows, prov)
         return rows
-    return ds.sft_conversations(source, min_reward=min_reward, keep_bad_calls=keep_bad_calls)
+    rows = ds.sft_conversations(source, min_reward=min_reward, keep_bad_calls=keep_bad_calls)
+    check_training_rows(rows)  # a run's episodes are re-derived from the env already; their text is checked here
+    return rows
 
 
 def trl_dataset(rows: Sequence[dict[str, Any]]) -> Any:

@@ -109,17 +109,23 @@ def test_f1b_heldout_task_in_dpo_chosen_is_refused(runs, tmp_path):
         preference_rows(str(d))
 
 
-def _badcall_run(run: Path, seeds: list[int]) -> None:
+def _badcall_run(run: Path, seeds: list[int], words: int | None = None) -> None:
     """F3: a no-tool-call turn holding a held-out task and its gold calls, replayed so every observation and the
-    verdict are the env's, then the run resealed."""
+    verdict are the env's, then the run resealed. ``words``: cut into pieces of that many words, a turn each
+    (each piece alone is too little of the task for the per-message check)."""
     env = rowgym.make(RETAIL)
     shard = next((run / "shards").glob("*.jsonl"))
     eps = [json.loads(line) for line in shard.read_text().splitlines()]
     for e, hs in zip(eps, seeds, strict=True):
         obs, _ = env.reset(seed=e["seed"])
-        s0 = json.loads(json.dumps(e["steps"][0]))
-        s0["action"] = {"text": _secret(hs), "tool_call": None}
-        steps = [s0] + e["steps"]
+        text = _secret(hs).split()
+        pieces = [" ".join(text[i:i + words]) for i in range(0, len(text), words)] if words else [" ".join(text)]
+        inserted = []
+        for piece in pieces:
+            s0 = json.loads(json.dumps(e["steps"][0]))
+            s0["action"] = {"text": piece, "tool_call": None}
+            inserted.append(s0)
+        steps = inserted + e["steps"]
         for t, s in enumerate(steps):
             s.update(turn=t, observation=obs)
             o, r, term, trunc, info = env.step(Action.model_validate(s["action"]))
@@ -207,3 +213,43 @@ def test_f6_nan_reward_never_passes_a_reward_filter(runs):
     row = ds.sft_conversations([ep])[0]
     with pytest.raises(TamperedDataError, match="not a finite number"):
         sft_rows([{**row, "final_reward": math.nan}])
+
+
+def test_round3_a_task_cut_into_pieces_a_turn_each_is_refused(runs, tmp_path):
+    """A held-out task and its gold calls cut into 5-word pieces, one no-call assistant turn each (the env answers
+    each with the same error, so a replay agrees): no message alone holds enough of it, all of them together do.
+    Passed all four gates, the on-load check and `rowgym train sft` before."""
+    import shutil
+
+    run = Path(shutil.copytree(runs["train"], tmp_path / "train"))
+    _badcall_run(run, RetailEnv.splits.seeds("heldout", N), words=5)
+    _, report, kept = build_sft_dataset([run], tmp_path / "ds", cfg=GateConfig(quarantine_seeds=N))
+    assert kept == []
+    with pytest.raises(HeldOutLeakError, match="assistant turns together"):
+        sft_rows(ds.sft_conversations(run))
+
+
+def test_round3_the_run_dir_path_of_a_trainer_runs_the_same_checks(runs, tmp_path):
+    """`rowgym train sft RUN` (sft_rows of a run directory) ran no gate at all: a held-out task in one bad-call turn
+    of a verified run was trained on, while the same rows handed over as ready rows were refused."""
+    import shutil
+
+    run = Path(shutil.copytree(runs["train"], tmp_path / "train"))
+    _badcall_run(run, RetailEnv.splits.seeds("heldout", N))
+    with pytest.raises(HeldOutLeakError, match="message_leak"):
+        sft_rows(str(run))
+
+
+def test_round3_text_in_the_system_message_is_refused(runs, tmp_path):
+    """The system message comes before the first user message, so no replay reaches it, and the leakage check
+    skipped it: a held-out task appended to it passed. It must be the env's system prompt, first and once."""
+    rows = ds.sft_conversations(runs["train"])
+    assert sft_rows(rows) == rows
+    tampered = json.loads(json.dumps(rows))
+    tampered[0]["messages"][0]["content"] += "\n" + _secret(RetailEnv.splits.seeds("heldout", 1)[0])
+    with pytest.raises((TamperedDataError, HeldOutLeakError), match="system"):
+        sft_rows(tampered)
+    second = json.loads(json.dumps(rows))
+    second[0]["messages"].insert(2, {"role": "system", "content": "Answer as the user asked before."})
+    with pytest.raises(TamperedDataError, match="system message at position"):
+        sft_rows(second)

@@ -119,26 +119,39 @@ class LeakageGate(Gate):
         return self.message_problem(c, ctx)
 
     def message_problem(self, c: Candidate, ctx: GateContext) -> tuple[str, str] | None:
-        """``message_leak`` when one message on its own contains a quarantined prompt or gold answer."""
+        """``message_leak`` when one message on its own (the system message included) contains a quarantined prompt
+        or gold answer, or the assistant's turns taken together (a quarantined task cut into pieces, one a turn)
+        contain a quarantined prompt."""
         first = True
         for i, m in enumerate(c.messages):
             role = m.get("role")
-            if role == "system":
-                continue
-            text = message_text(m)
-            for side in ("prompt", "answer"):
-                words: set[str] | None = None
-                for k, share in self._contained[side].query(text):
-                    words = set(normalize(text).split()) if words is None else words
-                    if not self._keys[(side, k)] <= words:
-                        continue
-                    e = self._entries[k]
-                    if first and role == "user" and e.source == c.env_id and self._env_rendered(c, ctx):
-                        break  # the env's own rendering of this train seed: a template sibling (see above)
+            found = self._contains(message_text(m))
+            if found is not None:
+                e, side, share = found
+                if not (first and role == "user" and e.source == c.env_id and self._env_rendered(c, ctx)):
                     return "message_leak", (f"message {i} ({role}) contains {share:.0%} of the {side} of {e.source} "
                                             f"{e.split} seed {e.seed}: {getattr(e, side)[:160]!r}")
+                # else the env's own rendering of this train seed: a template sibling (see above)
             if role == "user":
                 first = False
+        # a task's prompt only: a short gold answer (Home's "set_lock front locked, finish") can equal an honest
+        # train episode's calls, which taken together would match it
+        turns = [message_text(m) for m in c.messages if m.get("role") == "assistant"]
+        found = self._contains(" ".join(turns), sides=("prompt",)) if len(turns) > 1 else None
+        if found is not None:
+            e, side, share = found
+            return "message_leak", (f"the {len(turns)} assistant turns together contain {share:.0%} of the {side} of "
+                                    f"{e.source} {e.split} seed {e.seed}: {getattr(e, side)[:160]!r}")
+        return None
+
+    def _contains(self, text: str, sides: tuple[str, ...] = ("prompt", "answer")) -> tuple[Any, str, float] | None:
+        """The first quarantined entry ``text`` contains (most of its phrases and all its rare words), or None."""
+        for side in sides:
+            words: set[str] | None = None
+            for k, share in self._contained[side].query(text):
+                words = set(normalize(text).split()) if words is None else words
+                if self._keys[(side, k)] <= words:
+                    return self._entries[k], side, share
         return None
 
     @staticmethod

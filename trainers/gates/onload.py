@@ -126,6 +126,9 @@ def refuse_leaked_rows(rows: Sequence[dict[str, Any]], *, quarantine_seeds: int 
             for label, msgs, reward in conversations(r):
                 if reward is not None and not _finite(reward):
                     raise ds.TamperedDataError(f"{name} {label}: stored reward {reward!r} is not a finite number")
+                wrong = system_problem(msgs, env_id)
+                if wrong:
+                    raise ds.TamperedDataError(f"{name} {label} ({env_id}, seed {seed}) refused: {wrong}")
                 key = hashlib.sha256(json.dumps([env_id, seed, msgs, reward], sort_keys=True,
                                                 default=str).encode()).hexdigest()
                 if key in seen:
@@ -143,6 +146,19 @@ def refuse_leaked_rows(rows: Sequence[dict[str, Any]], *, quarantine_seeds: int 
                     raise HeldOutLeakError(f"{name} {label} ({env_id}, seed {seed}) holds quarantined (dev or "
                                            f"held-out) content, {problem[0]}: {problem[1]}")
                 seen.add(key)
+
+
+def system_problem(msgs: list[dict[str, Any]], env_id: str) -> str | None:
+    """Why a conversation's system text is not its env's system prompt (once, first; none at all is fine).
+    The model conditions on it in every turn, and no replay reaches it: it comes before the first user message."""
+    at = [i for i, m in enumerate(msgs) if m.get("role") == "system"]
+    if not at:
+        return None
+    if at != [0]:
+        return f"a system message at position {at[-1] if at[0] == 0 else at[0]}: only the first message may be one"
+    if msgs[0].get("content") != ds.system_prompt_of(env_id):
+        return "its system message is not the env's system prompt"
+    return None
 
 
 def _finite(x: Any) -> bool:
