@@ -253,3 +253,16 @@ def test_round3_text_in_the_system_message_is_refused(runs, tmp_path):
     second[0]["messages"].insert(2, {"role": "system", "content": "Answer as the user asked before."})
     with pytest.raises(TamperedDataError, match="system message at position"):
         sft_rows(second)
+
+
+def test_round3_a_second_tool_call_in_a_turn_is_refused(runs):
+    """The replay steps a turn's first tool call; a second one in the same assistant message would be trained on
+    without ever being checked against the env (a vehicle for pieces of a held-out task)."""
+    rows = ds.sft_conversations(runs["train"])
+    tampered = json.loads(json.dumps(rows))
+    turn = next(m for m in tampered[0]["messages"] if m.get("role") == "assistant" and m.get("tool_calls"))
+    extra = json.loads(json.dumps(turn["tool_calls"][0]))
+    extra["function"]["arguments"] = json.dumps({"note": "anything at all"})
+    turn["tool_calls"].append(extra)
+    with pytest.raises(TamperedDataError, match="tool calls"):
+        sft_rows(tampered)

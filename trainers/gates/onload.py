@@ -78,6 +78,11 @@ def replay_problem(env: Any, seed: int, msgs: list[dict[str, Any]], reward: Any)
             return f"message {i} ({m.get('role')}) answers no assistant turn"
         if verdict is not None:
             return f"message {i}: the replayed episode had already ended"
+        calls = m.get("tool_calls") or []
+        if not isinstance(calls, list) or len(calls) > 1:
+            # an env step takes one call: the others would be trained on without ever being replayed
+            return f"message {i} holds {len(calls) if isinstance(calls, list) else 'malformed'} tool calls; a turn " \
+                   f"of a recorded episode holds at most one"
         obs, _, term, trunc, info = env.step(_action(m))
         if term or trunc:
             verdict = info.get("verdict")
