@@ -8,12 +8,15 @@
 never attempts the task and only reads) earns more than a short one: a policy trained on it
 learns to stall. ``valid_call@2`` pays only what the env marks as a *first success*: the
 first time a (tool, canonical arguments) pair succeeds in the episode, and at most as many
-calls as the env allows (the tool-API envs: the gold plan's distinct calls, see
-``rowgym.envs.toolapi.base.FirstSuccesses``; RepoPatch and Shop: :class:`FirstSuccessCap` with
-their own caps). Every built-in env reports the signal now; ``valid_call@1`` stays importable so
+calls as the env allows (:class:`FirstSuccessCap`: the tool-API envs' cap is the gold plan's
+distinct calls, RepoPatch and Shop have their own). Every built-in env reports the signal now; ``valid_call@1`` stays importable so
 stored rows keyed ``valid_call@1`` stay explainable, and ``DEFAULT_LOCAL`` (a plugin env's default,
 which reports no ``first_success``) still uses it.
 """
+
+import json
+from collections.abc import Hashable, Iterable
+from typing import Any
 
 from rowgym.rewards.base import LocalReward, Rubric, StepOutcome
 
@@ -61,13 +64,28 @@ TOOLAPI_LOCAL = Rubric([(VALID_CALL_V2, 1.0), (BAD_CALL_PENALTY, 1.0), (SUBGOAL_
 (``finish`` counts as progress only as the plan's last step: calling it at once paid 0.1-0.27)."""
 
 
-class FirstSuccessCap:
-    """Which successful calls of an episode ``valid_call@2`` pays, for envs without a gold call plan.
+def call_key(name: str, arguments: Any) -> tuple[str, str]:
+    """A call's identity for ``valid_call@2``: the tool and its (validated) arguments as sorted JSON.
 
-    A call's ``key`` (any hashable: the tool, its canonical arguments, and whatever else makes two
-    calls the same, e.g. the page they were made on) pays the first time it succeeds in the episode,
-    and the episode pays at most ``cap`` calls. Shop and RepoPatch use it with a fixed, documented
-    cap; the tool-API envs have ``rowgym.envs.toolapi.base.FirstSuccesses`` (cap: the gold plan's size).
+    >>> call_key("get", {"b": 1, "a": 2}) == call_key("get", {"a": 2, "b": 1})
+    True
+    """
+    return name, json.dumps(arguments, sort_keys=True)
+
+
+def distinct_calls(calls: Iterable[Any]) -> set[tuple[str, str]]:
+    """The distinct calls of a plan of tool calls (``name`` and ``arguments`` as a JSON string each)."""
+    return {call_key(c.name, json.loads(c.arguments or "{}")) for c in calls}
+
+
+class FirstSuccessCap:
+    """Which successful calls of an episode ``valid_call@2`` pays (the ``first_success`` signal).
+
+    A call's ``key`` (any hashable: :func:`call_key`, and whatever else makes two calls the same,
+    e.g. the page they were made on) pays the first time it succeeds in the episode, and the
+    episode pays at most ``cap`` calls. The tool-API envs' cap is their task's gold plan's distinct
+    calls (so the gold plan earns what ``valid_call@1`` paid it, and neither repeating a call nor
+    padding with other valid calls earns more); Shop and RepoPatch have a fixed, documented one.
 
     >>> fs = FirstSuccessCap(2)
     >>> [fs.pays(("read", "a")), fs.pays(("read", "a")), fs.pays(("read", "b")), fs.pays(("read", "c"))]
@@ -79,7 +97,7 @@ class FirstSuccessCap:
         self.seen: set = set()
         self.paid = 0
 
-    def pays(self, key: object) -> bool:
+    def pays(self, key: Hashable) -> bool:
         """Record a successful call; whether it is a first success within the cap."""
         if key in self.seen:
             return False
@@ -88,3 +106,14 @@ class FirstSuccessCap:
             return False
         self.paid += 1
         return True
+
+    def report(self, env: Any, key: Hashable) -> None:
+        """Record a call that just succeeded and signal ``first_success`` on ``env`` if it pays (and the env's
+        rubric reads the signal). Call it as a tool's last step, after anything that may raise: a call that
+        fails after it would use up its first success without being paid."""
+        if self.pays(key) and "first_success" in env.local_rubric.signals:
+            env.signal("first_success", 1.0)
+
+    def report_call(self, env: Any, name: str, args: Any) -> None:
+        """:meth:`report` for a tool call, keyed by :func:`call_key` of its validated arguments (a ``ToolArgs``)."""
+        self.report(env, call_key(name, args.model_dump(mode="json")))

@@ -59,7 +59,14 @@ from rowgym.envs.repopatch.task import (
 )
 from rowgym.errors import GraderError
 from rowgym.rewards.base import LocalReward, Rubric
-from rowgym.rewards.local import BAD_CALL_PENALTY, VALID_CALL, VALID_CALL_V2, FirstSuccessCap
+from rowgym.rewards.local import (
+    BAD_CALL_PENALTY,
+    VALID_CALL,
+    VALID_CALL_V2,
+    FirstSuccessCap,
+    call_key,
+    distinct_calls,
+)
 from rowgym.rows import Split, Verdict
 from rowgym.sandboxes import Sandbox, SandboxError
 from rowgym.sandboxes.errors import SandboxCopyLimit, SandboxQuotaError
@@ -99,8 +106,7 @@ REPOPATCH_LOCAL = Rubric([(VALID_CALL_V2, 1.0), (BAD_CALL_PENALTY, 1.0), (EDIT_A
 def valid_call_cap(task: RepoPatchTask) -> int:
     """The most calls ``valid_call@2`` pays in an episode of ``task``: the gold plan's distinct calls
     plus ``EXPLORE_CALLS``."""
-    gold = {(c.name, json.dumps(json.loads(c.arguments or "{}"), sort_keys=True)) for c in task.gold}
-    return len(gold | {("submit", "{}")}) + EXPLORE_CALLS
+    return len(distinct_calls(task.gold) | {call_key("submit", {})}) + EXPLORE_CALLS
 
 
 def gold_edit_files(task: RepoPatchTask) -> int:
@@ -116,7 +122,7 @@ def counted(fn):  # noqa: ANN001, ANN201
     @functools.wraps(fn)
     async def wrapper(self: RepoPatchEnv, args: ToolArgs) -> str:
         out = await fn(self, args)
-        self._first_success(fn.__name__, args)
+        self._firsts.report_call(self, fn.__name__, args)  # first_success, while valid_call_cap lasts
         return out
 
     return wrapper
@@ -331,13 +337,6 @@ class RepoPatchEnv(RowEnv[RepoPatchTask]):
             raise ToolError(f"cannot write {path}: {_os_reason(e)}") from None
 
     # ------------------------------------------------------------------ rewards
-    def _first_success(self, name: str, args: ToolArgs) -> None:
-        """``first_success`` for a call whose (tool, canonical arguments) pair had not succeeded before,
-        while the episode's cap (``valid_call_cap``) lasts."""
-        key = (name, json.dumps(args.model_dump(mode="json"), sort_keys=True))
-        if self._firsts.pays(key) and "first_success" in self.local_rubric.signals:
-            self.signal("first_success", 1.0)
-
     def _edit_made(self, path: str) -> None:
         """``edit`` the first time a source file (not a test or test config) is changed, up to the cap."""
         rel = posixpath.normpath(path.lstrip("/"))

@@ -562,14 +562,14 @@ def _stage(snapshot: Path, stage: Path, kept: dict[str, bytes | None], hidden: d
                 write_tree(stage, {rel: None})
         for rel, data in kept.items():
             if data is not None:
-                if _blocker(stage, rel, clear_empty=True) is None:
+                if _blocker(stage, rel) is None:
                     write_tree(stage, {rel: data})
                 else:
                     conflicts.append(rel)
     except (OSError, ValueError) as e:
         raise _AgentTreeError(_reason(e)) from e
     for rel in hidden:
-        blocker = _blocker(stage, rel, clear_empty=True)
+        blocker = _blocker(stage, rel)
         if blocker is not None:
             rmtree(stage / blocker)  # the agent's file (or dir) where a hidden test goes
             conflicts.append(blocker)
@@ -578,9 +578,9 @@ def _stage(snapshot: Path, stage: Path, kept: dict[str, bytes | None], hidden: d
     return sorted(dict.fromkeys(conflicts))
 
 
-def _blocker(stage: Path, rel: str, *, clear_empty: bool) -> str | None:
+def _blocker(stage: Path, rel: str) -> str | None:
     """The path under ``stage`` that keeps a file from being written at ``rel``: a parent that is not a dir, or
-    a dir at ``rel`` itself that holds files (an empty one is removed when ``clear_empty``); None if none."""
+    a dir at ``rel`` itself that holds files (an empty one is removed); None if none."""
     parts = Path(rel).parts
     cur = stage
     for i, part in enumerate(parts[:-1]):
@@ -589,7 +589,7 @@ def _blocker(stage: Path, rel: str, *, clear_empty: bool) -> str | None:
             return "/".join(parts[: i + 1])
     dest = stage / rel
     if dest.is_dir() and not dest.is_symlink():
-        if clear_empty and not any(f for _, _, files in os.walk(dest) for f in files):
+        if not any(f for _, _, files in os.walk(dest) for f in files):
             shutil.rmtree(dest)
             return None
         return rel

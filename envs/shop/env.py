@@ -480,7 +480,7 @@ class ShopEnv(RowEnv[Goal]):
             raise ToolError(f"The browser could not do that: {type(e).__name__}: {str(e)[:200]}") from None
         await self._progress()
         obs = await self._observe(note)
-        self._first_success(key)
+        self._firsts.report(self, key)
         return obs
 
     # ------------------------------------------------------------------- tools
@@ -590,13 +590,10 @@ class ShopEnv(RowEnv[Goal]):
     async def finish(self, args: NoArgs) -> str:
         """End the episode (call it after placing the order)."""
         self.finished = True
-        self._first_success(("finish", "{}", self._path(self.page.url)))
+        self._firsts.report(self, ("finish", "{}", self._path(self.page.url)))
         return "Finished."
 
     # ----------------------------------------------------------------- rewards
-    def _first_success(self, key: tuple[str, str, str]) -> None:
-        if self._firsts.pays(key) and "first_success" in self.local_rubric.signals:
-            self.signal("first_success", 1.0)
 
     def _relevant_search(self, query: str) -> bool:
         """A search that pays the subgoal: it names the goal's product noun, and at least half of its

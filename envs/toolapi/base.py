@@ -34,7 +34,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from rowgym.env import RowEnv
-from rowgym.rewards.local import TOOLAPI_LOCAL, FirstSuccessCap
+from rowgym.rewards.local import TOOLAPI_LOCAL, FirstSuccessCap, distinct_calls
 from rowgym.rows import Check, ToolCall, Verdict
 from rowgym.tools import ToolArgs, ToolError, parse_action, tool
 
@@ -92,34 +92,6 @@ def answers_match(given: str, expected: str) -> bool:
         return " ".join(g.split()) == " ".join(e.split())
 
 
-def canonical_call(name: str, arguments: dict[str, Any]) -> tuple[str, str]:
-    """A call's identity for ``valid_call@2``: the tool and its arguments as sorted JSON."""
-    return name, json.dumps(arguments, sort_keys=True)
-
-
-class FirstSuccesses(FirstSuccessCap):
-    """Which successful calls of an episode ``valid_call@2`` pays (the ``first_success`` signal).
-
-    A (tool, canonical arguments) pair pays the first time it succeeds in the episode, and the
-    episode pays at most ``cap`` calls: the number of distinct calls of the task's gold plan. So
-    the gold plan earns exactly what ``valid_call@1`` paid it, and neither repeating a call nor
-    padding with other valid calls (reads, a calculation, a device set and set back) earns more;
-    an episode that never attempts the task earns at most ``cap`` valid calls.
-
-    >>> fs = FirstSuccesses([call("get_user_details", user_id="u"), call("finish", answer="")])
-    >>> [fs.pays("list_products", {}), fs.pays("list_products", {}), fs.pays("calculate", {"expression": "1"}),
-    ...  fs.pays("finish", {"answer": ""})]
-    [True, False, True, False]
-    """
-
-    def __init__(self, gold: list[ToolCall] | None = None):
-        super().__init__(len({canonical_call(c.name, json.loads(c.arguments or "{}")) for c in gold or []}))
-
-    def pays(self, name: str, arguments: dict[str, Any]) -> bool:  # type: ignore[override]
-        """Record a successful call; whether it is a first success within the cap."""
-        return super().pays(canonical_call(name, arguments))
-
-
 def take_gold_step(gold_left: list[ToolCall], name: str, arguments: dict[str, Any]) -> bool:
     """Remove the first unmatched step of the gold plan equal to this successful call; whether there was one.
 
@@ -132,16 +104,6 @@ def take_gold_step(gold_left: list[ToolCall], name: str, arguments: dict[str, An
             del gold_left[i]
             return True
     return False
-
-
-def signal_first_success(env: RowEnv, firsts: FirstSuccesses, name: str, args: ToolArgs) -> None:
-    """Report ``first_success`` for a call that just succeeded, if it is one and the rubric reads it.
-
-    Tools call this (through ``progress``) as their last step, after anything that may raise: a
-    call that fails after it would use up its pair's first success without being paid.
-    """
-    if firsts.pays(name, args.model_dump(mode="json")) and "first_success" in env.local_rubric.signals:
-        env.signal("first_success", 1.0)
 
 
 class ToolAPIEnv(RowEnv[ToolAPITask]):
@@ -159,7 +121,7 @@ class ToolAPIEnv(RowEnv[ToolAPITask]):
         self.db: sqlite3.Connection | None = None
         self.answer: str | None = None
         self._gold_left: list[ToolCall] = []
-        self._firsts = FirstSuccesses()
+        self._firsts = FirstSuccessCap(0)
 
     # ------------------------------------------------------------- domain hooks
     @abstractmethod
@@ -190,7 +152,7 @@ class ToolAPIEnv(RowEnv[ToolAPITask]):
         self.db = self._new_db(task.seed)
         self.answer = None
         self._gold_left = list(task.gold)
-        self._firsts = FirstSuccesses(task.gold)
+        self._firsts = FirstSuccessCap(len(distinct_calls(task.gold)))  # the gold plan earns what @1 paid
         return f"{task.instruction}\n\nUse the tools to help the user. When done, call finish (with the answer if one was asked)."
 
     async def teardown(self) -> None:
@@ -241,7 +203,7 @@ class ToolAPIEnv(RowEnv[ToolAPITask]):
     def progress(self, name: str, args: ToolArgs) -> None:
         """Every tool's last step on success: signal ``first_success`` (``valid_call@2``) for a call
         not made before, and subgoal progress when it matches an unmatched step of the gold plan."""
-        signal_first_success(self, self._firsts, name, args)
+        self._firsts.report_call(self, name, args)
         if take_gold_step(self._gold_left, name, json.loads(call(name, **args.model_dump()).arguments)):
             self.signal("subgoal", 1.0 / max(1, len(self.task.gold)))
 

@@ -38,13 +38,11 @@ from pydantic import Field
 from rowgym.env import RowEnv
 from rowgym.envs.toolapi.base import (
     FinishArgs,
-    FirstSuccesses,
     ToolAPITask,
     call,
-    signal_first_success,
     take_gold_step,
 )
-from rowgym.rewards.local import TOOLAPI_LOCAL
+from rowgym.rewards.local import TOOLAPI_LOCAL, FirstSuccessCap, distinct_calls
 from rowgym.rows import Check, ToolCall, Verdict
 from rowgym.splits import HashSplits
 from rowgym.tools import ToolArgs, ToolError, tool
@@ -142,7 +140,7 @@ class HomeEnv(RowEnv[ToolAPITask]):
         self.state: dict[str, Any] = {}
         self.finished = False
         self._gold_left: list[ToolCall] = []
-        self._firsts = FirstSuccesses()
+        self._firsts = FirstSuccessCap(0)
 
     # ------------------------------------------------------------------ task hooks
     def make_task(self, seed: int) -> ToolAPITask:
@@ -172,7 +170,7 @@ class HomeEnv(RowEnv[ToolAPITask]):
         self.state = dict(task.facts["initial"])
         self.finished = False
         self._gold_left = list(task.gold)
-        self._firsts = FirstSuccesses(task.gold)
+        self._firsts = FirstSuccessCap(len(distinct_calls(task.gold)))
         return f"{task.instruction} When done, call finish."
 
     async def grade(self) -> Verdict:
@@ -186,7 +184,7 @@ class HomeEnv(RowEnv[ToolAPITask]):
     # ---------------------------------------------------------------------- tools
     def _progress(self, name: str, args: ToolArgs) -> None:
         """Every tool's last step on success: ``first_success`` (valid_call@2) and subgoal progress."""
-        signal_first_success(self, self._firsts, name, args)
+        self._firsts.report_call(self, name, args)
         if take_gold_step(self._gold_left, name, json.loads(call(name, **args.model_dump()).arguments)):
             self.signal("subgoal", 1.0 / max(1, len(self.task.gold)))
 

@@ -9,10 +9,12 @@ Three checks per candidate:
   source's quarantined texts);
 * ``answer_near_duplicate``: the same for its assistant calls against quarantined gold calls,
   at ``answer_threshold``;
-* ``message_leak``: *each* message on its own (every user, tool and assistant message after the
-  first user message, an assistant message's text and tool calls together) *contains* a quarantined
-  prompt (at least ``prompt_threshold`` of its word 3-grams) or gold answer (``answer_threshold``),
-  with every rare word of it. Containment, not Jaccard: the rest of a long conversation, or padding
+* ``message_leak``: *each* message on its own (the system message, the first user message unless it
+  is the env's own rendering of the row's seed, every later user, tool and assistant message, an
+  assistant message's text and tool calls together) *contains* a quarantined prompt (at least
+  ``prompt_threshold`` of its word 3-grams) or gold answer (``answer_threshold``), with every rare word
+  of it; and the assistant turns taken together contain a quarantined prompt (a task cut into pieces,
+  a turn each). Containment, not Jaccard: the rest of a long conversation, or padding
   around the copied text, does not dilute it. A held-out task and its solution written into a
   later turn (a second user message, a "bad call" of free text the env answers with a fixed error,
   a tool reply) is found this way. Quarantined texts of fewer than 4 word 3-grams are left to the
