@@ -2,7 +2,9 @@
 
 Never imported by rowgym: ``grading.py`` passes this file's *source* to the sandbox as
 ``python3 -I -c <source> <config file>``, with the working directory outside the
-repository, so nothing of it lives in the repository tree. Order of events:
+repository, so nothing of it lives in the repository tree. All of it runs in a thread of its own
+(:func:`_start`: the main thread, the only one Python runs signal handlers in, never runs Python again).
+Order of events:
 
 1. Read the config file (JSON: a per-run key, the repository root, its extra path dirs,
    the pytest arguments, the files the agent changed) and delete it.
@@ -29,8 +31,12 @@ Records go to a duplicate of fd 2 taken at start, one line each:
 ``@@rowgym-harness <kind> <hmac-sha256 hex> <base64 JSON>``. The key never appears in
 an argv or the environment, nor in any frame: it lives only in the audit hook's closure
 (``make_hook``), which writes ``started`` and ``finished`` when this function raises the
-``rowgym.harness.record`` event, and each finding of the hook the moment it happens
-(``tamper``). The code under test runs in this process, so it could still dig the key out
+``rowgym.harness.record`` event, and each finding the moment it happens (``tamper``: the hook's, and
+the reporter's, raised as ``rowgym.harness.finding``). The outcomes in ``finished`` are the hook's
+own, merged from ``rowgym.harness.outcome`` events the reporter raises as pytest reports each phase
+(a status other than a failure counts only from pytest's runner: ``from_runner`` in ``make_hook``).
+The operands of the graded tests' assert comparisons are probed for values that lie about comparing
+(``probe_value``). The code under test runs in this process, so it could still dig the key out
 of memory (the GC, ctypes: both reported at once): that is the documented limit.
 """
 
@@ -81,14 +87,72 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     b64encode, dumps = base64.b64encode, json.dumps  # bound now: the repository can replace module attributes
     frame_at = sys._getframe
 
-    def make_hook(key_hex, detect):
-        """The audit hook, and the only holder of the key's HMAC state (see ``hook``)."""
+    def make_hook(key_hex, detect, own_codes, image_prefixes, runner_codes, pluggy_prefix, merge, agent_file):
+        """The audit hook, and the only holder of the key's HMAC state and of the tests' outcomes (see ``hook``).
+        ``own_codes``: the ids of the harness's code objects; ``image_prefixes``: where the image's code lives (see
+        ``foreign_inside``); ``runner_codes``, ``pluggy_prefix``: see ``from_runner``; ``merge``: folds a phase's
+        status into the outcomes; ``agent_file``: whether a file name is one the agent wrote."""
         key = bytes.fromhex(key_hex).ljust(64, b"\0")  # HMAC (RFC 2104) with a 32-byte key
         inner, outer = sha256(bytes(b ^ 0x36 for b in key)), sha256(bytes(b ^ 0x5C for b in key))
         del key
         main_code = frame_at(1).f_code  # _main's: the one frame whose records are written
         main_frame = []
         in_hook = [False]
+        in_nested = [False]
+        hook_code = []  # the hook's own code
+        outcomes = {}  # node id -> status, merged from the reporter's outcome events: what `finished` carries
+
+        def past_pluggy(f):
+            while f is not None and f.f_code.co_filename.startswith(pluggy_prefix):
+                f = f.f_back
+            return f
+
+        def from_runner(f):
+            """Whether ``f``, the frame that raised an outcome, is the reporter's, called by pytest's runner for the
+            item its test loop is on, on the stack of the harness's own ``pytest.main`` with no code the agent wrote
+            under it: ``logreport <- pluggy <- call_and_report <- runtestprotocol <- pytest_runtest_protocol <-
+            pluggy <- pytest_runtestloop <- ... <- _main``. The reporter's method, called by the code under test
+            (directly, from a thread, or from a finalizer that makes a report of its own), is not."""
+            logreport, call_and_report, runtestprotocol, protocol, loop = runner_codes
+            if f is None or f.f_code is not logreport:
+                return False
+            f = past_pluggy(f.f_back)
+            if f is None or f.f_code is not call_and_report:
+                return False
+            item = f.f_locals.get("item")
+            f = f.f_back
+            if f is None or f.f_code is not runtestprotocol:
+                return False
+            f = f.f_back
+            if f is None or f.f_code is not protocol:
+                return False
+            f = past_pluggy(f.f_back)
+            if f is None or f.f_code is not loop or f.f_locals.get("item") is not item:
+                return False
+            for _ in range(100):
+                f = f.f_back
+                if f is None or agent_file(f.f_code.co_filename):
+                    return False
+                if main_frame and f is main_frame[0]:
+                    return True
+            return False
+
+        def foreign_inside():
+            """Whether code that is neither the harness's nor the image's runs inside the hook, between this nested
+            event and the hook's outer frame: the hook looks at objects of the code under test (a class's
+            ``__module__``, an ``isinstance``), which can run that code, and a ``sys._getframe`` from there would
+            otherwise be taken for the hook's own (the hook answers no event while it runs) and hand out its frame."""
+            f = frame_at(2)  # what made the nested audited call (this -> hook -> it)
+            for _ in range(64):
+                if f is None:
+                    return True
+                code = f.f_code
+                if hook_code and code is hook_code[0]:
+                    return False
+                if id(code) not in own_codes and not code.co_filename.startswith(image_prefixes):
+                    return True
+                f = f.f_back
+            return True
 
         def emit(kind, payload):
             body = b64encode(dumps(payload, sort_keys=True).encode()).decode()
@@ -105,10 +169,35 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             the code under test has another), and what ``detect`` finds is written at once. Neither the key
             nor ``emit`` is in any frame or in anything the code under test can name without the GC; so a
             frame it gets without an audited call (a signal handler's) leads to neither."""
-            if in_hook[0]:
+            if in_hook[0]:  # what this hook calls (sys._getframe) raises events too
+                if in_nested[0]:
+                    return
+                in_nested[0] = True
+                try:
+                    if foreign_inside():
+                        emit("tamper", {"note": f"audit: reach into the harness: {event} from code run inside the "
+                                                f"audit hook"})
+                except Exception:
+                    pass
+                finally:
+                    in_nested[0] = False
                 return
-            in_hook[0] = True  # what this hook calls (sys._getframe) raises events too
+            in_hook[0] = True
             try:
+                if event == "rowgym.harness.outcome":
+                    node, when, status = args
+                    if type(node) is not str or type(when) is not str or status is not None and type(status) is not str:
+                        return
+                    # a failure may come from anywhere (it only lowers the reward); anything else only from pytest
+                    if status not in ("failed", "error") and not from_runner(frame_at(1)):
+                        emit("tamper", {"note": f"audit: reach into the harness: the outcome of {node[:200]} reported "
+                                                f"from outside pytest's runner"})
+                        return
+                    merge(outcomes, node, when, status)
+                    return
+                if event == "rowgym.harness.finding":  # anyone may report one: it only lowers the reward
+                    emit("tamper", {"note": str(args[0])[:500] if args else "a finding"})
+                    return
                 if event == "rowgym.harness.record":
                     caller = frame_at(1)
                     kind, payload = args
@@ -122,6 +211,11 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                         if main_frame:
                             return
                         main_frame.append(caller)
+                    if kind == "finished":
+                        if payload.get("outcomes") != outcomes:
+                            payload["tamper"] = list(payload.get("tamper") or []) + [
+                                "the reporter's outcomes differ from the ones pytest reported as the tests ran"]
+                        payload["outcomes"] = dict(outcomes)
                     emit(kind, payload)
                     if kind == "finished":
                         main_frame.append(None)  # one finished record, then nothing is accepted
@@ -134,6 +228,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             finally:
                 in_hook[0] = False
 
+        hook_code.append(hook.__code__)
         return hook
 
     root = conf["root"]
@@ -239,6 +334,12 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
         return bad
 
     findings = []
+
+    def found(note):
+        """A finding, signed and written at once (the list is reachable from the reporter, so it could be emptied
+        before the end-of-run record is written)."""
+        findings.append(note)
+        record("rowgym.harness.finding", note)
     audit_seen = set()
     repo_running = [False]
     guarded_prefixes = ("_pytest", "pytest", "pluggy", "unittest", "builtins")
@@ -406,6 +507,20 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             return None
         return note
 
+    def merge_outcome(outcomes, node, when, status):
+        """Fold one phase's status (None: the phase passed) into ``outcomes[node]``: a failure or error sticks,
+        a teardown that passed leaves the call's status (or makes it ``passed`` when there is none)."""
+        prev = outcomes.get(node)
+        if status is None:
+            status = prev or ("passed" if when == "teardown" else None)
+            if status is None:
+                return
+        if prev in ("error", "failed") and status not in ("error", "failed"):
+            return
+        if prev == "passed" and when == "teardown" and status == "passed":
+            return
+        outcomes[node] = status
+
     class Reporter:
         def __init__(self):
             self.outcomes = {}
@@ -451,18 +566,19 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
 
         @pytest.hookimpl(trylast=True)
         def pytest_collection_finish(self, session):
-            findings.extend(check_test_code(session.items))  # first: it gives the tests their marked code
+            for note in check_test_code(session.items):  # first: it gives the tests their marked code
+                found(note)
             for item in session.items:
                 obj = getattr(item, "obj", None)
                 code = getattr(obj, "__code__", None) or getattr(getattr(obj, "__func__", None), "__code__", None)
                 self.items[item.nodeid] = (item, obj, code)
                 if code is not None and os.path.normpath(code.co_filename) in agent_files:
-                    findings.append(f"test {item.nodeid} runs code from a file the agent wrote")
+                    found(f"test {item.nodeid} runs code from a file the agent wrote")
                 mod = getattr(getattr(item, "module", None), "__loader__", None)
                 ok = (mod is None or isinstance(mod, _pytest.assertion.rewrite.AssertionRewritingHook)
                       or type(mod).__module__ in ("_frozen_importlib_external", "importlib._bootstrap_external"))
                 if not ok:
-                    findings.append(f"test module of {item.nodeid} loaded by {type(mod).__module__}."
+                    found(f"test module of {item.nodeid} loaded by {type(mod).__module__}."
                                     f"{type(mod).__qualname__}")
 
         @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -477,31 +593,28 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
 
         def pytest_runtest_logreport(self, report):
             node, when = report.nodeid, report.when
-            prev = self.outcomes.get(node)
             xfail = hasattr(report, "wasxfail")
             if when == "call" and type(report).__name__ == "SubtestReport":  # pytest >= 9, before the test's own
                 if report.failed:
-                    self.outcomes[node] = "failed"
+                    merge_outcome(self.outcomes, node, when, "failed")
+                    record("rowgym.harness.outcome", node, when, "failed")
                 return
             if when == "call":
                 status = ("xpass" if xfail else "passed") if report.passed else \
                          "failed" if report.failed else ("xfail" if xfail else "skipped")
                 if status == "passed" and node in self.must_run and node not in self.ran:
-                    findings.append(f"test {node} was reported passed but its code did not run to the end")
+                    found(f"test {node} was reported passed but its code did not run to the end")
                     status = "unverified"
             elif report.failed:
                 status = "error"
             elif report.skipped and when == "setup":
                 status = "xfail" if xfail else "skipped"
             else:
-                status = prev or ("passed" if when == "teardown" else None)
-                if status is None:
-                    return
-            if prev in ("error", "failed") and status not in ("error", "failed"):
-                return
-            if prev == "passed" and when == "teardown" and status == "passed":
-                return
-            self.outcomes[node] = status
+                status = None  # a phase that passed: the test's outcome stays (a teardown with none: passed)
+            merge_outcome(self.outcomes, node, when, status)
+            # the outcomes the finished record carries are the hook's, merged from these events as they come:
+            # this dict is reachable from pytest's plugin manager, and a thread of the code under test rewrote it
+            record("rowgym.harness.outcome", node, when, status)
 
         @pytest.hookimpl(trylast=True)
         def pytest_sessionfinish(self, session, exitstatus):
@@ -518,19 +631,19 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 same = w is v if not isinstance(v, tuple) else (
                     w is not None and all(a is b for a, b in zip(v, w, strict=True)))
                 if not same:
-                    findings.append(f"hook implementation {k if isinstance(k, str) else k[0]} changed or removed")
+                    found(f"hook implementation {k if isinstance(k, str) else k[0]} changed or removed")
             for k, v in now.items():
                 if k not in self.hooks0 and isinstance(v, tuple) and not self._allowed_plugin(v[0].plugin):
-                    findings.append(f"hook implementation {k[0]} added by {type(v[0].plugin).__qualname__}")
+                    found(f"hook implementation {k[0]} added by {type(v[0].plugin).__qualname__}")
             for p in pm.get_plugins():
                 if id(p) not in self.plugins0 and not self._allowed_plugin(p):
-                    findings.append(f"plugin registered from the repository: {type(p).__qualname__}")
+                    found(f"plugin registered from the repository: {type(p).__qualname__}")
             for node, (item, obj, code) in self.items.items():
                 o = getattr(item, "obj", None)
                 c = getattr(o, "__code__", None) or getattr(getattr(o, "__func__", None), "__code__", None)
                 # a unittest item binds its method to a new TestCase at setup (pytest >= 8): same function
                 if getattr(o, "__func__", o) is not getattr(obj, "__func__", obj) or c is not code:
-                    findings.append(f"test function of {node} replaced")
+                    found(f"test function of {node} replaced")
 
     def written_by_agent(obj):
         """True when ``obj`` (a finder, a hook) or its class has code from a file the agent wrote."""
@@ -595,6 +708,98 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
 
     hook_exempt_codes.append(completion_mark.__code__)
 
+    # Values that lie about comparing: ``add`` returning an object whose ``__eq__`` always answers True passes
+    # ``assert add(1, 2) == 3`` (and every other ``==`` assert) with the bug unfixed. Every operand of a comparison
+    # in a graded test's asserts goes through ``probe_value`` first: a value that is not plain data (exact
+    # builtin scalars and containers, looked into) is compared with values it cannot have been meant to equal
+    # (random numbers and text, an object of a class made here), a random number of them in a random order, so
+    # that a liar cannot count its way past them either. A genuine ``__eq__`` says no to all of them; one that
+    # says yes (or a ``!=`` / ``in`` / ordering that does the like) is a signed finding at once.
+    PROBE = "\0rowgym-probe\0"  # the placeholder constant the asserts' operands are passed through
+    plain_scalars = frozenset({int, float, complex, str, bytes, bool, type(None)})
+    plain_containers = frozenset({list, tuple, dict, set, frozenset})
+    rand_bytes = os.urandom
+
+    class Unmet:  # what no value under test was ever meant to equal
+        __slots__ = ()
+
+    def probes():
+        """One value of each kind (so a liar that says yes to one kind only is still asked), 0-3 more, shuffled."""
+        r = int.from_bytes(rand_bytes(8), "little")
+        pool = [Unmet(), (1 << 80) + r, float((1 << 60) + r), f"rowgym{r:x}", ((1 << 80) + r,), [f"{r:x}"],
+                {f"{r:x}": r}]
+        pool += [Unmet() for _ in range(rand_bytes(1)[0] % 4)]
+        return sorted(pool, key=lambda _: rand_bytes(2))
+
+    op_eq, op_lt, op_gt = operator.eq, operator.lt, operator.gt  # bound before any repository code runs
+
+    def op_ne(a, b):  # a lie says "not different"
+        return not (a != b)
+
+    def op_in(a, b):
+        return b in a
+
+    def lies(v):
+        """How ``v`` (not plain data) answers probes it should refuse, or None."""
+        contains = hasattr(type(v), "__contains__")
+        for other in probes():
+            # an order only against the made object: a str or int subclass may rightly be < a number
+            made = type(other) is Unmet
+            for op, ask in (("==", op_eq), ("!=", op_ne), ("in", op_in if contains else None),
+                            ("<", op_lt if made else None), (">", op_gt if made else None)):
+                if ask is None:
+                    continue
+                try:
+                    if ask(v, other):
+                        return f"{op} {type(other).__name__}"
+                except Exception:
+                    continue
+        return None
+
+    def probe_value(value):
+        """``value``, after its non-plain parts (at most 100,000 looked at) answered the probes."""
+        try:
+            todo, budget = [value], 100_000
+            while todo and budget > 0:
+                v = todo.pop()
+                budget -= 1
+                cls = type(v)
+                if cls in plain_scalars:
+                    continue
+                if cls in plain_containers:
+                    todo += list(v.items()) if cls is dict else v
+                    continue
+                lie = lies(v)
+                if lie is not None:
+                    record("rowgym.harness.finding", f"a value compared in a graded test's assert (a {cls.__module__}."
+                                                      f"{cls.__qualname__}) holds {lie} for a value it was never meant "
+                                                      f"to match")
+                    break
+        except Exception:
+            pass
+        return value
+
+    hook_exempt_codes.append(probe_value.__code__)
+
+    def guard_compares(tree, rewritten):
+        """Pass every operand of the asserts' comparisons through :func:`probe_value`: in pytest's rewritten code,
+        the comparisons of its ``@py_assert`` temporaries (its explanations use the temporaries, so they read as
+        before); in a plain import, the comparisons inside ``assert`` statements."""
+        def wrap(node):
+            return ast.copy_location(ast.Call(func=ast.copy_location(ast.Constant(PROBE), node), args=[node],
+                                              keywords=[]), node)
+
+        def temp(n):
+            return isinstance(n, ast.Name) and n.id.startswith("@py_assert")
+
+        roots = [tree] if rewritten else [n.test for n in ast.walk(tree) if isinstance(n, ast.Assert)]
+        for root in roots:
+            for node in ast.walk(root):
+                if isinstance(node, ast.Compare) and (not rewritten or (
+                        temp(node.left) and all(temp(c) for c in node.comparators))):
+                    node.left = wrap(node.left)
+                    node.comparators = [wrap(c) for c in node.comparators]
+
     def mark_return(node, field="value"):
         """``return X`` -> ``return MARK(X)`` (``lambda: X`` -> ``lambda: MARK(X)`` with ``field="body"``); every
         location set by hand (``ast.fix_missing_locations`` would also touch the assertion rewriter's nodes)."""
@@ -631,7 +836,8 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
 
     def with_mark(code):
         """``code`` with the placeholder constant replaced by :func:`completion_mark`, its call sites recorded."""
-        consts = tuple(completion_mark if type(c) is str and c == MARK else with_mark(c)
+        consts = tuple(completion_mark if type(c) is str and c == MARK else probe_value if type(c) is str and c == PROBE
+                       else with_mark(c)
                        if isinstance(c, types.CodeType) else c for c in code.co_consts)
         out = code.replace(co_consts=consts)
         if completion_mark in consts:
@@ -670,6 +876,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
         except Exception:
             return None
         try:
+            guard_compares(tree, variant != "plain")
             mark_returns(tree.body)  # the same tree, compiled already
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "'str' object is not callable": the placeholder, replaced below
@@ -807,7 +1014,17 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     hooks_path0 = list(sys.path_hooks)
     before = fingerprint()
     record = sys.audit  # bound now, like everything the harness calls after repository code ran
-    sys.addaudithook(make_hook(conf.pop("key"), detect))  # the key lives on only in the hook's closure
+    own_codes, todo = set(), [frame_at(0).f_code]  # _main's code and every code object it holds, by identity
+    while todo:
+        c = todo.pop()
+        own_codes.add(id(c))
+        todo += [k for k in c.co_consts if isinstance(k, types.CodeType)]
+    runner_codes = (Reporter.pytest_runtest_logreport.__code__, _pytest.runner.call_and_report.__code__,
+                    _pytest.runner.runtestprotocol.__code__, _pytest.runner.pytest_runtest_protocol.__code__,
+                    _pytest.main.pytest_runtestloop.__code__)
+    sys.addaudithook(make_hook(conf.pop("key"), detect, frozenset(own_codes), image_code, runner_codes,
+                               os.path.dirname(pluggy.__file__) + os.sep, merge_outcome,
+                               lambda name: normpath(name) in hook_agent_files))  # the key lives on only in the hook's closure
     record("rowgym.harness.record", "started", {"pytest": pytest.__version__,
                                                 "pluggy": getattr(pluggy, "__version__", "?")})
 
@@ -849,5 +1066,38 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     exit_now(0)
 
 
+def _start(argv):
+    """Run :func:`_main` in a thread of its own while the main thread waits on a lock, never to run Python again.
+
+    Python runs signal handlers in the main thread only, and hands each the frame it interrupted; installing one
+    (``signal.signal``) and arming a timer (``signal.setitimer``) are not audited. A handler installed by the code
+    under test caught the audit hook's own frame within a second, and with it the function that signs (reward 1.0,
+    the bug unfixed). Here the tests run in the harness's thread, where ``signal.signal`` refuses, and the main
+    thread has nothing to hand out: it blocks in C on a lock no one releases (``SIGINT`` back to its default, so
+    ``_thread.interrupt_main`` finds no Python handler to run and does nothing) until ``_main`` ends the process
+    with ``os._exit``."""
+    import _thread
+    import os
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _thread.stack_size(64 << 20)  # deep recursion in a test: at least what the main thread had
+    never = _thread.allocate_lock()
+    never.acquire()
+
+    def run():
+        try:
+            _main(argv)  # leaves with os._exit(0)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        os._exit(1)
+
+    _thread.start_new_thread(run, ())
+    while True:
+        never.acquire()
+
+
 if __name__ == "__main__":
-    _main(sys.argv[1:])
+    _start(sys.argv[1:])

@@ -462,7 +462,8 @@ def _rig():
 _rig()
 """
     run = _run_harness_run(_repo(tmp_path, init), ["pkg/__init__.py"])
-    assert run.outcomes == {"tests/test_a.py::test_add": "passed"}, "the payload reached the reporter"
+    # the finished record carries the outcomes the hook merged as pytest reported them, not the reporter's dict
+    assert run.outcomes == {"tests/test_a.py::test_add": "failed"}, run.outcomes
     assert any("reporter was changed" in t for t in run.tamper), run.tamper
 
 
@@ -479,23 +480,36 @@ def _search(f):
         f = f.f_back
 
 if "_pytest.main" in sys.modules:
-    signal.signal(signal.SIGUSR1, lambda signum, frame: _search(frame))
-    os.kill(os.getpid(), signal.SIGUSR1)
-    signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+    try:
+        signal.signal(signal.SIGUSR1, lambda signum, frame: _search(frame))
+        os.kill(os.getpid(), signal.SIGUSR1)
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        # a timer firing while the audit hook runs (on the events raised below) hands the hook's own frame over
+        signal.signal(signal.SIGALRM, lambda signum, frame: _search(frame))
+        signal.setitimer(signal.ITIMER_REAL, 0.0001, 0.00003)
+        for _i in range(300000):
+            if _found:
+                break
+            sys.audit("x.y", _i)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        result = repr(sorted(set(_found)))
+    except ValueError as e:  # signal only works in main thread
+        result = "refused: " + str(e)
     with open(OUT, "w") as fh:  # pytest captures fd 2 while it collects: a file says what was found
-        fh.write(repr(sorted(set(_found))))
+        fh.write(result)
 '''
 
 
 @pytestmark_host
 def test_a_frame_taken_without_an_audited_call_leads_to_no_key(tmp_path: Path) -> None:
-    """A signal handler is handed the running frame (``signal.signal`` is not audited); from it, every frame up to
-    the harness's own is readable. The key, the HMAC state and the function that signs live only in the audit
-    hook's closure, which no frame holds: fails while ``emit`` or the hash objects are locals of the harness."""
+    """A signal handler is handed the running frame (neither ``signal.signal`` nor ``signal.setitimer`` is audited),
+    and a timer firing while the audit hook runs handed over the hook's own frame, whose locals hold the function that
+    signs (reward 1.0 within a second, the bug unfixed). The tests now run in a thread of the harness's own, where
+    ``signal.signal`` refuses: fails while pytest runs in the main thread."""
     out = tmp_path / "found.txt"
     run = _run_harness_run(_repo(tmp_path, f"OUT = {str(out)!r}\n" + SIGNAL_FRAME), ["pkg/__init__.py"])
-    assert out.read_text() == "[]", f"the signal handler's frames hold {out.read_text()}"
-    assert run.outcomes == {"tests/test_a.py::test_add": "failed"}
+    assert out.read_text().startswith("refused: "), f"the signal handler's frames hold {out.read_text()}"
+    assert run.finished is not None and "passed" not in run.outcomes.values(), run.outcomes
 
 
 @pytestmark_host
@@ -508,3 +522,210 @@ def test_records_raised_by_the_code_under_test_are_refused(tmp_path: Path) -> No
     run = _run_harness_run(_repo(tmp_path, init), ["pkg/__init__.py"])
     assert run.started and run.finished is None and run.outcomes == {}
     assert any("not the harness's" in t for t in run.tamper), run.tamper
+
+
+# ------------------------------------------------------------------ round 4: liars, the hook's frame, the outcomes
+
+LIARS = {
+    # `add` returns a value that says it equals anything: every `==` assert passes with the bug unfixed
+    "eq_always": "class _L:\n    def __eq__(self, o):\n        return True\n    __hash__ = object.__hash__\n"
+                 "def add(a, b):\n    return _L()\n",
+    # only to numbers: the probes always include one
+    "eq_to_ints_only": "class _L:\n    def __eq__(self, o):\n        return type(o) is int\n    __hash__ = None\n"
+                       "def add(a, b):\n    return _L()\n",
+    # a str subclass (not plain data: its type is not str)
+    "str_subclass": "class _S(str):\n    def __eq__(self, o):\n        return True\n    __hash__ = str.__hash__\n"
+                    "def add(a, b):\n    return _S('x')\n",
+    # a builtin as the method, in a class made by exec under no file name
+    "builtin_eq_from_exec": "_ns = {}\nexec('class L:\\n    __eq__ = lambda s, o: bool(o)\\n    __hash__ = None\\n', _ns)\n"
+                            "def add(a, b):\n    return _ns['L']()\n",
+}
+
+
+@pytestmark_host
+@pytest.mark.parametrize("liar", sorted(LIARS))
+def test_values_that_lie_about_equality_are_findings(tmp_path: Path, liar: str) -> None:
+    """A value whose `==` says yes to what it was never meant to match passes `assert add(1, 2) == 3` with the bug
+    unfixed (reward 1.0 before): the asserts' operands are probed, and the lie is a signed finding at once."""
+    repo = _repo(tmp_path, "")
+    (repo / "pkg/__init__.py").write_text(LIARS[liar])
+    run = _run_harness_run(repo, ["pkg/__init__.py"])
+    assert any("never meant to match" in t for t in run.tamper), (run.outcomes, run.tamper)
+
+
+@pytestmark_host
+def test_a_liar_inside_a_container_is_found(tmp_path: Path) -> None:
+    repo = _repo(tmp_path, "")
+    (repo / "pkg/__init__.py").write_text("class _L:\n    def __eq__(self, o):\n        return True\n"
+                                          "def add(a, b):\n    return {'sum': [1, (_L(),)]}\n")
+    (repo / "tests/test_a.py").write_text("from pkg import add\n\ndef test_add():\n"
+                                          "    assert add(1, 2) == {'sum': [1, (3,)]}\n")
+    run = _run_harness_run(repo, ["pkg/__init__.py"])
+    assert any("never meant to match" in t for t in run.tamper), (run.outcomes, run.tamper)
+
+
+HONEST_VALUES = '''
+import dataclasses, datetime, enum, fractions, collections
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+class Money:
+    def __init__(self, cents):
+        self.cents = cents
+    def __eq__(self, other):
+        if isinstance(other, Money):
+            return self.cents == other.cents
+        if isinstance(other, (int, float)):
+            return self.cents == other * 100
+        return NotImplemented
+    def __lt__(self, other):
+        return self.cents < other.cents
+    __hash__ = None
+
+class Bag:
+    def __init__(self, *items):
+        self.items = list(items)
+    def __contains__(self, x):
+        return x in self.items
+    def __eq__(self, other):
+        return isinstance(other, Bag) and sorted(self.items) == sorted(other.items)
+
+class Color(enum.IntEnum):
+    RED = 1
+
+class Name(str):
+    pass
+
+Pair = collections.namedtuple("Pair", "a b")
+
+def add(a, b):
+    return a + b
+'''
+
+HONEST_TESTS = '''
+import datetime, fractions, pytest
+from pkg import Bag, Color, Money, Name, Pair, Point, add
+
+def test_add():
+    assert add(1, 2) == 3
+
+def test_values():
+    assert Point(1, 2) == Point(1, 2) and Point(1, 2) != Point(2, 1)
+    assert Money(250) == 2.5 and Money(100) == Money(100) and Money(1) < Money(2)
+    assert 3 in Bag(1, 2, 3) and 4 not in Bag(1, 2) and Bag(2, 1) == Bag(1, 2)
+    assert Color.RED == 1 and Color.RED < 5
+    assert Name("abc") == "abc" and Name("b") > "a"
+    assert Pair(1, 2) == (1, 2)
+    assert fractions.Fraction(1, 2) == 0.5 and datetime.date(2020, 1, 2) > datetime.date(2020, 1, 1)
+    assert 0.1 + 0.2 == pytest.approx(0.3) and [0.1 + 0.2] == pytest.approx([0.3])
+    assert {"k": Point(0, 0)} == {"k": Point(0, 0)}
+    assert all(add(i, i) == 2 * i for i in range(3))
+'''
+
+
+@pytestmark_host
+def test_honest_values_are_not_findings(tmp_path: Path) -> None:
+    """Genuine comparisons of everyday kinds (a dataclass, a class equal to numbers, a container, an IntEnum, a str
+    subclass, a namedtuple, Fraction, dates, pytest.approx) refuse the probes: a real fix is never a finding."""
+    repo = _repo(tmp_path, "")
+    (repo / "pkg/__init__.py").write_text(HONEST_VALUES)
+    (repo / "tests/test_a.py").write_text(HONEST_TESTS)
+    run = _run_harness_run(repo, ["pkg/__init__.py"])
+    assert run.tamper == [] and run.outcomes == {"tests/test_a.py::test_add": "passed",
+                                                 "tests/test_a.py::test_values": "passed"}, (run.outcomes, run.tamper)
+
+
+@pytestmark_host
+def test_code_run_inside_the_audit_hook_is_a_finding(tmp_path: Path) -> None:
+    """The hook reads what an audited call was handed (`compile`'s file name); a str subclass whose `__str__` takes
+    the frame above it ran inside the hook, which answered no event while it ran, and found the function that signs
+    there (reward 1.0 before). An event raised by such code inside the hook is a signed finding."""
+    init = '''
+import os, sys
+_got = []
+class _S(str):
+    def __str__(self):
+        f = sys._getframe(1)
+        while f is not None:
+            if "emit" in f.f_locals:
+                _got.append(f.f_locals["emit"])
+                break
+            f = f.f_back
+        return str.__str__(self)
+if "_pytest.main" in sys.modules:
+    compile("x = 1", _S("/nowhere/x.py"), "exec")
+    if _got:
+        _got[0]("finished", {"exit": 0, "error": None, "session_exit": 0,
+                             "outcomes": {"tests/test_a.py::test_add": "passed"}, "collect_errors": [], "tamper": []})
+        os._exit(0)
+'''
+    run = _run_harness_run(_repo(tmp_path, init), ["pkg/__init__.py"])
+    assert any("run inside the audit hook" in t for t in run.tamper), (run.finished, run.tamper)
+
+
+FLIP_FROM_A_THREAD = '''
+import sys as _sys, threading as _th
+def _rig():
+    pm = getattr(getattr(_sys.modules.get("_pytest.debugging"), "pytestPDB", None), "_pluginmanager", None)
+    for p in (pm.get_plugins() if pm is not None else ()):
+        if type(p).__qualname__.endswith("<locals>.Reporter"):
+            def flip(p=p):
+                while not p.checked:
+                    pass
+                for k in list(p.outcomes):
+                    p.outcomes[k] = "passed"
+            _th.Thread(target=flip, daemon=True).start()
+            return
+if "_pytest.main" in _sys.modules:
+    _rig()
+'''
+
+
+@pytestmark_host
+def test_outcomes_rewritten_after_the_tests_ran_do_not_count(tmp_path: Path) -> None:
+    """A thread of the package waits for the session to end and writes `passed` into the reporter's outcomes (the
+    same dict, so no container swapped) before the harness writes them: reward 1.0 before. The finished record now
+    carries the outcomes the hook merged as pytest reported them, and says the reporter's differ."""
+    run = _run_harness_run(_repo(tmp_path, FLIP_FROM_A_THREAD), ["pkg/__init__.py"])
+    assert run.outcomes == {"tests/test_a.py::test_add": "failed"}, run.outcomes
+
+
+FAKE_OUTCOMES = '''
+import sys as _sys
+def _rig():
+    from _pytest.reports import TestReport
+    node = "tests/test_a.py::test_add"
+    _sys.audit("rowgym.harness.outcome", node, "call", "passed")
+    pm = _sys.modules["_pytest.debugging"].pytestPDB._pluginmanager
+    for p in pm.get_plugins():
+        if type(p).__qualname__.endswith("<locals>.Reporter"):
+            import weakref
+            class _T:
+                pass
+            t = _T()
+            # the reporter's own method, called with a real report: directly, and from a finalizer (no agent frame)
+            for when in ("setup", "call", "teardown"):
+                rep = TestReport(node, ("tests/test_a.py", 0, "test_add"), {}, "passed", None, when)
+                weakref.finalize(t, p.pytest_runtest_logreport, rep)
+            p.pytest_runtest_logreport(TestReport(node, ("tests/test_a.py", 0, "test_add"), {}, "passed", None, "call"))
+            _sys.modules["pkg"]._keep = t
+def add(a, b):
+    import sys
+    _rig()
+    del sys.modules["pkg"]._keep  # the finalizers run now, inside the test's call phase
+    return a - b
+'''
+
+
+@pytestmark_host
+def test_outcomes_reported_by_the_code_under_test_are_refused(tmp_path: Path) -> None:
+    """An outcome event raised by the package, and the reporter's own method called by it directly and from
+    finalizers (whose stack holds no agent frame) with real `passed` reports: none counts, each is a finding."""
+    repo = _repo(tmp_path, "")
+    (repo / "pkg/__init__.py").write_text(FAKE_OUTCOMES)
+    run = _run_harness_run(repo, ["pkg/__init__.py"])
+    assert run.outcomes == {"tests/test_a.py::test_add": "failed"}, (run.outcomes, run.res.stderr[-2000:])
+    assert any("reported from outside pytest's runner" in t for t in run.tamper), run.tamper
