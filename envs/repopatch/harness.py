@@ -723,12 +723,39 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     class Unmet:  # what no value under test was ever meant to equal
         __slots__ = ()
 
-    def probes():
-        """One value of each kind (so a liar that says yes to one kind only is still asked), 0-3 more, shuffled."""
+    def near(y):
+        """Values close to ``y`` (the other operand, when plain) and different from it: a liar cannot tell them
+        from ``y`` without knowing ``y``, which is what the assert checks (a look at the probes' size or kind no
+        longer tells them apart)."""
+        t = type(y)
+        if y is None or t is bool:
+            return [not y, 0 if y is None else None]
+        if t is int:
+            return [y + 1, y - 1, -y - 7]
+        if t is float:
+            return [y + 1.5, -y - 7.25] if y == y and abs(y) < 1e300 else []
+        if t in (str, bytes):
+            extra = "\u2060r" if t is str else b"\0r"
+            return [y + extra, y[:-1] if y else extra]
+        if t in (list, tuple):
+            return [y + t((Unmet(),)), y[:-1] if y else t((0,))]
+        if t is dict:
+            return [{**y, "\0rowgym": 1}, {} if y else {"r": 1}]
+        if t in (set, frozenset):
+            return [y | {"\0rowgym"}, t() if y else t({0})]
+        return []
+
+    no_hint = Unmet()
+
+    def probes(hint):
+        """(value, near) pairs: values near ``hint`` (the other operand, when plain data), one each of every plain
+        kind, objects of a class made here (so a liar that says yes to one kind only is still asked), a random
+        number of them, shuffled."""
         r = int.from_bytes(rand_bytes(8), "little")
-        pool = [Unmet(), (1 << 80) + r, float((1 << 60) + r), f"rowgym{r:x}", ((1 << 80) + r,), [f"{r:x}"],
-                {f"{r:x}": r}]
-        pool += [Unmet() for _ in range(rand_bytes(1)[0] % 4)]
+        pool = [(v, True) for v in (near(hint) if hint is not no_hint else [])]
+        pool += [(v, False) for v in (Unmet(), (1 << 80) + r, float((1 << 60) + r), f"rowgym{r:x}",
+                                      ((1 << 80) + r,), [f"{r:x}"], {f"{r:x}": r})]
+        pool += [(Unmet(), False) for _ in range(rand_bytes(1)[0] % 4)]
         return sorted(pool, key=lambda _: rand_bytes(2))
 
     op_eq, op_lt, op_gt = operator.eq, operator.lt, operator.gt  # bound before any repository code runs
@@ -739,13 +766,15 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     def op_in(a, b):
         return b in a
 
-    def lies(v):
+    def lies(v, hint):
         """How ``v`` (not plain data) answers probes it should refuse, or None."""
         contains = hasattr(type(v), "__contains__")
-        for other in probes():
-            # an order only against the made object: a str or int subclass may rightly be < a number
+        for other, is_near in probes(hint if type(hint) in plain_scalars or type(hint) in plain_containers
+                                     else no_hint):
+            # an order only against the made object: a str or int subclass may rightly be < a number; and `in`
+            # not for values near the other operand (a part of a string is in it)
             made = type(other) is Unmet
-            for op, ask in (("==", op_eq), ("!=", op_ne), ("in", op_in if contains else None),
+            for op, ask in (("==", op_eq), ("!=", op_ne), ("in", op_in if contains and not is_near else None),
                             ("<", op_lt if made else None), (">", op_gt if made else None)):
                 if ask is None:
                     continue
@@ -756,8 +785,9 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                     continue
         return None
 
-    def probe_value(value):
-        """``value``, after its non-plain parts (at most 100,000 looked at) answered the probes."""
+    def probe_value(value, hint=no_hint):
+        """``value``, after its non-plain parts (at most 100,000 looked at) answered the probes; ``hint``: the
+        operand it is compared with (pytest's rewritten asserts; the parts inside containers get no hint)."""
         try:
             todo, budget = [value], 100_000
             while todo and budget > 0:
@@ -769,7 +799,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 if cls in plain_containers:
                     todo += list(v.items()) if cls is dict else v
                     continue
-                lie = lies(v)
+                lie = lies(v, hint if v is value else no_hint)
                 if lie is not None:
                     record("rowgym.harness.finding", f"a value compared in a graded test's assert (a {cls.__module__}."
                                                       f"{cls.__qualname__}) holds {lie} for a value it was never meant "
@@ -785,8 +815,9 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
         """Pass every operand of the asserts' comparisons through :func:`probe_value`: in pytest's rewritten code,
         the comparisons of its ``@py_assert`` temporaries (its explanations use the temporaries, so they read as
         before); in a plain import, the comparisons inside ``assert`` statements."""
-        def wrap(node):
-            return ast.copy_location(ast.Call(func=ast.copy_location(ast.Constant(PROBE), node), args=[node],
+        def wrap(node, hint=None):
+            args = [node] if hint is None else [node, ast.copy_location(ast.Name(hint.id, ast.Load()), node)]
+            return ast.copy_location(ast.Call(func=ast.copy_location(ast.Constant(PROBE), node), args=args,
                                               keywords=[]), node)
 
         def temp(n):
@@ -797,8 +828,12 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             for node in ast.walk(root):
                 if isinstance(node, ast.Compare) and (not rewritten or (
                         temp(node.left) and all(temp(c) for c in node.comparators))):
-                    node.left = wrap(node.left)
-                    node.comparators = [wrap(c) for c in node.comparators]
+                    ops = [node.left, *node.comparators]
+                    # the rewriter's temporaries can be read twice: each operand is probed near its neighbour's value
+                    hints = [ops[i + 1] if i + 1 < len(ops) else ops[i - 1] for i in range(len(ops))] if rewritten \
+                        else [None] * len(ops)
+                    node.left = wrap(ops[0], hints[0])
+                    node.comparators = [wrap(c, h) for c, h in zip(ops[1:], hints[1:], strict=True)]
 
     def mark_return(node, field="value"):
         """``return X`` -> ``return MARK(X)`` (``lambda: X`` -> ``lambda: MARK(X)`` with ``field="body"``); every

@@ -536,6 +536,11 @@ LIARS = {
     # a str subclass (not plain data: its type is not str)
     "str_subclass": "class _S(str):\n    def __eq__(self, o):\n        return True\n    __hash__ = str.__hash__\n"
                     "def add(a, b):\n    return _S('x')\n",
+    # yes only to what does not look like a made-up probe (a small number, a short text without odd characters):
+    # the probes include values next to the other operand
+    "looks_natural_only": "class _L:\n    def __eq__(self, o):\n        return (type(o) is int and abs(o) < 2**31) or "
+                          "(type(o) is str and o.isprintable() and len(o) < 20)\n    __hash__ = None\n"
+                          "def add(a, b):\n    return _L()\n",
     # a builtin as the method, in a class made by exec under no file name
     "builtin_eq_from_exec": "_ns = {}\nexec('class L:\\n    __eq__ = lambda s, o: bool(o)\\n    __hash__ = None\\n', _ns)\n"
                             "def add(a, b):\n    return _ns['L']()\n",
