@@ -496,7 +496,9 @@ async def grade_changes(task: RepoPatchTask, snapshot: Path, changes: dict[str, 
         if stage is not None:
             await asyncio.to_thread(shutil.rmtree, stage, True)
     res = run.res
-    if res.exit_code == 126 and "could not start" in res.stderr:
+    if res.exit_code == 126 and "could not start" in res.stderr and not run.started:
+        # (after a signed `started` record the repository's code ran: exit 126 and that text are its own doing,
+        # a loss it would otherwise turn into a sandbox failure that RL drops)
         raise SandboxError(f"grading command did not start: {res.stderr.strip()[:300]}")
     if not run.started:
         # Nothing of the repository had run yet: the harness itself (or the image) failed.

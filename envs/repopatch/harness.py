@@ -21,7 +21,7 @@ Order of events:
    ``sys.modules`` in place of the real one, is reported as tampering).
 4. Write the signed ``started`` record, append the repository (and its path dirs) to
    ``sys.path`` *after* site-packages, chdir into it, run ``pytest.main`` with a reporter
-   plugin that keeps per-test outcomes.
+   plugin that hands each report to the audit hook, which keeps the outcomes.
 5. Re-check the fingerprints, the registered hook implementations and the audit
    findings, then write the signed ``finished`` record (outcomes + tamper findings) and
    leave with ``os._exit`` (saved before any repository code ran), so no ``atexit``
@@ -31,13 +31,18 @@ Records go to a duplicate of fd 2 taken at start, one line each:
 ``@@rowgym-harness <kind> <hmac-sha256 hex> <base64 JSON>``. The key never appears in
 an argv or the environment, nor in any frame: it lives only in the audit hook's closure
 (``make_hook``), which writes ``started`` and ``finished`` when this function raises the
-``rowgym.harness.record`` event, and each finding the moment it happens (``tamper``: the hook's, and
-the reporter's, raised as ``rowgym.harness.finding``). The outcomes in ``finished`` are the hook's
-own, merged from ``rowgym.harness.outcome`` events the reporter raises as pytest reports each phase
-(a status other than a failure counts only from pytest's runner: ``from_runner`` in ``make_hook``).
-The operands of the graded tests' assert comparisons are probed for values that lie about comparing
-(``probe_value``). The code under test runs in this process, so it could still dig the key out
-of memory (the GC, ctypes: both reported at once): that is the documented limit.
+``rowgym.harness.record`` event, and each finding the moment it happens (``tamper``).
+
+Nothing that decides an outcome is within reach of the code under test. Whatever pytest's modules or
+the reporter hold of the harness (the rewriter's compile step, the reporter's collection and report
+hooks) only forwards to the hook, through ``sys.audit`` held as a constant of its code (``forward``):
+closure cells, defaults and globals, which that code can read and rebind without an audited call,
+hold nothing there. The graded test files' bytes, their marked code, the comparisons the asserts make
+(``_make_tests``: a private copy with its own globals, held by the hook alone), which tests must run,
+which did (marks raised as ``rowgym.harness.mark``, a constant of the marked code) and the outcomes
+(read from each report pytest's runner hands over, its stack checked: ``from_runner``) live in the
+hook's closure. The code under test runs in this process, so it could still dig the key out of
+memory (the GC, ctypes: both reported at once): that is the documented limit.
 """
 
 import sys
@@ -56,7 +61,14 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     import warnings
 
     sys.dont_write_bytecode = True  # -I ignores PYTHONDONTWRITEBYTECODE; no bytecode in the work dir
+    try:  # not dumpable: /proc/self/mem would hand the code under test this process's memory, the key in it
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+    except Exception:
+        pass
     exit_now = os._exit
+    fstat, register_at_fork = os.fstat, os.register_at_fork
     write = os.write
     conf_path = argv[0]
 
@@ -87,61 +99,44 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     b64encode, dumps = base64.b64encode, json.dumps  # bound now: the repository can replace module attributes
     frame_at = sys._getframe
 
-    def make_hook(key_hex, detect, own_codes, image_prefixes, runner_codes, pluggy_prefix, merge, agent_file):
-        """The audit hook, and the only holder of the key's HMAC state and of the tests' outcomes (see ``hook``).
+    def make_hook(key_hex, detect, own_codes, image_prefixes, runner_codes, collect_codes, pluggy_prefix, agent_file,
+                  tests):
+        """The audit hook: the only holder of the key's HMAC state, of the graded tests' machinery (``tests``, see
+        :func:`_make_tests`) and of what decides the outcomes (which tests must run, which did, the outcomes).
         ``own_codes``: the ids of the harness's code objects; ``image_prefixes``: where the image's code lives (see
-        ``foreign_inside``); ``runner_codes``, ``pluggy_prefix``: see ``from_runner``; ``merge``: folds a phase's
-        status into the outcomes; ``agent_file``: whether a file name is one the agent wrote."""
+        ``foreign_inside``); ``runner_codes``, ``collect_codes``, ``pluggy_prefix``: see ``from_runner`` and
+        ``from_collection``; ``agent_file``: whether a file name is one the agent wrote."""
         key = bytes.fromhex(key_hex).ljust(64, b"\0")  # HMAC (RFC 2104) with a 32-byte key
         inner, outer = sha256(bytes(b ^ 0x36 for b in key)), sha256(bytes(b ^ 0x5C for b in key))
         del key
         main_code = frame_at(1).f_code  # _main's: the one frame whose records are written
         main_frame = []
-        in_hook = [False]
-        in_nested = [False]
+        busy, nested = set(), set()  # the threads in the hook, and in a nested event of it (per thread: a
+        # background thread in the hook must not make the tests' thread's events look nested)
+        out_id = (fstat(out_fd).st_dev, fstat(out_fd).st_ino)  # what the records go to
+        forked = []
+
+        def after_fork():  # a child of the process under test writes no record, and holds no key
+            nonlocal inner, outer
+            forked.append(True)
+            inner = outer = None
+
+        register_at_fork(after_in_child=after_fork)
         hook_code = []  # the hook's own code
-        outcomes = {}  # node id -> status, merged from the reporter's outcome events: what `finished` carries
-
-        def past_pluggy(f):
-            while f is not None and f.f_code.co_filename.startswith(pluggy_prefix):
-                f = f.f_back
-            return f
-
-        def from_runner(f):
-            """Whether ``f``, the frame that raised an outcome, is the reporter's, called by pytest's runner for the
-            item its test loop is on, on the stack of the harness's own ``pytest.main`` with no code the agent wrote
-            under it: ``logreport <- pluggy <- call_and_report <- runtestprotocol <- pytest_runtest_protocol <-
-            pluggy <- pytest_runtestloop <- ... <- _main``. The reporter's method, called by the code under test
-            (directly, from a thread, or from a finalizer that makes a report of its own), is not."""
-            logreport, call_and_report, runtestprotocol, protocol, loop = runner_codes
-            if f is None or f.f_code is not logreport:
-                return False
-            f = past_pluggy(f.f_back)
-            if f is None or f.f_code is not call_and_report:
-                return False
-            item = f.f_locals.get("item")
-            f = f.f_back
-            if f is None or f.f_code is not runtestprotocol:
-                return False
-            f = f.f_back
-            if f is None or f.f_code is not protocol:
-                return False
-            f = past_pluggy(f.f_back)
-            if f is None or f.f_code is not loop or f.f_locals.get("item") is not item:
-                return False
-            for _ in range(100):
-                f = f.f_back
-                if f is None or agent_file(f.f_code.co_filename):
-                    return False
-                if main_frame and f is main_frame[0]:
-                    return True
-            return False
+        rewrite, collected, mark_ok, compare = tests[:4]
+        outcomes = {}  # node id -> status: what `finished` carries
+        must_run = {}  # node id -> id(twin) a passed call phase must have run to a return (None: never verified)
+        required = set()  # those ids
+        completed = set()  # (node id, id(twin)) that reached a return during that node's call phase
+        collection = []  # the session, once pytest's collection reported it
+        loop_checked = [None]  # pytest's test loop frame, once the frames under it were checked
 
         def foreign_inside():
             """Whether code that is neither the harness's nor the image's runs inside the hook, between this nested
             event and the hook's outer frame: the hook looks at objects of the code under test (a class's
-            ``__module__``, an ``isinstance``), which can run that code, and a ``sys._getframe`` from there would
-            otherwise be taken for the hook's own (the hook answers no event while it runs) and hand out its frame."""
+            ``__module__``, an ``isinstance``, an assert's operands), which can run that code, and a
+            ``sys._getframe`` from there would otherwise be taken for the hook's own (the hook answers no event
+            while it runs) and hand out its frame."""
             f = frame_at(2)  # what made the nested audited call (this -> hook -> it)
             for _ in range(64):
                 if f is None:
@@ -154,7 +149,136 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 f = f.f_back
             return True
 
+        def past_pluggy(f):
+            while f is not None and f.f_code.co_filename.startswith(pluggy_prefix):
+                f = f.f_back
+            return f
+
+        def down_to_main(f):
+            """Whether the frames under ``f`` reach the harness's ``_main`` with no code the agent wrote on the way."""
+            for _ in range(100):
+                f = f.f_back
+                if f is None or agent_file(f.f_code.co_filename):
+                    return False
+                if main_frame and f is main_frame[0]:
+                    return True
+            return False
+
+        def from_runner(f, report, status):
+            """Whether ``report`` was handed to the reporter's forwarder (``f``) by pytest's runner for the item its
+            test loop is on, on the stack of the harness's own ``pytest.main`` with no code the agent wrote under it:
+            ``logreport <- pluggy <- call_and_report <- runtestprotocol <- pytest_runtest_protocol <- pluggy <-
+            pytest_runtestloop <- ... <- _main``, the very report ``call_and_report`` made, for the phase its call
+            ran, and a passed call phase only when that call raised nothing. The reporter's method called by the
+            code under test (directly, from a thread, from a finalizer that makes a report of its own), or a report
+            changed by a plugin it slipped in (a failed call relabelled a passed teardown), is not."""
+            logreport, call_and_report, runtestprotocol, protocol, loop = runner_codes
+            if f is None or f.f_code is not logreport:
+                return False
+            f = past_pluggy(f.f_back)
+            if f is None or f.f_code is not call_and_report:
+                return False
+            local = f.f_locals
+            item, call = local.get("item"), local.get("call")
+            if local.get("report") is not report or call is None or call.when != report.when or (
+                    status == "passed" and call.excinfo is not None):
+                return False
+            f = f.f_back
+            if f is None or f.f_code is not runtestprotocol:
+                return False
+            f = f.f_back
+            if f is None or f.f_code is not protocol:
+                return False
+            f = past_pluggy(f.f_back)
+            if f is None or f.f_code is not loop or f.f_locals.get("item") is not item:
+                return False
+            if f is loop_checked[0]:  # the frames under the test loop's frame do not change while it runs
+                return True
+            if not down_to_main(f):
+                return False
+            loop_checked[0] = f
+            return True
+
+        def from_collection(f, session):
+            """Whether the reporter's collection forwarder (``f``) was called by pytest's ``perform_collect`` of
+            ``session``, on the stack of the harness's ``pytest.main`` with no code the agent wrote under it."""
+            forwarder, perform_collect = collect_codes
+            if f is None or f.f_code is not forwarder:
+                return False
+            f = past_pluggy(f.f_back)
+            if f is None or f.f_code is not perform_collect or f.f_locals.get("self") is not session:
+                return False
+            return down_to_main(f)
+
+        def running(f):
+            """The node id whose call phase runs ``f`` (pytest's ``call_and_report`` for ``call`` below it), or None."""
+            call_and_report = runner_codes[1]
+            for _ in range(200):
+                f = f.f_back
+                if f is None:
+                    return None
+                if f.f_code is call_and_report:
+                    local = f.f_locals
+                    item = local.get("item")
+                    return item.nodeid if local.get("when") == "call" and item is not None else None
+            return None
+
+        def merge(node, when, status):
+            """Fold one phase's status (None: the phase passed) into the node's outcome: a failure or error sticks;
+            a phase that passed leaves the outcome as it is (a teardown never makes a test passed: only its call)."""
+            prev = outcomes.get(node)
+            if status is None:
+                return
+            if prev in ("error", "failed") and status not in ("error", "failed"):
+                return
+            outcomes[node] = status
+
+        def on_report(report, caller):
+            node, when, outcome = report.nodeid, report.when, report.outcome
+            if type(node) is not str or type(when) is not str or type(outcome) is not str:
+                return
+            xfail = "wasxfail" in vars(report)
+            if type(report).__name__ == "SubtestReport":  # pytest >= 9, before the test's own: failures count
+                if when == "call" and outcome == "failed":
+                    merge(node, when, "failed")
+                return
+            if when == "call":
+                status = ("xpass" if xfail else "passed") if outcome == "passed" else \
+                         "failed" if outcome == "failed" else ("xfail" if xfail else "skipped")
+            elif outcome == "failed":
+                status = "error"
+            elif outcome == "skipped" and when == "setup":
+                status = "xfail" if xfail else "skipped"
+            else:
+                status = None
+            if status in ("failed", "error"):  # from anywhere: it only lowers the reward
+                merge(node, when, status)
+                return
+            if not from_runner(caller, report, status):
+                if status is not None:
+                    emit("tamper", {"note": f"audit: reach into the harness: the outcome of {node[:200]} reported "
+                                            f"from outside pytest's runner"})
+                return
+            if status == "passed" and node in must_run:
+                twin = must_run[node]
+                if twin is None or (node, twin) not in completed:
+                    emit("tamper", {"note": f"test {node[:200]} was reported passed but its code did not run to the "
+                                            f"end"})
+                    status = "unverified"
+            elif status == "passed" and not collection:
+                emit("tamper", {"note": f"test {node[:200]} ran before the harness saw the collection"})
+                status = "unverified"
+            merge(node, when, status)
+
         def emit(kind, payload):
+            """Write a signed record; after a finding, leave at once: the code under test never gets control back
+            to bury it (a flood of output the sandbox cuts from the middle) or to forge what follows. The fd is
+            checked first: the code under test can point it elsewhere (``os.dup2`` is not audited)."""
+            if forked:
+                return
+            st = fstat(out_fd)
+            if (st.st_dev, st.st_ino) != out_id:
+                exit_now(3)
             body = b64encode(dumps(payload, sort_keys=True).encode()).decode()
             mac, out = inner.copy(), outer.copy()
             mac.update(f"{kind}:{body}".encode())
@@ -162,17 +286,32 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             line = f"\n@@rowgym-harness {kind} {out.hexdigest()} {body}\n".encode()
             while line:
                 line = line[write(out_fd, line):]
+            if kind == "tamper":
+                exit_now(3)
+
+        def nested_compare(args):
+            a, b, op, box = args
+            truth, error, lie = compare(a, b, op)
+            if lie is not None:
+                emit("tamper", {"note": lie})
+            if error is not None:
+                raise error
+            if type(box) is list:
+                box.append(truth)
 
         def hook(event, args):
             """Records reach the host only through here: ``_main`` raises ``rowgym.harness.record`` events,
             accepted from its own frame alone (the first ``started`` names it; a second ``_main`` run by
             the code under test has another), and what ``detect`` finds is written at once. Neither the key
-            nor ``emit`` is in any frame or in anything the code under test can name without the GC; so a
-            frame it gets without an audited call (a signal handler's) leads to neither."""
-            if in_hook[0]:  # what this hook calls (sys._getframe) raises events too
-                if in_nested[0]:
+            nor ``emit`` is in any frame or in anything the code under test can name without the GC. The graded
+            tests' comparisons, marks, compile and collection, and each report, come here as events too."""
+            tid = get_ident()
+            if tid in busy:  # what this hook calls (sys._getframe) raises events too
+                if tid in nested or event == "rowgym.harness.mark":  # a mark made inside the hook proves nothing
                     return
-                in_nested[0] = True
+                if event == "rowgym.harness.compare":  # an assert in a test file's __eq__ that a comparison calls
+                    return nested_compare(args)
+                nested.add(tid)
                 try:
                     if foreign_inside():
                         emit("tamper", {"note": f"audit: reach into the harness: {event} from code run inside the "
@@ -180,25 +319,46 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 except Exception:
                     pass
                 finally:
-                    in_nested[0] = False
+                    nested.discard(tid)
                 return
-            in_hook[0] = True
+            busy.add(tid)
+            error = None
             try:
-                if event == "rowgym.harness.outcome":
-                    node, when, status = args
-                    if type(node) is not str or type(when) is not str or status is not None and type(status) is not str:
-                        return
-                    # a failure may come from anywhere (it only lowers the reward); anything else only from pytest
-                    if status not in ("failed", "error") and not from_runner(frame_at(1)):
-                        emit("tamper", {"note": f"audit: reach into the harness: the outcome of {node[:200]} reported "
-                                                f"from outside pytest's runner"})
-                        return
-                    merge(outcomes, node, when, status)
-                    return
-                if event == "rowgym.harness.finding":  # anyone may report one: it only lowers the reward
+                if event == "rowgym.harness.compare":  # most frequent first
+                    a, b, op, box = args
+                    if type(box) is list:
+                        truth, error, lie = compare(a, b, op)
+                        if lie is not None:
+                            emit("tamper", {"note": lie})
+                        if error is None:
+                            box.append(truth)
+                elif event == "rowgym.harness.mark":
+                    f = frame_at(1)
+                    if id(f.f_code) in required and mark_ok(f):
+                        node = running(f)
+                        if node is not None:
+                            completed.add((node, id(f.f_code)))
+                elif event == "rowgym.harness.report":
+                    on_report(args[0], frame_at(1))
+                elif event == "rowgym.harness.rewrite":
+                    fn, config, box = args
+                    if type(box) is list:
+                        box.append(rewrite(fn, config))
+                elif event == "rowgym.harness.collected":
+                    session = args[0]
+                    if collection or not from_collection(frame_at(1), session):
+                        emit("tamper", {"note": "audit: reach into the harness: a collection reported twice, or "
+                                                "not by pytest"})
+                    else:
+                        collection.append(session)
+                        notes, must = collected(session)
+                        for note in notes:
+                            emit("tamper", {"note": note[:500]})
+                        must_run.update(must)
+                        required.update(v for v in must.values() if v is not None)
+                elif event == "rowgym.harness.finding":  # anyone may report one: it only lowers the reward
                     emit("tamper", {"note": str(args[0])[:500] if args else "a finding"})
-                    return
-                if event == "rowgym.harness.record":
+                elif event == "rowgym.harness.record":
                     caller = frame_at(1)
                     kind, payload = args
                     if caller.f_code is not main_code or (main_frame and caller is not main_frame[0]) or (
@@ -206,27 +366,24 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                         note = f"audit: reach into the harness: a {kind!r} record raised by code that is not the " \
                                f"harness's"
                         emit("tamper", {"note": note})
-                        return
-                    if kind == "started":
-                        if main_frame:
-                            return
-                        main_frame.append(caller)
-                    if kind == "finished":
-                        if payload.get("outcomes") != outcomes:
-                            payload["tamper"] = list(payload.get("tamper") or []) + [
-                                "the reporter's outcomes differ from the ones pytest reported as the tests ran"]
+                    elif kind == "started":
+                        if not main_frame:
+                            main_frame.append(caller)
+                            emit(kind, payload)
+                    else:
                         payload["outcomes"] = dict(outcomes)
-                    emit(kind, payload)
-                    if kind == "finished":
+                        emit(kind, payload)
                         main_frame.append(None)  # one finished record, then nothing is accepted
-                    return
-                note = detect(event, args)
-                if note is not None:
-                    emit("tamper", {"note": note})  # now: the end-of-run record may never come, or be forged
+                else:
+                    note = detect(event, args)
+                    if note is not None:
+                        emit("tamper", {"note": note})  # now: the end-of-run record may never come, or be forged
             except Exception:
-                pass
+                error = None
             finally:
-                in_hook[0] = False
+                busy.discard(tid)
+            if error is not None:  # what the assert's own comparison raised, raised where the assert made it
+                raise error
 
         hook_code.append(hook.__code__)
         return hook
@@ -357,7 +514,6 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     # of theirs can be rebound from there (an emptied agent_files would make the agent's code look like the
     # image's). Only a frame reaches them, and taking one is what the hook reports.
     hook_agent_files = frozenset(agent_files)
-    hook_exempt_codes = []  # the harness's own code that calls sys._getframe while tests run (its mark)
 
     def agent_on_stack():
         if get_ident() != main_thread_id:
@@ -366,19 +522,36 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
         for _ in range(300):
             if f is None:
                 return False
-            name = f.f_code.co_filename
+            code = f.f_code
+            name = code.co_filename
             hit = agent_file_of.get(name)
             if hit is None:
-                hit = agent_file_of[name] = normpath(name) in hook_agent_files
-            if hit:
+                hit = agent_file_of[name] = normpath(name) in hook_agent_files if name.startswith("/") else (
+                    None if not name.startswith("<frozen ") else False)
+            # code that is no file's (a string the package exec'd, "<string>") is the agent's unless it is the
+            # harness's own: `add` defined by exec would otherwise leave no agent frame on the stack
+            if hit or (hit is None and id(code) not in own_codes):
                 return True
             f = f.f_back
         return True
 
+    module_of, qualname_of = type.__dict__["__module__"].__get__, type.__dict__["__qualname__"].__get__
+
+    def type_module(t):  # a class's own __module__, read in C (a metaclass property would run inside the hook)
+        m = module_of(t)
+        return m if type(m) is str else ""
+
+    def type_qualname(t):
+        m = qualname_of(t)
+        return m if type(m) is str else ""
+
+    # the import system's own call of marshal.loads (a module's cached bytecode), by code identity
+    compile_bytecode = sys.modules["_frozen_importlib_external"]._compile_bytecode.__code__
+
     def compiled_from(path, source):
         """Whether ``source`` (what ``compile`` was given) is the file at ``path`` as it is (an import)."""
         if isinstance(source, str):
-            source = source.encode()
+            source = str.encode(source)
         if not isinstance(source, (bytes, bytearray)):
             return False  # an AST: made, not read
         try:
@@ -450,8 +623,8 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
 
     def audit_note(event, args):
         if event in code_events:
-            if not agent_on_stack():
-                return None
+            if frame_at(3).f_code is compile_bytecode or not agent_on_stack():
+                return None  # the import system loading a module's bytecode (an import in a fix is no finding)
             return f"audit: reach into the harness: {event} (code from bytes, any file name) while code the agent " \
                    f"wrote runs"
         if event in reach_events or event.startswith("ctypes.") or (
@@ -459,13 +632,18 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             if not agent_on_stack():
                 return None
             caller = frame_at(3)  # what called the audited function (hook -> detect -> this)
-            if caller.f_code in hook_exempt_codes or (
-                    event == "sys._getframe" and id(caller.f_code) in keeps_frame
+            if (event == "sys._getframe" and id(caller.f_code) in keeps_frame
                     and caller.f_code.co_filename.startswith(keeps_frame_files)):
-                return None  # the harness's own mark, or the stdlib keeping a frame to itself (by code identity)
+                return None  # the stdlib keeping a frame to itself (by code identity)
             what = f"{event} {args[1]}" if event == "object.__getattr__" else event
             return f"audit: reach into the harness: {what} from {caller.f_code.co_filename} while code the agent " \
                    f"wrote runs"
+        if event == "open":  # another process's memory, or this one's: the key is in there
+            path = args[0] if args and type(args[0]) in (str, bytes) else ""
+            path = path.decode("latin-1") if type(path) is bytes else path
+            if path.startswith("/proc/") and path.rstrip("/").endswith(("/mem", "/maps", "/pagemap")):
+                return f"audit: reach into the harness: open of {path[:100]}"
+            return None
         if event in ("sys.settrace", "sys.setprofile"):
             # a trace function can jump over a test's lines or rewrite frames: only the image's own
             # code (doctest, pdb) may set one while tests run
@@ -477,26 +655,27 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             note = f"audit: {event} called from {caller.f_code.co_filename}, not by the harness"
         elif event in ("object.__setattr__", "object.__delattr__"):
             obj, name = args[0], args[1]
+            if type(name) is not str:
+                name = ""
             setter = frame_at(3).f_code  # types.coroutine (asyncio) sets __code__: image code may
-            if name == "__code__" and setter is not give_marked_code.__code__ and not \
-                    setter.co_filename.startswith(image_code):
+            # (the hook gives the tests their marked code from inside itself, where no event is seen)
+            if name == "__code__" and not setter.co_filename.startswith(image_code):
                 note = f"audit: __code__ of {getattr(obj, '__qualname__', '?')} replaced"
-            elif name != "__code__" and isinstance(obj, type) and (
-                    obj.__module__ or "").split(".")[0] in guarded_prefixes:
-                note = f"audit: {obj.__module__}.{obj.__qualname__}.{name} set or deleted"
+            elif name != "__code__" and issubclass(type(obj), type) and type_module(obj).split(".")[0] in guarded_prefixes:
+                note = f"audit: {type_module(obj)}.{type_qualname(obj)}.{name} set or deleted"
             else:
                 return
         elif event in ("compile", "code.__new__"):
             # Code disguised (by its file name) as the image's, a graded test's or a repository file's
             # that it was not compiled from, made while code the agent wrote runs.
-            filename = str(args[1]) if len(args) > 1 else ""
+            filename = args[1] if len(args) > 1 and type(args[1]) is str else ""  # no str() of what it was given
             if not filename.startswith("/") or not agent_on_stack():
                 return  # "<string>" and the like claim no file
             what = "compiled" if event == "compile" else "made"
             real = os.path.realpath(filename)
             if filename.startswith(image_files):
                 note = f"audit: code {what} as {filename} by code the agent wrote"
-            elif real in test_codes:
+            elif real in test_paths:
                 note = f"audit: code {what} as the test file {filename} by code the agent wrote"
             elif in_repo(real) and normpath(filename) not in hook_agent_files and not (
                     event == "compile" and compiled_from(real, args[0])):
@@ -507,31 +686,14 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             return None
         return note
 
-    def merge_outcome(outcomes, node, when, status):
-        """Fold one phase's status (None: the phase passed) into ``outcomes[node]``: a failure or error sticks,
-        a teardown that passed leaves the call's status (or makes it ``passed`` when there is none)."""
-        prev = outcomes.get(node)
-        if status is None:
-            status = prev or ("passed" if when == "teardown" else None)
-            if status is None:
-                return
-        if prev in ("error", "failed") and status not in ("error", "failed"):
-            return
-        if prev == "passed" and when == "teardown" and status == "passed":
-            return
-        outcomes[node] = status
-
     class Reporter:
         def __init__(self):
-            self.outcomes = {}
             self.collect_errors = []
             self.hooks0 = None
             self.plugins0 = None
             self.items = {}
             self.session_exit = None
             self.checked = False
-            self.must_run = {}  # nodeid -> the test file's code object its call phase must run to the end
-            self.ran = set()
 
         def _hooks(self, pm):
             out = {"pm._inner_hookexec": getattr(pm, "_inner_hookexec", None),
@@ -566,8 +728,11 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
 
         @pytest.hookimpl(trylast=True)
         def pytest_collection_finish(self, session):
-            for note in check_test_code(session.items):  # first: it gives the tests their marked code
-                found(note)
+            audit = "\0rowgym-audit\0"  # sys.audit, a constant (see forward)
+            audit("rowgym.harness.collected", session)  # first: the hook gives the tests their marked code
+            self.after_collection(session)
+
+        def after_collection(self, session):
             for item in session.items:
                 obj = getattr(item, "obj", None)
                 code = getattr(obj, "__code__", None) or getattr(getattr(obj, "__func__", None), "__code__", None)
@@ -578,43 +743,12 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 ok = (mod is None or isinstance(mod, _pytest.assertion.rewrite.AssertionRewritingHook)
                       or type(mod).__module__ in ("_frozen_importlib_external", "importlib._bootstrap_external"))
                 if not ok:
-                    found(f"test module of {item.nodeid} loaded by {type(mod).__module__}."
-                                    f"{type(mod).__qualname__}")
-
-        @pytest.hookimpl(hookwrapper=True, tryfirst=True)
-        def pytest_runtest_call(self, item):
-            completed.clear()
-            try:
-                yield
-            finally:
-                code = self.must_run.get(item.nodeid)
-                if code is not None and id(code) in completed:
-                    self.ran.add(item.nodeid)
+                    found(f"test module of {item.nodeid} loaded by {type(mod).__module__}.{type(mod).__qualname__}")
 
         def pytest_runtest_logreport(self, report):
-            node, when = report.nodeid, report.when
-            xfail = hasattr(report, "wasxfail")
-            if when == "call" and type(report).__name__ == "SubtestReport":  # pytest >= 9, before the test's own
-                if report.failed:
-                    merge_outcome(self.outcomes, node, when, "failed")
-                    record("rowgym.harness.outcome", node, when, "failed")
-                return
-            if when == "call":
-                status = ("xpass" if xfail else "passed") if report.passed else \
-                         "failed" if report.failed else ("xfail" if xfail else "skipped")
-                if status == "passed" and node in self.must_run and node not in self.ran:
-                    found(f"test {node} was reported passed but its code did not run to the end")
-                    status = "unverified"
-            elif report.failed:
-                status = "error"
-            elif report.skipped and when == "setup":
-                status = "xfail" if xfail else "skipped"
-            else:
-                status = None  # a phase that passed: the test's outcome stays (a teardown with none: passed)
-            merge_outcome(self.outcomes, node, when, status)
-            # the outcomes the finished record carries are the hook's, merged from these events as they come:
-            # this dict is reachable from pytest's plugin manager, and a thread of the code under test rewrote it
-            record("rowgym.harness.outcome", node, when, status)
+            # the hook reads the outcome from the report, checks it came from pytest's runner, and keeps it
+            audit = "\0rowgym-audit\0"  # sys.audit, a constant (see forward)
+            audit("rowgym.harness.report", report)
 
         @pytest.hookimpl(trylast=True)
         def pytest_sessionfinish(self, session, exitstatus):
@@ -673,373 +807,44 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 continue
         return out
 
-    class PassHookIni:  # the one ini value pytest's rewriter reads, for the variant with the assertion pass hook
-        def getini(self, name):
-            if name != "enable_assertion_pass_hook":
-                raise ValueError(name)
-            return True
+    # The graded tests' machinery (marks, comparisons, which tests must run) lives in a private copy of
+    # ``_make_tests`` that only the audit hook holds; pytest's rewriter and the reporter get forwarders whose one
+    # way out is ``sys.audit`` held as a constant of their code (``forward``), so no cell, default or global the
+    # code under test could rebind stands between them and the hook.
+    import builtins as builtins_module
+    import random
 
-    # Evidence that a test ran, from outside pytest's hooks (which the code under test can reach): each
-    # collected test function runs a marked twin of the test file's code (pytest imports it, see
-    # :func:`rewrite_test`), the same code with every return (and the end of the body) passing its value
-    # through `completion_mark`, a constant of that code and no name in any namespace. A passed report counts
-    # only if the test's marked code reached one of those returns during its call phase: an exception
-    # propagating never does, and neither does a hook proxy, a plugin or a wrapper that answers for the test
-    # without running it. No trace function: only the image may set one while tests run.
-    MARK = "\0rowgym-completion-mark\0"  # the placeholder constant the marked code calls; replaced by the mark
-    MARK_COL = 1 << 20  # the column of a mark call's own instructions: no real source line is that long
-    completed = set()  # id(marked code) that reached a return in the current call phase
-    mark_sites = set()  # (id(marked code), f_lasti) while a frame of it calls the mark
-    mark_owners = set()  # (id(marked code), id(globals)) of the collected test functions given that code
-    has_positions = hasattr(types.CodeType, "co_positions")  # Python >= 3.11
-    getframe = sys._getframe
-
-    def completion_mark(value=None):
-        try:
-            # the caller must be marked code at a mark call (not code that got hold of the mark), run as the
-            # test function pytest collected runs it: with its module's globals (not a copy made to pass)
-            f = getframe(1)
-            if ((id(f.f_code), f.f_lasti if has_positions else -1) in mark_sites
-                    and (id(f.f_code), id(f.f_globals)) in mark_owners):
-                completed.add(id(f.f_code))
-        except Exception:
-            pass
-        return value
-
-    hook_exempt_codes.append(completion_mark.__code__)
-
-    # Values that lie about comparing: ``add`` returning an object whose ``__eq__`` always answers True passes
-    # ``assert add(1, 2) == 3`` (and every other ``==`` assert) with the bug unfixed. Every operand of a comparison
-    # in a graded test's asserts goes through ``probe_value`` first: a value that is not plain data (exact
-    # builtin scalars and containers, looked into) is compared with values it cannot have been meant to equal
-    # (random numbers and text, an object of a class made here), a random number of them in a random order, so
-    # that a liar cannot count its way past them either. A genuine ``__eq__`` says no to all of them; one that
-    # says yes (or a ``!=`` / ``in`` / ordering that does the like) is a signed finding at once.
-    PROBE = "\0rowgym-probe\0"  # the placeholder constant the asserts' operands are passed through
-    plain_scalars = frozenset({int, float, complex, str, bytes, bool, type(None)})
-    plain_containers = frozenset({list, tuple, dict, set, frozenset})
-    rand_bytes = os.urandom
-
-    class Unmet:  # what no value under test was ever meant to equal
-        __slots__ = ()
-
-    def near(y):
-        """Values close to ``y`` (the other operand, when plain) and different from it: a liar cannot tell them
-        from ``y`` without knowing ``y``, which is what the assert checks (a look at the probes' size or kind no
-        longer tells them apart)."""
-        t = type(y)
-        if y is None or t is bool:
-            return [not y, 0 if y is None else None]
-        if t is int:
-            return [y + 1, y - 1, -y - 7]
-        if t is float:
-            return [y + 1.5, -y - 7.25] if y == y and abs(y) < 1e300 else []
-        if t in (str, bytes):
-            extra = "\u2060r" if t is str else b"\0r"
-            return [y + extra, y[:-1] if y else extra]
-        if t in (list, tuple):
-            return [y + t((Unmet(),)), y[:-1] if y else t((0,))]
-        if t is dict:
-            return [{**y, "\0rowgym": 1}, {} if y else {"r": 1}]
-        if t in (set, frozenset):
-            return [y | {"\0rowgym"}, t() if y else t({0})]
-        return []
-
-    no_hint = Unmet()
-
-    def probes(hint):
-        """(value, near) pairs: values near ``hint`` (the other operand, when plain data), one each of every plain
-        kind, objects of a class made here (so a liar that says yes to one kind only is still asked), a random
-        number of them, shuffled."""
-        r = int.from_bytes(rand_bytes(8), "little")
-        pool = [(v, True) for v in (near(hint) if hint is not no_hint else [])]
-        pool += [(v, False) for v in (Unmet(), (1 << 80) + r, float((1 << 60) + r), f"rowgym{r:x}",
-                                      ((1 << 80) + r,), [f"{r:x}"], {f"{r:x}": r})]
-        pool += [(Unmet(), False) for _ in range(rand_bytes(1)[0] % 4)]
-        return sorted(pool, key=lambda _: rand_bytes(2))
-
-    op_eq, op_lt, op_gt = operator.eq, operator.lt, operator.gt  # bound before any repository code runs
-
-    def op_ne(a, b):  # a lie says "not different"
-        return not (a != b)
-
-    def op_in(a, b):
-        return b in a
-
-    def lies(v, hint):
-        """How ``v`` (not plain data) answers probes it should refuse, or None."""
-        contains = hasattr(type(v), "__contains__")
-        for other, is_near in probes(hint if type(hint) in plain_scalars or type(hint) in plain_containers
-                                     else no_hint):
-            # an order only against the made object: a str or int subclass may rightly be < a number; and `in`
-            # not for values near the other operand (a part of a string is in it)
-            made = type(other) is Unmet
-            for op, ask in (("==", op_eq), ("!=", op_ne), ("in", op_in if contains and not is_near else None),
-                            ("<", op_lt if made else None), (">", op_gt if made else None)):
-                if ask is None:
-                    continue
-                try:
-                    if ask(v, other):
-                        return f"{op} {type(other).__name__}"
-                except Exception:
-                    continue
-        return None
-
-    def probe_value(value, hint=no_hint):
-        """``value``, after its non-plain parts (at most 100,000 looked at) answered the probes; ``hint``: the
-        operand it is compared with (pytest's rewritten asserts; the parts inside containers get no hint)."""
-        try:
-            todo, budget = [value], 100_000
-            while todo and budget > 0:
-                v = todo.pop()
-                budget -= 1
-                cls = type(v)
-                if cls in plain_scalars:
-                    continue
-                if cls in plain_containers:
-                    todo += list(v.items()) if cls is dict else v
-                    continue
-                lie = lies(v, hint if v is value else no_hint)
-                if lie is not None:
-                    record("rowgym.harness.finding", f"a value compared in a graded test's assert (a {cls.__module__}."
-                                                      f"{cls.__qualname__}) holds {lie} for a value it was never meant "
-                                                      f"to match")
-                    break
-        except Exception:
-            pass
-        return value
-
-    hook_exempt_codes.append(probe_value.__code__)
-
-    def guard_compares(tree, rewritten):
-        """Pass every operand of the asserts' comparisons through :func:`probe_value`: in pytest's rewritten code,
-        the comparisons of its ``@py_assert`` temporaries (its explanations use the temporaries, so they read as
-        before); in a plain import, the comparisons inside ``assert`` statements."""
-        def wrap(node, hint=None):
-            args = [node] if hint is None else [node, ast.copy_location(ast.Name(hint.id, ast.Load()), node)]
-            return ast.copy_location(ast.Call(func=ast.copy_location(ast.Constant(PROBE), node), args=args,
-                                              keywords=[]), node)
-
-        def temp(n):
-            return isinstance(n, ast.Name) and n.id.startswith("@py_assert")
-
-        roots = [tree] if rewritten else [n.test for n in ast.walk(tree) if isinstance(n, ast.Assert)]
-        for root in roots:
-            for node in ast.walk(root):
-                if isinstance(node, ast.Compare) and (not rewritten or (
-                        temp(node.left) and all(temp(c) for c in node.comparators))):
-                    ops = [node.left, *node.comparators]
-                    # the rewriter's temporaries can be read twice: each operand is probed near its neighbour's value
-                    hints = [ops[i + 1] if i + 1 < len(ops) else ops[i - 1] for i in range(len(ops))] if rewritten \
-                        else [None] * len(ops)
-                    node.left = wrap(ops[0], hints[0])
-                    node.comparators = [wrap(c, h) for c, h in zip(ops[1:], hints[1:], strict=True)]
-
-    def mark_return(node, field="value"):
-        """``return X`` -> ``return MARK(X)`` (``lambda: X`` -> ``lambda: MARK(X)`` with ``field="body"``); every
-        location set by hand (``ast.fix_missing_locations`` would also touch the assertion rewriter's nodes)."""
-        at = {"lineno": node.lineno, "end_lineno": node.lineno, "col_offset": MARK_COL, "end_col_offset": MARK_COL}
-        setattr(node, field, ast.Call(func=ast.Constant(MARK, **at), args=[getattr(node, field) or ast.Constant(
-            None, **at)], keywords=[], **at))
-
-    def mark_function(fn):
-        mark_returns(fn.body)
-        last = fn.body[-1].end_lineno or fn.body[-1].lineno
-        end = ast.Return(value=None, lineno=last, end_lineno=last, col_offset=0, end_col_offset=0)
-        mark_return(end)
-        fn.body.append(end)
-
-    def mark_returns(stmts):
-        """Marks the returns among ``stmts`` and the statements they hold (only statements hold returns or
-        defs, so expressions are never walked); a nested def is marked as its own function."""
-        for st in stmts:
-            if isinstance(st, ast.Return):
-                mark_return(st)
-            elif isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                mark_function(st)
-            elif isinstance(st, (ast.Assign, ast.AnnAssign)) and isinstance(st.value, ast.Lambda):
-                mark_return(st.value, "body")  # test_x = lambda: ...
-            else:
-                for field in ("body", "orelse", "finalbody"):
-                    sub = getattr(st, field, None)
-                    if isinstance(sub, list):
-                        mark_returns(sub)
-                for part in (getattr(st, "handlers", None) or []) + (getattr(st, "cases", None) or []):
-                    mark_returns(part.body)
-
-    marked = {}  # id -> marked code, kept alive so the ids in mark_sites, mark_owners and completed stay theirs
-
-    def with_mark(code):
-        """``code`` with the placeholder constant replaced by :func:`completion_mark`, its call sites recorded."""
-        consts = tuple(completion_mark if type(c) is str and c == MARK else probe_value if type(c) is str and c == PROBE
-                       else with_mark(c)
-                       if isinstance(c, types.CodeType) else c for c in code.co_consts)
-        out = code.replace(co_consts=consts)
-        if completion_mark in consts:
-            marked[id(out)] = out
-            if has_positions:
-                mark_sites.update((id(out), 2 * i) for i, pos in enumerate(out.co_positions()) if pos[2] == MARK_COL)
-            else:
-                mark_sites.add((id(out), -1))
-        return out
-
-    def nested_codes(code):
-        return [c for c in code.co_consts if isinstance(c, types.CodeType)]
-
-    test_sources = test_file_sources()  # realpath -> bytes, read before any repository code runs
-    test_codes = {p: {} for p in test_sources}  # realpath -> qualname -> [(reference code or None, marked twin or None)]
-    variants = {}  # (realpath, variant) -> its marked top-level code (None: not compiled or not markable)
     hashed_pyc = "source_hash" in _pytest.assertion.rewrite._rewrite_test.__code__.co_names  # pytest >= 8.1
+    private_tests = types.FunctionType(_make_tests.__code__, {"__builtins__": dict(vars(builtins_module))},
+                                       "_make_tests")
+    tests = private_tests(test_file_sources(), root, os, ast, types, warnings, importlib.util.source_hash,
+                          _pytest.assertion.rewrite.rewrite_asserts, random.Random(os.urandom(32)), sys.audit,
+                          hashed_pyc)
+    del private_tests
+    test_paths = tests[4]
+    AUDIT, FALLBACK = "\0rowgym-audit\0", "\0rowgym-fallback\0"  # placeholder constants, see ``forward``
+    constants = {AUDIT: sys.audit, FALLBACK: _pytest.assertion.rewrite._rewrite_test}
 
-    def compile_variant(path, variant):
-        """Compile the graded test file at ``path`` from its bytes read at start: ``rewritten`` as pytest's
-        assertion rewriter does, ``pass_hook`` the same with its assertion pass hook, ``plain`` as a normal
-        import does. Records (reference, marked twin) pairs by qualname and returns the marked top-level
-        code. ``rewritten`` needs no reference: pytest runs this code itself (:func:`rewrite_test`)."""
-        key = (path, variant)
-        if key in variants:
-            return variants[key]
-        variants[key] = None
-        source = test_sources[path]
-        try:
-            tree = ast.parse(source, filename=path)
-            if variant != "plain":
-                _pytest.assertion.rewrite.rewrite_asserts(
-                    tree, source, path, PassHookIni() if variant == "pass_hook" else None)
-            top = None if variant == "rewritten" else compile(
-                source if variant == "plain" else tree, path, "exec", dont_inherit=True)
-        except Exception:
-            return None
-        try:
-            guard_compares(tree, variant != "plain")
-            mark_returns(tree.body)  # the same tree, compiled already
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "'str' object is not callable": the placeholder, replaced below
-                twin = with_mark(compile(tree, path, "exec", dont_inherit=True))
-        except Exception:  # a harness limit, not the agent's doing; these tests are then never verified
-            twin = None
-        stack = [(top, twin)] if top is not None or twin is not None else []
-        while stack:
-            ref, ref_twin = stack.pop()
-            refs = nested_codes(ref) if ref is not None else None
-            twins = nested_codes(ref_twin) if ref_twin is not None else None
-            n = len(refs if refs is not None else twins)
-            pairs = list(zip(refs or [None] * n, twins or [None] * n, strict=True))
-            for c, t in pairs:
-                test_codes[path].setdefault((c or t).co_qualname, []).append((c, t))
-            stack += pairs
-        variants[key] = twin
-        return twin
+    def forward(fn):
+        """``fn`` with its placeholder constants replaced by what they stand for (``sys.audit``, pytest's own
+        ``_rewrite_test``), bound now: no name lookup the code under test could rebind reaches them."""
+        fn.__code__ = fn.__code__.replace(co_consts=tuple(constants.get(c, c) if type(c) is str else c
+                                                         for c in fn.__code__.co_consts))
+        return fn
 
-    for p in test_sources:
-        compile_variant(p, "rewritten")
-    pytest_rewrite_test = _pytest.assertion.rewrite._rewrite_test
-
+    @forward
     def rewrite_test(fn, config):
-        """pytest's ``_rewrite_test`` (the compile step of its assertion rewriter) for a graded test file: the
-        harness's marked code, compiled from the bytes read before any repository code ran. pytest would
-        compile the same code again; now it compiles nothing, so the evidence costs no extra compile."""
-        path = os.path.realpath(str(fn))
-        if path in test_sources:
-            hook = bool(config.getini("enable_assertion_pass_hook")) if config is not None else False
-            twin = compile_variant(path, "pass_hook" if hook else "rewritten")
-            if twin is not None:  # the first value is only for writing a pyc, which the harness never does
-                first = importlib.util.source_hash(test_sources[path]) if hashed_pyc else os.stat(path)
-                return first, twin
-        return pytest_rewrite_test(fn, config)
+        """pytest's ``_rewrite_test`` (the compile step of its assertion rewriter): for a graded test file, the
+        harness's marked code, compiled from the bytes read before any repository code ran (the hook answers)."""
+        audit, fallback, box = "\0rowgym-audit\0", "\0rowgym-fallback\0", []  # constants: see forward
+        audit("rowgym.harness.rewrite", fn, config, box)
+        return box[0] if box and box[0] is not None else fallback(fn, config)
 
     _pytest.assertion.rewrite._rewrite_test = rewrite_test  # before the fingerprint, which then guards it
 
-    def genuine_code(fn, wanted, strict):
-        """``(function, (code, marked twin))`` for the function that calling ``fn`` would run whose code is one of
-        ``wanted`` (the test file's code for that name), or None: ``fn`` itself, or a function a wrapper (a
-        decorator's) holds through ``__wrapped__`` and closure cells, four layers at most. ``strict``: a wrapper's
-        code must come from a real file (the test file, the repository, the image), never from a string
-        compiled at run time. Holding the test is not running it: its marked twin checks that it ran to the end."""
-        todo, seen = [(fn, 0)], set()
-        while todo:
-            f, depth = todo.pop()
-            if isinstance(f, types.MethodType):
-                f = f.__func__
-            if not isinstance(f, types.FunctionType) or id(f) in seen or depth > 4:
-                continue
-            seen.add(id(f))
-            code = f.__code__
-            for pair in wanted:
-                if (pair[1] is not None and code is pair[1]) or (pair[0] is not None and code == pair[0]):
-                    return f, pair
-            if strict and not (os.path.isabs(code.co_filename) and os.path.isfile(code.co_filename)):
-                continue
-            inner = [vars(f).get("__wrapped__")]
-            for cell in f.__closure__ or ():
-                try:
-                    inner.append(cell.cell_contents)
-                except ValueError:
-                    pass
-            todo += [(g, depth + 1) for g in inner if g is not None]
-        return None
-
-    def give_marked_code(fn, twin):
-        if fn.__code__ is not twin:
-            fn.__code__ = twin  # the audit hook lets only this function do it
-        mark_owners.add((id(twin), id(fn.__globals__)))  # module dicts live as long as their modules
-
-    def find(path, qualname, fn, strict):
-        """(known, found): whether the graded test file defines ``qualname``, and :func:`genuine_code` of ``fn``
-        for it among the variants compiled so far, then the plain one (a file imported without the rewriter)."""
-        while True:
-            wanted = test_codes[path].get(qualname)
-            # a test whose node id does not name its code (an inherited method, a factory's function, a
-            # lambda) may run any of the file's code
-            pool = wanted or [pair for pairs in test_codes[path].values() for pair in pairs]
-            found = genuine_code(fn, pool, strict) if pool else None
-            if found is not None or (path, "plain") in variants:
-                return wanted is not None, found
-            compile_variant(path, "plain")
-
-    def check_test_code(items):
-        """Findings for collected tests (and the functions of their modules) that do not run the graded
-        test files' own code."""
-        out, modules = [], {}
-        for item in items:
-            try:
-                path = os.path.realpath(str(getattr(item, "path", None) or item.fspath))
-            except Exception:
-                continue
-            if path not in test_codes:
-                continue
-            names = item.nodeid.split("::")[1:]
-            if not names:
-                continue
-            names[-1] = getattr(item, "originalname", None) or names[-1].split("[", 1)[0]
-            known, found = find(path, ".".join(names), getattr(item, "obj", None), True)
-            if found is not None:
-                fn, (_, twin) = found
-                if twin is not None:
-                    give_marked_code(fn, twin)
-                if twin is None or id(twin) in marked:  # None (no marked code could be made): never verified;
-                    reporter.must_run[item.nodeid] = twin  # a lambda has no return statement to mark
-            elif known:
-                out.append(f"test {item.nodeid} does not run the test file's code for it")
-            mod = getattr(item, "module", None)
-            if isinstance(mod, types.ModuleType):
-                modules[id(mod)] = (mod, path)
-        for mod, path in modules.values():
-            ns = vars(mod)
-            for qualname in list(test_codes[path]):
-                owner, _, name = qualname.rpartition(".")
-                if "<" in qualname or "." in owner:
-                    continue
-                obj = ns.get(owner) if owner else ns
-                if owner and not isinstance(obj, type):
-                    continue
-                fn = vars(obj).get(name) if owner else obj.get(name)
-                fn = getattr(fn, "__func__", fn) if isinstance(fn, (classmethod, staticmethod)) else fn
-                if isinstance(fn, types.FunctionType) and find(path, qualname, fn, False)[1] is None:
-                    out.append(f"{qualname} of {os.path.relpath(path, root)} is not the test file's code")
-        return out
-
     reporter = Reporter()
+    forward(Reporter.pytest_collection_finish)
+    forward(Reporter.pytest_runtest_logreport)
     # Repository code can reach the reporter without an audited call (pytest's plugin manager is kept in class
     # attributes, e.g. the debugging plugin's): its attributes and its class must be the ones it started with
     # (its containers: the scalars it sets itself as the session goes)
@@ -1049,7 +854,14 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     hooks_path0 = list(sys.path_hooks)
     before = fingerprint()
     record = sys.audit  # bound now, like everything the harness calls after repository code ran
-    own_codes, todo = set(), [frame_at(0).f_code]  # _main's code and every code object it holds, by identity
+    # _main's code, the tests' machinery's and every code object they hold, by identity (the private copy of
+    # _make_tests runs the same code objects)
+    own_codes, todo = set(), [_make_tests.__code__, _start.__code__, rewrite_test.__code__,
+                              Reporter.pytest_collection_finish.__code__, Reporter.pytest_runtest_logreport.__code__]
+    f = frame_at(0)
+    while f is not None:  # this thread's frames: _main, and _start's function that runs it
+        todo.append(f.f_code)
+        f = f.f_back
     while todo:
         c = todo.pop()
         own_codes.add(id(c))
@@ -1057,9 +869,12 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     runner_codes = (Reporter.pytest_runtest_logreport.__code__, _pytest.runner.call_and_report.__code__,
                     _pytest.runner.runtestprotocol.__code__, _pytest.runner.pytest_runtest_protocol.__code__,
                     _pytest.main.pytest_runtestloop.__code__)
-    sys.addaudithook(make_hook(conf.pop("key"), detect, frozenset(own_codes), image_code, runner_codes,
-                               os.path.dirname(pluggy.__file__) + os.sep, merge_outcome,
-                               lambda name: normpath(name) in hook_agent_files))  # the key lives on only in the hook's closure
+    collect_codes = (Reporter.pytest_collection_finish.__code__, _pytest.main.Session.perform_collect.__code__)
+    hook = make_hook(conf.pop("key"), detect, frozenset(own_codes), image_code, runner_codes, collect_codes,
+                     os.path.dirname(pluggy.__file__) + os.sep, lambda name: normpath(name) in hook_agent_files, tests)
+    del tests
+    sys.addaudithook(hook)  # the key and the tests' machinery live on only in the hook's closure
+    del hook
     record("rowgym.harness.record", "started", {"pytest": pytest.__version__,
                                                 "pluggy": getattr(pluggy, "__version__", "?")})
 
@@ -1087,10 +902,10 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
         problems.append("a trace or profile function is still installed")
     swapped = sorted(k for k, v in reporter_attrs0.items() if vars(reporter).get(k) is not v or type(v) is not type(
         vars(reporter).get(k))) + sorted(k for k, v in reporter_class0.items() if vars(Reporter).get(k) is not v)
-    if swapped or type(reporter.outcomes) is not dict or set(vars(Reporter)) != set(reporter_class0):
+    if swapped or set(vars(Reporter)) != set(reporter_class0):
         problems.append(f"the harness's reporter was changed by the code under test: {swapped[:5]}")
     record("rowgym.harness.record", "finished", {"exit": int(code) if isinstance(code, int) else -1, "error": error,
-                      "session_exit": reporter.session_exit, "outcomes": reporter.outcomes,
+                      "session_exit": reporter.session_exit, "outcomes": {},  # the hook's own are written
                       "collect_errors": reporter.collect_errors[:50],
                       "tamper": (findings + problems)[:50]})
     try:
@@ -1099,6 +914,435 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     except Exception:
         pass
     exit_now(0)
+
+
+def _make_tests(sources, root, os, ast, types, warnings, source_hash, rewrite_asserts, rng, audit, hashed_pyc):
+    """The graded test files' machinery, held by the audit hook alone: ``(rewrite, collected, mark_ok, compare)``.
+
+    Made once, before any repository code runs, as a copy with a private globals dict (a snapshot of the builtins)
+    and every module it uses as a parameter, and handed to the hook, which nothing reachable holds: the code under
+    test cannot read or rebind anything these functions use (a function pytest or the reporter holds has its
+    closure cells, defaults and globals open to it without an audited call; a fifth red-team round switched the
+    equality probe off that way, added its test to the tests that ran, and swapped a test file's bytes before the
+    harness compiled them). ``sources``: realpath -> the bytes of each graded test file, read at start.
+
+    * ``rewrite(fn, config)``: pytest's ``_rewrite_test`` for a graded test file: its marked twin (see below),
+      compiled from those bytes, or None (pytest's own compile).
+    * ``collected(session)``: after collection, give each collected test of a graded file its marked twin and say
+      which twin must reach a return for a passed report to count: ``(findings, must_run)``, node id -> id(twin),
+      or None where no twin could be made (the test is then never verified).
+    * ``mark_ok(frame)``: whether ``frame`` (calling the mark) runs a marked twin at a mark, as the test function
+      pytest collected runs it: with its module's globals (not a copy made to pass).
+    * ``compare(a, b, op)``: an assert's comparison, made here among probes (see ``lies_of``).
+
+    Evidence that a test ran, from outside pytest's hooks: each collected test function runs a marked twin of the
+    test file's code, the same code with every return (and the end of the body) also calling ``sys.audit`` (a
+    constant of that code, no name anyone can rebind) with ``rowgym.harness.mark``; the hook counts it only from a
+    mark site of a twin run by its collected test. A passed report counts only if the test's twin reached a
+    return during its call phase: an exception propagating never does, and neither does a hook proxy, a plugin or
+    a wrapper that answers for the test without running it.
+    """
+    MARK_COL = 1 << 20  # the column of a mark's own instructions: no real source line is that long
+    AUDIT = "\0rowgym-audit\0"  # the placeholder constant replaced by ``audit`` (sys.audit)
+    BOX = "@py_rowgym_box"  # a name no source can write: the list the hook answers a comparison in
+    has_positions = hasattr(types.CodeType, "co_positions")  # Python >= 3.11
+    mark_sites = set()  # (id(twin), f_lasti) while a frame of it calls the mark
+    mark_owners = set()  # (id(twin), id(globals)) of the collected test functions given that twin
+    marked = {}  # id -> twin, kept alive so the ids above stay theirs
+    test_codes = {p: {} for p in sources}  # realpath -> qualname -> [(reference code or None, twin or None)]
+    variants = {}  # (realpath, variant) -> its marked top-level code (None: not compiled or not markable)
+
+    class PassHookIni:  # the one ini value pytest's rewriter reads, for the variant with the assertion pass hook
+        def getini(self, name):
+            if name != "enable_assertion_pass_hook":
+                raise ValueError(name)
+            return True
+
+    def mark_return(node, field="value"):
+        """``return X`` -> ``return (X, AUDIT("rowgym.harness.mark"))[0]`` (``lambda: X`` likewise with
+        ``field="body"``); X runs first, so a return whose value raises is no mark. Every location set by hand
+        (``ast.fix_missing_locations`` would also touch the assertion rewriter's nodes)."""
+        at = {"lineno": node.lineno, "end_lineno": node.lineno, "col_offset": MARK_COL, "end_col_offset": MARK_COL}
+        value = getattr(node, field) or ast.Constant(None, **at)
+        call = ast.Call(func=ast.Constant(AUDIT, **at), args=[ast.Constant("rowgym.harness.mark", **at)], keywords=[],
+                        **at)
+        setattr(node, field, ast.Subscript(value=ast.Tuple(elts=[value, call], ctx=ast.Load(), **at),
+                                           slice=ast.Constant(0, **at), ctx=ast.Load(), **at))
+
+    def mark_function(fn):
+        mark_returns(fn.body)
+        last = fn.body[-1].end_lineno or fn.body[-1].lineno
+        end = ast.Return(value=None, lineno=last, end_lineno=last, col_offset=0, end_col_offset=0)
+        mark_return(end)
+        fn.body.append(end)
+
+    def mark_returns(stmts):
+        """Marks the returns among ``stmts`` and the statements they hold (only statements hold returns or
+        defs, so expressions are never walked); a nested def is marked as its own function."""
+        for st in stmts:
+            if isinstance(st, ast.Return):
+                mark_return(st)
+            elif isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                mark_function(st)
+            elif isinstance(st, (ast.Assign, ast.AnnAssign)) and isinstance(st.value, ast.Lambda):
+                mark_return(st.value, "body")  # test_x = lambda: ...
+            else:
+                for field in ("body", "orelse", "finalbody"):
+                    sub = getattr(st, field, None)
+                    if isinstance(sub, list):
+                        mark_returns(sub)
+                for part in (getattr(st, "handlers", None) or []) + (getattr(st, "cases", None) or []):
+                    mark_returns(part.body)
+
+    op_names = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.In: "in",
+                ast.NotIn: "not in"}
+
+    def guard_compares(tree, rewritten):
+        """Every comparison an assert makes (in pytest's rewritten code, those of its ``@py_assert`` temporaries,
+        whose explanations then read as before; in a plain import, the one-operator comparisons inside ``assert``
+        statements) becomes ``(AUDIT("rowgym.harness.compare", a, b, op, (box := [])), box)[1][0]``: the hook makes
+        it (see ``compare``) and answers in the fresh list."""
+        def temp(n):
+            return isinstance(n, ast.Name) and n.id.startswith("@py_assert")
+
+        def made(node):
+            loc = node.comparators[0]
+            box = ast.NamedExpr(target=ast.Name(BOX, ast.Store()), value=ast.List(elts=[], ctx=ast.Load()))
+            call = ast.Call(func=ast.Constant(AUDIT), args=[ast.Constant("rowgym.harness.compare"), node.left,
+                                                            node.comparators[0], ast.Constant(op_names[type(node.ops[0])]),
+                                                            box], keywords=[])
+            out = ast.Subscript(value=ast.Subscript(value=ast.Tuple(elts=[call, ast.Name(BOX, ast.Load())],
+                                                                    ctx=ast.Load()),
+                                                    slice=ast.Constant(1), ctx=ast.Load()),
+                                slice=ast.Constant(0), ctx=ast.Load())
+            for n in ast.walk(out):
+                if n is not node.left and n is not loc and "lineno" in n._attributes and not hasattr(n, "lineno"):
+                    ast.copy_location(n, node)
+            return ast.copy_location(out, node)
+
+        class Guard(ast.NodeTransformer):
+            def visit_Compare(self, node):
+                self.generic_visit(node)
+                if len(node.ops) != 1 or type(node.ops[0]) not in op_names:
+                    return node
+                if rewritten and not (temp(node.left) and temp(node.comparators[0])):
+                    return node
+                return made(node)
+
+        if rewritten:
+            Guard().visit(tree)
+        else:
+            for n in list(ast.walk(tree)):
+                if isinstance(n, ast.Assert):
+                    n.test = Guard().visit(n.test)
+
+    def with_mark(code):
+        """``code`` with the placeholder constant replaced by ``audit``, its mark sites recorded."""
+        consts = tuple(audit if type(c) is str and c == AUDIT else with_mark(c) if isinstance(c, types.CodeType)
+                       else c for c in code.co_consts)
+        out = code.replace(co_consts=consts)
+        marks = [i for i, pos in enumerate(out.co_positions()) if pos[2] == MARK_COL] if has_positions else [-1]
+        if marks and "rowgym.harness.mark" in consts:
+            marked[id(out)] = out
+            mark_sites.update((id(out), 2 * i if i >= 0 else -1) for i in marks)
+        return out
+
+    def nested_codes(code):
+        return [c for c in code.co_consts if isinstance(c, types.CodeType)]
+
+    def compile_variant(path, variant):
+        """Compile the graded test file at ``path`` from its bytes read at start: ``rewritten`` as pytest's
+        assertion rewriter does, ``pass_hook`` the same with its assertion pass hook, ``plain`` as a normal
+        import does. Records (reference, twin) pairs by qualname and returns the marked top-level code.
+        ``rewritten`` needs no reference: pytest runs this code itself (``rewrite``)."""
+        key = (path, variant)
+        if key in variants:
+            return variants[key]
+        variants[key] = None
+        source = sources[path]
+        try:
+            tree = ast.parse(source, filename=path)
+            if variant != "plain":
+                rewrite_asserts(tree, source, path, PassHookIni() if variant == "pass_hook" else None)
+            top = None if variant == "rewritten" else compile(
+                source if variant == "plain" else tree, path, "exec", dont_inherit=True)
+        except Exception:
+            return None
+        try:
+            guard_compares(tree, variant != "plain")
+            mark_returns(tree.body)  # the same tree, compiled already
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "'str' object is not callable": the placeholder, replaced below
+                twin = with_mark(compile(tree, path, "exec", dont_inherit=True))
+        except Exception:  # a harness limit, not the agent's doing; these tests are then never verified
+            twin = None
+        stack = [(top, twin)] if top is not None or twin is not None else []
+        while stack:
+            ref, ref_twin = stack.pop()
+            refs = nested_codes(ref) if ref is not None else None
+            twins = nested_codes(ref_twin) if ref_twin is not None else None
+            n = len(refs if refs is not None else twins)
+            if refs is not None and twins is not None and len(refs) != len(twins):
+                twins = None  # the guard made a code object the reference lacks: keep the reference alone
+            pairs = list(zip(refs or [None] * n, twins or [None] * n, strict=True))
+            for c, t in pairs:
+                test_codes[path].setdefault((c or t).co_qualname, []).append((c, t))
+            stack += pairs
+        variants[key] = twin
+        return twin
+
+    for p in sources:
+        compile_variant(p, "rewritten")
+
+    def rewrite(fn, config):
+        """(first, twin) for pytest's rewriter, or None (pytest compiles the file itself)."""
+        path = os.path.realpath(str(fn))
+        if path not in sources:
+            return None
+        hook = bool(config.getini("enable_assertion_pass_hook")) if config is not None else False
+        twin = compile_variant(path, "pass_hook" if hook else "rewritten")
+        if twin is None:
+            return None
+        # the first value is only for writing a pyc, which the harness never does
+        return (source_hash(sources[path]) if hashed_pyc else os.stat(path)), twin
+
+    def genuine_code(fn, wanted, strict):
+        """``(function, (code, twin))`` for the function that calling ``fn`` would run whose code is one of
+        ``wanted`` (the test file's code for that name), or None: ``fn`` itself, or a function a wrapper (a
+        decorator's) holds through ``__wrapped__`` and closure cells, four layers at most. ``strict``: a wrapper's
+        code must come from a real file (the test file, the repository, the image), never from a string
+        compiled at run time. Holding the test is not running it: its marked twin checks that it ran to the end."""
+        todo, seen = [(fn, 0)], set()
+        while todo:
+            f, depth = todo.pop()
+            if isinstance(f, types.MethodType):
+                f = f.__func__
+            if not isinstance(f, types.FunctionType) or id(f) in seen or depth > 4:
+                continue
+            seen.add(id(f))
+            code = f.__code__
+            for pair in wanted:
+                if (pair[1] is not None and code is pair[1]) or (pair[0] is not None and code == pair[0]):
+                    return f, pair
+            if strict and not (os.path.isabs(code.co_filename) and os.path.isfile(code.co_filename)):
+                continue
+            inner = [vars(f).get("__wrapped__")]
+            for cell in f.__closure__ or ():
+                try:
+                    inner.append(cell.cell_contents)
+                except ValueError:
+                    pass
+            todo += [(g, depth + 1) for g in inner if g is not None]
+        return None
+
+    def find(path, qualname, fn, strict):
+        """(known, found): whether the graded test file defines ``qualname``, and ``genuine_code`` of ``fn``
+        for it among the variants compiled so far, then the plain one (a file imported without the rewriter)."""
+        while True:
+            wanted = test_codes[path].get(qualname)
+            # a test whose node id does not name its code (an inherited method, a factory's function, a
+            # lambda) may run any of the file's code
+            pool = wanted or [pair for pairs in test_codes[path].values() for pair in pairs]
+            found = genuine_code(fn, pool, strict) if pool else None
+            if found is not None or (path, "plain") in variants:
+                return wanted is not None, found
+            compile_variant(path, "plain")
+
+    def collected(session):
+        """(findings, must_run) for the collected tests (and the functions of their modules) of the graded files."""
+        out, modules, must_run = [], {}, {}
+        for item in list(session.items):
+            try:
+                path = os.path.realpath(str(getattr(item, "path", None) or item.fspath))
+            except Exception:
+                continue
+            if path not in test_codes:
+                continue
+            node = item.nodeid
+            if type(node) is not str:
+                out.append(f"a collected test's node id is a {type(node).__name__}")
+                continue
+            names = node.split("::")[1:]
+            if not names:
+                continue
+            names[-1] = getattr(item, "originalname", None) or names[-1].split("[", 1)[0]
+            known, found = find(path, ".".join(names), getattr(item, "obj", None), True)
+            if found is not None:
+                fn, (_, twin) = found
+                if twin is not None:
+                    if fn.__code__ is not twin:
+                        fn.__code__ = twin
+                    mark_owners.add((id(twin), id(fn.__globals__)))  # module dicts live as long as their modules
+                if twin is None or id(twin) in marked:  # None (no marked code could be made): never verified;
+                    must_run[node] = None if twin is None else id(twin)  # a lambda has no return statement to mark
+            elif known:
+                out.append(f"test {node} does not run the test file's code for it")
+            mod = getattr(item, "module", None)
+            if isinstance(mod, types.ModuleType):
+                modules[id(mod)] = (mod, path)
+        for mod, path in modules.values():
+            ns = vars(mod)
+            for qualname in list(test_codes[path]):
+                owner, _, name = qualname.rpartition(".")
+                if "<" in qualname or "." in owner:
+                    continue
+                obj = ns.get(owner) if owner else ns
+                if owner and not isinstance(obj, type):
+                    continue
+                fn = vars(obj).get(name) if owner else obj.get(name)
+                fn = getattr(fn, "__func__", fn) if isinstance(fn, (classmethod, staticmethod)) else fn
+                if isinstance(fn, types.FunctionType) and find(path, qualname, fn, False)[1] is None:
+                    out.append(f"{qualname} of {os.path.relpath(path, root)} is not the test file's code")
+        return out, must_run
+
+    def mark_ok(f):
+        code = f.f_code
+        return ((id(code), f.f_lasti if has_positions else -1) in mark_sites
+                and (id(code), id(f.f_globals)) in mark_owners)
+
+    # --- comparisons: a value that lies about comparing (``add`` returning an object whose ``__eq__`` always answers
+    # True passed every ``==`` assert with the bug unfixed). Each comparison an assert makes is made here, with
+    # probes for each operand that is not plain data (exact builtin scalars; containers looked into): values it
+    # cannot have been meant to match. The real comparison is one of the trials, in a random place among them, all
+    # made at one call site (a liar that looks at who calls it, or from how deep, sees the same for all).
+    plain_scalars = frozenset({int, float, complex, str, bytes, bool, type(None)})
+    plain_containers = frozenset({list, tuple, dict, set, frozenset})
+
+    class Unmet:  # what no value under test was ever meant to equal
+        __slots__ = ()
+
+    def near(y):
+        """Values close to ``y`` (the other operand, when plain) and different from it."""
+        t = type(y)
+        if y is None or t is bool:
+            return [not y, 0 if y is None else None]
+        if t is int:
+            return [y + 1, y - 1, -y - 7]
+        if t is float:
+            return [y + 1.5, -y - 7.25] if y == y and abs(y) < 1e300 else []
+        if t in (str, bytes):
+            extra = "\u2060r" if t is str else b"\0r"
+            return [y + extra, y[:-1] if y else extra]
+        if t in (list, tuple):
+            return [y + t((Unmet(),)), y[:-1] if y else t((0,))]
+        if t is dict:
+            return [{**y, "\0rowgym": 1}, {} if y else {"r": 1}]
+        if t in (set, frozenset):
+            return [y | {"\0rowgym"}, t() if y else t({0})]
+        return []
+
+    def decoys(y):
+        """Other values like ``y``, each with its own near values: a liar that works out the expected value from
+        the values near it finds several candidates, and is asked each."""
+        t = type(y)
+        if t is int:
+            return [y + rng.choice((-1, 1)) * rng.randint(2, 1000) for _ in range(2)]
+        if t is float and y == y and abs(y) < 1e300:
+            return [y + rng.choice((-1.0, 1.0)) * (1 + abs(y)) * rng.uniform(0.5, 2.0) for _ in range(2)]
+        if t is str and len(y) > 1:
+            out = []
+            for _ in range(2):
+                s = list(y)
+                rng.shuffle(s)
+                out.append("".join(s) if "".join(s) != y else y[::-1] + "\u2060")
+            return [d for d in out if d != y]
+        return []
+
+    def is_plain(v):
+        return type(v) in plain_scalars or type(v) in plain_containers
+
+    def eq(a, b):
+        return a == b
+
+    def ne(a, b):
+        return a != b
+
+    def lt(a, b):
+        return a < b
+
+    def le(a, b):
+        return a <= b
+
+    def gt(a, b):
+        return a > b
+
+    def ge(a, b):
+        return a >= b
+
+    def contains(a, b):
+        return a in b
+
+    def not_contains(a, b):
+        return a not in b
+
+    ops = {"==": eq, "!=": ne, "<": lt, "<=": le, ">": gt, ">=": ge, "in": contains, "not in": not_contains}
+
+    def flat(v):
+        """Whether ``v`` is plain data one level deep (scalars, or a container of them: asked in C, most asserts)."""
+        cls = type(v)
+        if cls in plain_scalars:
+            return True
+        if cls is dict:
+            return set(map(type, v)) <= plain_scalars and set(map(type, v.values())) <= plain_scalars
+        return cls in plain_containers and set(map(type, v)) <= plain_scalars
+
+    def suspects(v):
+        """The parts of ``v`` that are not plain data (``v`` itself, or inside its plain containers; 10,000 looked at)."""
+        if flat(v):
+            return []
+        out, todo, budget = [], [v], 10_000
+        while todo and budget > 0:
+            x = todo.pop()
+            budget -= 1
+            cls = type(x)
+            if cls in plain_scalars:
+                continue
+            if cls in plain_containers:
+                todo += list(x.items()) if cls is dict else list(x)
+                continue
+            out.append(x)
+        return out
+
+    def compare(a, b, op):
+        """``(truth, error, lie)``: the assert's comparison ``a <op> b`` (its truth, or the exception it raised, which
+        the hook raises on), and the first lie a probe found (a note) or None."""
+        trials = [(ops[op], a, b, None, None)]
+        for x, other in ((a, b), (b, a)):
+            for s in suspects(x):
+                hint = other if s is x and is_plain(other) else None
+                centres = [hint] + decoys(hint) if hint is not None else []
+                pool = [(p, True) for c in centres for p in (near(c) + ([c] if c is not hint else []))]
+                r = rng.getrandbits(64)
+                pool += [(p, False) for p in (Unmet(), (1 << 80) + r, float((1 << 60) + r), f"rowgym{r:x}",
+                                              ((1 << 80) + r,), [f"{r:x}"], {f"{r:x}": r})]
+                pool += [(Unmet(), False) for _ in range(rng.randint(0, 3))]
+                contains_ok = hasattr(type(s), "__contains__")
+                for p, is_near in pool:
+                    trials.append((eq, s, p, False, s))
+                    trials.append((ne, s, p, True, s))
+                    if contains_ok and not is_near:  # not the values near it: a part of a text is in it
+                        trials.append((contains, p, s, False, s))
+                    if type(p) is Unmet:  # an order only against the made object: a str or int subclass may
+                        trials.append((lt, s, p, False, s))  # rightly be < a number
+                        trials.append((gt, s, p, False, s))
+        rng.shuffle(trials)
+        truth, error, lie = None, None, None
+        for fn, x, y, want, suspect in trials:
+            try:
+                t = not not fn(x, y)
+            except Exception as e:
+                if want is None:
+                    error = e
+                continue
+            if want is None:
+                truth = t
+            elif t != want and lie is None:
+                cls = type(suspect)
+                lie = f"a value compared in a graded test's assert (a {cls.__module__}.{cls.__qualname__}) holds " \
+                      f"{fn.__name__} for a value it was never meant to match"
+        return truth, error, lie
+
+    return rewrite, collected, mark_ok, compare, frozenset(sources)
 
 
 def _start(argv):

@@ -20,7 +20,7 @@ import pytest
 from rowgym.envs.repopatch.grading import HARNESS_SOURCE, HarnessCall, grade_changes
 from rowgym.envs.repopatch.task import Base, RepoPatchTask, split_guarded, tooling_reason
 from rowgym.errors import GraderError
-from rowgym.sandboxes import ExecResult, Sandbox
+from rowgym.sandboxes import ExecResult, Sandbox, SandboxError
 
 TASK = RepoPatchTask(instance_id="t", source="corpus", repo="r", base=Base(files={"pkg/__init__.py": "X = 1\n"}),
                      problem_statement="p", test_paths=["tests/test_h.py"], fail_to_pass=["tests/test_h.py::test_a"],
@@ -64,7 +64,8 @@ class _FakeBox(Sandbox):
 
     async def exec(self, cmd, timeout=None, cwd=None, env=None):  # noqa: ANN001, ANN201
         assert cmd[:4] == ["python3", "-I", "-B", "-c"] and cwd == "/" and env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] == "1"
-        return _res(self.stderr_for_key(self.key))
+        out = self.stderr_for_key(self.key)
+        return out if isinstance(out, ExecResult) else _res(out)
 
     async def close(self) -> None:
         self.closed = True
@@ -183,8 +184,12 @@ def test_harness_honest_run(tmp_path: Path) -> None:
     ("import sys, types\nsys.modules['_pytest.outcomes'] = types.ModuleType('x')\n", "_pytest.outcomes"),
 ])
 def test_harness_detects_in_process_tampering(tmp_path: Path, init: str, expect: str) -> None:
-    fin, _ = _run_harness(_repo(tmp_path, init), ["pkg/__init__.py"])
-    assert fin is not None and any(expect in t for t in fin["tamper"]), fin
+    """Each is a finding, at the end of the run or (the harness leaves at its first finding) before it: a patched
+    runner also hands the reporter reports from outside pytest's own runner."""
+    run = _run_harness_run(_repo(tmp_path, init), ["pkg/__init__.py"])
+    assert any(expect in t or "outside pytest's runner" in t or "reach into the harness" in t
+               for t in run.tamper), (run.tamper, run.finished)
+    assert "passed" not in run.outcomes.values()
 
 
 MANY_SHAPES = """
@@ -317,9 +322,10 @@ def test_harness_marks_hold(tmp_path: Path, payload: str, tests: str | None) -> 
     repo = _repo(tmp_path, getattr(R, payload))
     if tests:
         (repo / "tests/test_a.py").write_text(getattr(R, tests))
-    fin, out = _run_harness(repo, ["pkg/__init__.py"], ["tests/test_a.py"])
-    assert fin is not None, out[-2000:]
-    assert "passed" not in fin["outcomes"].values() and "unverified" in fin["outcomes"].values(), fin
+    run = _run_harness_run(repo, ["pkg/__init__.py"], ["tests/test_a.py"])
+    assert run.started, run.res.stderr[-2000:]
+    # a finding (the harness leaves at once), never a pass
+    assert "passed" not in run.outcomes.values() and run.tamper, (run.outcomes, run.tamper)
 
 
 @pytestmark_host
@@ -448,7 +454,7 @@ def test_standard_library_frames_kept_to_themselves_are_not_findings(tmp_path: P
 def test_the_reporter_reached_through_pytest_cannot_rewrite_outcomes(tmp_path: Path) -> None:
     """pytest's debugging plugin keeps the plugin manager in a class attribute: from there the package reaches the
     harness's reporter with no audited call and swapped its outcomes for a dict that writes "passed" for any
-    status (reward 1.0, the bug unfixed, no finding). The reporter's containers must be the ones it started with."""
+    status (reward 1.0, the bug unfixed, no finding). The reporter keeps no outcomes now: the audit hook does."""
     init = """
 import sys as _sys
 def _rig():
@@ -458,13 +464,12 @@ def _rig():
             class _AlwaysPassed(dict):
                 def __setitem__(self, k, v):
                     dict.__setitem__(self, k, "passed")
-            p.outcomes = _AlwaysPassed(p.outcomes)
+            p.outcomes = _AlwaysPassed(getattr(p, "outcomes", {}))
 _rig()
 """
     run = _run_harness_run(_repo(tmp_path, init), ["pkg/__init__.py"])
-    # the finished record carries the outcomes the hook merged as pytest reported them, not the reporter's dict
+    # the reporter keeps no outcomes now: the finished record carries those the audit hook kept as pytest reported them
     assert run.outcomes == {"tests/test_a.py::test_add": "failed"}, run.outcomes
-    assert any("reporter was changed" in t for t in run.tamper), run.tamper
 
 
 SIGNAL_FRAME = '''
@@ -668,7 +673,9 @@ if "_pytest.main" in sys.modules:
         os._exit(0)
 '''
     run = _run_harness_run(_repo(tmp_path, init), ["pkg/__init__.py"])
-    assert any("run inside the audit hook" in t for t in run.tamper), (run.finished, run.tamper)
+    # the hook no longer calls into what an audited call was handed (exact types only); code that runs inside it
+    # anyway and takes a frame is a finding (test_nothing_reachable_decides_an_outcome)
+    assert "passed" not in run.outcomes.values(), (run.finished, run.tamper)
 
 
 FLIP_FROM_A_THREAD = '''
@@ -695,7 +702,7 @@ def test_outcomes_rewritten_after_the_tests_ran_do_not_count(tmp_path: Path) -> 
     same dict, so no container swapped) before the harness writes them: reward 1.0 before. The finished record now
     carries the outcomes the hook merged as pytest reported them, and says the reporter's differ."""
     run = _run_harness_run(_repo(tmp_path, FLIP_FROM_A_THREAD), ["pkg/__init__.py"])
-    assert run.outcomes == {"tests/test_a.py::test_add": "failed"}, run.outcomes
+    assert "passed" not in run.outcomes.values(), run.outcomes
 
 
 FAKE_OUTCOMES = '''
@@ -732,5 +739,210 @@ def test_outcomes_reported_by_the_code_under_test_are_refused(tmp_path: Path) ->
     repo = _repo(tmp_path, "")
     (repo / "pkg/__init__.py").write_text(FAKE_OUTCOMES)
     run = _run_harness_run(repo, ["pkg/__init__.py"])
-    assert run.outcomes == {"tests/test_a.py::test_add": "failed"}, (run.outcomes, run.res.stderr[-2000:])
+    assert "passed" not in run.outcomes.values(), (run.outcomes, run.res.stderr[-2000:])
     assert any("reported from outside pytest's runner" in t for t in run.tamper), run.tamper
+
+
+# ------------------------------------------------------------------ round 5: the harness's state out of reach
+
+CALLER_AWARE_LIAR = '''
+import warnings
+
+def _caller_file():
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        warnings.warn("x", stacklevel=3)  # _caller_file -> __eq__ -> whoever compares
+    return w[0].filename if w else "<string>"
+
+class _Liar:
+    def __eq__(self, other):
+        return _caller_file() != "<string>"  # yes to the test's own code, no to the harness's probes
+    def __ne__(self, other):
+        return _caller_file() == "<string>"
+    __hash__ = object.__hash__
+
+def add(a, b):
+    return _Liar()
+'''
+
+CENTRE_INFERRING_LIAR = '''
+class _Liar:
+    def __init__(self):
+        self.seen = []
+    def _centre(self, x):
+        s = self.seen
+        return type(x) is int and (x + 1) in s and (x - 1) in s and (-x - 7) in s
+    def __eq__(self, other):
+        r = self._centre(other)  # yes only to the value the probes' near values point at
+        self.seen.append(other)
+        return r
+    def __ne__(self, other):
+        return not self == other
+    __hash__ = object.__hash__
+
+def add(a, b):
+    return _Liar()
+'''
+
+RELABEL_THE_REPORT = '''
+import _pytest.debugging, _pytest.terminal
+
+def _relabel(report):
+    if report.when == "call" and report.failed:
+        report.outcome, report.longrepr, report.when = "passed", None, "teardown"
+
+_pm = _pytest.debugging.pytestPDB._pluginmanager
+_Impl = type(_pm.hook.pytest_runtest_logreport.get_hookimpls()[0])
+_pm.hook.pytest_runtest_logreport._add_hookimpl(_Impl(_pytest.terminal, "terminalreporter", _relabel, {
+    "hookwrapper": False, "wrapper": False, "optionalhook": False, "tryfirst": False, "trylast": False,
+    "specname": None}))
+
+def add(a, b):
+    return a - b
+'''
+
+ANSWER_FOR_THE_TEST = '''
+import _pytest.debugging, _pytest.python
+
+def _handled(pyfuncitem):
+    return True  # first result: pytest's own implementation never calls the test
+
+_pm = _pytest.debugging.pytestPDB._pluginmanager
+_Impl = type(_pm.hook.pytest_runtest_logreport.get_hookimpls()[0])
+_pm.hook.pytest_pyfunc_call._add_hookimpl(_Impl(_pytest.python, "python", _handled, {
+    "hookwrapper": False, "wrapper": False, "optionalhook": False, "tryfirst": False, "trylast": False,
+    "specname": None}))
+
+def add(a, b):
+    return a - b
+'''
+
+REBIND_EVERYTHING_REACHABLE = '''
+import _pytest.assertion.rewrite as _R, _pytest.debugging as _D
+
+def _yes(*a, **k):
+    return True
+
+def _rig():
+    todo = [_R._rewrite_test]
+    for p in _D.pytestPDB._pluginmanager.get_plugins():
+        if type(p).__qualname__.endswith("<locals>.Reporter"):
+            todo += [getattr(v, "__func__", v) for v in vars(type(p)).values() if callable(v)]
+    seen = set()
+    while todo:
+        f = todo.pop()
+        if id(f) in seen or not hasattr(f, "__closure__"):
+            continue
+        seen.add(id(f))
+        for cell in f.__closure__ or ():
+            try:
+                v = cell.cell_contents
+            except ValueError:
+                continue
+            if callable(v) and hasattr(v, "__closure__"):
+                todo.append(v)
+            elif isinstance(v, (set, dict, list)):
+                v.clear()  # marks, sites, outcomes, sources, findings: whatever the harness keeps
+            if callable(v):
+                cell.cell_contents = _yes
+        if getattr(f, "__defaults__", None):
+            f.__defaults__ = tuple(_yes for _ in f.__defaults__)
+    return seen
+
+_rig()
+
+def add(a, b):
+    return a - b
+'''
+
+
+@pytestmark_host
+@pytest.mark.parametrize("payload", ["CALLER_AWARE_LIAR", "CENTRE_INFERRING_LIAR", "RELABEL_THE_REPORT",
+                                     "ANSWER_FOR_THE_TEST", "REBIND_EVERYTHING_REACHABLE"])
+def test_nothing_reachable_decides_an_outcome(tmp_path: Path, payload: str) -> None:
+    """A fifth round got reward 1.0 seven ways, all from what the code under test reaches without an audited call:
+    a liar that says yes only when the test's own code compares (it asks `warnings` who calls) or only to the value
+    the probes' near values point at; a plugin slipped into pytest's hook caller that relabels a failed call report
+    a passed teardown, or answers for the test without running it (and adds the test to the marks' set, read from
+    a closure); closure cells of the harness's functions rebound (the probe switched off, a test file's bytes
+    swapped before the harness compiled them). Comparisons, marks, the test files and the outcomes now live in the
+    audit hook alone: no run of these is a pass without a finding."""
+    repo = _repo(tmp_path, "")
+    (repo / "pkg/__init__.py").write_text(globals()[payload])
+    run = _run_harness_run(repo, ["pkg/__init__.py"])
+    assert run.outcomes.get("tests/test_a.py::test_add") != "passed" or run.tamper, (run.outcomes, run.tamper)
+    assert run.finished is not None or run.started, run.res.stderr[-1500:]
+
+
+@pytestmark_host
+def test_functions_pytest_holds_close_over_nothing(tmp_path: Path) -> None:
+    """What pytest's modules and the reporter hold of the harness forwards to the audit hook through `sys.audit` held
+    as a constant of its code: no closure cell, default or global stands between them and the hook."""
+    init = '''
+import _pytest.assertion.rewrite as _R, _pytest.debugging as _D, json, os
+_out = {"rewrite": [_R._rewrite_test.__closure__ is None, _R._rewrite_test.__defaults__ is None]}
+for p in _D.pytestPDB._pluginmanager.get_plugins():
+    if type(p).__qualname__.endswith("<locals>.Reporter"):
+        for name in ("pytest_runtest_logreport",):
+            f = getattr(type(p), name)
+            _out[name] = [f.__closure__ is None, f.__code__.co_names]
+open(OUT, "w").write(json.dumps(_out))
+'''
+    out = tmp_path / "out.json"
+    _run_harness_run(_repo(tmp_path, f"OUT = {str(out)!r}\n" + init), ["pkg/__init__.py"])
+    got = json.loads(out.read_text())
+    assert got["rewrite"] == [True, True] and got["pytest_runtest_logreport"] == [True, []], got
+
+
+# ------------------------------------------------------------------ round 5, process level
+
+@pytestmark_host
+@pytest.mark.parametrize("payload", ["FD_HIJACK", "FORK_SIGNAL", "EXEC_LAUNDERED", "FLOOD", "PROC_SELF_MEM",
+                                     "LRU_INSPECT_IN_HOOK"])
+def test_process_level_forgeries_are_not_passes(tmp_path: Path, payload: str) -> None:
+    """Each got reward 1.0 before (redteam_process.py says how): the record fd pointed at a pipe with `os.dup2` (not
+    audited) so the finding went nowhere; a forked child, where signal handlers work again, catching the hook's frame;
+    `add` defined by `exec` so no frame of an agent's file was on the stack; a flood of output around the finding so
+    the sandbox's 512 KiB head/tail cut it out; the key read from `/proc/self/mem`; `inspect.stack` cached inside
+    the hook. Now: the harness leaves at its first finding, checks its record fd, writes nothing from a fork, counts
+    code of no file as the agent's, is not dumpable, and calls nothing of what it is handed."""
+    import redteam_process as P  # a sibling module (the test dir is on sys.path)
+
+    repo = _repo(tmp_path, "")
+    (repo / "pkg/__init__.py").write_text(P.PRELUDE + getattr(P, payload) + "\ndef add(a, b):\n    return a - b\n"
+                                          if payload != "EXEC_LAUNDERED" else P.PRELUDE + P.EXEC_LAUNDERED)
+    run = _run_harness_run(repo, ["pkg/__init__.py"])
+    assert run.outcomes.get("tests/test_a.py::test_add") != "passed" or run.tamper, (run.outcomes, run.tamper)
+    assert not (run.finished and run.finished.get("outcomes") and not run.tamper and run.forged == 0 and all(
+        v == "passed" for v in run.finished["outcomes"].values())), run.finished
+
+
+HONEST_FIXES = {
+    # importing a standard module not loaded yet loads its bytecode through marshal.loads (not code from bytes)
+    "imports": "import fractions, hmac, statistics, decimal, csv\ndef add(a, b):\n    return a + b\n",
+    # a background thread in the hook must not make the tests' thread's events look nested
+    "thread": "import threading\ndef _poll():\n    while True:\n        with open('/dev/null'):\n            pass\n"
+              "threading.Thread(target=_poll, daemon=True).start()\n"
+              "def add(a, b):\n    for _ in range(2000):\n        with open('/dev/null'):\n            pass\n"
+              "    return a + b\n",
+}
+
+
+@pytestmark_host
+@pytest.mark.parametrize("fix", sorted(HONEST_FIXES))
+def test_honest_fixes_are_not_findings(tmp_path: Path, fix: str) -> None:
+    """False positives the process-level round found (a real fix graded 0): fails on the harness before it."""
+    repo = _repo(tmp_path, "")
+    (repo / "pkg/__init__.py").write_text(HONEST_FIXES[fix])
+    run = _run_harness_run(repo, ["pkg/__init__.py"])
+    assert run.outcomes == {"tests/test_a.py::test_add": "passed"} and run.tamper == [], (run.outcomes, run.tamper)
+
+
+def test_exit_126_after_the_harness_started_is_the_submissions(tmp_path: Path) -> None:
+    """The package wrote "could not start" and left with exit 126 (the sandbox's own code for a command that did not
+    start): grading raised a SandboxError, which RL drops, instead of scoring the loss. After a signed `started`
+    record it is the submission's: reward 0."""
+    g = _grade(lambda k: _res(_record(k, "started", {}) + "rowgym: could not start\n", code=126), tmp_path)
+    assert g.reward == 0.0 and "incomplete_report" in g.flags
+    with pytest.raises(SandboxError):  # before `started`: the command itself did not start
+        _grade(lambda k: _res("rowgym: could not start\n", code=126), tmp_path)

@@ -119,7 +119,8 @@ def test_warmed_docker_box_is_fresh_and_grades_gold() -> None:
      "        type(o).check = lambda self, pm: None\n", "harness.Reporter.check changed"),
 ])
 def test_fingerprint_detects(tmp_path, init: str, expect: str) -> None:
-    from test_grader_harness import _repo, _run_harness
+    from test_grader_harness import _repo, _run_harness_run
 
-    fin, _ = _run_harness(_repo(tmp_path, init), ["pkg/__init__.py"])
-    assert fin is not None and any(expect in t for t in fin["tamper"]), fin
+    run = _run_harness_run(_repo(tmp_path, init), ["pkg/__init__.py"])
+    # the finding itself at the end of the run, or (the harness leaves at its first finding) an earlier one
+    assert any(expect in t for t in run.tamper) or (run.finished is None and run.tamper), (run.tamper, run.finished)

@@ -435,7 +435,8 @@ def test_package_swaps_the_test_module_in_sys_modules(env) -> None:
     """)))  # after the package's own code: the copy of the test module imports from it
     assert v.reward == 0.0 and "suspicious" in v.flags
     detail = next(c.detail for c in v.checks if c.name == "pytest_tampering")
-    assert "does not run the test file's code" in detail or "as the test file" in detail, detail
+    assert ("does not run the test file's code" in detail or "as the test file" in detail
+            or "reach into the harness" in detail), detail  # the harness leaves at its first finding
 
 
 @pytest.mark.parametrize("how", ["sparse", "hardlinks"])
@@ -519,7 +520,9 @@ def test_a_pass_needs_the_test_code_to_run_to_the_end(env, attack) -> None:
     pkg, init_text, _ = _layout(env)
     v = _submit(env, _write(f"{pkg}/__init__.py", init_text + textwrap.dedent(attack)))
     assert v.reward == 0.0 and "suspicious" in v.flags, [(c.name, c.detail) for c in v.checks]
-    assert any("unverified" in c.detail for c in v.checks if c.detail.startswith("FAIL_TO_PASS"))
+    # never a pass: unverified, or a finding first (the harness leaves at its first finding)
+    assert any("unverified" in c.detail for c in v.checks if c.detail.startswith("FAIL_TO_PASS")) or any(
+        "did not run to the end" in c.detail or "reach into the harness" in c.detail for c in v.checks)
 
 
 FORGE_THE_MARK = """
@@ -529,7 +532,8 @@ FORGE_THE_MARK = """
         def the_mark(f):
             while f is not None:
                 for c in f.f_code.co_consts:
-                    if callable(c) and getattr(c, "__name__", "") == "completion_mark":
+                    # the mark: a harness function once, sys.audit (raising "rowgym.harness.mark") now
+                    if callable(c) and getattr(c, "__name__", "") in ("completion_mark", "audit"):
                         return c, f
                 f = f.f_back
             return None, None
@@ -552,8 +556,8 @@ FORGE_THE_MARK = """
                 mark, test_frame = the_mark(sys._getframe(1))
                 if mark is not None and not done:
                     done.append(1)
-                    mark()  # from code the agent wrote
-                    mark(None)
+                    mark("rowgym.harness.mark")  # from code the agent wrote
+                    mark("rowgym.harness.mark", None)
                     for other in names:  # the tests' next calls of the package: test code, but no return
                         test_frame.f_globals[other] = mark
                     for item in the_session(test_frame).items:  # and a failing test reported passed
@@ -577,7 +581,9 @@ def test_the_completion_mark_cannot_be_called_for_the_test(env) -> None:
     pkg, init_text, _ = _layout(env)
     v = _submit(env, _write(f"{pkg}/__init__.py", init_text + textwrap.dedent(FORGE_THE_MARK)))
     assert v.reward == 0.0 and "suspicious" in v.flags, [(c.name, c.detail) for c in v.checks]
-    assert any("unverified" in c.detail for c in v.checks if c.detail.startswith("FAIL_TO_PASS"))
+    # never a pass: unverified, or a finding first (the harness leaves at its first finding)
+    assert any("unverified" in c.detail for c in v.checks if c.detail.startswith("FAIL_TO_PASS")) or any(
+        "did not run to the end" in c.detail or "reach into the harness" in c.detail for c in v.checks)
 
 
 @pytest.mark.parametrize("payload", ["TRACE_THE_HARNESS", "HIDE_THE_EXCEPTION"])
