@@ -1374,6 +1374,7 @@ def _start(argv):
         os._exit(1)
 
     _thread.start_new_thread(run, ())
+    _thread.stack_size(0)  # the threads the tests start get the default again
     while True:
         never.acquire()
 
