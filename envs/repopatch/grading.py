@@ -297,15 +297,18 @@ class HarnessCall:
         task: The task (its ``pythonpath`` dirs go on ``sys.path`` after site-packages).
         paths: Test paths given to pytest.
         agent_files: Repository files the agent changed (a test whose code lives in one is flagged).
+        hide_tests: After reading the graded test files, the harness leaves only their line count on disk (grading:
+            the hidden tests; never the agent's own visible run, whose files are its work dir's).
     """
 
-    def __init__(self, task: RepoPatchTask, paths: list[str], agent_files: list[str] = ()) -> None:  # type: ignore[assignment]
+    def __init__(self, task: RepoPatchTask, paths: list[str], agent_files: list[str] = (),  # type: ignore[assignment]
+                 hide_tests: bool = False) -> None:
         self.key = secrets.token_bytes(32)
         self.conf_name = f".rowgym-harness-{secrets.token_hex(12)}.json"
         self.env = {**pythonpath_env(task), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTEST_ADDOPTS": ""}
         self.conf = {"key": self.key.hex(), "root": WORKSPACE, "paths": path_dirs(task),
                      "args": [*PYTEST_ARGS, *paths], "agent_files": sorted(agent_files),
-                     "test_files": sorted({p.split("::", 1)[0] for p in paths})}
+                     "test_files": sorted({p.split("::", 1)[0] for p in paths}), "hide_tests": hide_tests}
 
     def conf_bytes(self) -> bytes:
         return json.dumps(self.conf).encode()
@@ -459,7 +462,7 @@ async def grade_changes(task: RepoPatchTask, snapshot: Path, changes: dict[str, 
     from rowgym.envs.repopatch.task import unified_diff
 
     diff = clean_text(unified_diff(base, kept))
-    call = HarnessCall(task, task.test_paths, [p for p, d in kept.items() if d is not None])
+    call = HarnessCall(task, task.test_paths, [p for p, d in kept.items() if d is not None], hide_tests=True)
     stage = Path(owned_mkdtemp("rp-grade"))
     try:
         try:

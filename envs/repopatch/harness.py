@@ -69,6 +69,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
         pass
     exit_now = os._exit
     fstat, register_at_fork = os.fstat, os.register_at_fork
+    gettrace, getprofile = sys.gettrace, sys.getprofile
     write = os.write
     conf_path = argv[0]
 
@@ -326,6 +327,9 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             try:
                 if event == "rowgym.harness.compare":  # most frequent first
                     a, b, op, box = args
+                    if gettrace() is not None or getprofile() is not None:
+                        # a trace function can rewrite the assert's result in the test's frame after this
+                        emit("tamper", {"note": "a trace or profile function runs while a graded test compares"})
                     if type(box) is list:
                         truth, error, lie = compare(a, b, op)
                         if lie is not None:
@@ -333,6 +337,8 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                         if error is None:
                             box.append(truth)
                 elif event == "rowgym.harness.mark":
+                    if gettrace() is not None or getprofile() is not None:
+                        emit("tamper", {"note": "a trace or profile function runs while a graded test returns"})
                     f = frame_at(1)
                     if id(f.f_code) in required and mark_ok(f):
                         node = running(f)
@@ -536,6 +542,8 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
         return True
 
     module_of, qualname_of = type.__dict__["__module__"].__get__, type.__dict__["__qualname__"].__get__
+    function_type = types.FunctionType
+    function_code = types.FunctionType.__dict__["__code__"].__get__
 
     def type_module(t):  # a class's own __module__, read in C (a metaclass property would run inside the hook)
         m = module_of(t)
@@ -627,6 +635,12 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 return None  # the import system loading a module's bytecode (an import in a fix is no finding)
             return f"audit: reach into the harness: {event} (code from bytes, any file name) while code the agent " \
                    f"wrote runs"
+        if event == "object.__getattr__" and len(args) > 1 and args[1] == "__code__":
+            # the constants of a graded test's code are its expected values
+            code = function_code(args[0]) if type(args[0]) is function_type else None
+            if code is None or not is_twin(code) or not agent_on_stack():
+                return None
+            return f"audit: reach into the harness: the code of a graded test read from {frame_at(3).f_code.co_filename}"
         if event in reach_events or event.startswith("ctypes.") or (
                 event == "object.__getattr__" and len(args) > 1 and args[1] in frame_attrs):
             if not agent_on_stack():
@@ -645,10 +659,11 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 return f"audit: reach into the harness: open of {path[:100]}"
             return None
         if event in ("sys.settrace", "sys.setprofile"):
-            # a trace function can jump over a test's lines or rewrite frames: only the image's own
-            # code (doctest, pdb) may set one while tests run
+            # a trace function can jump over a test's lines or rewrite frames (an assert's result flipped in the
+            # frame's locals): only the image's own code (doctest, pdb) may set one, and not for the code under
+            # test (a bdb.Bdb subclass in the package sets its trace through bdb.py)
             caller = frame_at(3)  # the caller of sys.settrace (hook -> detect -> this)
-            if caller.f_code.co_filename.startswith(image_code):
+            if caller.f_code.co_filename.startswith(image_code) and not agent_on_stack():
                 return
             if event == "sys.setprofile" and not agent_on_stack():
                 return
@@ -817,11 +832,26 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     hashed_pyc = "source_hash" in _pytest.assertion.rewrite._rewrite_test.__code__.co_names  # pytest >= 8.1
     private_tests = types.FunctionType(_make_tests.__code__, {"__builtins__": dict(vars(builtins_module))},
                                        "_make_tests")
-    tests = private_tests(test_file_sources(), root, os, ast, types, warnings, importlib.util.source_hash,
+    sources = test_file_sources()
+    tests = private_tests(sources, root, os, ast, types, warnings, importlib.util.source_hash,
                           _pytest.assertion.rewrite.rewrite_asserts, random.Random(os.urandom(32)), sys.audit,
                           hashed_pyc)
     del private_tests
-    test_paths = tests[4]
+    test_paths, is_twin = tests[4], tests[5]
+    if conf.get("hide_tests"):
+        # Grading: the package could read the hidden test files and answer each call with the expected value
+        # written there. pytest needs only their names now (the hook answers its rewriter from the bytes read
+        # above), so each keeps its number of lines (tracebacks still point at the right line) and nothing else.
+        for p, data in sources.items():
+            try:
+                fd = os.open(p, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+                try:
+                    os.write(fd, b"\n" * data.count(b"\n"))
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass
+    del sources
     AUDIT, FALLBACK = "\0rowgym-audit\0", "\0rowgym-fallback\0"  # placeholder constants, see ``forward``
     constants = {AUDIT: sys.audit, FALLBACK: _pytest.assertion.rewrite._rewrite_test}
 
@@ -949,6 +979,7 @@ def _make_tests(sources, root, os, ast, types, warnings, source_hash, rewrite_as
     mark_sites = set()  # (id(twin), f_lasti) while a frame of it calls the mark
     mark_owners = set()  # (id(twin), id(globals)) of the collected test functions given that twin
     marked = {}  # id -> twin, kept alive so the ids above stay theirs
+    test_twins = set()  # ids of the twins collected test functions were given
     test_codes = {p: {} for p in sources}  # realpath -> qualname -> [(reference code or None, twin or None)]
     variants = {}  # (realpath, variant) -> its marked top-level code (None: not compiled or not markable)
 
@@ -1175,6 +1206,8 @@ def _make_tests(sources, root, os, ast, types, warnings, source_hash, rewrite_as
                     mark_owners.add((id(twin), id(fn.__globals__)))  # module dicts live as long as their modules
                 if twin is None or id(twin) in marked:  # None (no marked code could be made): never verified;
                     must_run[node] = None if twin is None else id(twin)  # a lambda has no return statement to mark
+                    if twin is not None:
+                        test_twins.add(id(twin))
             elif known:
                 out.append(f"test {node} does not run the test file's code for it")
             mod = getattr(item, "module", None)
@@ -1342,7 +1375,12 @@ def _make_tests(sources, root, os, ast, types, warnings, source_hash, rewrite_as
                       f"{fn.__name__} for a value it was never meant to match"
         return truth, error, lie
 
-    return rewrite, collected, mark_ok, compare, frozenset(sources)
+    def is_twin(code):
+        """Whether ``code`` is the marked code of a collected test function (not of a helper in a test file, which
+        a test may hand to the repository, and the repository look at)."""
+        return id(code) in test_twins and marked.get(id(code)) is code
+
+    return rewrite, collected, mark_ok, compare, frozenset(sources), is_twin
 
 
 def _start(argv):

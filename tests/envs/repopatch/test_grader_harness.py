@@ -133,12 +133,13 @@ def test_split_guarded_pytest_sections() -> None:
 # ------------------------------------------------------------------ the harness on the host's Python
 
 
-def _run_harness_run(repo: Path, agent_files: list[str], test_files: Sequence[str] = ("tests/test_a.py",)):  # noqa: ANN202
+def _run_harness_run(repo: Path, agent_files: list[str], test_files: Sequence[str] = ("tests/test_a.py",),  # noqa: ANN202
+                     hide_tests: bool = False):
     """The harness on the host's Python against ``repo``; its records parsed (a :class:`HarnessRun`)."""
     key = os.urandom(32)
     conf = repo / ".conf.json"
     conf.write_text(json.dumps({"key": key.hex(), "root": str(repo), "paths": [str(repo)], "agent_files": agent_files,
-                                "test_files": list(test_files),
+                                "test_files": list(test_files), "hide_tests": hide_tests,
                                 "args": ["-q", "-p", "no:cacheprovider", "-o", "addopts=", "--rootdir", str(repo),
                                          "--import-mode=append", "tests"]}))
     env = {"PATH": os.environ["PATH"], "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1"}
@@ -946,3 +947,20 @@ def test_exit_126_after_the_harness_started_is_the_submissions(tmp_path: Path) -
     assert g.reward == 0.0 and "incomplete_report" in g.flags
     with pytest.raises(SandboxError):  # before `started`: the command itself did not start
         _grade(lambda k: _res("rowgym: could not start\n", code=126), tmp_path)
+
+
+@pytestmark_host
+@pytest.mark.parametrize("payload", ["BDB_TRACE", "READ_THE_HIDDEN_TESTS", "READ_THE_TESTS_CODE"])
+def test_answers_taken_from_the_tests_are_not_passes(tmp_path: Path, payload: str) -> None:
+    """A sixth round got reward 1.0 two ways: a `bdb.Bdb` subclass in the package set a trace through `bdb.py` (a
+    trace set by the image's code was allowed) and rewrote the assert's result in the test's frame; and the package
+    read the hidden test files at import and answered each call with the value the assert expects (plain data, so
+    no probe). Now a trace set while code the agent wrote runs, or running while a graded test compares, is a
+    finding; grading leaves only the test files' line count on disk once the harness has read them; and the code
+    of a collected test function (its constants are the answers) read by that code is a finding."""
+    import redteam_process as P  # a sibling module (the test dir is on sys.path)
+
+    repo = _repo(tmp_path, "")
+    (repo / "pkg/__init__.py").write_text(getattr(P, payload))
+    run = _run_harness_run(repo, ["pkg/__init__.py"], hide_tests=True)
+    assert run.outcomes.get("tests/test_a.py::test_add") != "passed" or run.tamper, (run.outcomes, run.tamper)
