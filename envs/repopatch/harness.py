@@ -508,34 +508,49 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     guarded_prefixes = ("_pytest", "pytest", "pluggy", "unittest", "builtins")
 
     image_files = ("/usr/", "/lib/")  # where the image's Python, pytest and their plugins live
-    image_code = image_files + (os.path.dirname(os.__file__) + os.sep,)  # and the stdlib (a venv's, on a host)
+    # and the stdlib and pytest's site-packages (a venv's, on a host)
+    image_code = image_files + (os.path.dirname(os.__file__) + os.sep,
+                                os.path.dirname(os.path.dirname(pytest.__file__)) + os.sep)
 
     agent_file_of = {}  # a code object's file name -> whether the agent wrote it (asked for every frame event)
     # Bound before any repository code runs: the harness's globals are ``__main__``'s, which that code can
     # rebind (``sys = None`` made every lookup in the audit hook raise, and the hook see nothing).
     normpath, get_ident = os.path.normpath, threading.get_ident
-    main_thread_id = get_ident()
     # What the hook decides by is its own: nothing reachable from the reporter (which pytest's plugin manager
     # holds, and which repository code can find without an audited call) closes over these names, so no cell
     # of theirs can be rebound from there (an emptied agent_files would make the agent's code look like the
     # image's). Only a frame reaches them, and taking one is what the hook reports.
     hook_agent_files = frozenset(agent_files)
 
+    def agents_file(name, realpath=os.path.realpath, repo=root + os.sep):  # bound now: the reporter shares in_repo's cells
+        """Whether code under file name ``name`` counts as the agent's (None: only if it is not the harness's own, by
+        identity). Only what the image, an untouched repository file or a real frozen module compiled is not: code the
+        package compiles under any other name (``<string>``, ``/opt/x.py``, ``<frozen x>``) counts as its own."""
+        if name.startswith("/"):
+            if normpath(name) in hook_agent_files:
+                return True
+            try:
+                real = realpath(name)
+            except (TypeError, ValueError):
+                return True
+            return not (name.startswith(image_code) or real.startswith(repo))
+        if name.startswith("<frozen ") and name.endswith(">") and (
+                is_frozen(name[8:-1]) or name[8:-1] in ("importlib._bootstrap", "importlib._bootstrap_external")):
+            return False
+        return None
+
     def agent_on_stack():
-        if get_ident() != main_thread_id:
-            return True  # pytest runs tests on the main thread: a reach from a worker thread is the agent's doing
+        """Whether code the agent wrote is on this thread's stack (any thread's: a test's own thread that raises is
+        no finding; the one way into another thread's frames, ``sys._current_frames``, is one whoever calls it)."""
         f = frame_at(2)
         for _ in range(300):
             if f is None:
                 return False
             code = f.f_code
             name = code.co_filename
-            hit = agent_file_of.get(name)
-            if hit is None:
-                hit = agent_file_of[name] = normpath(name) in hook_agent_files if name.startswith("/") else (
-                    None if not name.startswith("<frozen ") else False)
-            # code that is no file's (a string the package exec'd, "<string>") is the agent's unless it is the
-            # harness's own: `add` defined by exec would otherwise leave no agent frame on the stack
+            hit = agent_file_of.get(name, 0)
+            if hit == 0:
+                hit = agent_file_of[name] = agents_file(name)
             if hit or (hit is None and id(code) not in own_codes):
                 return True
             f = f.f_back
@@ -543,6 +558,9 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
 
     module_of, qualname_of = type.__dict__["__module__"].__get__, type.__dict__["__qualname__"].__get__
     function_type = types.FunctionType
+    import _imp
+
+    is_frozen = _imp.is_frozen
     function_code = types.FunctionType.__dict__["__code__"].__get__
 
     def type_module(t):  # a class's own __module__, read in C (a metaclass property would run inside the hook)
@@ -641,6 +659,8 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             if code is None or not is_twin(code) or not agent_on_stack():
                 return None
             return f"audit: reach into the harness: the code of a graded test read from {frame_at(3).f_code.co_filename}"
+        if event == "sys._current_frames":  # every thread's frames, the harness's inside its hook among them
+            return f"audit: reach into the harness: sys._current_frames from {frame_at(3).f_code.co_filename}"
         if event in reach_events or event.startswith("ctypes.") or (
                 event == "object.__getattr__" and len(args) > 1 and args[1] in frame_attrs):
             if not agent_on_stack():
@@ -688,7 +708,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 return  # "<string>" and the like claim no file
             what = "compiled" if event == "compile" else "made"
             real = os.path.realpath(filename)
-            if filename.startswith(image_files):
+            if filename.startswith(image_code):
                 note = f"audit: code {what} as {filename} by code the agent wrote"
             elif real in test_paths:
                 note = f"audit: code {what} as the test file {filename} by code the agent wrote"
@@ -833,9 +853,13 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     private_tests = types.FunctionType(_make_tests.__code__, {"__builtins__": dict(vars(builtins_module))},
                                        "_make_tests")
     sources = test_file_sources()
+    # pytest.approx's classes (``_pytest.python_api`` before pytest 9, ``_pytest.approx`` since)
+    approx_module = sys.modules[type(pytest.approx(0)).__module__]
+    approx_types = frozenset(v for v in vars(approx_module).values()
+                             if isinstance(v, type) and v.__module__ == approx_module.__name__ and "Approx" in v.__name__)
     tests = private_tests(sources, root, os, ast, types, warnings, importlib.util.source_hash,
                           _pytest.assertion.rewrite.rewrite_asserts, random.Random(os.urandom(32)), sys.audit,
-                          hashed_pyc)
+                          hashed_pyc, approx_types)
     del private_tests
     test_paths, is_twin = tests[4], tests[5]
     if conf.get("hide_tests"):
@@ -872,6 +896,37 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
 
     _pytest.assertion.rewrite._rewrite_test = rewrite_test  # before the fingerprint, which then guards it
 
+    # unittest-style tests compare in unittest's own code (assertEqual's `first == second`): those comparisons are
+    # made by the hook too; when it says they differ, unittest's own assertEqual writes the message (a diff), and if
+    # the values talk that one round (a liar), the failure is raised here
+    import unittest.util
+
+    constants.update({"\0rowgym-assert-equal\0": unittest.case.TestCase.assertEqual,
+                      "\0rowgym-assert-not-equal\0": unittest.case.TestCase.assertNotEqual,
+                      "\0rowgym-safe-repr\0": unittest.util.safe_repr})
+
+    @forward
+    def assertEqual(self, first, second, msg=None):  # noqa: N802 - unittest's name
+        __tracebackhide__ = True  # noqa: F841 - pytest leaves this frame out of the failure's traceback
+        audit, original, safe_repr, box = "\0rowgym-audit\0", "\0rowgym-assert-equal\0", "\0rowgym-safe-repr\0", []
+        audit("rowgym.harness.compare", first, second, "==", box)
+        if box and box[0]:
+            return
+        original(self, first, second, msg)
+        raise self.failureException(self._formatMessage(msg, f"{safe_repr(first)} != {safe_repr(second)}"))
+
+    @forward
+    def assertNotEqual(self, first, second, msg=None):  # noqa: N802 - unittest's name
+        __tracebackhide__ = True  # noqa: F841 - pytest leaves this frame out of the failure's traceback
+        audit, original, safe_repr, box = "\0rowgym-audit\0", "\0rowgym-assert-not-equal\0", "\0rowgym-safe-repr\0", []
+        audit("rowgym.harness.compare", first, second, "!=", box)
+        if box and box[0]:
+            return
+        original(self, first, second, msg)
+        raise self.failureException(self._formatMessage(msg, f"{safe_repr(first)} == {safe_repr(second)}"))
+
+    unittest.case.TestCase.assertEqual, unittest.case.TestCase.assertNotEqual = assertEqual, assertNotEqual
+
     reporter = Reporter()
     forward(Reporter.pytest_collection_finish)
     forward(Reporter.pytest_runtest_logreport)
@@ -886,7 +941,8 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     record = sys.audit  # bound now, like everything the harness calls after repository code ran
     # _main's code, the tests' machinery's and every code object they hold, by identity (the private copy of
     # _make_tests runs the same code objects)
-    own_codes, todo = set(), [_make_tests.__code__, _start.__code__, rewrite_test.__code__,
+    own_codes, todo = set(), [_make_tests.__code__, _start.__code__, rewrite_test.__code__, assertEqual.__code__,
+                              assertNotEqual.__code__,
                               Reporter.pytest_collection_finish.__code__, Reporter.pytest_runtest_logreport.__code__]
     f = frame_at(0)
     while f is not None:  # this thread's frames: _main, and _start's function that runs it
@@ -946,7 +1002,8 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     exit_now(0)
 
 
-def _make_tests(sources, root, os, ast, types, warnings, source_hash, rewrite_asserts, rng, audit, hashed_pyc):
+def _make_tests(sources, root, os, ast, types, warnings, source_hash, rewrite_asserts, rng, audit, hashed_pyc,
+                approx_types):
     """The graded test files' machinery, held by the audit hook alone: ``(rewrite, collected, mark_ok, compare)``.
 
     Made once, before any repository code runs, as a copy with a private globals dict (a snapshot of the builtins)
@@ -1056,12 +1113,15 @@ def _make_tests(sources, root, os, ast, types, warnings, source_hash, rewrite_as
                 self.generic_visit(node)
                 if len(node.ops) != 1 or type(node.ops[0]) not in op_names:
                     return node
-                if rewritten and not (temp(node.left) and temp(node.comparators[0])):
-                    return node
                 return made(node)
 
         if rewritten:
-            Guard().visit(tree)
+            # the rewriter stores each comparison of an assert in a @py_assert temporary (``@py_assert2 = result ==
+            # @py_assert1``: a bare name stays a name, so the operands need not be temporaries)
+            for n in list(ast.walk(tree)):
+                if (isinstance(n, ast.Assign) and len(n.targets) == 1 and temp(n.targets[0])
+                        and isinstance(n.value, ast.Compare)):
+                    n.value = Guard().visit_Compare(n.value)
         else:
             for n in list(ast.walk(tree)):
                 if isinstance(n, ast.Assert):
@@ -1342,9 +1402,16 @@ def _make_tests(sources, root, os, ast, types, warnings, source_hash, rewrite_as
         trials = [(ops[op], a, b, None, None)]
         for x, other in ((a, b), (b, a)):
             for s in suspects(x):
-                hint = other if s is x and is_plain(other) else None
-                centres = [hint] + decoys(hint) if hint is not None else []
-                pool = [(p, True) for c in centres for p in (near(c) + ([c] if c is not hint else []))]
+                if type(s) in approx_types:
+                    # pytest.approx holds a tolerance, so values near the expected one may rightly match it; it is
+                    # asked values well outside any sane tolerance (one returned by the code under test with a
+                    # tolerance of 1e20 says yes to them)
+                    e = getattr(s, "expected", None)
+                    pool = [(p, False) for p in ([e * 2 + 1, -e - 1, e + 1000] if type(e) in (int, float) else [])]
+                else:
+                    hint = other if s is x and is_plain(other) else None
+                    centres = [hint] + decoys(hint) if hint is not None else []
+                    pool = [(p, True) for c in centres for p in (near(c) + ([c] if c is not hint else []))]
                 r = rng.getrandbits(64)
                 pool += [(p, False) for p in (Unmet(), (1 << 80) + r, float((1 << 60) + r), f"rowgym{r:x}",
                                               ((1 << 80) + r,), [f"{r:x}"], {f"{r:x}": r})]
