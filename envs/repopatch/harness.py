@@ -100,13 +100,15 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     b64encode, dumps = base64.b64encode, json.dumps  # bound now: the repository can replace module attributes
     frame_at = sys._getframe
 
-    def make_hook(key_hex, detect, own_codes, image_prefixes, runner_codes, collect_codes, pluggy_prefix, agent_file,
-                  tests):
+    def make_hook(key_hex, detect, own_codes, image_prefixes, runner_codes, collect_codes, pluggy_prefix, agent_code,
+                  agent_on_stack, exec_module, tests):
         """The audit hook: the only holder of the key's HMAC state, of the graded tests' machinery (``tests``, see
         :func:`_make_tests`) and of what decides the outcomes (which tests must run, which did, the outcomes).
         ``own_codes``: the ids of the harness's code objects; ``image_prefixes``: where the image's code lives (see
         ``foreign_inside``); ``runner_codes``, ``collect_codes``, ``pluggy_prefix``: see ``from_runner`` and
-        ``from_collection``; ``agent_file``: whether a file name is one the agent wrote."""
+        ``from_collection``; ``agent_code``: whether a code object counts as the agent's; ``agent_on_stack``: whether
+        such code is on this thread's stack; ``exec_module``: the code of pytest's rewriting importer, the one caller
+        whose compile requests are answered."""
         key = bytes.fromhex(key_hex).ljust(64, b"\0")  # HMAC (RFC 2104) with a 32-byte key
         inner, outer = sha256(bytes(b ^ 0x36 for b in key)), sha256(bytes(b ^ 0x5C for b in key))
         del key
@@ -159,7 +161,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             """Whether the frames under ``f`` reach the harness's ``_main`` with no code the agent wrote on the way."""
             for _ in range(100):
                 f = f.f_back
-                if f is None or agent_file(f.f_code.co_filename):
+                if f is None or agent_code(f.f_code):
                     return False
                 if main_frame and f is main_frame[0]:
                     return True
@@ -210,6 +212,21 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             if f is None or f.f_code is not perform_collect or f.f_locals.get("self") is not session:
                 return False
             return down_to_main(f)
+
+        def run_by_agent(f):
+            """Whether a collected test's frame ``f`` was called, between it and pytest's ``call_and_report``, by code
+            the agent wrote (which called the test itself, with a spy for its value, to learn what it expects), or
+            outside pytest's runner altogether."""
+            call_and_report = runner_codes[1]
+            for _ in range(200):
+                f = f.f_back
+                if f is None:
+                    return True
+                if f.f_code is call_and_report:
+                    return False
+                if agent_code(f.f_code):
+                    return True
+            return True
 
         def running(f):
             """The node id whose call phase runs ``f`` (pytest's ``call_and_report`` for ``call`` below it), or None."""
@@ -327,6 +344,9 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             try:
                 if event == "rowgym.harness.compare":  # most frequent first
                     a, b, op, box = args
+                    f = frame_at(1)
+                    if id(f.f_code) in required and run_by_agent(f):
+                        emit("tamper", {"note": "a graded test run by code the agent wrote"})
                     if gettrace() is not None or getprofile() is not None:
                         # a trace function can rewrite the assert's result in the test's frame after this
                         emit("tamper", {"note": "a trace or profile function runs while a graded test compares"})
@@ -340,6 +360,8 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                     if gettrace() is not None or getprofile() is not None:
                         emit("tamper", {"note": "a trace or profile function runs while a graded test returns"})
                     f = frame_at(1)
+                    if id(f.f_code) in required and run_by_agent(f):
+                        emit("tamper", {"note": "a graded test run by code the agent wrote"})
                     if id(f.f_code) in required and mark_ok(f):
                         node = running(f)
                         if node is not None:
@@ -348,7 +370,12 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                     on_report(args[0], frame_at(1))
                 elif event == "rowgym.harness.rewrite":
                     fn, config, box = args
-                    if type(box) is list:
+                    caller = frame_at(1).f_back  # the forwarder's caller: pytest's importer, for pytest's collection
+                    if caller is None or caller.f_code is not exec_module or agent_on_stack():
+                        # the marked code's constants are the test's expected values
+                        emit("tamper", {"note": "audit: reach into the harness: a test file's compiled code asked for "
+                                                "by code that is not pytest's importer"})
+                    elif type(box) is list:
                         box.append(rewrite(fn, config))
                 elif event == "rowgym.harness.collected":
                     session = args[0]
@@ -546,15 +573,26 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
         for _ in range(300):
             if f is None:
                 return False
-            code = f.f_code
-            name = code.co_filename
-            hit = agent_file_of.get(name, 0)
-            if hit == 0:
-                hit = agent_file_of[name] = agents_file(name)
-            if hit or (hit is None and id(code) not in own_codes):
+            if is_agent_code(f.f_code):
                 return True
             f = f.f_back
         return True
+
+    def authors_file(name, realpath=os.path.realpath, repo=root + os.sep):
+        """Whether ``name`` is a file of the repository the agent did not change (a graded test file among them)."""
+        if not name.startswith("/") or normpath(name) in hook_agent_files:
+            return False
+        try:
+            return realpath(name).startswith(repo)
+        except (TypeError, ValueError):
+            return False
+
+    def is_agent_code(code):
+        name = code.co_filename
+        hit = agent_file_of.get(name, 0)
+        if hit == 0:
+            hit = agent_file_of[name] = agents_file(name)
+        return bool(hit) or (hit is None and id(code) not in own_codes)
 
     module_of, qualname_of = type.__dict__["__module__"].__get__, type.__dict__["__qualname__"].__get__
     function_type = types.FunctionType
@@ -709,6 +747,8 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             what = "compiled" if event == "compile" else "made"
             real = os.path.realpath(filename)
             if filename.startswith(image_code):
+                if event == "compile" and compiled_from(real, args[0]):
+                    return  # an import of the image's own file (an image without bytecode compiles its sources)
                 note = f"audit: code {what} as {filename} by code the agent wrote"
             elif real in test_paths:
                 note = f"audit: code {what} as the test file {filename} by code the agent wrote"
@@ -859,18 +899,23 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                              if isinstance(v, type) and v.__module__ == approx_module.__name__ and "Approx" in v.__name__)
     tests = private_tests(sources, root, os, ast, types, warnings, importlib.util.source_hash,
                           _pytest.assertion.rewrite.rewrite_asserts, random.Random(os.urandom(32)), sys.audit,
-                          hashed_pyc, approx_types)
+                          hashed_pyc, approx_types, authors_file)
     del private_tests
     test_paths, is_twin = tests[4], tests[5]
     if conf.get("hide_tests"):
         # Grading: the package could read the hidden test files and answer each call with the expected value
-        # written there. pytest needs only their names now (the hook answers its rewriter from the bytes read
-        # above), so each keeps its number of lines (tracebacks still point at the right line) and nothing else.
+        # written there. pytest needs only the test modules' names now (the hook answers its rewriter from the bytes
+        # read above), so each keeps its number of lines (tracebacks still point at the right line), each line a
+        # `pass` (pytest 7 parses it to show a failure, and crashed on blank lines), and nothing else. A helper module among the graded files (a tests package's __init__ with the test mixins) is
+        # imported as it is, so it stays.
         for p, data in sources.items():
+            base = os.path.basename(p)
+            if not (base.startswith("test_") or base.endswith("_test.py")):
+                continue  # pytest's rewriter serves only test modules: a helper (a package's __init__) is imported as is
             try:
                 fd = os.open(p, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
                 try:
-                    os.write(fd, b"\n" * data.count(b"\n"))
+                    os.write(fd, b"pass\n" * (data.count(b"\n") + 1))  # parses: pytest reads it to show a failure
                 finally:
                     os.close(fd)
             except OSError:
@@ -957,7 +1002,8 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                     _pytest.main.pytest_runtestloop.__code__)
     collect_codes = (Reporter.pytest_collection_finish.__code__, _pytest.main.Session.perform_collect.__code__)
     hook = make_hook(conf.pop("key"), detect, frozenset(own_codes), image_code, runner_codes, collect_codes,
-                     os.path.dirname(pluggy.__file__) + os.sep, lambda name: normpath(name) in hook_agent_files, tests)
+                     os.path.dirname(pluggy.__file__) + os.sep, is_agent_code, agent_on_stack,
+                     _pytest.assertion.rewrite.AssertionRewritingHook.exec_module.__code__, tests)
     del tests
     sys.addaudithook(hook)  # the key and the tests' machinery live on only in the hook's closure
     del hook
@@ -1003,7 +1049,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
 
 
 def _make_tests(sources, root, os, ast, types, warnings, source_hash, rewrite_asserts, rng, audit, hashed_pyc,
-                approx_types):
+                approx_types, authors_file):
     """The graded test files' machinery, held by the audit hook alone: ``(rewrite, collected, mark_ok, compare)``.
 
     Made once, before any repository code runs, as a copy with a private globals dict (a snapshot of the builtins)
@@ -1304,11 +1350,15 @@ def _make_tests(sources, root, os, ast, types, warnings, source_hash, rewrite_as
     class Unmet:  # what no value under test was ever meant to equal
         __slots__ = ()
 
+    unknown = Unmet()  # what a part is compared with, when that is not known (None is a value)
+
     def near(y):
         """Values close to ``y`` (the other operand, when plain) and different from it."""
         t = type(y)
-        if y is None or t is bool:
-            return [not y, 0 if y is None else None]
+        if y is None:
+            return []  # a number-like value may rightly equal 0 or True: None has no values near it
+        if t is bool:
+            return [not y]
         if t is int:
             return [y + 1, y - 1, -y - 7]
         if t is float:
@@ -1379,29 +1429,75 @@ def _make_tests(sources, root, os, ast, types, warnings, source_hash, rewrite_as
             return set(map(type, v)) <= plain_scalars and set(map(type, v.values())) <= plain_scalars
         return cls in plain_containers and set(map(type, v)) <= plain_scalars
 
-    def suspects(v):
-        """The parts of ``v`` that are not plain data (``v`` itself, or inside its plain containers; 10,000 looked at)."""
+    def suspects(v, other):
+        """``(part, hint)`` for the parts of ``v`` that are not plain data (``v`` itself, or inside its plain containers;
+        10,000 looked at), each with what it is compared with when that is known: the other operand, its part at the
+        same place (the same key, the same index of a sequence as long), an approx's expected value."""
         if flat(v):
             return []
-        out, todo, budget = [], [v], 10_000
+        out, todo, budget = [], [(v, other if other is not None else unknown)], 10_000
         while todo and budget > 0:
-            x = todo.pop()
+            x, o = todo.pop()
             budget -= 1
             cls = type(x)
             if cls in plain_scalars:
                 continue
-            if cls in plain_containers:
-                todo += list(x.items()) if cls is dict else list(x)
+            if type(o) in approx_types:
+                o = getattr(o, "expected", None)
+            if cls is dict:
+                todo += [(k, unknown) for k in x] + [(w, o.get(k, unknown) if type(o) is dict else unknown)
+                                                      for k, w in x.items()]
                 continue
-            out.append(x)
+            if cls in (list, tuple):
+                same = type(o) in (list, tuple) and len(o) == len(x)
+                todo += [(w, o[i] if same else unknown) for i, w in enumerate(x)]
+                continue
+            if cls in plain_containers:
+                todo += [(w, unknown) for w in x]
+                continue
+            if not authors_class(cls):
+                out.append((x, o if o is not unknown and is_plain(o) else unknown))
         return out
 
+    dunders = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__contains__", "__bool__")
+    slot_wrapper = type(object.__eq__)
+
+    def authors_class(cls):
+        """Whether every comparison of ``cls`` is the test author's: a function of a graded test file or of a repository
+        file the agent did not change (a test's own always-equal helper is a wildcard on purpose), or a builtin type's
+        own. Anything else (a function of the agent's files or of no file, a builtin put in as the method) is asked."""
+        for name in dunders:
+            for k in cls.__mro__:
+                if name in vars(k):
+                    v = vars(k)[name]
+                    if type(v) is slot_wrapper and k.__module__ == "builtins":
+                        break
+                    if not (type(v) is types.FunctionType and authors_file(v.__code__.co_filename)):
+                        return False
+                    break
+        return True
+
+    def agent_class(cls):
+        """Whether ``cls`` (or a class it inherits from, but ``object``) has a method written in Python: its truth could
+        depend on who asks. A class all in C (an array type) cannot."""
+        for k in cls.__mro__[:-1]:
+            for v in vars(k).values():
+                if isinstance(getattr(v, "__func__", v), types.FunctionType):
+                    return True
+        return False
+
+    complements = {"==": ne, "!=": eq}
+
     def compare(a, b, op):
-        """``(truth, error, lie)``: the assert's comparison ``a <op> b`` (its truth, or the exception it raised, which
-        the hook raises on), and the first lie a probe found (a note) or None."""
+        """``(result, error, lie)``: the assert's comparison ``a <op> b`` (its result: a bool, or the value itself when
+        its class is all in C, an array's elementwise answer; or the exception it raised), and the first lie a probe
+        found (a note) or None. For ``==`` and ``!=`` the opposite question is asked too, so that which values a
+        value was asked both of tells it nothing."""
         trials = [(ops[op], a, b, None, None)]
+        if op in complements:
+            trials.append((complements[op], a, b, "complement", a))
         for x, other in ((a, b), (b, a)):
-            for s in suspects(x):
+            for s, hint in suspects(x, other):
                 if type(s) in approx_types:
                     # pytest.approx holds a tolerance, so values near the expected one may rightly match it; it is
                     # asked values well outside any sane tolerance (one returned by the code under test with a
@@ -1409,37 +1505,53 @@ def _make_tests(sources, root, os, ast, types, warnings, source_hash, rewrite_as
                     e = getattr(s, "expected", None)
                     pool = [(p, False) for p in ([e * 2 + 1, -e - 1, e + 1000] if type(e) in (int, float) else [])]
                 else:
-                    hint = other if s is x and is_plain(other) else None
-                    centres = [hint] + decoys(hint) if hint is not None else []
+                    # scalars only: comparing a mapping or a sequence with a container reads it through, and a
+                    # cache counts reads (an LRU's order changed under the test, a false positive)
+                    centres = [hint] + decoys(hint) if hint is not unknown and type(hint) in plain_scalars else []
                     pool = [(p, True) for c in centres for p in (near(c) + ([c] if c is not hint else []))]
                 r = rng.getrandbits(64)
-                pool += [(p, False) for p in (Unmet(), (1 << 80) + r, float((1 << 60) + r), f"rowgym{r:x}",
-                                              ((1 << 80) + r,), [f"{r:x}"], {f"{r:x}": r})]
+                pool += [(p, False) for p in (Unmet(), (1 << 80) + r, float((1 << 60) + r), f"rowgym{r:x}")]
                 pool += [(Unmet(), False) for _ in range(rng.randint(0, 3))]
                 contains_ok = hasattr(type(s), "__contains__")
                 for p, is_near in pool:
                     trials.append((eq, s, p, False, s))
                     trials.append((ne, s, p, True, s))
-                    if contains_ok and not is_near:  # not the values near it: a part of a text is in it
+                    # `in` not against values near the expected one: a container rightly holds others like it
+                    if contains_ok and not is_near:
                         trials.append((contains, p, s, False, s))
                     if type(p) is Unmet:  # an order only against the made object: a str or int subclass may
                         trials.append((lt, s, p, False, s))  # rightly be < a number
                         trials.append((gt, s, p, False, s))
         rng.shuffle(trials)
-        truth, error, lie = None, None, None
+        truth, error, lie, raw, opposite = None, None, None, None, None
         for fn, x, y, want, suspect in trials:
             try:
-                t = not not fn(x, y)
+                r = fn(x, y)
             except Exception as e:
                 if want is None:
                     error = e
                 continue
+            try:
+                t = not not r
+            except Exception as e:
+                if want is None:  # an array's elementwise answer has no truth: it is the result, if its class is C's
+                    raw, error = (r, None) if not agent_class(type(r)) else (None, e)
+                continue
             if want is None:
-                truth = t
+                truth, raw = t, r
+            elif want == "complement":
+                opposite = t
             elif t != want and lie is None:
                 cls = type(suspect)
                 lie = f"a value compared in a graded test's assert (a {cls.__module__}.{cls.__qualname__}) holds " \
                       f"{fn.__name__} for a value it was never meant to match"
+        # yes to both (no and no is a class with an __eq__ of its own and the dict's or list's __ne__: no lie)
+        if lie is None and truth is True and opposite is True:
+            cls = type(a)
+            lie = f"a value compared in a graded test's assert (a {cls.__module__}.{cls.__qualname__}) is both {op} " \
+                  f"and not {op} to the same value"
+        if error is None and raw is not None and type(raw) is not bool and not agent_class(type(raw)):
+            return raw, None, lie  # the value itself (an array's elementwise result: `(a == b).all()`)
         return truth, error, lie
 
     def is_twin(code):
