@@ -1090,3 +1090,35 @@ def test_an_array_compared_elementwise_is_no_finding(tmp_path: Path) -> None:
                                           "    assert (add([1, 2], [3, 4]) == np.array([4, 6])).all()\n")
     run = _run_harness_run(repo, ["pkg/__init__.py"], hide_tests=True)
     assert run.outcomes == {"tests/test_a.py::test_add": "passed"} and run.tamper == [], (run.outcomes, run.tamper)
+
+
+def _compare_fn(seed: int = 1):  # noqa: ANN202
+    """The harness's comparison (``_make_tests``' ``compare``), loaded from its source with a seeded generator."""
+    import ast as ast_module
+    import importlib.util
+    import random
+    import types
+    import warnings
+
+    import _pytest.assertion.rewrite as rewrite
+
+    ns: dict = {"__name__": "harness_under_test"}
+    exec(compile(HARNESS_SOURCE, "harness", "exec"), ns)
+    return ns["_make_tests"]({}, "/nonexistent", os, ast_module, types, warnings, importlib.util.source_hash,
+                             rewrite.rewrite_asserts, random.Random(seed), sys.audit, True, frozenset(),
+                             lambda name: False)[3]
+
+
+def test_a_genuine_number_is_never_called_a_liar() -> None:
+    """A decoy's own near values could land on the expected value (-c - 7 for the decoy c = -10 is 3), so a genuine
+    Fraction subclass equal to 3 was 'a liar' now and then (2 of 134 gold patches graded 0 in one verify run)."""
+    import fractions
+
+    class Int(fractions.Fraction):
+        pass
+
+    compare = _compare_fn()
+    for k in range(8):
+        for _ in range(3000):
+            truth, error, lie = compare(Int(k), k, "==")
+            assert truth is True and error is None and lie is None, (k, lie)
