@@ -569,6 +569,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                                 os.path.dirname(os.path.dirname(pytest.__file__)) + os.sep)
 
     agent_file_of = {}  # a code object's file name -> whether the agent wrote it (asked for every frame event)
+    unasked = object()
     # Bound before any repository code runs: the harness's globals are ``__main__``'s, which that code can
     # rebind (``sys = None`` made every lookup in the audit hook raise, and the hook see nothing).
     normpath, get_ident = os.path.normpath, threading.get_ident
@@ -636,8 +637,8 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
 
     def is_agent_code(code):
         name = code.co_filename
-        hit = agent_file_of.get(name, 0)
-        if hit == 0:
+        hit = agent_file_of.get(name, unasked)
+        if hit is unasked:  # (not `== 0`: False == 0, and every image file's realpath was taken again each frame)
             hit = agent_file_of[name] = agents_file(name)
         return bool(hit) or (hit is None and id(code) not in own_codes)
 
@@ -1198,9 +1199,14 @@ def _make_tests(sources, root, os, ast, types, warnings, source_hash, rewrite_as
                                                                     ctx=ast.Load()),
                                                     slice=ast.Constant(1), ctx=ast.Load()),
                                 slice=ast.Constant(0), ctx=ast.Load())
-            for n in ast.walk(out):
-                if n is not node.left and n is not loc and "lineno" in n._attributes and not hasattr(n, "lineno"):
+            todo = [out]  # the nodes made here (the operands' own have their locations)
+            while todo:
+                n = todo.pop()
+                if n is node.left or n is loc:
+                    continue
+                if "lineno" in n._attributes and not hasattr(n, "lineno"):
                     ast.copy_location(n, node)
+                todo += ast.iter_child_nodes(n)
             return ast.copy_location(out, node)
 
         class Guard(ast.NodeTransformer):
@@ -1210,17 +1216,32 @@ def _make_tests(sources, root, os, ast, types, warnings, source_hash, rewrite_as
                     return node
                 return made(node)
 
+        # (statements only: an assignment or an assert is one, and the rewritten tree's expressions are many)
         if rewritten:
             # the rewriter stores each comparison of an assert in a @py_assert temporary (``@py_assert2 = result ==
             # @py_assert1``: a bare name stays a name, so the operands need not be temporaries)
-            for n in list(ast.walk(tree)):
+            for n in statements(tree.body):
                 if (isinstance(n, ast.Assign) and len(n.targets) == 1 and temp(n.targets[0])
                         and isinstance(n.value, ast.Compare)):
                     n.value = Guard().visit_Compare(n.value)
         else:
-            for n in list(ast.walk(tree)):
+            for n in statements(tree.body):
                 if isinstance(n, ast.Assert):
                     n.test = Guard().visit(n.test)
+
+    def statements(stmts):
+        """Every statement in ``stmts`` and in the statements they hold (defs and classes included), as a list."""
+        out, todo = [], list(stmts)
+        while todo:
+            st = todo.pop()
+            out.append(st)
+            for field in ("body", "orelse", "finalbody"):
+                sub = getattr(st, field, None)
+                if type(sub) is list:
+                    todo += sub
+            for part in (getattr(st, "handlers", None) or []) + (getattr(st, "cases", None) or []):
+                todo += part.body
+        return out
 
     def with_mark(code):
         """``code`` with the placeholder constant replaced by ``audit``, its mark sites recorded."""
