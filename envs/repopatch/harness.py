@@ -60,6 +60,9 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     import types
     import warnings
 
+    # A repository file created or changed from here on (its ctime, which no call sets back) is the agent's doing:
+    # everything staged before the harness started is older; repository code first runs after pytest's import.
+    started_ns = __import__("time").time_ns()
     sys.dont_write_bytecode = True  # -I ignores PYTHONDONTWRITEBYTECODE; no bytecode in the work dir
     try:  # not dumpable: /proc/self/mem would hand the code under test this process's memory, the key in it
         import ctypes
@@ -570,6 +573,18 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
 
     agent_file_of = {}  # a code object's file name -> whether the agent wrote it (asked for every frame event)
     unasked = object()
+    harness_wrote = {}  # realpath -> its ctime after the harness wrote it (the hidden test modules)
+
+    def written_in_run(real, stat=os.stat):
+        """Whether the repository file ``real`` was created or changed after the harness started (or is gone): a
+        module the code under test wrote and imported is its own, whatever file of the repository it became."""
+        try:
+            ctime = stat(real).st_ctime_ns
+        except (OSError, TypeError, ValueError):
+            return True
+        if real in harness_wrote:
+            return ctime != harness_wrote[real]
+        return ctime >= started_ns
     # Bound before any repository code runs: the harness's globals are ``__main__``'s, which that code can
     # rebind (``sys = None`` made every lookup in the audit hook raise, and the hook see nothing).
     normpath, get_ident = os.path.normpath, threading.get_ident
@@ -590,7 +605,9 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 real = realpath(name)
             except (TypeError, ValueError):
                 return True
-            return not (name.startswith(image_code) or real.startswith(repo))
+            if name.startswith(image_code):
+                return False
+            return not real.startswith(repo) or written_in_run(real)
         if name.startswith("<frozen ") and name.endswith(">") and (
                 is_frozen(name[8:-1]) or name[8:-1] in ("importlib._bootstrap", "importlib._bootstrap_external")):
             return False
@@ -613,9 +630,10 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
         if not name.startswith("/") or normpath(name) in hook_agent_files:
             return False
         try:
-            return realpath(name).startswith(repo)
+            real = realpath(name)
         except (TypeError, ValueError):
             return False
+        return real.startswith(repo) and not written_in_run(real)
 
     runner_bounds = (_pytest.runner.call_and_report.__code__, _pytest.runner.pytest_runtest_protocol.__code__,
                      _pytest.main.pytest_runtestloop.__code__)
@@ -733,8 +751,15 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
 
     def audit_note(event, args):
         if event in code_events:
-            if frame_at(3).f_code is compile_bytecode or not agent_on_stack():
-                return None  # the import system loading a module's bytecode (an import in a fix is no finding)
+            loader = frame_at(3)
+            if loader.f_code is compile_bytecode:  # the import system loading a module's bytecode
+                local = loader.f_locals
+                cached, source = local.get("bytecode_path"), local.get("source_path")
+                if type(source) is str and (type(cached) is not str or written_in_run(os.path.realpath(cached))):
+                    agent_file_of[source] = True  # bytecode written in the run: its code is the writer's
+                return None  # (an import in a fix is no finding)
+            if not agent_on_stack():
+                return None
             return f"audit: reach into the harness: {event} (code from bytes, any file name) while code the agent " \
                    f"wrote runs"
         if event == "object.__getattr__" and len(args) > 1 and args[1] == "__code__":
@@ -791,6 +816,9 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             # Code disguised (by its file name) as the image's, a graded test's or a repository file's
             # that it was not compiled from, made while code the agent wrote runs.
             filename = args[1] if len(args) > 1 and type(args[1]) is str else ""  # no str() of what it was given
+            if filename.startswith("/") and filename in agent_file_of and agent_file_of[filename] is not True and (
+                    written_in_run(os.path.realpath(filename))):
+                agent_file_of[filename] = True  # looked up before it was written (a reload of what was written)
             if not filename.startswith("/") or not agent_on_stack():
                 return  # "<string>" and the like claim no file
             what = "compiled" if event == "compile" else "made"
@@ -965,6 +993,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 fd = os.open(p, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
                 try:
                     os.write(fd, b"pass\n" * (data.count(b"\n") + 1))  # parses: pytest reads it to show a failure
+                    harness_wrote[p] = os.fstat(fd).st_ctime_ns
                 finally:
                     os.close(fd)
             except OSError:
