@@ -45,7 +45,7 @@ lint: setup ## ruff, and the package layers as import-linter contracts (.importl
 	$(PY) -m ruff check rowgym envs agents rollouts rewards trainers sandboxes evals tests benchmarks examples
 	bash scripts/lint_imports.sh
 
-bench: env-up ## performance benchmarks; ratios measured side by side -> results/bench.json + bench.md (no pass/fail)
+bench: env-up model-tiny ## performance benchmarks (the tiny model: its tokenizer); ratios measured side by side -> results/bench.json + bench.md (no pass/fail)
 	$(PY) benchmarks/results.py --reset
 	$(PY) benchmarks/bench_toolapi.py
 	$(PY) benchmarks/bench_rollouts.py
