@@ -1016,7 +1016,9 @@ def test_code_under_a_file_name_that_is_nobodys_is_the_agents(tmp_path: Path) ->
     repo = _repo(tmp_path, "")
     (repo / "pkg/__init__.py").write_text(P.NEUTRAL_FILENAME)
     run = _run_harness_run(repo, ["pkg/__init__.py"])
-    assert run.outcomes.get("tests/test_a.py::test_add") != "passed" or run.tamper, (run.outcomes, run.tamper)
+    assert run.outcomes.get("tests/test_a.py::test_add") != "passed", (run.outcomes, run.tamper)
+    # the payload ran (it once stopped at a syntax error of its own, which proved nothing) and was seen
+    assert any("compiled as" in t or "reach into the harness" in t for t in run.tamper), run.tamper
 
 
 HONEST_TESTS_MORE = {
