@@ -736,15 +736,16 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                                                                  dataclasses, functools, abc_module, string, doctest)))
     import traceback as traceback_module
 
-    # The traceback module formatting an exception (``traceback.format_exc()``, ``logging.exception``): its
-    # walker reads each entry's frame and hands it to its extractor, which keeps file names and line numbers;
-    # no frame leaves them (code identity; their locals are read only with ``capture_locals``, refused).
+    # The traceback module formatting an exception (``traceback.format_exc()``, ``logging.exception``,
+    # ``extract_tb``): its walker reads each entry's frame and hands it to its extractor, which keeps file names
+    # and line numbers; no frame leaves them (code identity; their locals are read only with ``capture_locals``,
+    # refused). Only the walker iterated by the extractor itself: ``StackSummary.extract``'s relay generator reads
+    # what it iterates from a closure cell, which a copy of it made with a cell of the package's own swapped
+    # under the check (a red-team round's second way through).
     tb_walkers = tuple(getattr(traceback_module, n).__code__ for n in ("walk_tb", "_walk_tb_with_full_positions")
                        if hasattr(traceback_module, n))
     summary_class = traceback_module.StackSummary
     tb_extractor = getattr(summary_class, "_extract_from_extended_frame_gen", summary_class.extract).__func__.__code__
-    tb_relays = tuple(c for c in summary_class.extract.__func__.__code__.co_consts  # extract's own generator
-                      if isinstance(c, types.CodeType))
     traceback_type = types.TracebackType
 
     generator_type = types.GeneratorType
@@ -752,21 +753,17 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     def formats_only(reader, tb):
         """Whether the frame read from traceback ``tb`` by ``reader`` goes to the traceback module's extractor
         and nowhere else, and no frame of that traceback's chain is the harness's own. Each hop is checked by
-        the generator it iterates, not only by the frame under it: a C iterator in between (``map(spy, walker)``,
-        an ``islice`` put in the module's place) has no frame, and hands each frame to whoever it calls."""
+        the generator it iterates (a fast local), not only by the frame under it: a C iterator in between
+        (``map(spy, walker)``, an ``islice`` put in the module's place) has no frame, and hands each frame to
+        whoever it calls."""
         if not any(reader.f_code is c for c in tb_walkers):
             return False
-        inner, f = reader, reader.f_back
-        while f is not None and any(f.f_code is c for c in tb_relays):
-            gen = f.f_locals.get("frame_gen")
-            if type(gen) is not generator_type or gen.gi_frame is not inner:
-                return False
-            inner, f = f, f.f_back
+        f = reader.f_back
         if f is None or f.f_code is not tb_extractor:
             return False
         local = f.f_locals
         gen = local.get("frame_gen")
-        if local.get("capture_locals") is not False or type(gen) is not generator_type or gen.gi_frame is not inner:
+        if local.get("capture_locals") is not False or type(gen) is not generator_type or gen.gi_frame is not reader:
             return False
         for _ in range(1000):
             if tb is None:

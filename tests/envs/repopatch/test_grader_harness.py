@@ -426,6 +426,21 @@ WAYS_IN = {
                                  "        raise ValueError\n    except ValueError:\n        traceback.format_exc()\n"
                                  "    finally:\n        itertools.islice = real\n        del sys.tracebacklimit\n"
                                  "    return _from_frames(got[0]) if got else (None, None)\n_forge(_swapped)\n",
+    # StackSummary.extract's relay generator, copied with a closure cell of the package's own that is swapped to the
+    # walker just before the walker runs, while the relay really iterates map(spy, chain(swap, walker))
+    "relay_cell_swapped": "import itertools, traceback, types\ndef _relayed():\n    got = []\n    try:\n"
+                          "        raise ValueError\n    except ValueError as e:\n"
+                          "        W = traceback.walk_tb(e.__traceback__)\n"
+                          "    code = next(c for c in traceback.StackSummary.extract.__func__.__code__.co_consts\n"
+                          "                if isinstance(c, types.CodeType))\n    cell = types.CellType()\n"
+                          "    class Swap:\n        def __iter__(self):\n            return self\n"
+                          "        def __next__(self):\n            cell.cell_contents = W\n"
+                          "            raise StopIteration\n"
+                          "    cell.cell_contents = map(lambda i: got.append(i[0]) or i, itertools.chain(Swap(), W))\n"
+                          "    R = types.FunctionType(code, {}, 'extended_frame_gen', None, (cell,))()\n"
+                          "    traceback.StackSummary._extract_from_extended_frame_gen(R, lookup_lines=False,"
+                          " capture_locals=False)\n    return _from_frames(got[0]) if got else (None, None)\n"
+                          "_forge(_relayed)\n",
     "code_from_bytes": "import marshal, os\n_t = os.path.join(os.path.dirname(os.__file__), 'collections', '__init__.py')\n"
                        "_b = marshal.dumps(compile('def grab():\\n    import sys\\n    return sys._getframe(1)\\n', "
                        "'Q' * len(_t), 'exec')).replace(('Q' * len(_t)).encode(), _t.encode())\n_ns = {}\n"
@@ -953,7 +968,6 @@ HONEST_FIXES = {
                            "def add(a, b):\n    try:\n        int('x')\n    except ValueError:\n"
                            "        text = traceback.format_exc()\n        _log.exception('parse failed')\n"
                            "        traceback.extract_tb(sys.exc_info()[2])\n"
-                           "        traceback.StackSummary.extract(traceback.walk_tb(sys.exc_info()[2]))\n"
                            "        ''.join(traceback.TracebackException(*sys.exc_info()).format())\n"
                            "        assert 'ValueError' in text\n    return a + b\n",
 }
