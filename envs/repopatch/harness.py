@@ -747,6 +747,23 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     summary_class = traceback_module.StackSummary
     tb_extractor = getattr(summary_class, "_extract_from_extended_frame_gen", summary_class.extract).__func__.__code__
     traceback_type = types.TracebackType
+    traceback_globals = vars(traceback_module)
+    # what the extractor and the walker look up, as the image has it (a third round put a deque subclass of its own
+    # in the module's place: with a negative limit the extractor's `deque(frame_gen)` drained the walker in C, so
+    # the walker's caller was the extractor, and the frames stayed in the package's deque)
+    tb_names = tuple((n, traceback_globals[n]) for n in ("sys", "itertools", "collections", "linecache",
+                                                          "FrameSummary", "_get_code_position")
+                     if n in traceback_globals)
+    import dis as dis_module
+
+    def loop_offsets(code, name):
+        """The offsets of the ``FOR_ITER`` of each ``for ... in <name>:`` loop of ``code``."""
+        ins = list(dis_module.get_instructions(code))
+        return tuple(ins[k].offset for k in range(2, len(ins)) if ins[k].opname == "FOR_ITER" and
+                     ins[k - 1].opname == "GET_ITER" and ins[k - 2].opname == "LOAD_FAST" and ins[k - 2].argval == name)
+
+    tb_loop = loop_offsets(tb_extractor, "frame_gen")  # where the extractor takes each frame
+    threading_bootstrap = threading.Thread._bootstrap_inner.__code__  # where a new thread sets threading's trace
 
     generator_type = types.GeneratorType
 
@@ -756,10 +773,13 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
         the generator it iterates (a fast local), not only by the frame under it: a C iterator in between
         (``map(spy, walker)``, an ``islice`` put in the module's place) has no frame, and hands each frame to
         whoever it calls."""
-        if not any(reader.f_code is c for c in tb_walkers):
+        if not any(reader.f_code is c for c in tb_walkers) or reader.f_globals is not traceback_globals:
             return False
         f = reader.f_back
-        if f is None or f.f_code is not tb_extractor:
+        if f is None or f.f_code is not tb_extractor or f.f_globals is not traceback_globals or (
+                f.f_lasti not in tb_loop):  # its loop, not what it does with the generator before
+            return False
+        if any(traceback_globals.get(n) is not v for n, v in tb_names):
             return False
         local = f.f_locals
         gen = local.get("frame_gen")
@@ -836,7 +856,17 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             # test (a bdb.Bdb subclass in the package sets its trace through bdb.py)
             caller = frame_at(3)  # the caller of sys.settrace (hook -> detect -> this)
             if caller.f_code.co_filename.startswith(image_code) and not agent_on_stack():
-                return
+                # threading.settrace(fn) (a module attribute, no event): each new thread sets fn from threading's
+                # own code with no frame of the agent's on its stack, and fn is then handed that thread's frames
+                # (not the audit hook's: CPython traces no audit hook)
+                fn = getattr(threading, "_trace_hook" if event == "sys.settrace" else "_profile_hook", None)
+                if fn is None or caller.f_code is not threading_bootstrap:
+                    return
+                code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+                if code is not None and not is_agent_code(code):
+                    return
+                return f"audit: reach into the harness: a thread started with a {event[4:]} function the agent's code " \
+                       f"set (threading.{event[4:]})"
             if event == "sys.setprofile" and not agent_on_stack():
                 return
             note = f"audit: {event} called from {caller.f_code.co_filename}, not by the harness"

@@ -441,6 +441,26 @@ WAYS_IN = {
                           "    traceback.StackSummary._extract_from_extended_frame_gen(R, lookup_lines=False,"
                           " capture_locals=False)\n    return _from_frames(got[0]) if got else (None, None)\n"
                           "_forge(_relayed)\n",
+    # a third round: a deque subclass of the package's own in the traceback module's place, drained by the
+    # extractor with a negative limit before its loop (in C: the walker's caller looked like the extractor)
+    "deque_in_the_module": "import traceback, types, collections as _c\nclass _Stash(_c.deque):\n    kept = []\n"
+                           "    def __new__(cls, *a, **k):\n        self = super().__new__(cls)\n"
+                           "        cls.kept.append(self)\n        return self\ndef _drained():\n"
+                           "    old = traceback.collections\n"
+                           "    traceback.collections = types.SimpleNamespace(deque=_Stash)\n    try:\n        try:\n"
+                           "            raise ValueError\n        except ValueError as e:\n"
+                           "            traceback.extract_tb(e.__traceback__, limit=-100)\n    finally:\n"
+                           "        traceback.collections = old\n"
+                           "    return _from_frames(_Stash.kept[-1][0][0]) if _Stash.kept else (None, None)\n"
+                           "_forge(_drained)\n",
+    # threading.settrace(fn): each new thread sets fn from threading's own code with no frame of the package's on its
+    # stack, so fn was handed that thread's frames with no finding (the audit hook itself is never traced: CPython
+    # turns tracing off in audit hooks, so these frames lead to the thread's bootstrap, not to `_main`)
+    "threading_settrace": "import threading\n_seen = []\ndef _tr(frame, event, arg):\n    _seen.append(frame)\n"
+                          "    return None\ndef _traced():\n    threading.settrace(_tr)\n"
+                          "    t = threading.Thread(target=lambda: None)\n    t.start()\n    t.join()\n"
+                          "    threading.settrace(None)\n    return _from_frames(_seen[0]) if _seen else (None, None)\n"
+                          "_forge(_traced)\n",
     "code_from_bytes": "import marshal, os\n_t = os.path.join(os.path.dirname(os.__file__), 'collections', '__init__.py')\n"
                        "_b = marshal.dumps(compile('def grab():\\n    import sys\\n    return sys._getframe(1)\\n', "
                        "'Q' * len(_t), 'exec')).replace(('Q' * len(_t)).encode(), _t.encode())\n_ns = {}\n"
