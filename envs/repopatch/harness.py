@@ -732,8 +732,26 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     import logging
     import string
     import typing
+    # ... but not two that hand the frame on: logging's `currentframe` returns it to whoever calls it (allowed
+    # below only for logging's own findCaller), and doctest's debugger gives it to bdb through `self`, which a
+    # subclass of the package's own is (a fourth red-team round reached `_main` both ways)
     keeps_frame = frozenset().union(*(code_objects(m) for m in (collections, typing, enum, warnings, logging,
-                                                                 dataclasses, functools, abc_module, string, doctest)))
+                                                                 dataclasses, functools, abc_module, string, doctest))
+                                    ) - {id(logging.currentframe.__code__),
+                                         id(doctest._OutputRedirectingPdb.set_trace.__code__)}
+    logging_globals = vars(logging)
+    logging_currentframe, find_caller = logging.currentframe.__code__, logging.Logger.findCaller.__code__
+    # what findCaller hands the frames to, or looks them up with, as the image has it
+    logging_names = tuple((n, logging_globals[n]) for n in ("currentframe", "_is_internal_frame", "traceback", "os",
+                                                            "_srcfile", "io") if n in logging_globals)
+
+    def logging_keeps_it(caller):
+        """Whether logging's ``currentframe`` (``caller``) was called by logging's own ``findCaller``, which keeps the
+        frames it walks to itself (file name, line, function name): without ``stack_info`` (which prints the stack
+        through the traceback module), with logging's own globals and the names it uses as they were at start."""
+        f = caller.f_back
+        return (f is not None and f.f_code is find_caller and f.f_globals is logging_globals
+                and f.f_locals.get("stack_info") is False and all(logging_globals.get(n) is v for n, v in logging_names))
     import traceback as traceback_module
 
     # The traceback module formatting an exception (``traceback.format_exc()``, ``logging.exception``,
@@ -839,6 +857,8 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             if (event == "sys._getframe" and id(caller.f_code) in keeps_frame
                     and caller.f_code.co_filename.startswith(keeps_frame_files)):
                 return None  # the stdlib keeping a frame to itself (by code identity)
+            if event == "sys._getframe" and caller.f_code is logging_currentframe and logging_keeps_it(caller):
+                return None  # a log record's caller looked up (a fix that logs)
             if event == "object.__getattr__" and args[1] == "tb_frame" and formats_only(caller, args[0]):
                 return None  # an exception formatted by the traceback module (a fix's `log.exception(...)`)
             what = f"{event} {args[1]}" if event == "object.__getattr__" else event
@@ -862,9 +882,8 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 fn = getattr(threading, "_trace_hook" if event == "sys.settrace" else "_profile_hook", None)
                 if fn is None or caller.f_code is not threading_bootstrap:
                     return
-                code = getattr(getattr(fn, "__func__", fn), "__code__", None)
-                if code is not None and not is_agent_code(code):
-                    return
+                if type(fn) is types.FunctionType and not is_agent_code(fn.__code__):
+                    return  # (a bound method's class, a callable object's: the package's own subclass, maybe)
                 return f"audit: reach into the harness: a thread started with a {event[4:]} function the agent's code " \
                        f"set (threading.{event[4:]})"
             if event == "sys.setprofile" and not agent_on_stack():

@@ -461,6 +461,34 @@ WAYS_IN = {
                           "    t = threading.Thread(target=lambda: None)\n    t.start()\n    t.join()\n"
                           "    threading.settrace(None)\n    return _from_frames(_seen[0]) if _seen else (None, None)\n"
                           "_forge(_traced)\n",
+    # a fourth round, through the standard library's own frame keeping: logging's currentframe returns the frame,
+    # its findCaller hands each to a module global the package can rebind, doctest's debugger gives it to bdb
+    # through `self` (a subclass of the package's), and threading's trace may be a bound method of a bdb subclass
+    "logging_currentframe": "import logging\n_forge(lambda: _from_frames(logging.currentframe()))\n",
+    "logging_internal_frame_swapped": "import logging\ndef _logged():\n    got, orig = [], logging._is_internal_frame\n"
+                                      "    def spy(frame):\n        got.append(frame)\n        return orig(frame)\n"
+                                      "    logging._is_internal_frame = spy\n    try:\n"
+                                      "        logging.getLogger('x').findCaller()\n    finally:\n"
+                                      "        logging._is_internal_frame = orig\n"
+                                      "    return _from_frames(got[0]) if got else (None, None)\n_forge(_logged)\n",
+    "doctest_debugger_subclass": "import doctest, io\nclass _Stop(Exception):\n    pass\n"
+                                 "class _P(doctest._OutputRedirectingPdb):\n    def __setattr__(self, name, value):\n"
+                                 "        if name == 'botframe' and value is not None:\n"
+                                 "            value.f_trace = None\n            object.__setattr__(self, 'got', value)\n"
+                                 "            raise _Stop\n        object.__setattr__(self, name, value)\n"
+                                 "def _debugged():\n    p = _P(io.StringIO())\n    try:\n        p.set_trace()\n"
+                                 "    except _Stop:\n        pass\n"
+                                 "    return _from_frames(p.got) if hasattr(p, 'got') else (None, None)\n"
+                                 "_forge(_debugged)\n",
+    "threading_settrace_bound_method": "import bdb, threading\ngot = []\nclass _B(bdb.Bdb):\n"
+                                       "    def __setattr__(self, name, value):\n"
+                                       "        if name == 'botframe' and value is not None:\n"
+                                       "            got.append(value)\n            raise SystemExit\n"
+                                       "        object.__setattr__(self, name, value)\ndef _bound():\n    b = _B()\n"
+                                       "    b.reset()\n    threading.settrace(b.trace_dispatch)\n    try:\n"
+                                       "        t = threading.Thread(target=lambda: None)\n        t.start()\n"
+                                       "        t.join()\n    finally:\n        threading.settrace(None)\n"
+                                       "    return _from_frames(got[0]) if got else (None, None)\n_forge(_bound)\n",
     "code_from_bytes": "import marshal, os\n_t = os.path.join(os.path.dirname(os.__file__), 'collections', '__init__.py')\n"
                        "_b = marshal.dumps(compile('def grab():\\n    import sys\\n    return sys._getframe(1)\\n', "
                        "'Q' * len(_t), 'exec')).replace(('Q' * len(_t)).encode(), _t.encode())\n_ns = {}\n"
