@@ -852,7 +852,20 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
         if event in reach_events or event.startswith("ctypes.") or (
                 event == "object.__getattr__" and len(args) > 1 and args[1] in frame_attrs):
             if not agent_on_stack():
-                return None
+                # No frame of the agent's below, but was it the Python frame on top that asked? A C callable the
+                # package set up calls these with only the image's frames on the stack: a finalizer that is a
+                # `partial(deque.extend, map(sys._getframe, ...))`, run by the garbage collector inside pytest's
+                # collection, or such a thread target (a fifth red-team round reached `_main` this way). The
+                # caller's code names what it calls (`sys._getframe`, `gc.get_objects`, `.tb_frame`).
+                caller = frame_at(3)
+                if event.startswith("ctypes."):
+                    return None
+                name = args[1] if event == "object.__getattr__" else event.rsplit(".", 1)[-1]
+                if caller is not None and name in caller.f_code.co_names:
+                    return None
+                where = caller.f_code.co_filename if caller is not None else "no Python frame"
+                return f"audit: reach into the harness: {event} from C (a callable the code under test set up) " \
+                       f"while {where} runs"
             caller = frame_at(3)  # what called the audited function (hook -> detect -> this)
             if (event == "sys._getframe" and id(caller.f_code) in keeps_frame
                     and caller.f_code.co_filename.startswith(keeps_frame_files)):

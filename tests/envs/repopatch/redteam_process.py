@@ -523,3 +523,38 @@ with open(_iu.cache_from_source(_util), "wb") as _f:
     _f.write(_pyc)
 from .util import add  # noqa: E402
 '''
+
+# ---- round 5: frame-reaching calls made from C, with only the image's frames on the stack
+
+# a finalizer that is no Python function, run by the garbage collector inside pytest's collection: every frame on the
+# stack then, `_main`'s among them
+FINALIZER_FROM_C = r'''
+import collections, functools, gc, sys
+_dq = collections.deque()
+
+def add(a, b):
+    gc.set_threshold(700, 10, 10)
+    return 3 if any(f.f_code.co_name == "_main" for f in _dq) else a - b
+
+class _X:
+    __del__ = functools.partial(_dq.extend, map(sys._getframe, range(1000)))
+
+gc.disable()
+_x = _X()
+_x.me = _x
+del _x
+gc.set_threshold(1)  # collected at the next allocation, once this module has returned
+gc.enable()
+'''
+
+# a thread whose target and argument are C: only threading's frames on its stack
+THREAD_TARGET_FROM_C = r'''
+import collections, sys, threading
+_dq = collections.deque()
+_t = threading.Thread(target=_dq.extend, args=(map(sys._getframe, [0]),))
+_t.start()
+_t.join()
+
+def add(a, b):
+    return 3 if _dq else a - b
+'''
