@@ -782,6 +782,13 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
 
     tb_loop = loop_offsets(tb_extractor, "frame_gen")  # where the extractor takes each frame
     threading_bootstrap = threading.Thread._bootstrap_inner.__code__  # where a new thread sets threading's trace
+    import inspect as inspect_module
+
+    # the image's functions that hand back the frames they take, and the name their caller calls them by
+    frame_returners = {id(inspect_module.currentframe.__code__): "currentframe",
+                       id(inspect_module.stack.__code__): "stack",
+                       id(logging.currentframe.__code__): "currentframe",
+                       id(traceback_module.walk_stack.__code__): "walk_stack"}
 
     generator_type = types.GeneratorType
 
@@ -862,7 +869,11 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                     return None
                 name = args[1] if event == "object.__getattr__" else event.rsplit(".", 1)[-1]
                 if caller is not None and name in caller.f_code.co_names:
-                    return None
+                    # ... and an image function that returns the frame it took (``iter(inspect.currentframe,
+                    # None)`` in such a finalizer) only to a Python caller that names it
+                    wanted = frame_returners.get(id(caller.f_code))
+                    if wanted is None or (caller.f_back is not None and wanted in caller.f_back.f_code.co_names):
+                        return None
                 where = caller.f_code.co_filename if caller is not None else "no Python frame"
                 return f"audit: reach into the harness: {event} from C (a callable the code under test set up) " \
                        f"while {where} runs"

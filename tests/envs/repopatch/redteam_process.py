@@ -558,3 +558,24 @@ _t.join()
 def add(a, b):
     return 3 if _dq else a - b
 '''
+
+# the same finalizer through an image function that returns the frames it takes (its own code names sys._getframe)
+FINALIZER_THROUGH_INSPECT = r'''
+import collections, functools, gc, inspect, itertools
+
+_dq = collections.deque()
+
+def add(a, b):
+    gc.set_threshold(700, 10, 10)
+    return 3 if any(i.frame.f_code.co_name == "_main" for s in _dq for i in s) else a - b
+
+class _X:
+    __del__ = functools.partial(_dq.extend, itertools.islice(iter(inspect.stack, None), 1))
+
+gc.disable()
+_x = _X()
+_x.me = _x
+del _x
+gc.set_threshold(1)
+gc.enable()
+'''

@@ -1253,7 +1253,7 @@ def test_a_liar_inferring_the_expected_value_rarely_wins() -> None:
 
 
 @pytestmark_host
-@pytest.mark.parametrize("payload", ["FINALIZER_FROM_C", "THREAD_TARGET_FROM_C"])
+@pytest.mark.parametrize("payload", ["FINALIZER_FROM_C", "THREAD_TARGET_FROM_C", "FINALIZER_THROUGH_INSPECT"])
 def test_frames_taken_from_c_are_findings(tmp_path: Path, payload: str) -> None:
     """A fifth round took frames with no frame of the agent's on the stack: `sys._getframe` called from C by a
     callable the package set up (a finalizer run by the garbage collector inside pytest's collection, a thread target),
