@@ -615,16 +615,24 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             return False
         return None
 
+    harness_thread_root = next(c for c in _start.__code__.co_consts  # the bottom frame of the tests' thread
+                               if isinstance(c, types.CodeType) and c.co_name == "run")
+
     def agent_on_stack():
         """Whether code the agent wrote is on this thread's stack (any thread's: a test's own thread that raises is
         no finding; the one way into another thread's frames, ``sys._current_frames``, is one whoever calls it)."""
-        f = frame_at(2)
+        f, last = frame_at(2), None
         for _ in range(300):
             if f is None:
-                return False
+                # The bottom of a thread the harness did not start (threading's, or one with a C target) is looked
+                # at like the agent's: a thread the package started, its target C (`deque.extend` over `map(inspect.
+                # getinnerframes, [tb])`), has only image frames on it and took frames that lead to `_main` (a
+                # sixth red-team round). What the agent's code may take (a log record's caller, a formatted
+                # exception) it may take there too.
+                return last is None or last.f_code is not harness_thread_root
             if is_agent_code(f.f_code):
                 return True
-            f = f.f_back
+            last, f = f, f.f_back
         return True
 
     def authors_file(name, realpath=os.path.realpath, repo=root + os.sep):
@@ -899,17 +907,17 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             # frame's locals): only the image's own code (doctest, pdb) may set one, and not for the code under
             # test (a bdb.Bdb subclass in the package sets its trace through bdb.py)
             caller = frame_at(3)  # the caller of sys.settrace (hook -> detect -> this)
-            if caller.f_code.co_filename.startswith(image_code) and not agent_on_stack():
+            if caller.f_code is threading_bootstrap:
                 # threading.settrace(fn) (a module attribute, no event): each new thread sets fn from threading's
-                # own code with no frame of the agent's on its stack, and fn is then handed that thread's frames
-                # (not the audit hook's: CPython traces no audit hook)
+                # own code, and fn is then handed that thread's frames (not the audit hook's: CPython traces no
+                # audit hook)
                 fn = getattr(threading, "_trace_hook" if event == "sys.settrace" else "_profile_hook", None)
-                if fn is None or caller.f_code is not threading_bootstrap:
-                    return
-                if type(fn) is types.FunctionType and not is_agent_code(fn.__code__):
+                if fn is None or (type(fn) is types.FunctionType and not is_agent_code(fn.__code__)):
                     return  # (a bound method's class, a callable object's: the package's own subclass, maybe)
                 return f"audit: reach into the harness: a thread started with a {event[4:]} function the agent's code " \
                        f"set (threading.{event[4:]})"
+            if caller.f_code.co_filename.startswith(image_code) and not agent_on_stack():
+                return
             if event == "sys.setprofile" and not agent_on_stack():
                 return
             note = f"audit: {event} called from {caller.f_code.co_filename}, not by the harness"
