@@ -582,8 +582,8 @@ gc.enable()
 
 # ---- round 6: a thread the package starts, its target C, reads the package's own traceback through image code that
 # names tb_frame (no frame of the agent's on that thread's stack); the frames lead to `_main`
-THREAD_GETINNERFRAMES = r'''
-import collections, inspect, threading
+_THREAD_READS_TB = r'''
+import collections, inspect, threading, traceback
 _dq = collections.deque()
 
 def add(a, b):
@@ -591,33 +591,16 @@ def add(a, b):
         raise ValueError
     except ValueError as e:
         tb = e.__traceback__
-    t = threading.Thread(target=_dq.extend, args=(map(inspect.getinnerframes, [tb]),))
+    t = threading.Thread(target=_dq.extend, args=(READER,))
     t.start()
     t.join()
-    f = _dq[0][0].frame if _dq else None
+    f = FRAME if _dq else None
     while f is not None:
         if f.f_code.co_name == "_main" and f.f_code.co_filename == "<string>":
             return 3
         f = f.f_back
     return a - b
 '''
-
-THREAD_WALK_TB = r'''
-import collections, threading, traceback
-_dq = collections.deque()
-
-def add(a, b):
-    try:
-        raise ValueError
-    except ValueError as e:
-        tb = e.__traceback__
-    t = threading.Thread(target=_dq.extend, args=(traceback.walk_tb(tb),))
-    t.start()
-    t.join()
-    f = _dq[0][0] if _dq else None
-    while f is not None:
-        if f.f_code.co_name == "_main" and f.f_code.co_filename == "<string>":
-            return 3
-        f = f.f_back
-    return a - b
-'''
+THREAD_GETINNERFRAMES = _THREAD_READS_TB.replace("READER", "map(inspect.getinnerframes, [tb])").replace(
+    "FRAME", "_dq[0][0].frame")
+THREAD_WALK_TB = _THREAD_READS_TB.replace("READER", "traceback.walk_tb(tb)").replace("FRAME", "_dq[0][0]")
