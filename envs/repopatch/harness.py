@@ -740,6 +740,11 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     import logging
     import string
     import typing
+    def pinned(namespace, names):
+        """A check that each of ``names`` in ``namespace`` (a module's globals) is still the object it is now."""
+        now = tuple((n, namespace[n]) for n in names if n in namespace)
+        return lambda: all(namespace.get(n) is v for n, v in now)
+
     # ... but not two that hand the frame on: logging's `currentframe` returns it to whoever calls it (allowed
     # below only for logging's own findCaller), and doctest's debugger gives it to bdb through `self`, which a
     # subclass of the package's own is (a fourth red-team round reached `_main` both ways)
@@ -750,8 +755,8 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     logging_globals = vars(logging)
     logging_currentframe, find_caller = logging.currentframe.__code__, logging.Logger.findCaller.__code__
     # what findCaller hands the frames to, or looks them up with, as the image has it
-    logging_names = tuple((n, logging_globals[n]) for n in ("currentframe", "_is_internal_frame", "traceback", "os",
-                                                            "_srcfile", "io") if n in logging_globals)
+    logging_names_as_started = pinned(logging_globals, ("currentframe", "_is_internal_frame", "traceback", "os",
+                                                        "_srcfile", "io"))
 
     def logging_keeps_it(caller):
         """Whether logging's ``currentframe`` (``caller``) was called by logging's own ``findCaller``, which keeps the
@@ -759,7 +764,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
         through the traceback module), with logging's own globals and the names it uses as they were at start."""
         f = caller.f_back
         return (f is not None and f.f_code is find_caller and f.f_globals is logging_globals
-                and f.f_locals.get("stack_info") is False and all(logging_globals.get(n) is v for n, v in logging_names))
+                and f.f_locals.get("stack_info") is False and logging_names_as_started())
     import traceback as traceback_module
 
     # The traceback module formatting an exception (``traceback.format_exc()``, ``logging.exception``,
@@ -777,9 +782,8 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
     # what the extractor and the walker look up, as the image has it (a third round put a deque subclass of its own
     # in the module's place: with a negative limit the extractor's `deque(frame_gen)` drained the walker in C, so
     # the walker's caller was the extractor, and the frames stayed in the package's deque)
-    tb_names = tuple((n, traceback_globals[n]) for n in ("sys", "itertools", "collections", "linecache",
-                                                          "FrameSummary", "_get_code_position")
-                     if n in traceback_globals)
+    tb_names_as_started = pinned(traceback_globals, ("sys", "itertools", "collections", "linecache", "FrameSummary",
+                                                     "_get_code_position"))
     import dis as dis_module
 
     def loop_offsets(code, name):
@@ -812,7 +816,7 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
         if f is None or f.f_code is not tb_extractor or f.f_globals is not traceback_globals or (
                 f.f_lasti not in tb_loop):  # its loop, not what it does with the generator before
             return False
-        if any(traceback_globals.get(n) is not v for n, v in tb_names):
+        if not tb_names_as_started():
             return False
         local = f.f_locals
         gen = local.get("frame_gen")
@@ -866,13 +870,13 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
             return f"audit: reach into the harness: sys._current_frames from {frame_at(3).f_code.co_filename}"
         if event in reach_events or event.startswith("ctypes.") or (
                 event == "object.__getattr__" and len(args) > 1 and args[1] in frame_attrs):
+            caller = frame_at(3)  # what called the audited function (hook -> detect -> this)
             if not agent_on_stack():
                 # No frame of the agent's below, but was it the Python frame on top that asked? A C callable the
                 # package set up calls these with only the image's frames on the stack: a finalizer that is a
                 # `partial(deque.extend, map(sys._getframe, ...))`, run by the garbage collector inside pytest's
                 # collection, or such a thread target (a fifth red-team round reached `_main` this way). The
                 # caller's code names what it calls (`sys._getframe`, `gc.get_objects`, `.tb_frame`).
-                caller = frame_at(3)
                 if event.startswith("ctypes."):
                     return None
                 name = args[1] if event == "object.__getattr__" else event.rsplit(".", 1)[-1]
@@ -885,7 +889,6 @@ def _main(argv):  # noqa: C901 - one linear procedure, read top to bottom
                 where = caller.f_code.co_filename if caller is not None else "no Python frame"
                 return f"audit: reach into the harness: {event} from C (a callable the code under test set up) " \
                        f"while {where} runs"
-            caller = frame_at(3)  # what called the audited function (hook -> detect -> this)
             if (event == "sys._getframe" and id(caller.f_code) in keeps_frame
                     and caller.f_code.co_filename.startswith(keeps_frame_files)):
                 return None  # the stdlib keeping a frame to itself (by code identity)
@@ -1302,8 +1305,8 @@ def _make_tests(sources, root, os, ast, types, warnings, source_hash, rewrite_as
         setattr(node, field, ast.Subscript(value=ast.Tuple(elts=[value, call], ctx=ast.Load(), **at),
                                            slice=ast.Constant(0, **at), ctx=ast.Load(), **at))
 
-    def mark_function(fn):
-        mark_returns(fn.body)
+    def mark_end(fn):
+        """A marked ``return None`` after the last statement of def ``fn`` (falling off its end)."""
         last = fn.body[-1].end_lineno or fn.body[-1].lineno
         end = ast.Return(value=None, lineno=last, end_lineno=last, col_offset=0, end_col_offset=0)
         mark_return(end)
@@ -1311,21 +1314,14 @@ def _make_tests(sources, root, os, ast, types, warnings, source_hash, rewrite_as
 
     def mark_returns(stmts):
         """Marks the returns among ``stmts`` and the statements they hold (only statements hold returns or
-        defs, so expressions are never walked); a nested def is marked as its own function."""
-        for st in stmts:
+        defs, so expressions are never walked: ``statements``), and the end of each def among them."""
+        for st in statements(stmts):
             if isinstance(st, ast.Return):
                 mark_return(st)
             elif isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                mark_function(st)
+                mark_end(st)
             elif isinstance(st, (ast.Assign, ast.AnnAssign)) and isinstance(st.value, ast.Lambda):
                 mark_return(st.value, "body")  # test_x = lambda: ...
-            else:
-                for field in ("body", "orelse", "finalbody"):
-                    sub = getattr(st, field, None)
-                    if isinstance(sub, list):
-                        mark_returns(sub)
-                for part in (getattr(st, "handlers", None) or []) + (getattr(st, "cases", None) or []):
-                    mark_returns(part.body)
 
     op_names = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.In: "in",
                 ast.NotIn: "not in"}

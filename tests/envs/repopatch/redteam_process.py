@@ -131,16 +131,6 @@ _go()
 # is still in freed heap memory; the payload signs `finished` with hmac itself and writes it to the record fd.
 PROC_SELF_MEM = r'''
 import os, sys, re, hashlib, json, base64, ast  # all already imported by the harness/pytest: a new import from a .pyc is itself a finding (marshal.loads)
-def _nodes_unused():
-    out = {}
-    for d, _, fs in os.walk("tests"):
-        for f in fs:
-            if f.startswith("test") and f.endswith(".py"):
-                p = os.path.join(d, f)
-                for n in ast.parse(open(p).read()).body:
-                    if isinstance(n, ast.FunctionDef) and n.name.startswith("test"):
-                        out[os.path.relpath(p) + "::" + n.name] = "passed"
-    return out
 def _go():
     if "_pytest.main" not in sys.modules:
         return
